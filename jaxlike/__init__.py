@@ -1,0 +1,29 @@
+"""jaxlike: pyhf-exact binned likelihoods in JAX, with batched fits, CLs, limits and scans.
+
+Importing jaxlike switches JAX to float64 (``jax_enable_x64``): CLs values of 1e-7 and 2NLL
+differences of 1e-4 need it. This is the only global state jaxlike touches.
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+from . import exceptions  # noqa: E402
+from .model import Model, ModelConfig, build_model, stack_models  # noqa: E402
+
+try:  # the workspace layer is optional for model-only use
+    from .workspace import PatchSet, Workspace  # noqa: E402
+except ImportError:  # pragma: no cover
+    pass
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Model",
+    "ModelConfig",
+    "PatchSet",
+    "Workspace",
+    "build_model",
+    "exceptions",
+    "stack_models",
+]

@@ -1,0 +1,52 @@
+"""Exceptions raised by jaxlike.
+
+Every error caused by user input derives from :class:`JaxlikeError`, so a caller (and the CLI)
+can catch one type. Errors about a specification carry the JSON path of the offending field in
+``.path`` (e.g. ``channels[1].samples[0].data[3]``) and start their message with it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "JaxlikeError",
+    "InvalidSpecification",
+    "InvalidWorkspace",
+    "InvalidPatch",
+    "InvalidModel",
+    "InvalidParameters",
+    "InvalidData",
+]
+
+
+class JaxlikeError(Exception):
+    """Base class of every error jaxlike raises for bad input."""
+
+
+class InvalidSpecification(JaxlikeError):
+    """A specification (workspace, patch, config) is malformed at ``path``."""
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        self.reason = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class InvalidWorkspace(InvalidSpecification):
+    """The workspace violates the pyhf JSON schema 1.0.0 or its consistency rules."""
+
+
+class InvalidPatch(InvalidSpecification):
+    """A JSON patch (RFC 6902) or a pyhf PatchSet cannot be read or applied."""
+
+
+class InvalidModel(InvalidSpecification):
+    """The channels/measurement cannot be compiled into a model (unknown modifier type,
+    duplicated shapesys, missing lumi configuration, POI not in the model, ...)."""
+
+
+class InvalidParameters(JaxlikeError):
+    """A parameter vector or parameter name does not match the model."""
+
+
+class InvalidData(JaxlikeError):
+    """A data vector does not match the model (wrong length, NaN, negative counts)."""

@@ -1,0 +1,20 @@
+"""Model layer: compile pyhf-JSON channels into a differentiable, batchable likelihood."""
+
+from ._build import DEFAULT_MODIFIER_SETTINGS, MODIFIER_TYPES, build_model
+from ._config import ModelConfig, ParamSet
+from ._interp import histosys_delta, normsys_factor
+from ._model import Model, normal_logpdf, poisson_logpdf, stack_models
+
+__all__ = [
+    "DEFAULT_MODIFIER_SETTINGS",
+    "MODIFIER_TYPES",
+    "Model",
+    "ModelConfig",
+    "ParamSet",
+    "build_model",
+    "histosys_delta",
+    "normal_logpdf",
+    "normsys_factor",
+    "poisson_logpdf",
+    "stack_models",
+]
