@@ -1,0 +1,25 @@
+"""Workspaces: validated pyhf JSON specifications, JSON patches and patchsets.
+
+A :class:`Workspace` holds channels, observations and measurements exactly as pyhf's
+schema 1.0.0 describes them; it is plain Python data (no JAX). Patches (RFC 6902) and
+HEPData patchsets turn a background-only workspace into signal hypotheses.
+
+Example:
+    >>> from jaxlike.workspace import Workspace, load_patch  # doctest: +SKIP
+    >>> ws = Workspace.load("BkgOnly.json").patch(load_patch("patch.json"))  # doctest: +SKIP
+"""
+
+from jaxlike.workspace._patch import Patch, PatchSet, apply_patch, digest, load_patch
+from jaxlike.workspace._validate import validate_patch_operations, validate_workspace
+from jaxlike.workspace._workspace import Workspace
+
+__all__ = [
+    "Workspace",
+    "PatchSet",
+    "Patch",
+    "apply_patch",
+    "load_patch",
+    "digest",
+    "validate_workspace",
+    "validate_patch_operations",
+]
