@@ -10,6 +10,7 @@ jax.config.update("jax_enable_x64", True)
 
 from . import exceptions  # noqa: E402
 from .model import Model, ModelConfig, build_model, stack_models  # noqa: E402
+from .fit import FitResult, fit, fixed_poi_fit  # noqa: E402
 
 try:  # the workspace layer is optional for model-only use
     from .workspace import PatchSet, Workspace  # noqa: E402

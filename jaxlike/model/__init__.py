@@ -3,6 +3,7 @@
 from ._build import DEFAULT_MODIFIER_SETTINGS, MODIFIER_TYPES, build_model
 from ._config import ModelConfig, ParamSet
 from ._interp import histosys_delta, normsys_factor
+from ._hessian import value_grad_hess
 from ._model import Model, normal_logpdf, poisson_logpdf, stack_models
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "normsys_factor",
     "poisson_logpdf",
     "stack_models",
+    "value_grad_hess",
 ]

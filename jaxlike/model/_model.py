@@ -25,7 +25,7 @@ import numpy as np
 from jax.scipy.special import gammaln, xlogy
 
 from ._config import ModelConfig
-from ._interp import histosys_delta, normsys_factor
+from ._interp import histosys_delta, normsys_log_factor
 from ._tables import Wiring
 
 __all__ = ["Model", "stack_models"]
@@ -64,11 +64,6 @@ def normal_logpdf(x, mu, sigma):
     return -0.5 * ((x - mu) / sigma) ** 2 - jnp.log(sigma) - _HALF_LOG_2PI
 
 
-def _prod_where(mask, values):
-    """Π_m where(mask[m], values[m], 1) over the leading axis."""
-    return jnp.prod(jnp.where(mask, values, 1.0), axis=0)
-
-
 class Model(eqx.Module):
     """A HistFactory probability model (pyhf-compatible), as a JAX pytree.
 
@@ -90,22 +85,21 @@ class Model(eqx.Module):
 
     # -- main model ----------------------------------------------------------------------------
     def _factors(self, pars):
-        """Product of all multiplicative modifiers, shape [samples, bins]."""
-        w, mk = self.wiring, self.masks
+        """Product of all multiplicative modifiers, shape [samples, bins].
+
+        Direct factors (normfactor, lumi, shapefactor, shapesys, staterror) are gathered from
+        K precomputed slots per (sample, bin); normsys factors multiply as exp(Σ log f).
+        """
+        w = self.wiring
         ext = jnp.concatenate([pars, jnp.ones((1,), pars.dtype)])
-        fac = jnp.ones_like(self.nominal)
-        for t in ("normfactor", "lumi"):
-            if getattr(w, t):
-                vals = ext[np.asarray(getattr(w, t))][:, None, None]
-                fac = fac * _prod_where(mk[t], vals)
+        idx = w.direct_index()
+        fac = ext[idx[0]]
+        for k in range(1, idx.shape[0]):
+            fac = fac * ext[idx[k]]
         if w.normsys:
             alpha = ext[np.asarray(w.normsys)][:, None, None]
-            f = normsys_factor(w.normsys_code, alpha, self.normsys_lo, self.normsys_hi)
-            fac = fac * _prod_where(mk["normsys"], f)
-        for t in ("shapefactor", "shapesys", "staterror"):
-            if getattr(w, t):
-                vals = ext[np.asarray(getattr(w, t))][:, None, :]
-                fac = fac * _prod_where(mk[t], vals)
+            logf = normsys_log_factor(w.normsys_code, alpha, self.normsys_lo, self.normsys_hi)
+            fac = fac * jnp.exp(jnp.sum(jnp.where(self.masks["normsys"], logf, 0.0), axis=0))
         return fac
 
     def _shifted_nominal(self, pars):
@@ -129,29 +123,55 @@ class Model(eqx.Module):
         return jnp.sum(self.expected_by_sample(pars), axis=0)
 
     # -- constraints ---------------------------------------------------------------------------
+    def _constraint_plan(self, kind):
+        """Static gather plan of all constraints of one kind (``normal`` or ``poisson``):
+        parameter indices, aux indices, static widths/factors, and the positions that take a
+        template-derived value (staterror σ or shapesys τ) as (position, modifier, bin)."""
+        par, aux, val, dyn = [], [], [], []
+        bins_of = self.wiring.staterror_bins if kind == "normal" else self.wiring.shapesys_bins
+        for seg in self.config.segments:
+            if seg.kind != kind:
+                continue
+            pos = len(par)
+            par += range(seg.par_start, seg.par_start + seg.n)
+            aux += range(seg.aux_start, seg.aux_start + seg.n)
+            if seg.source == "static":
+                val += list(seg.values)
+            else:
+                val += [1.0] * seg.n
+                dyn += [(pos + i, seg.which, b) for i, b in enumerate(bins_of[seg.which])]
+        as_int = lambda x: np.asarray(x, dtype=np.int32)  # noqa: E731
+        dyn = np.asarray(dyn, dtype=np.int32).reshape(-1, 3)
+        return as_int(par), as_int(aux), np.asarray(val, float), dyn
+
+    def _constraint_scales(self, kind):
+        """Widths σ (normal) or rate factors τ (poisson) of all constraints of one kind."""
+        par, _, val, dyn = self._constraint_plan(kind)
+        scale = jnp.asarray(val)
+        if len(dyn):
+            if kind == "normal":
+                per_mod = _staterror_sigmas(self.nominal, self.masks["staterror"], self.staterror_unc)
+                per_mod = jnp.where(per_mod > 0, per_mod, 1.0)
+            else:
+                per_mod, _ = _shapesys_factors(self.nominal, self.masks["shapesys"], self.shapesys_unc)
+            scale = scale.at[dyn[:, 0]].set(per_mod[dyn[:, 1], dyn[:, 2]])
+        return scale
+
     def _segment_scale(self, seg):
-        """σ (normal) or τ (poisson) of a constraint segment, computed from the templates."""
-        if seg.source == "static":
-            return jnp.asarray(seg.values)
-        m = seg.which
-        if seg.source == "staterror":
-            bins = np.asarray(self.wiring.staterror_bins[m])
-            sig = _staterror_sigmas(self.nominal, self.masks["staterror"][m], self.staterror_unc[m])
-            sig = sig[bins]
-            return jnp.where(sig > 0, sig, 1.0)
-        bins = np.asarray(self.wiring.shapesys_bins[m])
-        tau, _ = _shapesys_factors(self.nominal, self.masks["shapesys"][m], self.shapesys_unc[m])
-        return tau[bins]
+        """σ (normal) or τ (poisson) of one constraint segment."""
+        par, *_ = self._constraint_plan(seg.kind)
+        pos = int(np.flatnonzero(par == seg.par_start)[0])
+        return self._constraint_scales(seg.kind)[pos : pos + seg.n]
 
     def _segment_fixed(self, seg):
         m = seg.which
         if seg.source == "staterror":
             bins = np.asarray(self.wiring.staterror_bins[m])
-            sig = _staterror_sigmas(self.nominal, self.masks["staterror"][m], self.staterror_unc[m])
-            return sig[bins] <= 0
+            sig = _staterror_sigmas(self.nominal, self.masks["staterror"][m:m + 1], self.staterror_unc[m:m + 1])
+            return sig[0, bins] <= 0
         bins = np.asarray(self.wiring.shapesys_bins[m])
-        _, valid = _shapesys_factors(self.nominal, self.masks["shapesys"][m], self.shapesys_unc[m])
-        return ~valid[bins]
+        _, valid = _shapesys_factors(self.nominal, self.masks["shapesys"][m:m + 1], self.shapesys_unc[m:m + 1])
+        return ~valid[0, bins]
 
     def auxdata(self):
         """Default auxiliary data in pyhf order (shapesys τ computed from the templates)."""
@@ -164,11 +184,13 @@ class Model(eqx.Module):
     def expected_auxdata(self, pars):
         """Expected auxiliary data: θ for Gaussian constraints, γ τ for Poisson constraints."""
         pars = jnp.asarray(pars)
-        parts = []
-        for seg in self.config.segments:
-            p = pars[seg.par_start : seg.par_start + seg.n]
-            parts.append(p if seg.kind == "normal" else p * self._segment_scale(seg))
-        return jnp.concatenate(parts) if parts else jnp.zeros((0,), pars.dtype)
+        out = jnp.zeros((self.config.nauxdata,), pars.dtype)
+        for kind in ("normal", "poisson"):
+            par, aux, _, _ = self._constraint_plan(kind)
+            if len(par):
+                vals = pars[par] if kind == "normal" else pars[par] * self._constraint_scales(kind)
+                out = out.at[aux].set(vals)
+        return out
 
     def expected_data(self, pars, include_auxdata=True):
         """Expected main data followed (by default) by the expected auxiliary data."""
@@ -182,14 +204,13 @@ class Model(eqx.Module):
         Poisson-constrained parameters."""
         pars, auxdata = jnp.asarray(pars), jnp.asarray(auxdata)
         total = jnp.zeros((), pars.dtype)
-        for seg in self.config.segments:
-            p = pars[seg.par_start : seg.par_start + seg.n]
-            a = auxdata[seg.aux_start : seg.aux_start + seg.n]
-            scale = self._segment_scale(seg)
-            if seg.kind == "normal":
-                total = total + jnp.sum(normal_logpdf(a, p, scale))
-            else:
-                total = total + jnp.sum(poisson_logpdf(a, p * scale))
+        par, aux, _, _ = self._constraint_plan("normal")
+        if len(par):
+            total = total + jnp.sum(normal_logpdf(auxdata[aux], pars[par], self._constraint_scales("normal")))
+        par, aux, _, _ = self._constraint_plan("poisson")
+        if len(par):
+            rate = pars[par] * self._constraint_scales("poisson")
+            total = total + jnp.sum(poisson_logpdf(auxdata[aux], rate))
         return total
 
     def mainlogpdf(self, maindata, pars):
@@ -223,17 +244,19 @@ class Model(eqx.Module):
 
 
 def _staterror_sigmas(nominal, mask, unc):
-    carry = jnp.any(mask, axis=1)
-    total = jnp.sum(jnp.where(carry[:, None], nominal, 0.0), axis=0)
+    """σ_mb = sqrt(Σ_s δ_msb²) / Σ_{s carrying m} ν⁰_sb (0 where the sum is 0); mask/unc [M,S,B]."""
+    carry = jnp.any(mask, axis=2)  # [M, S]
+    total = jnp.einsum("ms,sb->mb", carry.astype(nominal.dtype), nominal)
     ok = total > 0
-    rel2 = jnp.sum((unc / jnp.where(ok, total, 1.0)) ** 2, axis=0)
+    rel2 = jnp.sum((unc / jnp.where(ok, total, 1.0)[:, None, :]) ** 2, axis=1)
     rel2 = jnp.where(ok, rel2, 0.0)
     return jnp.where(rel2 > 0, jnp.sqrt(jnp.where(rel2 > 0, rel2, 1.0)), 0.0)
 
 
 def _shapesys_factors(nominal, mask, unc):
-    nom = jnp.sum(jnp.where(mask, nominal, 0.0), axis=0)
-    delta = jnp.sum(jnp.where(mask, unc, 0.0), axis=0)
+    """τ_mb = (ν⁰/δ)² of the sample carrying shapesys m (1 and invalid where ν⁰ or δ is 0)."""
+    nom = jnp.sum(jnp.where(mask, nominal[None], 0.0), axis=1)
+    delta = jnp.sum(jnp.where(mask, unc, 0.0), axis=1)
     valid = (nom > 0) & (delta > 0)
     tau = jnp.where(valid, nom**2 / jnp.where(valid, delta, 1.0) ** 2, 1.0)
     return tau, valid

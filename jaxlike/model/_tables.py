@@ -32,6 +32,13 @@ class Wiring:
     staterror_bins: tuple[tuple[int, ...], ...]
     normsys_code: str
     histosys_code: str
+    direct_slots: tuple[tuple[int, ...], ...] = ()
+    shape: tuple[int, int] = (0, 0)
+
+    def direct_index(self):
+        """[K, samples, bins] parameter indices of the direct multiplicative factors
+        (normfactor, lumi, shapefactor, shapesys, staterror); ``npars`` means "none"."""
+        return np.asarray(self.direct_slots, dtype=np.int32).reshape((-1,) + self.shape)
 
 
 def staterror_sigmas_np(nominal, mask, unc):
@@ -152,6 +159,7 @@ class _Tables:
                 bins_out.append(bins)
             return tuple(rows), tuple(bins_out)
 
+        slots = _direct_slots(self, lay, start, npars, scalar, per_bin)
         shapefactor, _ = per_bin("shapefactor")
         shapesys, shapesys_bins = per_bin("shapesys")
         staterror, staterror_bins = per_bin("staterror")
@@ -167,6 +175,8 @@ class _Tables:
             staterror_bins=staterror_bins,
             normsys_code=self.codes["normsys"],
             histosys_code=self.codes["histosys"],
+            direct_slots=tuple(tuple(int(x) for x in k.ravel()) for k in slots),
+            shape=(lay.S, lay.B),
         )
         arr = jnp.asarray
         return dict(
@@ -180,6 +190,28 @@ class _Tables:
             shapesys_unc=arr(self.unc["shapesys"]),
             staterror_unc=arr(self.unc["staterror"]),
         )
+
+
+def _direct_slots(tables, lay, start, npars, scalar, per_bin):
+    """Pack the direct factors into K slots per (sample, bin): K = the largest number of such
+    modifiers acting on one (sample, bin), usually 1-3, so the product is K gathers."""
+    per_sb = [[[] for _ in range(lay.B)] for _ in range(lay.S)]
+    for t in ("normfactor", "lumi"):
+        for m, p in enumerate(scalar(t)):
+            for s_, b in zip(*np.nonzero(tables.mask[t][m]), strict=True):
+                per_sb[s_][b].append(p)
+    for t in ("shapefactor", "shapesys", "staterror"):
+        rows, _ = per_bin(t)
+        for m, row in enumerate(rows):
+            for s_, b in zip(*np.nonzero(tables.mask[t][m]), strict=True):
+                per_sb[s_][b].append(row[b])
+    k = max([1] + [len(x) for r in per_sb for x in r])
+    slots = np.full((k, lay.S, lay.B), npars, dtype=int)
+    for s_ in range(lay.S):
+        for b in range(lay.B):
+            for i, p in enumerate(per_sb[s_][b]):
+                slots[i, s_, b] = p
+    return slots
 
 
 _TYPES = ("histosys", "lumi", "normfactor", "normsys", "shapefactor", "shapesys", "staterror")
