@@ -11,6 +11,14 @@ jax.config.update("jax_enable_x64", True)
 from . import exceptions  # noqa: E402
 from .model import Model, ModelConfig, build_model, stack_models  # noqa: E402
 from .fit import FitResult, fit, fixed_poi_fit  # noqa: E402
+from .infer import (  # noqa: E402
+    HypoTestResult,
+    UpperLimitResult,
+    discovery_significance,
+    hypotest,
+    hypotest_scan,
+    upper_limit,
+)
 
 try:  # the workspace layer is optional for model-only use
     from .workspace import PatchSet, Workspace  # noqa: E402
@@ -20,6 +28,15 @@ except ImportError:  # pragma: no cover
 __version__ = "0.1.0"
 
 __all__ = [
+    "FitResult",
+    "HypoTestResult",
+    "UpperLimitResult",
+    "discovery_significance",
+    "fit",
+    "fixed_poi_fit",
+    "hypotest",
+    "hypotest_scan",
+    "upper_limit",
     "Model",
     "ModelConfig",
     "PatchSet",

@@ -1,0 +1,214 @@
+"""Asymptotic hypothesis tests (CLs, CLs+b, CLb, discovery p-values), jittable and vmappable.
+
+A test at POI value μ needs five fits, as in pyhf: the free and the μ-conditional fit to the
+data, the conditional fit at μ_A (0 for q/q̃, 1 for q0) whose expected data (main + aux) is the
+Asimov dataset, and the free and μ-conditional fits to that Asimov dataset. The three fits that
+do not depend on μ are done once (:func:`hypotest_prepare`); :func:`hypotest` /
+:func:`hypotest_scan` then only add the two conditional fits per μ, so a scan over many μ values
+(or an upper-limit root search) is one vmapped computation.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ..exceptions import InvalidParameters
+from ..fit import FitResult, fit_arrays, prepare_fit_inputs
+from ._asymptotics import TEST_STATS, asymptotic_pvalues, profile_statistic
+
+__all__ = [
+    "HypoTestPrep",
+    "HypoTestResult",
+    "hypotest",
+    "hypotest_scan",
+    "hypotest_prepare",
+    "hypotest_at",
+    "discovery_significance",
+]
+
+
+class HypoTestPrep(eqx.Module):
+    """The μ-independent part of a hypothesis test."""
+
+    data: jax.Array
+    asimov_data: jax.Array
+    init: jax.Array
+    lo: jax.Array
+    hi: jax.Array
+    fixed: jax.Array
+    free_fit: FitResult
+    asimov_fit: FitResult
+    free_fit_asimov: FitResult
+    test_stat: str = eqx.field(static=True)
+    poi: int = eqx.field(static=True)
+    calc_base_dist: str = eqx.field(static=True, default="normal")
+
+
+class HypoTestResult(eqx.Module):
+    """Result of an asymptotic test at ``mu``. Unpacks as ``cls_obs, cls_exp = result``.
+
+    ``twice_nll`` and ``fit_converged`` list the five fits in the order: free fit to data,
+    μ-conditional fit to data, μ_A-conditional fit to data (Asimov parameters), free fit to Asimov,
+    μ-conditional fit to Asimov; ``fitted_pars`` holds their best-fit vectors. For ``q0`` the
+    p-values are ``p0_obs = clsb_obs`` and ``p0_exp = clsb_exp`` (pyhf's convention).
+    """
+
+    mu: jax.Array
+    cls_obs: jax.Array
+    cls_exp: jax.Array
+    clsb_obs: jax.Array
+    clb_obs: jax.Array
+    clsb_exp: jax.Array
+    clb_exp: jax.Array
+    q_obs: jax.Array
+    q_asimov: jax.Array
+    mu_hat: jax.Array
+    twice_nll: jax.Array
+    fit_converged: jax.Array
+    fitted_pars: jax.Array
+    converged: jax.Array
+
+    def __iter__(self):
+        return iter((self.cls_obs, self.cls_exp))
+
+    @property
+    def p0_obs(self):
+        return self.clsb_obs
+
+    @property
+    def p0_exp(self):
+        return self.clsb_exp
+
+    @property
+    def significance_obs(self):
+        """Z = √q for q0 (local significance of the observed data)."""
+        return jnp.sqrt(jnp.clip(self.q_obs, 0.0))
+
+    @property
+    def significance_exp(self):
+        """Expected significance band Z_N = √q_A + N, N = 2 … −2 (q0 only)."""
+        return jnp.sqrt(jnp.clip(self.q_asimov, 0.0)) - jnp.asarray([2.0, 1.0, 0.0, -1.0, -2.0])
+
+
+def _conditional(model, data, start, lo, hi, fixed, poi, mu):
+    init = start.at[poi].set(mu)
+    return fit_arrays(
+        model,
+        data,
+        init,
+        lo.at[poi].set(jnp.minimum(lo[poi], mu)),
+        hi.at[poi].set(jnp.maximum(hi[poi], mu)),
+        fixed.at[poi].set(True),
+    )
+
+
+def _check(model, test_stat):
+    if test_stat not in TEST_STATS:
+        raise InvalidParameters(f"test_stat must be one of {TEST_STATS}, got {test_stat!r}")
+    if model.config.poi_index is None:
+        raise InvalidParameters("the model has no parameter of interest (poi_name=None)")
+    return model.config.poi_index
+
+
+@eqx.filter_jit
+def _prepare_core(model, data, init, lo, hi, fixed, test_stat, calc_base_dist):
+    poi = model.config.poi_index
+    free = fit_arrays(model, data, init, lo, hi, fixed)
+    mu_a = 1.0 if test_stat == "q0" else 0.0
+    asimov_fit = _conditional(model, data, init, lo, hi, fixed, poi, mu_a)
+    asimov = model.expected_data(asimov_fit.bestfit)
+    free_a = fit_arrays(model, asimov, init, lo, hi, fixed)
+    return HypoTestPrep(
+        data=data, asimov_data=asimov, init=init, lo=lo, hi=hi, fixed=fixed, free_fit=free,
+        asimov_fit=asimov_fit, free_fit_asimov=free_a, test_stat=test_stat, poi=poi,
+        calc_base_dist=calc_base_dist,
+    )
+
+
+def hypotest_prepare(data, model, *, test_stat="qtilde", init_pars=None, par_bounds=None,
+                     fixed_params=None, calc_base_dist="normal"):
+    """The three μ-independent fits of an asymptotic test (free fit, Asimov construction,
+    free fit to Asimov). Pass the result to :func:`hypotest_at`.
+
+    ``calc_base_dist``: ``"normal"`` (pyhf default) or ``"clipped_normal"`` for the expected band
+    (see :mod:`jaxlike.infer._asymptotics`)."""
+    _check(model, test_stat)
+    if calc_base_dist not in ("normal", "clipped_normal"):
+        raise InvalidParameters(f"calc_base_dist must be 'normal' or 'clipped_normal', got {calc_base_dist!r}")
+    d, init, lo, hi, fixed = prepare_fit_inputs(model, data, init_pars, par_bounds, fixed_params)
+    return _prepare_core(model, d, init, lo, hi, fixed, test_stat, calc_base_dist)
+
+
+def hypotest_at(prep, model, mu, *, warm_start=False):
+    """Complete a prepared test at POI value ``mu`` (two conditional fits). Traceable in ``mu``.
+
+    ``warm_start=False`` starts the conditional fits at the model's initial values, as pyhf does;
+    ``True`` starts them from the free fits (faster; used by limit searches).
+    """
+    poi, ts = prep.poi, prep.test_stat
+    mu = jnp.asarray(mu, dtype=prep.init.dtype)
+    start_d = prep.free_fit.bestfit if warm_start else prep.init
+    start_a = prep.asimov_fit.bestfit if warm_start else prep.init
+    cond = _conditional(model, prep.data, start_d, prep.lo, prep.hi, prep.fixed, poi, mu)
+    cond_a = _conditional(model, prep.asimov_data, start_a, prep.lo, prep.hi, prep.fixed, poi, mu)
+    mu_hat = prep.free_fit.bestfit[poi]
+    q = profile_statistic(ts, mu, cond.twice_nll, prep.free_fit.twice_nll, mu_hat)
+    q_a = profile_statistic(
+        ts, mu, cond_a.twice_nll, prep.free_fit_asimov.twice_nll, prep.free_fit_asimov.bestfit[poi]
+    )
+    (clsb, clb, cls), (clsb_e, clb_e, cls_e) = asymptotic_pvalues(ts, q, q_a, prep.calc_base_dist)
+    fits = (prep.free_fit, cond, prep.asimov_fit, prep.free_fit_asimov, cond_a)
+    conv = jnp.stack([f.converged for f in fits])
+    return HypoTestResult(
+        mu=mu, cls_obs=cls, cls_exp=cls_e, clsb_obs=clsb, clb_obs=clb, clsb_exp=clsb_e,
+        clb_exp=clb_e, q_obs=q, q_asimov=q_a, mu_hat=mu_hat,
+        twice_nll=jnp.stack([f.twice_nll for f in fits]), fit_converged=conv,
+        fitted_pars=jnp.stack([f.bestfit for f in fits]), converged=jnp.all(conv),
+    )
+
+
+@eqx.filter_jit
+def _at_jit(prep, model, mu, warm_start):
+    return hypotest_at(prep, model, mu, warm_start=warm_start)
+
+
+@eqx.filter_jit
+def _scan_jit(prep, model, mus, warm_start):
+    return jax.vmap(lambda m: hypotest_at(prep, model, m, warm_start=warm_start))(mus)
+
+
+def hypotest(poi_test, data, model, *, test_stat="qtilde", init_pars=None, par_bounds=None,
+             fixed_params=None, warm_start=False, calc_base_dist="normal"):
+    """Asymptotic CLs test of POI value ``poi_test`` (pyhf's ``infer.hypotest``).
+
+    Returns a :class:`HypoTestResult`; ``cls_obs, cls_exp = jaxlike.hypotest(1.0, data, model)``
+    gives the observed CLs and the expected band (5 values, ascending). All five fits are
+    reported in ``twice_nll``/``fit_converged``; ``converged`` is False if any failed.
+    Works under ``jax.jit``/``jax.vmap`` (over data or a stacked model).
+    """
+    prep = hypotest_prepare(data, model, test_stat=test_stat, init_pars=init_pars,
+                            par_bounds=par_bounds, fixed_params=fixed_params,
+                            calc_base_dist=calc_base_dist)
+    return _at_jit(prep, model, poi_test, warm_start)
+
+
+def hypotest_scan(poi_values, data, model, *, test_stat="qtilde", init_pars=None,
+                  par_bounds=None, fixed_params=None, warm_start=False, calc_base_dist="normal"):
+    """Hypothesis tests at many POI values in one compiled, vmapped call.
+
+    The μ-independent fits are shared; every field of the result gets a leading axis.
+    """
+    prep = hypotest_prepare(data, model, test_stat=test_stat, init_pars=init_pars,
+                            par_bounds=par_bounds, fixed_params=fixed_params,
+                            calc_base_dist=calc_base_dist)
+    return _scan_jit(prep, model, jnp.asarray(poi_values, dtype=float), warm_start)
+
+
+def discovery_significance(data, model, *, init_pars=None, par_bounds=None, fixed_params=None):
+    """Discovery test with q0: returns the :class:`HypoTestResult` at μ = 0 whose
+    ``p0_obs``/``significance_obs`` are the observed and ``p0_exp``/``significance_exp`` the
+    expected (μ = 1 Asimov) values; Z = Φ⁻¹(1 − p0) = √q0."""
+    return hypotest(0.0, data, model, test_stat="q0", init_pars=init_pars, par_bounds=par_bounds,
+                    fixed_params=fixed_params)
