@@ -1,0 +1,8 @@
+"""``python -m jaxlike``: the jaxlike command line (see :mod:`jaxlike.cli`)."""
+
+import sys
+
+from jaxlike.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""The ``jaxlike`` command line: ``cls``, ``fit``, ``limit``, ``inspect`` and ``example``.
+
+It mirrors ``pyhf``'s CLI where the two overlap (``jaxlike cls ws.json -p patch.json``
+prints the same JSON as ``pyhf cls``). Run it as ``jaxlike ...`` or ``python -m jaxlike ...``,
+or call :func:`main` with a list of arguments.
+"""
+
+from jaxlike.cli._main import main
+
+__all__ = ["main"]

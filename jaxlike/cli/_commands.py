@@ -1,0 +1,160 @@
+"""The computing subcommands: ``cls``, ``fit``, ``limit`` and ``example``.
+
+Each ``cmd_*`` function takes the parsed arguments and returns the process exit code; bad
+input propagates as :class:`~jaxlike.cli._io.CliError` or a ``JaxlikeError``, which
+:func:`jaxlike.cli.main` turns into one error line.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jaxlike.cli._format import band, table
+from jaxlike.cli._io import CliError, build, dump, emit, floats, scalar, warn
+
+__all__ = ["cmd_cls", "cmd_fit", "cmd_limit", "cmd_example", "EXIT_NOT_CONVERGED"]
+
+#: Exit code of ``fit`` (and ``example``) when the maximum-likelihood fit did not converge.
+EXIT_NOT_CONVERGED = 3
+
+
+def _converged(result) -> bool:
+    return bool(np.all(np.asarray(result.converged)))
+
+
+def cmd_cls(args) -> int:
+    """``jaxlike cls``: observed and expected CLs at ``--test-poi``, printed like ``pyhf cls``."""
+    import jaxlike
+
+    _, model, data = build(args)
+    result = jaxlike.hypotest(args.test_poi, data, model, test_stat=args.test_stat)
+    if not _converged(result):
+        warn(f"a fit inside the hypothesis test at {args.test_poi:g} did not converge")
+    out = {"CLs_exp": floats(result.cls_exp), "CLs_obs": scalar(result.cls_obs)}
+    emit(dump(out, sort_keys=True), args.output_file)
+    return 0
+
+
+def fit_summary(model, result) -> dict:
+    """The ``fit --json`` document: best fit and uncertainty per parameter, 2NLL, converged."""
+    names = model.config.par_names
+    return {
+        "bestfit": dict(zip(names, floats(result.bestfit), strict=True)),
+        "uncertainties": dict(zip(names, floats(result.uncertainties), strict=True)),
+        "twice_nll": scalar(result.twice_nll),
+        "converged": _converged(result),
+    }
+
+
+def _convergence_text(result) -> str:
+    text = "yes" if _converged(result) else "NO"
+    details = []
+    if getattr(result, "iterations", None) is not None:
+        details.append(f"{int(scalar(result.iterations))} iterations")
+    if getattr(result, "edm", None) is not None:
+        details.append(f"edm {scalar(result.edm):.2g}")
+    return f"{text} ({', '.join(details)})" if details else text
+
+
+def fit_table(model, result) -> str:
+    """Parameter table (name, value, uncertainty) followed by 2NLL and convergence."""
+    summary = fit_summary(model, result)
+    fixed = np.asarray(model.config.suggested_fixed(), dtype=bool)
+    rows = []
+    for (name, value), unc, is_fixed in zip(
+        summary["bestfit"].items(), summary["uncertainties"].values(), fixed, strict=True
+    ):
+        rows.append([name, f"{value:.6f}", "fixed" if is_fixed else f"{unc:.6f}"])
+    lines = [table(["parameter", "value", "uncertainty"], rows, "<>>"), ""]
+    lines.append(f"2NLL       {summary['twice_nll']:.6f}")
+    lines.append(f"converged  {_convergence_text(result)}")
+    return "\n".join(lines)
+
+
+def cmd_fit(args) -> int:
+    """``jaxlike fit``: maximum-likelihood fit; exit code 3 if the fit did not converge."""
+    import jaxlike
+
+    _, model, data = build(args)
+    result = jaxlike.fit(model, data)
+    text = dump(fit_summary(model, result)) if args.json else fit_table(model, result)
+    emit(text, args.output_file)
+    if not _converged(result):
+        warn("the maximum-likelihood fit did not converge; the results above are unreliable")
+        return EXIT_NOT_CONVERGED
+    return 0
+
+
+def limit_table(result, cl: float, poi_name: str) -> str:
+    """Observed and expected upper limits, one row each."""
+    obs, exp = scalar(result.obs), floats(result.exp)
+    labels = ["expected -2σ", "expected -1σ", "expected median", "expected +1σ", "expected +2σ"]
+    rows = [["observed", f"{obs:.6g}"]] + [
+        [lab, f"{v:.6g}"] for lab, v in zip(labels, exp, strict=True)
+    ]
+    return table([f"{100 * cl:g}% CL upper limit", poi_name], rows, "<>")
+
+
+def cmd_limit(args) -> int:
+    """``jaxlike limit``: observed and expected upper limits on the POI at ``--cl``."""
+    import jaxlike
+
+    if not 0.0 < args.cl < 1.0:
+        raise CliError(f"--cl must lie between 0 and 1, not {args.cl:g}")
+    _, model, data = build(args)
+    result = jaxlike.upper_limit(data, model, cl=args.cl, test_stat=args.test_stat)
+    if not _converged(result):
+        warn("a fit inside the upper-limit search did not converge")
+    if args.json:
+        text = dump({"obs": scalar(result.obs), "exp": floats(result.exp), "cl": args.cl})
+    else:
+        text = limit_table(result, args.cl, model.config.poi_name)
+    emit(text, args.output_file)
+    return 0
+
+
+def cmd_example(args) -> int:
+    """``jaxlike example``: fit, CLs at mu = 1 and the 95 % CL limit of the bundled example."""
+    import jaxlike
+    from jaxlike.examples import make_example_workspace, write_example_workspace
+
+    if args.output is not None:
+        try:
+            spec = write_example_workspace(args.output, seed=args.seed)
+        except OSError as err:
+            raise CliError(f"cannot write '{args.output}': {err.strerror or err}") from None
+    else:
+        spec = make_example_workspace(args.seed)
+    ws = jaxlike.Workspace(spec)
+    model = ws.model()
+    data = ws.data(model)
+    fit = jaxlike.fit(model, data)
+    test = jaxlike.hypotest(1.0, data, model, test_stat="qtilde")
+    limit = jaxlike.upper_limit(data, model, cl=0.95, test_stat="qtilde")
+
+    poi = model.config.poi_index
+    nbins = sum(model.config.channel_nbins.values())
+    rows = [
+        ["workspace", f"synthetic search, seed {args.seed}"],
+        [
+            "model",
+            f"{len(model.config.channels)} channels, {nbins} bins, {model.config.npars} parameters",
+        ],
+        ["best-fit mu", f"{scalar(fit.bestfit[poi]):.4f} ± {scalar(fit.uncertainties[poi]):.4f}"],
+        ["2NLL", f"{scalar(fit.twice_nll):.4f}"],
+        ["fit converged", _convergence_text(fit)],
+        ["CLs_obs (mu=1)", f"{scalar(test.cls_obs):.4g}"],
+        ["CLs_exp (mu=1)", band(floats(test.cls_exp))],
+        ["95% CL limit obs", f"{scalar(limit.obs):.4f}"],
+        ["95% CL limit exp", band(floats(limit.exp), ".4f")],
+    ]
+    if args.output is not None:
+        rows.insert(1, ["written to", args.output])
+    print(table(["quantity", "value"], rows, "<<"))
+    for what, result in (("CLs", test), ("upper-limit", limit)):
+        if not _converged(result):
+            warn(f"a fit inside the {what} computation did not converge")
+    if not _converged(fit):
+        warn("the maximum-likelihood fit did not converge; the results above are unreliable")
+        return EXIT_NOT_CONVERGED
+    return 0

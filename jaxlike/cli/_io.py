@@ -1,0 +1,117 @@
+"""Input and output helpers of the command line: workspaces, patches, results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CliError",
+    "read_json",
+    "read_spec",
+    "load_workspace",
+    "load_patches",
+    "build",
+    "scalar",
+    "floats",
+    "dump",
+    "emit",
+    "warn",
+]
+
+
+class CliError(Exception):
+    """A user error found by the CLI itself (bad file, bad JSON, bad arguments)."""
+
+
+def read_json(path: str, what: str) -> Any:
+    """Parse the JSON document at ``path`` (``"-"`` = standard input); ``what`` names it."""
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+            path = "<stdin>"
+        else:
+            text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"{what} file '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise CliError(f"cannot read {what} file '{path}': {reason}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CliError(
+            f"{what} file '{path}' is not valid JSON: {err.msg} "
+            f"(line {err.lineno}, column {err.colno})"
+        ) from None
+
+
+def read_spec(path: str) -> dict:
+    """Read a workspace file (``"-"`` = standard input) as a JSON object, not yet validated."""
+    spec = read_json(path, "workspace")
+    if not isinstance(spec, dict):
+        raise CliError(f"workspace file '{path}' must hold a JSON object")
+    return spec
+
+
+def load_workspace(path: str):
+    """Read and validate a workspace file as a :class:`jaxlike.Workspace`."""
+    import jaxlike
+
+    return jaxlike.Workspace(read_spec(path))
+
+
+def load_patches(paths: list[str] | None) -> list[list[dict]]:
+    """Read RFC 6902 patch files (each a JSON list of operations) in the order given."""
+    patches = []
+    for path in paths or []:
+        ops = read_json(path, "patch")
+        if not isinstance(ops, list):
+            raise CliError(f"patch file '{path}' must hold a JSON list of RFC 6902 operations")
+        patches.append(ops)
+    return patches
+
+
+def build(args):
+    """``(workspace, model, data)`` from the parsed ``WORKSPACE``, ``-p`` and ``--measurement``."""
+    ws = load_workspace(args.workspace)
+    model = ws.model(
+        measurement_name=getattr(args, "measurement", None),
+        patches=load_patches(getattr(args, "patch", None)) or None,
+    )
+    return ws, model, ws.data(model)
+
+
+def scalar(value: Any) -> float:
+    """A Python float from a 0-d (or one-element) array-like."""
+    return float(np.asarray(value).reshape(-1)[0])
+
+
+def floats(values: Any) -> list[float]:
+    """A list of Python floats from a 1-d array-like."""
+    return [float(v) for v in np.asarray(values, dtype=float).reshape(-1)]
+
+
+def dump(obj: Any, sort_keys: bool = False) -> str:
+    """JSON text indented by 4 spaces, as pyhf's CLI prints it."""
+    return json.dumps(obj, indent=4, sort_keys=sort_keys)
+
+
+def emit(text: str, output_file: str | None = None) -> None:
+    """Print ``text`` or write it (with a final newline) to ``output_file``."""
+    if output_file is None:
+        print(text)
+        return
+    try:
+        Path(output_file).write_text(text + "\n", encoding="utf-8")
+    except OSError as err:
+        raise CliError(f"cannot write '{output_file}': {err.strerror or err}") from None
+
+
+def warn(message: str) -> None:
+    """One warning line on standard error."""
+    print(f"jaxlike: warning: {message}", file=sys.stderr)

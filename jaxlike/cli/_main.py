@@ -1,0 +1,131 @@
+"""Argument parsing and error handling of the ``jaxlike`` command.
+
+Exit codes: 0 success, 2 bad input (unreadable file, invalid JSON, invalid workspace or
+patch, usage error; one ``jaxlike: error: ...`` line on standard error, no traceback),
+3 the maximum-likelihood fit of ``fit``/``example`` did not converge (results still printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from jaxlike.cli._io import CliError
+
+__all__ = ["main", "build_parser", "EXIT_BAD_INPUT"]
+
+#: Exit code for every kind of bad input.
+EXIT_BAD_INPUT = 2
+
+
+class _UsageError(Exception):
+    """Raised instead of argparse printing usage and calling ``sys.exit``."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors become one line, printed by :func:`main`."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _add_common(sub: argparse.ArgumentParser, patches: bool = True) -> None:
+    sub.add_argument("workspace", metavar="WORKSPACE", help="pyhf JSON workspace ('-' = stdin)")
+    if patches:
+        sub.add_argument(
+            "-p",
+            "--patch",
+            action="append",
+            metavar="PATCH",
+            help="JSON patch file (list of RFC 6902 operations); repeat to apply several",
+        )
+    sub.add_argument("--measurement", metavar="NAME", help="measurement to use (default: first)")
+    sub.add_argument("--output-file", metavar="PATH", help="write the result here, not stdout")
+
+
+def _add_backend(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--backend",
+        metavar="NAME",
+        help="accepted for pyhf compatibility and ignored: jaxlike has one backend (JAX)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``jaxlike`` argument parser with its subcommands."""
+    from jaxlike import __version__
+
+    parser = _Parser(prog="jaxlike", description="Binned HistFactory likelihoods in JAX.")
+    parser.add_argument("--version", action="version", version=f"jaxlike {__version__}")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    cls = subs.add_parser("cls", help="observed and expected CLs at one POI value (asymptotic)")
+    _add_common(cls)
+    cls.add_argument("--test-poi", type=float, default=1.0, help="POI value tested (1.0)")
+    cls.add_argument("--test-stat", choices=["qtilde", "q"], default="qtilde")
+    cls.add_argument("--calctype", choices=["asymptotics"], default="asymptotics")
+    _add_backend(cls)
+
+    fit = subs.add_parser("fit", help="maximum-likelihood fit of all parameters")
+    _add_common(fit)
+    fit.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_backend(fit)
+
+    limit = subs.add_parser("limit", help="observed and expected upper limits on the POI")
+    _add_common(limit)
+    limit.add_argument("--cl", type=float, default=0.95, help="confidence level (0.95)")
+    limit.add_argument("--test-stat", choices=["qtilde", "q"], default="qtilde")
+    limit.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_backend(limit)
+
+    inspect = subs.add_parser("inspect", help="summary of channels, samples and parameters")
+    _add_common(inspect, patches=False)
+
+    example = subs.add_parser(
+        "example", help="fit, CLs and limit of the bundled synthetic search workspace"
+    )
+    example.add_argument("--seed", type=int, default=0, help="seed of the pseudo-data (0)")
+    example.add_argument("--output", metavar="PATH", help="also write the workspace JSON here")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from jaxlike.cli import _commands, _inspect
+
+    handlers = {
+        "cls": _commands.cmd_cls,
+        "fit": _commands.cmd_fit,
+        "limit": _commands.cmd_limit,
+        "inspect": _inspect.cmd_inspect,
+        "example": _commands.cmd_example,
+    }
+    return handlers[args.command](args)
+
+
+def _fail(message: str) -> int:
+    text = " ".join(str(message).split()) or "unknown error"
+    print(f"jaxlike: error: {text}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``jaxlike`` command line with ``argv`` (default ``sys.argv[1:]``).
+
+    Returns the exit code instead of exiting, so it can be called in-process.
+
+    Example:
+        >>> main(["inspect", "workspace.json"])  # doctest: +SKIP
+        0
+    """
+    from jaxlike.exceptions import JaxlikeError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return _run(args)
+    except SystemExit as stop:  # --help and --version
+        return stop.code if isinstance(stop.code, int) else 0
+    except (_UsageError, CliError, JaxlikeError) as err:
+        return _fail(str(err))
+    except KeyboardInterrupt:
+        return _fail("interrupted")

@@ -1,0 +1,8 @@
+"""``python -m jaxlike.examples [PATH] [--seed N]``: write the example workspace."""
+
+import sys
+
+from jaxlike.examples._write import main_example
+
+if __name__ == "__main__":
+    sys.exit(main_example())

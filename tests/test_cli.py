@@ -1,0 +1,274 @@
+"""The ``jaxlike`` command line, called in-process through ``main`` (and once as a process)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import jaxlike
+from jaxlike.cli import main
+from jaxlike.examples import make_example_workspace
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+HELLO = DATA / "pyhf_validation" / "readme_hello_world_uncorrelated_background.json"
+RTOL = 5e-4  # recommended acceptance tolerance of the pyhf reference files
+
+
+@pytest.fixture(scope="module")
+def hello():
+    """(path of the hello-world workspace, its reference numbers)."""
+    if not HELLO.exists():
+        pytest.skip(f"{HELLO} not available")
+    case = json.loads(HELLO.read_text())
+    return case["workspace"], case["expected"]
+
+
+@pytest.fixture(scope="module")
+def hello_path(hello, tmp_path_factory):
+    path = tmp_path_factory.mktemp("hello") / "workspace.json"
+    path.write_text(json.dumps(hello[0]))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def example_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("example") / "example.json"
+    path.write_text(json.dumps(make_example_workspace(0)))
+    return str(path)
+
+
+def run(capsys, *argv):
+    """(exit code, stdout, stderr) of ``jaxlike argv...``."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cls_matches_pyhf_reference(capsys, hello, hello_path):
+    code, out, err = run(capsys, "cls", hello_path, "--backend", "numpy")
+    assert code == 0, err
+    result = json.loads(out)
+    assert list(result) == ["CLs_exp", "CLs_obs"]  # sorted keys, like pyhf cls
+    assert out.startswith('{\n    "CLs_exp": [\n')  # indent=4, like pyhf cls
+    np.testing.assert_allclose(result["CLs_obs"], hello[1]["CLs_obs"], rtol=RTOL)
+    np.testing.assert_allclose(result["CLs_exp"], hello[1]["CLs_exp"], rtol=RTOL)
+
+
+def test_cls_from_stdin_with_patch_and_output_file(capsys, monkeypatch, hello, tmp_path):
+    patch = tmp_path / "patch.json"
+    ops = [{"op": "replace", "path": "/channels/0/samples/0/data", "value": [24.0, 22.0]}]
+    patch.write_text(json.dumps(ops))
+    out_file = tmp_path / "cls.json"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(hello[0])))
+    code, out, err = run(
+        capsys, "cls", "-", "-p", str(patch), "--test-stat", "q", "--output-file", str(out_file)
+    )
+    assert code == 0, err
+    assert out == ""
+    result = json.loads(out_file.read_text())
+    assert len(result["CLs_exp"]) == 5
+    assert result["CLs_exp"] == sorted(result["CLs_exp"])
+    assert 0.0 < result["CLs_obs"] < 0.5 * hello[1]["CLs_obs"]  # doubled signal: excluded
+
+
+def test_fit_json_and_table(capsys, hello_path):
+    code, out, err = run(capsys, "fit", hello_path, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert list(result) == ["bestfit", "uncertainties", "twice_nll", "converged"]
+    names = ["mu", "uncorr_bkguncrt[0]", "uncorr_bkguncrt[1]"]
+    assert list(result["bestfit"]) == names and list(result["uncertainties"]) == names
+    assert result["converged"] is True
+    # pyhf 0.7.6: `pyhf fit --value` gives 2NLL 24.98393521 and mu = 0 (at its bound).
+    np.testing.assert_allclose(result["twice_nll"], 24.98393521, rtol=1e-7)
+    np.testing.assert_allclose(list(result["bestfit"].values())[1:], [1.0030512, 0.9626696], 1e-4)
+
+    code, out, _ = run(capsys, "fit", hello_path)
+    assert code == 0
+    assert out.splitlines()[0].split() == ["parameter", "value", "uncertainty"]
+    assert "uncorr_bkguncrt[1]" in out and "2NLL       24.98393" in out
+    assert "converged  yes" in out
+
+
+def test_fit_not_converged_warns_and_exits_3(capsys, monkeypatch, hello_path):
+    def stuck_fit(model, data, **kwargs):
+        n = model.config.npars
+        return SimpleNamespace(
+            bestfit=np.ones(n),
+            uncertainties=np.full(n, 0.1),
+            twice_nll=np.array(30.0),
+            converged=np.array(False),
+            iterations=np.array(200),
+            edm=np.array(3.0),
+        )
+
+    monkeypatch.setattr(jaxlike, "fit", stuck_fit)
+    code, out, err = run(capsys, "fit", hello_path, "--json")
+    assert code == 3
+    assert json.loads(out)["converged"] is False  # results are still printed
+    assert len(err.strip().splitlines()) == 1 and "did not converge" in err
+
+
+def test_limit_json_and_table(capsys, hello, hello_path):
+    code, out, err = run(capsys, "limit", hello_path, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    reference = hello[1]["upper_limit_toms748_rtol_1em6"]
+    assert result["cl"] == 0.95
+    np.testing.assert_allclose(result["obs"], reference["obs"], rtol=1e-3)
+    np.testing.assert_allclose(result["exp"], reference["exp"], rtol=1e-3)
+
+    code, out, _ = run(capsys, "limit", hello_path)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["95%", "CL"] and lines[0].split()[-1] == "mu"
+    assert lines[2].split()[0] == "observed" and len(lines) == 8
+
+
+def test_inspect_lists_channels_modifiers_parameters(capsys, example_path):
+    code, out, err = run(capsys, "inspect", example_path)
+    assert code == 0, err
+    for text in ("CR_ttbar", "CR_wjets", "fakes", "wjets", "signal", "(*) synthetic_search"):
+        assert text in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert rows["SR"][1] == "8" and rows["CR_wjets"][1] == "3"
+    assert rows["histosys"][1:3] == ["2", "JES,"]
+    assert rows["mu"][1:3] == ["normfactor", "(POI)"]
+    assert rows["lumi"][1:] == ["lumi", "constrained_by_normal", "1", "[0.915,", "1.085]"]
+    assert rows["fakes_shape[0]"][2] == "constrained_by_poisson"
+    assert "staterror_SR[7]" in rows
+
+
+def _fake_core(monkeypatch, fit_converged=True):
+    """Replace jaxlike.fit/hypotest/upper_limit by instant fakes with known numbers."""
+
+    def fit(model, data, **kwargs):
+        n = model.config.npars
+        return SimpleNamespace(
+            bestfit=np.full(n, 0.75),
+            uncertainties=np.full(n, 0.25),
+            twice_nll=np.array(87.5),
+            converged=np.array(fit_converged),
+            iterations=np.array(12),
+            edm=np.array(1e-12),
+        )
+
+    band = np.array([1e-5, 1e-4, 2e-3, 0.02, 0.15])
+    test = SimpleNamespace(cls_obs=np.array(0.23), cls_exp=band, converged=np.array(True))
+    limit = SimpleNamespace(
+        obs=np.array(1.3), exp=np.array([0.33, 0.44, 0.62, 0.88, 1.22]), converged=np.array(True)
+    )
+    monkeypatch.setattr(jaxlike, "fit", fit)
+    monkeypatch.setattr(jaxlike, "hypotest", lambda poi, data, model, **kw: test)
+    monkeypatch.setattr(jaxlike, "upper_limit", lambda data, model, **kw: limit)
+
+
+def test_example_table_and_output_file(capsys, monkeypatch, tmp_path):
+    _fake_core(monkeypatch)
+    output = tmp_path / "ws.json"
+    code, out, err = run(capsys, "example", "--seed", "4", "--output", str(output))
+    assert code == 0 and err == ""
+    assert json.loads(output.read_text()) == make_example_workspace(4)
+    rows = {line[:18].strip(): line[18:].strip() for line in out.splitlines()}
+    assert rows["workspace"] == "synthetic search, seed 4"
+    assert rows["written to"] == str(output)
+    assert rows["model"] == "3 channels, 13 bins, 33 parameters"
+    assert rows["best-fit mu"] == "0.7500 ± 0.2500"
+    assert rows["2NLL"] == "87.5000"
+    assert rows["fit converged"] == "yes (12 iterations, edm 1e-12)"
+    assert rows["CLs_obs (mu=1)"] == "0.23"
+    assert rows["CLs_exp (mu=1)"] == "median 0.002, 1σ [0.0001, 0.02], 2σ [1e-05, 0.15]"
+    assert rows["95% CL limit obs"] == "1.3000"
+    assert rows["95% CL limit exp"] == "median 0.6200, 1σ [0.4400, 0.8800], 2σ [0.3300, 1.2200]"
+
+
+def test_example_not_converged_exits_3(capsys, monkeypatch):
+    _fake_core(monkeypatch, fit_converged=False)
+    code, out, err = run(capsys, "example")
+    assert code == 3 and "best-fit mu" in out
+    assert len(err.splitlines()) == 1 and "did not converge" in err
+
+
+@pytest.mark.slow
+def test_example_runs_the_main_job(capsys, tmp_path):
+    """End to end on the real core (compiles three entry points; the fakes above are fast)."""
+    output = tmp_path / "ws.json"
+    code, out, err = run(capsys, "example", "--seed", "0", "--output", str(output))
+    assert code == 0, err
+    assert json.loads(output.read_text()) == make_example_workspace(0)
+    rows = {line[:18].strip(): line[18:].strip() for line in out.splitlines()}
+    mu, _, unc = rows["best-fit mu"].split()
+    assert 0.0 < float(mu) < 2.0 and 0.0 < float(unc) < 1.0
+    assert rows["fit converged"].startswith("yes")
+    obs_limit = float(rows["95% CL limit obs"])
+    assert 0.5 < obs_limit < 3.0
+    assert rows["CLs_exp (mu=1)"].startswith("median ")
+    assert rows["95% CL limit exp"].startswith("median ")
+    # the observed limit excludes mu = obs_limit, so CLs(mu=1) > 0.05 when obs_limit > 1
+    assert (float(rows["CLs_obs (mu=1)"]) > 0.05) == (obs_limit > 1.0)
+    # pyhf 0.7.6 (numpy, SLSQP tolerance 1e-10) on the same workspace: 2NLL 87.299226,
+    # CLs_obs(mu=1) 0.226944, observed limit 1.312343 (toms748).
+    np.testing.assert_allclose(float(rows["2NLL"]), 87.299226, atol=2e-4)
+    np.testing.assert_allclose(float(rows["CLs_obs (mu=1)"]), 0.226944, atol=2e-4)
+    np.testing.assert_allclose(obs_limit, 1.312343, atol=2e-4)
+
+
+def _bad_inputs(tmp: Path, hello_path: str) -> list[list[str]]:
+    (tmp / "bad.json").write_text("{not json")
+    (tmp / "nochannels.json").write_text(json.dumps({"version": "1.0.0"}))
+    (tmp / "notalist.json").write_text(json.dumps({"op": "remove", "path": "/channels"}))
+    bad_op = [{"op": "remove", "path": "/channels/7"}]
+    (tmp / "badop.json").write_text(json.dumps(bad_op))
+    return [
+        ["inspect", str(tmp / "missing.json")],
+        ["fit", str(tmp / "bad.json")],
+        ["cls", str(tmp / "nochannels.json")],
+        ["cls", hello_path, "-p", str(tmp / "notalist.json")],
+        ["cls", hello_path, "-p", str(tmp / "badop.json")],
+        ["fit", hello_path, "--measurement", "no_such_measurement"],
+        ["limit", hello_path, "--cl", "1.5"],
+        ["cls", hello_path, "--test-stat", "q0"],
+        ["cls", hello_path, "--test-poi", "one"],
+        ["frobnicate"],
+        [],
+    ]
+
+
+def test_bad_input_is_one_error_line_and_exit_2(capsys, tmp_path, hello_path):
+    for argv in _bad_inputs(tmp_path, hello_path):
+        code, out, err = run(capsys, *argv)
+        assert code == 2, argv
+        assert out == "", argv
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("jaxlike: error: "), (argv, err)
+
+
+def test_help_and_version(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and "cls" in out and "example" in out
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"jaxlike {jaxlike.__version__}"
+
+
+def test_python_dash_m_exit_codes(tmp_path, example_path):
+    def jaxlike_process(*argv):
+        return subprocess.run(
+            [sys.executable, "-m", "jaxlike", *argv], capture_output=True, text=True, timeout=120
+        )
+
+    missing = jaxlike_process("inspect", str(tmp_path / "missing.json"))
+    assert missing.returncode == 2
+    assert missing.stdout == ""
+    assert missing.stderr.splitlines() == [
+        f"jaxlike: error: workspace file '{tmp_path / 'missing.json'}' does not exist"
+    ]
+    ok = jaxlike_process("inspect", example_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "staterror_CR_ttbar[1]" in ok.stdout
