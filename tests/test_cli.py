@@ -220,6 +220,23 @@ def test_example_runs_the_main_job(capsys, tmp_path):
     np.testing.assert_allclose(obs_limit, 1.312343, atol=2e-4)
 
 
+@pytest.mark.slow
+def test_cls_with_real_atlas_patch(capsys):
+    """A real signal patch on the ATLAS ERJR background-only workspace (69 parameters)."""
+    erjr = DATA / "atlas_erjr"
+    if not erjr.exists():
+        pytest.skip(f"{erjr} not available")
+    patch = str(erjr / "patch.ERJR_350p0_0p0.json")
+    code, out, err = run(capsys, "cls", str(erjr / "BkgOnly.json"), "-p", patch)
+    assert code == 0, err
+    result = json.loads(out)
+    # pyhf 0.7.6, jax backend, SLSQP tolerance 1e-12 (its default numpy fit stops at the start
+    # here and reports CLs_obs 0.9997).
+    np.testing.assert_allclose(result["CLs_obs"], 0.05929047, rtol=1e-4)
+    expected = [0.00021863, 0.00198585, 0.0155931, 0.09276958, 0.34572825]
+    np.testing.assert_allclose(result["CLs_exp"], expected, rtol=1e-4)
+
+
 def _bad_inputs(tmp: Path, hello_path: str) -> list[list[str]]:
     (tmp / "bad.json").write_text("{not json")
     (tmp / "nochannels.json").write_text(json.dumps({"version": "1.0.0"}))

@@ -56,13 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``jaxlike`` argument parser with its subcommands."""
     from jaxlike import __version__
 
-    parser = _Parser(prog="jaxlike", description="Binned HistFactory likelihoods in JAX.")
+    parser = _Parser(
+        prog="jaxlike",
+        description="Binned HistFactory likelihoods in JAX.",
+        epilog="exit codes: 0 success, 2 bad input, 3 the fit did not converge",
+    )
     parser.add_argument("--version", action="version", version=f"jaxlike {__version__}")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     cls = subs.add_parser("cls", help="observed and expected CLs at one POI value (asymptotic)")
     _add_common(cls)
-    cls.add_argument("--test-poi", type=float, default=1.0, help="POI value tested (1.0)")
+    cls.add_argument(
+        "--test-poi", type=float, default=1.0, metavar="X", help="POI value tested (1.0)"
+    )
     cls.add_argument("--test-stat", choices=["qtilde", "q"], default="qtilde")
     cls.add_argument("--calctype", choices=["asymptotics"], default="asymptotics")
     _add_backend(cls)
