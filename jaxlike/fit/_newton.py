@@ -75,6 +75,26 @@ def _solve(a, b):
     return y, ok
 
 
+def _damped_step(h, free, dscale, gf, lam):
+    """Solve (H + λD) d = −g, raising λ (×4) until the system is positive definite, so an
+    indefinite Hessian far from the minimum costs Cholesky attempts, not likelihood evaluations."""
+
+    def cond(c):
+        _, ok, _, tries = c
+        return ~ok & (tries < 40)
+
+    def body(c):
+        _, _, lam_c, tries = c
+        lam_c = jnp.where(tries > 0, jnp.maximum(lam_c * 4.0, 1e-6), lam_c)
+        step, ok = _solve(_masked_system(h, free, lam_c * dscale), -gf)
+        return step, ok, lam_c, tries + 1
+
+    step, ok, lam_used, _ = lax.while_loop(
+        cond, body, (jnp.zeros_like(gf), jnp.asarray(False), lam, jnp.asarray(0))
+    )
+    return step, ok, lam_used
+
+
 def _free_set(x, g, lo, hi, fixed):
     span = jnp.maximum(hi - lo, 1.0)
     at_lo = x <= lo + 1e-12 * span
@@ -98,41 +118,46 @@ def minimize(fgh, x0, lo, hi, fixed, *, maxiter=200, tol=1e-10, stall_tol=1e-6, 
     """Minimise f over the box [lo, hi] with ``fixed`` parameters held at ``x0``.
 
     ``fgh(x)`` returns (f, ∇f, ∇²f) — e.g. :func:`autodiff_fgh` of any pure JAX function, or the
-    structured Hessian of a model (:func:`jaxlike.model.value_grad_hess`).
+    structured Hessian of a model (:func:`jaxlike.model.value_grad_hess`). It is traced once:
+    the first loop iteration evaluates the starting point, later ones a trial step (this halves
+    compile time compared with evaluating x0 outside the loop).
     Returns a :class:`MinimizeState`.
     """
     x0 = jnp.clip(jnp.asarray(x0), lo, hi)
-    f0, g0, h0 = fgh(x0)
-    free0 = _free_set(x0, g0, lo, hi, fixed)
-    edm0 = _edm(g0, h0, free0)
-    finite0 = jnp.isfinite(f0) & jnp.all(jnp.isfinite(g0))
-    status0 = jnp.where(~finite0, 3, jnp.where(edm0 < tol, 0, -1))
-    dtype = x0.dtype
+    n, dtype = x0.shape[0], x0.dtype
     state = MinimizeState(
-        x=x0, f=f0, grad=g0, hess=h0, lam=jnp.asarray(lam0, dtype), nu=jnp.asarray(2.0, dtype),
-        iterations=jnp.asarray(0), edm=edm0, status=status0, free=free0,
+        x=x0, f=jnp.asarray(jnp.inf, dtype), grad=jnp.zeros((n,), dtype),
+        hess=jnp.eye(n, dtype=dtype), lam=jnp.asarray(lam0, dtype), nu=jnp.asarray(2.0, dtype),
+        iterations=jnp.asarray(-1), edm=jnp.asarray(jnp.inf, dtype), status=jnp.asarray(-1),
+        free=~fixed,
     )
 
     def cond(s):
         return s.status < 0
 
     def body(s):
+        first = s.iterations < 0
         free = _free_set(s.x, s.grad, lo, hi, fixed)
+        gf = jnp.where(free, s.grad, 0.0)
         dscale = jnp.abs(jnp.diag(s.hess))
         dscale = jnp.maximum(dscale, jnp.maximum(1e-8 * jnp.max(jnp.where(free, dscale, 0.0)), 1e-12))
-        step, ok = _solve(_masked_system(s.hess, free, s.lam * dscale), -jnp.where(free, s.grad, 0.0))
+        step, ok, lam_used = _damped_step(s.hess, free, dscale, gf, s.lam)
+        step = jnp.where(first, 0.0, step)
+        # EDM of the current point from the (nearly undamped) Newton step: ½ gᵀ(H+λD)⁻¹g.
+        edm_here = jnp.where(ok, -0.5 * jnp.dot(gf, step), jnp.inf)
         x_new = jnp.where(free, jnp.clip(s.x + step, lo, hi), s.x)
         dx = x_new - s.x
         pred = -(jnp.dot(s.grad, dx) + 0.5 * dx @ s.hess @ dx)
         f_new, g_new, h_new = fgh(x_new)
+        finite = jnp.isfinite(f_new) & jnp.all(jnp.isfinite(g_new))
         actual = s.f - f_new
         rho = actual / jnp.where(pred > 0, pred, jnp.inf)
-        good = ok & jnp.isfinite(f_new) & jnp.all(jnp.isfinite(g_new)) & (actual >= 0)
-        accept = good & ((rho > 1e-4) | (jnp.abs(actual) <= 1e-14 * (1.0 + jnp.abs(s.f))))
+        good = ok & finite & (actual >= 0)
+        accept = first | (good & ((rho > 1e-4) | (jnp.abs(actual) <= 1e-14 * (1.0 + jnp.abs(s.f)))))
         lam = jnp.where(
-            accept,
-            s.lam * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3),
-            s.lam * s.nu,
+            first,
+            s.lam,
+            jnp.where(accept, lam_used * jnp.maximum(0.1, 1.0 - (2.0 * rho - 1.0) ** 3), lam_used * s.nu),
         )
         lam = jnp.clip(lam, 1e-15, 1e20)
         nu = jnp.where(accept, 2.0, s.nu * 2.0)
@@ -140,19 +165,26 @@ def minimize(fgh, x0, lo, hi, fixed, *, maxiter=200, tol=1e-10, stall_tol=1e-6, 
         f = jnp.where(accept, f_new, s.f)
         g = jnp.where(accept, g_new, s.grad)
         h = jnp.where(accept, h_new, s.hess)
-        free_next = _free_set(x, g, lo, hi, fixed)
-        edm = jnp.where(accept, _edm(g, h, free_next), s.edm)
         it = s.iterations + 1
+        # converged: the Newton step from the previous point was tiny (small λ, EDM below tol)
+        # and the step was taken; or EDM of the new point (checked next iteration).
+        edm = jnp.where(first, jnp.inf, jnp.where(lam < 1e-2, edm_here, s.edm))
+        small = (edm < tol) & ~first & (s.lam < 1e-2)
         status = jnp.where(
-            edm < tol,
-            0,
+            first & ~finite,
+            3,
             jnp.where(
-                lam >= 1e12,
-                jnp.where(edm < stall_tol, 0, 2),
-                jnp.where(it >= maxiter, 1, -1),
+                small,
+                0,
+                jnp.where(
+                    lam >= 1e12,
+                    jnp.where(s.edm < stall_tol, 0, 2),
+                    jnp.where(it >= maxiter, 1, -1),
+                ),
             ),
         )
         return MinimizeState(x=x, f=f, grad=g, hess=h, lam=lam, nu=nu, iterations=it, edm=edm,
-                             status=status, free=free_next)
+                             status=status, free=_free_set(x, g, lo, hi, fixed))
 
-    return lax.while_loop(cond, body, state)
+    st = lax.while_loop(cond, body, state)
+    return eqx.tree_at(lambda s: s.edm, st, _edm(st.grad, st.hess, st.free))

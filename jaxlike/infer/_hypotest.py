@@ -92,9 +92,13 @@ class HypoTestResult(eqx.Module):
         return jnp.sqrt(jnp.clip(self.q_asimov, 0.0)) - jnp.asarray([2.0, 1.0, 0.0, -1.0, -2.0])
 
 
+_fit = eqx.filter_jit(fit_arrays)  # one compiled fit per model layout, shared by all five fits
+_expected = eqx.filter_jit(lambda model, pars: model.expected_data(pars))
+
+
 def _conditional(model, data, start, lo, hi, fixed, poi, mu):
     init = start.at[poi].set(mu)
-    return fit_arrays(
+    return _fit(
         model,
         data,
         init,
@@ -112,14 +116,13 @@ def _check(model, test_stat):
     return model.config.poi_index
 
 
-@eqx.filter_jit
 def _prepare_core(model, data, init, lo, hi, fixed, test_stat, calc_base_dist):
     poi = model.config.poi_index
-    free = fit_arrays(model, data, init, lo, hi, fixed)
+    free = _fit(model, data, init, lo, hi, fixed)
     mu_a = 1.0 if test_stat == "q0" else 0.0
     asimov_fit = _conditional(model, data, init, lo, hi, fixed, poi, mu_a)
-    asimov = model.expected_data(asimov_fit.bestfit)
-    free_a = fit_arrays(model, asimov, init, lo, hi, fixed)
+    asimov = _expected(model, asimov_fit.bestfit)
+    free_a = _fit(model, asimov, init, lo, hi, fixed)
     return HypoTestPrep(
         data=data, asimov_data=asimov, init=init, lo=lo, hi=hi, fixed=fixed, free_fit=free,
         asimov_fit=asimov_fit, free_fit_asimov=free_a, test_stat=test_stat, poi=poi,
@@ -147,12 +150,19 @@ def hypotest_at(prep, model, mu, *, warm_start=False):
     ``warm_start=False`` starts the conditional fits at the model's initial values, as pyhf does;
     ``True`` starts them from the free fits (faster; used by limit searches).
     """
-    poi, ts = prep.poi, prep.test_stat
+    poi = prep.poi
     mu = jnp.asarray(mu, dtype=prep.init.dtype)
     start_d = prep.free_fit.bestfit if warm_start else prep.init
     start_a = prep.asimov_fit.bestfit if warm_start else prep.init
     cond = _conditional(model, prep.data, start_d, prep.lo, prep.hi, prep.fixed, poi, mu)
     cond_a = _conditional(model, prep.asimov_data, start_a, prep.lo, prep.hi, prep.fixed, poi, mu)
+    return _assemble(prep, mu, cond, cond_a)
+
+
+@eqx.filter_jit
+def _assemble(prep, mu, cond, cond_a):
+    """Test statistics and p-values from the five fits (see module docstring)."""
+    poi, ts = prep.poi, prep.test_stat
     mu_hat = prep.free_fit.bestfit[poi]
     q = profile_statistic(ts, mu, cond.twice_nll, prep.free_fit.twice_nll, mu_hat)
     q_a = profile_statistic(
@@ -169,7 +179,6 @@ def hypotest_at(prep, model, mu, *, warm_start=False):
     )
 
 
-@eqx.filter_jit
 def _at_jit(prep, model, mu, warm_start):
     return hypotest_at(prep, model, mu, warm_start=warm_start)
 

@@ -53,47 +53,53 @@ def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter):
     al = jnp.repeat(alpha[:, None], 6, axis=1)  # [ncl, 6]
     which = jnp.broadcast_to(jnp.arange(6), (ncl, 6))
 
-    def evaluate(mu):  # mu [ncl, 6] -> h [ncl, 6], converged [ncl, 6]
-        flat = mu.reshape(-1)
-        res = jax.vmap(lambda m: hypotest_at(prep, model, m, warm_start=True))(flat)
-        cls = _curves(res).reshape(ncl, 6, 6)
-        picked = jnp.take_along_axis(cls, which[..., None], axis=-1)[..., 0]
-        return _h(picked, al), res.converged.reshape(ncl, 6)
+    def evaluate2(mu):  # mu [r, ncl, 6] -> h, converged [r, ncl, 6]
+        r = mu.shape[0]
+        res = jax.vmap(lambda m: hypotest_at(prep, model, m, warm_start=True))(mu.reshape(-1))
+        cls = _curves(res).reshape(r, ncl, 6, 6)
+        idx = jnp.broadcast_to(which, (r, ncl, 6))[..., None]
+        picked = jnp.take_along_axis(cls, idx, axis=-1)[..., 0]
+        return _h(picked, al[None]), res.converged.reshape(r, ncl, 6)
 
     a = jnp.full((ncl, 6), mu_lo)
     b = jnp.full((ncl, 6), mu_hi)
-    ha, _ = evaluate(a)
-    hb, _ = evaluate(b)
+    h_ab, conv_ab = evaluate2(jnp.stack([a, b]))
+    ha, hb = h_ab[0], h_ab[1]
     bracketed = (ha <= 0) & (hb >= 0)
 
     def cond(s):
-        a, b, ha, hb, side, it, done = s
+        a, b, ha, hb, ca, cb, side, it, done = s
         return (it < maxiter) & ~jnp.all(done)
 
     def body(s):
-        a, b, ha, hb, side, it, done = s
+        a, b, ha, hb, ca, cb, side, it, done = s
         c = jnp.where(hb != ha, b - hb * (b - a) / (hb - ha), 0.5 * (a + b))
         c = jnp.clip(c, jnp.minimum(a, b), jnp.maximum(a, b))
-        hc, _ = evaluate(c)
+        hc, cc = evaluate2(c[None])
+        hc, cc = hc[0], cc[0]
         same_as_b = jnp.sign(hc) == jnp.sign(hb)
         # Illinois: keep the sign change in [a, b]; halve the stale end's value on repeats.
         a_new = jnp.where(same_as_b, a, b)
         ha_new = jnp.where(same_as_b, jnp.where(side == 1, ha * 0.5, ha), hb)
+        ca_new = jnp.where(same_as_b, ca, cb)
         side_new = jnp.where(same_as_b, 1, -1)
         a = jnp.where(done, a, a_new)
         ha = jnp.where(done, ha, ha_new)
+        ca = jnp.where(done, ca, ca_new)
         b = jnp.where(done, b, c)
         hb = jnp.where(done, hb, hc)
+        cb = jnp.where(done, cb, cc)
         side = jnp.where(done, side, side_new)
         width = jnp.abs(b - a)
         done = done | (width <= rtol * jnp.abs(b)) | (jnp.abs(hb) < 1e-12)
-        return a, b, ha, hb, side, it + 1, done
+        return a, b, ha, hb, ca, cb, side, it + 1, done
 
     side0 = jnp.zeros((ncl, 6), dtype=jnp.int32)
-    state = (a, b, ha, hb, side0, jnp.asarray(0), ~bracketed)
-    a, b, ha, hb, side, it, done = lax.while_loop(cond, body, state)
-    root = jnp.where(jnp.abs(hb) <= jnp.abs(ha), b, a)
-    _, conv = evaluate(root)
+    state = (a, b, ha, hb, conv_ab[0], conv_ab[1], side0, jnp.asarray(0), ~bracketed)
+    a, b, ha, hb, ca, cb, side, it, done = lax.while_loop(cond, body, state)
+    use_b = jnp.abs(hb) <= jnp.abs(ha)
+    root = jnp.where(use_b, b, a)
+    conv = jnp.where(use_b, cb, ca)
     ok = bracketed & conv & (jnp.abs(b - a) <= 10 * rtol * jnp.abs(root) + 1e-300) | (
         bracketed & conv & (jnp.minimum(jnp.abs(ha), jnp.abs(hb)) < 1e-9)
     )
