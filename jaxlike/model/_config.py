@@ -183,17 +183,25 @@ class ModelConfig:
 
     # -- hashing: structure only ---------------------------------------------------------------
     def _structural_key(self):
+        """What the compiled computation depends on: sizes, positions, defaults, wiring of the
+        constraints — not names. Two signal patches whose modifiers differ only in name (HEPData
+        grids name the signal's MC-stat shapesys after the mass point) therefore share compiled
+        functions and can be stacked.
+
+        ParamSet.sigmas/factors/auxdata/fixed are left out: where they come from the templates
+        (staterror σ, shapesys τ) the model recomputes them from its arrays; where the user set
+        them they are in the segments' ``values`` below.
+        """
         sets = tuple(
-            (p.name, p.start, p.n_parameters, p.constraint, p.inits, p.bounds, p.sigmas)
+            (p.start, p.n_parameters, p.is_scalar, p.constraint, p.inits, p.bounds)
             for p in self.par_map.values()
         )
         return (
-            tuple(self.channels),
-            tuple(self.channel_nbins.items()),
-            tuple(self.samples),
-            tuple(self.modifiers),
+            tuple(self.channel_nbins[c] for c in self.channels),
+            len(self.samples),
+            tuple(sorted(t for _, t in self.modifiers)),
             sets,
-            self.poi_name,
+            self.poi_index,
             tuple(
                 (s.kind, s.par_start, s.n, s.aux_start, s.source, s.which, s.values)
                 + (s.dynamic_fixed, s.dynamic_aux)
@@ -207,7 +215,17 @@ class ModelConfig:
         return self._hash
 
     def __eq__(self, other):
+        """Structural equality (see :meth:`_structural_key`); names are metadata."""
         return isinstance(other, ModelConfig) and self._key == other._key
+
+    def same_names(self, other) -> bool:
+        """Equal structure *and* identical channel, sample and parameter names."""
+        return (
+            self == other
+            and self.channels == other.channels
+            and self.samples == other.samples
+            and self.par_order == other.par_order
+        )
 
     def __repr__(self):
         return (

@@ -267,7 +267,9 @@ def stack_models(models):
 
     The result is a Model whose array leaves carry a batch axis; use it with ``jax.vmap``
     (e.g. ``jax.vmap(lambda m: jaxlike.fit(m, data))(stacked)``) so all hypotheses share one
-    compiled function.
+    compiled function. Layouts must agree structurally; names may differ (the stacked model
+    keeps the first model's names, e.g. a signal grid whose patches name their MC-stat
+    modifiers after the mass point).
     """
     models = list(models)
     if not models:
