@@ -11,6 +11,7 @@ from ._hypotest import (
     hypotest_scan,
 )
 from ._limits import UpperLimitResult, upper_limit
+from ._teststat import q0, qmu, qmu_tilde, tmu, tmu_tilde
 
 __all__ = [
     "N_SIGMA",
@@ -25,5 +26,10 @@ __all__ = [
     "hypotest_prepare",
     "hypotest_scan",
     "profile_statistic",
+    "q0",
+    "qmu",
+    "qmu_tilde",
+    "tmu",
+    "tmu_tilde",
     "upper_limit",
 ]
