@@ -93,6 +93,7 @@ def fit_arrays(model, data, init, lo, hi, fixed, *, maxiter=200, tol=1e-10):
 
 
 _fit_jit = eqx.filter_jit(fit_arrays)
+_default_fixed = eqx.filter_jit(lambda model: model.fixed_mask())  # one dispatch, not ~10/segment
 
 
 def prepare_fit_inputs(model, data, init_pars=None, par_bounds=None, fixed_params=None):
@@ -115,7 +116,7 @@ def prepare_fit_inputs(model, data, init_pars=None, par_bounds=None, fixed_param
         raise InvalidParameters(
             f"init_pars/par_bounds must have {cfg.npars} entries (parameters: {cfg.par_names})"
         )
-    fixed = model.fixed_mask()
+    fixed = _default_fixed(model)
     if isinstance(fixed_params, dict):
         for name, value in fixed_params.items():
             i = cfg.par_index(name)

@@ -96,16 +96,19 @@ _fit = eqx.filter_jit(fit_arrays)  # one compiled fit per model layout, shared b
 _expected = eqx.filter_jit(lambda model, pars: model.expected_data(pars))
 
 
-def _conditional(model, data, start, lo, hi, fixed, poi, mu):
-    init = start.at[poi].set(mu)
-    return _fit(
-        model,
-        data,
-        init,
+@eqx.filter_jit
+def _conditional_inputs(start, lo, hi, fixed, poi, mu):
+    """Start, bounds and fixed mask of a fit with the POI held at ``mu``."""
+    return (
+        start.at[poi].set(mu),
         lo.at[poi].set(jnp.minimum(lo[poi], mu)),
         hi.at[poi].set(jnp.maximum(hi[poi], mu)),
         fixed.at[poi].set(True),
     )
+
+
+def _conditional(model, data, start, lo, hi, fixed, poi, mu):
+    return _fit(model, data, *_conditional_inputs(start, lo, hi, fixed, poi, mu))
 
 
 def _check(model, test_stat):
