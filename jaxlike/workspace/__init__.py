@@ -11,6 +11,7 @@ Example:
 
 from jaxlike.workspace._patch import Patch, PatchSet, apply_patch, digest, load_patch
 from jaxlike.workspace._validate import validate_patch_operations, validate_workspace
+from jaxlike.workspace._unify import unify_patches
 from jaxlike.workspace._workspace import Workspace
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "digest",
     "validate_workspace",
     "validate_patch_operations",
+    "unify_patches",
 ]
