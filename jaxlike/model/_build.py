@@ -239,7 +239,7 @@ def build_model(
             raise InvalidModel(
                 "measurement.config.poi", f"POI {poi_name!r} is not a parameter of the model"
             )
-        if not reqs[poi_name]["scalar"]:
+        if not reqs[poi_name].get("scalar", False):  # staterror sets have no "scalar" yet
             raise InvalidModel("measurement.config.poi", f"POI {poi_name!r} is not a scalar parameter")
     config = ModelConfig(
         channels=layout.channels,

@@ -205,6 +205,8 @@ class ModelConfig:
             tuple(
                 (s.kind, s.par_start, s.n, s.aux_start, s.source, s.which, s.values)
                 + (s.dynamic_fixed, s.dynamic_aux)
+                # user-set auxdata are read from here by Model.auxdata() inside jit
+                + (() if s.dynamic_aux else tuple(self.auxdata[s.aux_start :][: s.n].tolist()),)
                 for s in self.segments
             ),
             self.fixed_static,
