@@ -232,15 +232,6 @@ def test_discovery_significance_is_the_q0_test(cases):
     np.testing.assert_allclose(float(prep.asimov_fit.bestfit[case.model.config.poi_index]), 1.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: HypoTestResult.significance_exp returns sqrt(q_A) - N for N = 2..-2 (ascending: "
-    "[sqrt(q_A)-2, ..., sqrt(q_A)+2]) while its docstring says Z_N = sqrt(q_A) + N and p0_exp is "
-    "ordered N = 2..-2 (p0_exp[0] = Phi(-(sqrt(q_A)+2))); so significance_exp[k] != "
-    "Phi^-1(1 - p0_exp[k]) for k != 2 (validation_1bin_shapesys_q0: significance_exp = "
-    "[0.220, 1.220, 2.220, 3.220, 4.220], Phi^-1(1 - p0_exp) = "
-    "[4.220, 3.220, 2.220, 1.220, 0.220])",
-)
 def test_discovery_expected_significance_matches_p0_band(cases):
     """Z_exp[k] = Phi^-1(1 - p0_exp[k]) entry by entry (the docstring's Z_N = sqrt(q_A) + N)."""
     disc = _single(Q0_CASE, 0.0, test_stat="q0")

@@ -89,7 +89,7 @@ class HypoTestResult(eqx.Module):
     @property
     def significance_exp(self):
         """Expected significance band Z_N = √q_A + N, N = 2 … −2 (q0 only)."""
-        return jnp.sqrt(jnp.clip(self.q_asimov, 0.0)) - jnp.asarray([2.0, 1.0, 0.0, -1.0, -2.0])
+        return jnp.sqrt(jnp.clip(self.q_asimov, 0.0)) + jnp.asarray([2.0, 1.0, 0.0, -1.0, -2.0])
 
 
 _fit = eqx.filter_jit(fit_arrays)  # one compiled fit per model layout, shared by all five fits

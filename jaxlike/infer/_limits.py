@@ -17,7 +17,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._hypotest import hypotest_at, hypotest_prepare
+from ..fit import fit_arrays
+from ._asymptotics import asymptotic_pvalues, profile_statistic
+from ._hypotest import _conditional_inputs, hypotest_prepare
 
 __all__ = ["UpperLimitResult", "upper_limit"]
 
@@ -38,76 +40,85 @@ class UpperLimitResult(eqx.Module):
         return iter((self.obs, self.exp))
 
 
-def _curves(res):
-    """CLs of the observed and five expected curves for a batch of results, shape [n, 6]."""
-    return jnp.concatenate([res.cls_obs[:, None], res.cls_exp], axis=1)
-
-
 def _h(cls, alpha):
     return jnp.sqrt(-2.0 * jnp.log(jnp.clip(cls, 1e-300, 1.0))) - jnp.sqrt(-2.0 * jnp.log(alpha))
+
+
+def _evaluate(prep, model, mu, start_d, start_a):
+    """CLs of the six curves at their own trial μ (mu: [ncl, 6]).
+
+    Only the observed curve needs a conditional fit to the data; every curve needs one to the
+    Asimov data: 1 + 6 fits per level. ``start_*`` are warm starts (previous iterate).
+    Returns (cls [ncl, 6], converged [ncl, 6], bestfit_d [ncl, P], bestfit_a [ncl, 6, P]).
+    """
+    ncl, poi, ts = mu.shape[0], prep.poi, prep.test_stat
+
+    def cond_fit(data, start, m):
+        return fit_arrays(model, data, *_conditional_inputs(start, prep.lo, prep.hi, prep.fixed, poi, m))
+
+    fd = jax.vmap(lambda st, m: cond_fit(prep.data, st, m))(start_d, mu[:, 0])
+    fa = jax.vmap(jax.vmap(lambda st, m: cond_fit(prep.asimov_data, st, m)))(start_a, mu)
+    q = profile_statistic(ts, mu[:, 0], fd.twice_nll, prep.free_fit.twice_nll,
+                          prep.free_fit.bestfit[poi])
+    qa = profile_statistic(ts, mu, fa.twice_nll, prep.free_fit_asimov.twice_nll,
+                           prep.free_fit_asimov.bestfit[poi])
+    (_, _, cls_obs), _ = jax.vmap(
+        lambda x, y: asymptotic_pvalues(ts, x, y, prep.calc_base_dist))(q, qa[:, 0])
+    _, (_, _, band) = jax.vmap(jax.vmap(
+        lambda x: asymptotic_pvalues(ts, jnp.zeros_like(x), x, prep.calc_base_dist)))(qa)
+    cls_exp = jnp.diagonal(band[:, 1:, :], axis1=1, axis2=2)  # curve k uses band entry k-1
+    cls = jnp.concatenate([cls_obs[:, None], cls_exp], axis=1)
+    conv = fa.converged & jnp.concatenate(
+        [fd.converged[:, None], jnp.ones((ncl, 5), bool)], axis=1
+    )
+    return cls, conv, fd.bestfit, fa.bestfit
 
 
 @eqx.filter_jit
 def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter):
     ncl = alpha.shape[0]
     al = jnp.repeat(alpha[:, None], 6, axis=1)  # [ncl, 6]
-    which = jnp.broadcast_to(jnp.arange(6), (ncl, 6))
+    npar = prep.init.shape[0]
+    sd0 = jnp.broadcast_to(prep.free_fit.bestfit, (ncl, npar))
+    sa0 = jnp.broadcast_to(prep.asimov_fit.bestfit, (ncl, 6, npar))
 
-    def evaluate2(mu):  # mu [r, ncl, 6] -> h, converged [r, ncl, 6]
-        r = mu.shape[0]
-        res = jax.vmap(lambda m: hypotest_at(prep, model, m, warm_start=True))(mu.reshape(-1))
-        cls = _curves(res).reshape(r, ncl, 6, 6)
-        idx = jnp.broadcast_to(which, (r, ncl, 6))[..., None]
-        picked = jnp.take_along_axis(cls, idx, axis=-1)[..., 0]
-        return _h(picked, al[None]), res.converged.reshape(r, ncl, 6)
-
-    a = jnp.full((ncl, 6), mu_lo)
-    b = jnp.full((ncl, 6), mu_hi)
-    h_ab, conv_ab = evaluate2(jnp.stack([a, b]))
-    ha, hb = h_ab[0], h_ab[1]
+    # bracket [mu_lo, mu_hi], both ends in one batched evaluation
+    ab = jnp.stack([jnp.full((ncl, 6), mu_lo), jnp.full((ncl, 6), mu_hi)])
+    cls_ab, conv_ab, _, _ = jax.vmap(lambda m: _evaluate(prep, model, m, sd0, sa0))(ab)
+    h_ab = _h(cls_ab, al[None])
+    a, b, ha, hb = ab[0], ab[1], h_ab[0], h_ab[1]
     bracketed = (ha <= 0) & (hb >= 0)
 
     def cond(s):
-        a, b, ha, hb, ca, cb, side, it, done = s
-        return (it < maxiter) & ~jnp.all(done)
+        return (s[7] < maxiter) & ~jnp.all(s[8])
 
     def body(s):
-        a, b, ha, hb, ca, cb, side, it, done = s
+        a, b, ha, hb, ca, cb, side, it, done, sd, sa = s
         c = jnp.where(hb != ha, b - hb * (b - a) / (hb - ha), 0.5 * (a + b))
         c = jnp.clip(c, jnp.minimum(a, b), jnp.maximum(a, b))
-        hc, cc = evaluate2(c[None])
-        hc, cc = hc[0], cc[0]
+        c = jnp.where(done, b, c)
+        cls_c, cc, sd_new, sa_new = _evaluate(prep, model, c, sd, sa)
+        hc = _h(cls_c, al)
         same_as_b = jnp.sign(hc) == jnp.sign(hb)
         # Illinois: keep the sign change in [a, b]; halve the stale end's value on repeats.
-        a_new = jnp.where(same_as_b, a, b)
-        ha_new = jnp.where(same_as_b, jnp.where(side == 1, ha * 0.5, ha), hb)
-        ca_new = jnp.where(same_as_b, ca, cb)
-        side_new = jnp.where(same_as_b, 1, -1)
-        a = jnp.where(done, a, a_new)
-        ha = jnp.where(done, ha, ha_new)
-        ca = jnp.where(done, ca, ca_new)
-        b = jnp.where(done, b, c)
-        hb = jnp.where(done, hb, hc)
-        cb = jnp.where(done, cb, cc)
-        side = jnp.where(done, side, side_new)
-        width = jnp.abs(b - a)
-        done = done | (width <= rtol * jnp.abs(b)) | (jnp.abs(hb) < 1e-12)
-        return a, b, ha, hb, ca, cb, side, it + 1, done
+        keep = lambda new, old: jnp.where(done, old, new)  # noqa: E731
+        a, ha, ca = (keep(jnp.where(same_as_b, x, y), x) for x, y in ((a, b), (ha, hb), (ca, cb)))
+        ha = keep(jnp.where(same_as_b & (side == 1), ha * 0.5, ha), ha)
+        side = keep(jnp.where(same_as_b, 1, -1), side)
+        b, hb, cb = keep(c, b), keep(hc, hb), keep(cc, cb)
+        done = done | (jnp.abs(b - a) <= rtol * jnp.abs(b)) | (jnp.abs(hb) < 1e-10)
+        return a, b, ha, hb, ca, cb, side, it + 1, done, sd_new, sa_new
 
     side0 = jnp.zeros((ncl, 6), dtype=jnp.int32)
-    state = (a, b, ha, hb, conv_ab[0], conv_ab[1], side0, jnp.asarray(0), ~bracketed)
-    a, b, ha, hb, ca, cb, side, it, done = lax.while_loop(cond, body, state)
+    state = (a, b, ha, hb, conv_ab[0], conv_ab[1], side0, jnp.asarray(0), ~bracketed, sd0, sa0)
+    a, b, ha, hb, ca, cb, _, it, done, _, _ = lax.while_loop(cond, body, state)
     use_b = jnp.abs(hb) <= jnp.abs(ha)
     root = jnp.where(use_b, b, a)
-    conv = jnp.where(use_b, cb, ca)
-    ok = bracketed & conv & (jnp.abs(b - a) <= 10 * rtol * jnp.abs(root) + 1e-300) | (
-        bracketed & conv & (jnp.minimum(jnp.abs(ha), jnp.abs(hb)) < 1e-9)
-    )
-    root = jnp.where(bracketed, root, jnp.nan)
-    return root, ok, it
+    ok = bracketed & done & jnp.where(use_b, cb, ca)
+    return jnp.where(bracketed, root, jnp.nan), ok, it
 
 
-def upper_limit(data, model, *, cl=0.95, test_stat="qtilde", poi_range=None, rtol=1e-8,
+def upper_limit(data, model, *, cl=0.95, test_stat="qtilde", poi_range=None, rtol=1e-6,
                 maxiter=60, init_pars=None, par_bounds=None, fixed_params=None):
     """Observed and expected (±1σ, ±2σ) upper limits on the POI at confidence level ``cl``.
 
