@@ -9,7 +9,6 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 from . import exceptions  # noqa: E402
-from .model import Model, ModelConfig, build_model, stack_models  # noqa: E402
 from .fit import FitResult, fit, fixed_poi_fit  # noqa: E402
 from .infer import (  # noqa: E402
     HypoTestResult,
@@ -19,6 +18,7 @@ from .infer import (  # noqa: E402
     hypotest_scan,
     upper_limit,
 )
+from .model import Model, ModelConfig, build_model, stack_models  # noqa: E402
 
 try:  # the workspace layer is optional for model-only use
     from .workspace import PatchSet, Workspace  # noqa: E402

@@ -57,7 +57,9 @@ def test_missing_normfactor_cannot_be_neutralised(erjr):
     ws, patches = erjr
     broken = json.loads(json.dumps(patches[0]))
     for op in broken:
-        op["value"]["modifiers"] = [m for m in op["value"]["modifiers"] if m["type"] != "normfactor"]
+        op["value"]["modifiers"] = [
+            m for m in op["value"]["modifiers"] if m["type"] != "normfactor"
+        ]
     with pytest.raises(InvalidPatch, match="normfactor 'mu_SIG'"):
         unify_patches(ws, [patches[1], broken])
 

@@ -73,7 +73,9 @@ def _covariance(hess, fixed):
 def fit_arrays(model, data, init, lo, hi, fixed, *, maxiter=200, tol=1e-10):
     """Fit with every input an array (the traced core used by fits, tests and scans)."""
 
-    st = minimize(lambda x: value_grad_hess(model, x, data), init, lo, hi, fixed, maxiter=maxiter, tol=tol)
+    st = minimize(
+        lambda x: value_grad_hess(model, x, data), init, lo, hi, fixed, maxiter=maxiter, tol=tol
+    )
     cov = _covariance(st.hess, fixed)
     span = jnp.maximum(hi - lo, 1.0)
     at_bound = ((st.x <= lo + 1e-9 * span) | (st.x >= hi - 1e-9 * span)) & ~fixed
@@ -151,8 +153,17 @@ def fit(model, data, *, init_pars=None, par_bounds=None, fixed_params=None, maxi
     return _fit_jit(model, d, init, lo, hi, fixed, maxiter=maxiter, tol=tol)
 
 
-def fixed_poi_fit(model, data, poi_value, *, init_pars=None, par_bounds=None, fixed_params=None,
-                  maxiter=200, tol=1e-10):
+def fixed_poi_fit(
+    model,
+    data,
+    poi_value,
+    *,
+    init_pars=None,
+    par_bounds=None,
+    fixed_params=None,
+    maxiter=200,
+    tol=1e-10,
+):
     """Conditional fit θ̂̂(μ): the POI held at ``poi_value``, all other parameters profiled.
 
     ``poi_value`` may be a traced scalar (vmap over POI values compiles once).

@@ -27,8 +27,12 @@ from jax import lax
 
 __all__ = ["MinimizeState", "minimize", "autodiff_fgh", "STATUS"]
 
-STATUS = {0: "converged", 1: "maximum iterations reached", 2: "stalled above tolerance",
-          3: "objective not finite at the starting point"}
+STATUS = {
+    0: "converged",
+    1: "maximum iterations reached",
+    2: "stalled above tolerance",
+    3: "objective not finite at the starting point",
+}
 
 
 class MinimizeState(eqx.Module):
@@ -126,9 +130,15 @@ def minimize(fgh, x0, lo, hi, fixed, *, maxiter=200, tol=1e-10, stall_tol=1e-6, 
     x0 = jnp.clip(jnp.asarray(x0), lo, hi)
     n, dtype = x0.shape[0], x0.dtype
     state = MinimizeState(
-        x=x0, f=jnp.asarray(jnp.inf, dtype), grad=jnp.zeros((n,), dtype),
-        hess=jnp.eye(n, dtype=dtype), lam=jnp.asarray(lam0, dtype), nu=jnp.asarray(2.0, dtype),
-        iterations=jnp.asarray(-1), edm=jnp.asarray(jnp.inf, dtype), status=jnp.asarray(-1),
+        x=x0,
+        f=jnp.asarray(jnp.inf, dtype),
+        grad=jnp.zeros((n,), dtype),
+        hess=jnp.eye(n, dtype=dtype),
+        lam=jnp.asarray(lam0, dtype),
+        nu=jnp.asarray(2.0, dtype),
+        iterations=jnp.asarray(-1),
+        edm=jnp.asarray(jnp.inf, dtype),
+        status=jnp.asarray(-1),
         free=~fixed,
     )
 
@@ -140,7 +150,9 @@ def minimize(fgh, x0, lo, hi, fixed, *, maxiter=200, tol=1e-10, stall_tol=1e-6, 
         free = _free_set(s.x, s.grad, lo, hi, fixed)
         gf = jnp.where(free, s.grad, 0.0)
         dscale = jnp.abs(jnp.diag(s.hess))
-        dscale = jnp.maximum(dscale, jnp.maximum(1e-8 * jnp.max(jnp.where(free, dscale, 0.0)), 1e-12))
+        dscale = jnp.maximum(
+            dscale, jnp.maximum(1e-8 * jnp.max(jnp.where(free, dscale, 0.0)), 1e-12)
+        )
         step, ok, lam_used = _damped_step(s.hess, free, dscale, gf, s.lam)
         step = jnp.where(first, 0.0, step)
         # EDM of the current point from the (nearly undamped) Newton step: ½ gᵀ(H+λD)⁻¹g.
@@ -157,7 +169,9 @@ def minimize(fgh, x0, lo, hi, fixed, *, maxiter=200, tol=1e-10, stall_tol=1e-6, 
         lam = jnp.where(
             first,
             s.lam,
-            jnp.where(accept, lam_used * jnp.maximum(0.1, 1.0 - (2.0 * rho - 1.0) ** 3), lam_used * s.nu),
+            jnp.where(
+                accept, lam_used * jnp.maximum(0.1, 1.0 - (2.0 * rho - 1.0) ** 3), lam_used * s.nu
+            ),
         )
         lam = jnp.clip(lam, 1e-15, 1e20)
         nu = jnp.where(accept, 2.0, s.nu * 2.0)
@@ -183,8 +197,18 @@ def minimize(fgh, x0, lo, hi, fixed, *, maxiter=200, tol=1e-10, stall_tol=1e-6, 
                 ),
             ),
         )
-        return MinimizeState(x=x, f=f, grad=g, hess=h, lam=lam, nu=nu, iterations=it, edm=edm,
-                             status=status, free=_free_set(x, g, lo, hi, fixed))
+        return MinimizeState(
+            x=x,
+            f=f,
+            grad=g,
+            hess=h,
+            lam=lam,
+            nu=nu,
+            iterations=it,
+            edm=edm,
+            status=status,
+            free=_free_set(x, g, lo, hi, fixed),
+        )
 
     st = lax.while_loop(cond, body, state)
     return eqx.tree_at(lambda s: s.edm, st, _edm(st.grad, st.hess, st.free))

@@ -55,7 +55,9 @@ def asymptotic_pvalues(test_stat, q_obs, q_asimov, calc_base_dist="normal"):
     elif calc_base_dist == "normal":
         cutoff = -jnp.inf
     else:
-        raise ValueError(f"calc_base_dist must be 'normal' or 'clipped_normal', got {calc_base_dist!r}")
+        raise ValueError(
+            f"calc_base_dist must be 'normal' or 'clipped_normal', got {calc_base_dist!r}"
+        )
     clsb = norm.cdf(-(t + sqa))
     clb = norm.cdf(-t)
     n = jnp.asarray(N_SIGMA, dtype=sq.dtype)

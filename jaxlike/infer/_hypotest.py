@@ -127,14 +127,31 @@ def _prepare_core(model, data, init, lo, hi, fixed, test_stat, calc_base_dist):
     asimov = _expected(model, asimov_fit.bestfit)
     free_a = _fit(model, asimov, init, lo, hi, fixed)
     return HypoTestPrep(
-        data=data, asimov_data=asimov, init=init, lo=lo, hi=hi, fixed=fixed, free_fit=free,
-        asimov_fit=asimov_fit, free_fit_asimov=free_a, test_stat=test_stat, poi=poi,
+        data=data,
+        asimov_data=asimov,
+        init=init,
+        lo=lo,
+        hi=hi,
+        fixed=fixed,
+        free_fit=free,
+        asimov_fit=asimov_fit,
+        free_fit_asimov=free_a,
+        test_stat=test_stat,
+        poi=poi,
         calc_base_dist=calc_base_dist,
     )
 
 
-def hypotest_prepare(data, model, *, test_stat="qtilde", init_pars=None, par_bounds=None,
-                     fixed_params=None, calc_base_dist="normal"):
+def hypotest_prepare(
+    data,
+    model,
+    *,
+    test_stat="qtilde",
+    init_pars=None,
+    par_bounds=None,
+    fixed_params=None,
+    calc_base_dist="normal",
+):
     """The three μ-independent fits of an asymptotic test (free fit, Asimov construction,
     free fit to Asimov). Pass the result to :func:`hypotest_at`.
 
@@ -142,7 +159,9 @@ def hypotest_prepare(data, model, *, test_stat="qtilde", init_pars=None, par_bou
     (see :mod:`jaxlike.infer._asymptotics`)."""
     _check(model, test_stat)
     if calc_base_dist not in ("normal", "clipped_normal"):
-        raise InvalidParameters(f"calc_base_dist must be 'normal' or 'clipped_normal', got {calc_base_dist!r}")
+        raise InvalidParameters(
+            f"calc_base_dist must be 'normal' or 'clipped_normal', got {calc_base_dist!r}"
+        )
     d, init, lo, hi, fixed = prepare_fit_inputs(model, data, init_pars, par_bounds, fixed_params)
     return _prepare_core(model, d, init, lo, hi, fixed, test_stat, calc_base_dist)
 
@@ -175,10 +194,20 @@ def _assemble(prep, mu, cond, cond_a):
     fits = (prep.free_fit, cond, prep.asimov_fit, prep.free_fit_asimov, cond_a)
     conv = jnp.stack([f.converged for f in fits])
     return HypoTestResult(
-        mu=mu, cls_obs=cls, cls_exp=cls_e, clsb_obs=clsb, clb_obs=clb, clsb_exp=clsb_e,
-        clb_exp=clb_e, q_obs=q, q_asimov=q_a, mu_hat=mu_hat,
-        twice_nll=jnp.stack([f.twice_nll for f in fits]), fit_converged=conv,
-        fitted_pars=jnp.stack([f.bestfit for f in fits]), converged=jnp.all(conv),
+        mu=mu,
+        cls_obs=cls,
+        cls_exp=cls_e,
+        clsb_obs=clsb,
+        clb_obs=clb,
+        clsb_exp=clsb_e,
+        clb_exp=clb_e,
+        q_obs=q,
+        q_asimov=q_a,
+        mu_hat=mu_hat,
+        twice_nll=jnp.stack([f.twice_nll for f in fits]),
+        fit_converged=conv,
+        fitted_pars=jnp.stack([f.bestfit for f in fits]),
+        converged=jnp.all(conv),
     )
 
 
@@ -191,8 +220,18 @@ def _scan_jit(prep, model, mus, warm_start):
     return jax.vmap(lambda m: hypotest_at(prep, model, m, warm_start=warm_start))(mus)
 
 
-def hypotest(poi_test, data, model, *, test_stat="qtilde", init_pars=None, par_bounds=None,
-             fixed_params=None, warm_start=False, calc_base_dist="normal"):
+def hypotest(
+    poi_test,
+    data,
+    model,
+    *,
+    test_stat="qtilde",
+    init_pars=None,
+    par_bounds=None,
+    fixed_params=None,
+    warm_start=False,
+    calc_base_dist="normal",
+):
     """Asymptotic CLs test of POI value ``poi_test`` (pyhf's ``infer.hypotest``).
 
     Returns a :class:`HypoTestResult`; ``cls_obs, cls_exp = jaxlike.hypotest(1.0, data, model)``
@@ -200,21 +239,43 @@ def hypotest(poi_test, data, model, *, test_stat="qtilde", init_pars=None, par_b
     reported in ``twice_nll``/``fit_converged``; ``converged`` is False if any failed.
     Works under ``jax.jit``/``jax.vmap`` (over data or a stacked model).
     """
-    prep = hypotest_prepare(data, model, test_stat=test_stat, init_pars=init_pars,
-                            par_bounds=par_bounds, fixed_params=fixed_params,
-                            calc_base_dist=calc_base_dist)
+    prep = hypotest_prepare(
+        data,
+        model,
+        test_stat=test_stat,
+        init_pars=init_pars,
+        par_bounds=par_bounds,
+        fixed_params=fixed_params,
+        calc_base_dist=calc_base_dist,
+    )
     return _at_jit(prep, model, poi_test, warm_start)
 
 
-def hypotest_scan(poi_values, data, model, *, test_stat="qtilde", init_pars=None,
-                  par_bounds=None, fixed_params=None, warm_start=False, calc_base_dist="normal"):
+def hypotest_scan(
+    poi_values,
+    data,
+    model,
+    *,
+    test_stat="qtilde",
+    init_pars=None,
+    par_bounds=None,
+    fixed_params=None,
+    warm_start=False,
+    calc_base_dist="normal",
+):
     """Hypothesis tests at many POI values in one compiled, vmapped call.
 
     The μ-independent fits are shared; every field of the result gets a leading axis.
     """
-    prep = hypotest_prepare(data, model, test_stat=test_stat, init_pars=init_pars,
-                            par_bounds=par_bounds, fixed_params=fixed_params,
-                            calc_base_dist=calc_base_dist)
+    prep = hypotest_prepare(
+        data,
+        model,
+        test_stat=test_stat,
+        init_pars=init_pars,
+        par_bounds=par_bounds,
+        fixed_params=fixed_params,
+        calc_base_dist=calc_base_dist,
+    )
     return _scan_jit(prep, model, jnp.asarray(poi_values, dtype=float), warm_start)
 
 
@@ -222,5 +283,12 @@ def discovery_significance(data, model, *, init_pars=None, par_bounds=None, fixe
     """Discovery test with q0: returns the :class:`HypoTestResult` at μ = 0 whose
     ``p0_obs``/``significance_obs`` are the observed and ``p0_exp``/``significance_exp`` the
     expected (μ = 1 Asimov) values; Z = Φ⁻¹(1 − p0) = √q0."""
-    return hypotest(0.0, data, model, test_stat="q0", init_pars=init_pars, par_bounds=par_bounds,
-                    fixed_params=fixed_params)
+    return hypotest(
+        0.0,
+        data,
+        model,
+        test_stat="q0",
+        init_pars=init_pars,
+        par_bounds=par_bounds,
+        fixed_params=fixed_params,
+    )

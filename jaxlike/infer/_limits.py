@@ -54,23 +54,27 @@ def _evaluate(prep, model, mu, start_d, start_a):
     ncl, poi, ts = mu.shape[0], prep.poi, prep.test_stat
 
     def cond_fit(data, start, m):
-        return fit_arrays(model, data, *_conditional_inputs(start, prep.lo, prep.hi, prep.fixed, poi, m))
+        return fit_arrays(
+            model, data, *_conditional_inputs(start, prep.lo, prep.hi, prep.fixed, poi, m)
+        )
 
     fd = jax.vmap(lambda st, m: cond_fit(prep.data, st, m))(start_d, mu[:, 0])
     fa = jax.vmap(jax.vmap(lambda st, m: cond_fit(prep.asimov_data, st, m)))(start_a, mu)
-    q = profile_statistic(ts, mu[:, 0], fd.twice_nll, prep.free_fit.twice_nll,
-                          prep.free_fit.bestfit[poi])
-    qa = profile_statistic(ts, mu, fa.twice_nll, prep.free_fit_asimov.twice_nll,
-                           prep.free_fit_asimov.bestfit[poi])
-    (_, _, cls_obs), _ = jax.vmap(
-        lambda x, y: asymptotic_pvalues(ts, x, y, prep.calc_base_dist))(q, qa[:, 0])
-    _, (_, _, band) = jax.vmap(jax.vmap(
-        lambda x: asymptotic_pvalues(ts, jnp.zeros_like(x), x, prep.calc_base_dist)))(qa)
+    q = profile_statistic(
+        ts, mu[:, 0], fd.twice_nll, prep.free_fit.twice_nll, prep.free_fit.bestfit[poi]
+    )
+    qa = profile_statistic(
+        ts, mu, fa.twice_nll, prep.free_fit_asimov.twice_nll, prep.free_fit_asimov.bestfit[poi]
+    )
+    (_, _, cls_obs), _ = jax.vmap(lambda x, y: asymptotic_pvalues(ts, x, y, prep.calc_base_dist))(
+        q, qa[:, 0]
+    )
+    _, (_, _, band) = jax.vmap(
+        jax.vmap(lambda x: asymptotic_pvalues(ts, jnp.zeros_like(x), x, prep.calc_base_dist))
+    )(qa)
     cls_exp = jnp.diagonal(band[:, 1:, :], axis1=1, axis2=2)  # curve k uses band entry k-1
     cls = jnp.concatenate([cls_obs[:, None], cls_exp], axis=1)
-    conv = fa.converged & jnp.concatenate(
-        [fd.converged[:, None], jnp.ones((ncl, 5), bool)], axis=1
-    )
+    conv = fa.converged & jnp.concatenate([fd.converged[:, None], jnp.ones((ncl, 5), bool)], axis=1)
     return cls, conv, fd.bestfit, fa.bestfit
 
 
@@ -118,8 +122,19 @@ def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter):
     return jnp.where(bracketed, root, jnp.nan), ok, it
 
 
-def upper_limit(data, model, *, cl=0.95, test_stat="qtilde", poi_range=None, rtol=1e-6,
-                maxiter=60, init_pars=None, par_bounds=None, fixed_params=None):
+def upper_limit(
+    data,
+    model,
+    *,
+    cl=0.95,
+    test_stat="qtilde",
+    poi_range=None,
+    rtol=1e-6,
+    maxiter=60,
+    init_pars=None,
+    par_bounds=None,
+    fixed_params=None,
+):
     """Observed and expected (±1σ, ±2σ) upper limits on the POI at confidence level ``cl``.
 
     Args:
@@ -132,18 +147,37 @@ def upper_limit(data, model, *, cl=0.95, test_stat="qtilde", poi_range=None, rto
         :class:`UpperLimitResult` with ``obs`` (shape ``cl.shape``) and ``exp``
         (``cl.shape + (5,)``, ascending: N = 2, 1, 0, −1, −2 of the CLs band).
     """
-    prep = hypotest_prepare(data, model, test_stat=test_stat, init_pars=init_pars,
-                            par_bounds=par_bounds, fixed_params=fixed_params)
+    prep = hypotest_prepare(
+        data,
+        model,
+        test_stat=test_stat,
+        init_pars=init_pars,
+        par_bounds=par_bounds,
+        fixed_params=fixed_params,
+    )
     poi = model.config.poi_index
     if poi_range is None:
         lo = jnp.maximum(prep.lo[poi], 0.0)
         poi_range = (lo, prep.hi[poi])
     cls = jnp.asarray(cl, dtype=float)
     alpha = 1.0 - jnp.atleast_1d(cls)
-    root, ok, it = _limit_core(prep, model, alpha, jnp.asarray(poi_range[0], float),
-                               jnp.asarray(poi_range[1], float), rtol, maxiter)
+    root, ok, it = _limit_core(
+        prep,
+        model,
+        alpha,
+        jnp.asarray(poi_range[0], float),
+        jnp.asarray(poi_range[1], float),
+        rtol,
+        maxiter,
+    )
     obs, exp, conv = root[:, 0], root[:, 1:], jnp.all(ok, axis=1)
     if cls.ndim == 0:
         obs, exp, conv = obs[0], exp[0], conv[0]
-    return UpperLimitResult(obs=obs, exp=exp, cl=cls, converged=conv, iterations=it,
-                            bracket=jnp.asarray(poi_range, float))
+    return UpperLimitResult(
+        obs=obs,
+        exp=exp,
+        cl=cls,
+        converged=conv,
+        iterations=it,
+        bracket=jnp.asarray(poi_range, float),
+    )

@@ -38,37 +38,42 @@ def _finish(stat, fitted, return_fitted_pars):
     return (stat, fitted) if return_fitted_pars else stat
 
 
-def tmu(mu, data, model, init_pars=None, par_bounds=None, fixed_params=None,
-        return_fitted_pars=False):
+def tmu(
+    mu, data, model, init_pars=None, par_bounds=None, fixed_params=None, return_fitted_pars=False
+):
     """t_μ, two-sided, POI bounds as given. ``return_fitted_pars`` adds
     (θ̂̂(μ), θ̂) like pyhf."""
     t, _, fitted = _two_fits(mu, data, model, init_pars, par_bounds, fixed_params, False)
     return _finish(t, fitted, return_fitted_pars)
 
 
-def tmu_tilde(mu, data, model, init_pars=None, par_bounds=None, fixed_params=None,
-              return_fitted_pars=False):
+def tmu_tilde(
+    mu, data, model, init_pars=None, par_bounds=None, fixed_params=None, return_fitted_pars=False
+):
     """t̃_μ: t_μ with μ̂ ≥ 0 (POI lower bound set to 0)."""
     t, _, fitted = _two_fits(mu, data, model, init_pars, par_bounds, fixed_params, True)
     return _finish(t, fitted, return_fitted_pars)
 
 
-def qmu(mu, data, model, init_pars=None, par_bounds=None, fixed_params=None,
-        return_fitted_pars=False):
+def qmu(
+    mu, data, model, init_pars=None, par_bounds=None, fixed_params=None, return_fitted_pars=False
+):
     """q_μ: one-sided t_μ (0 when μ̂ > μ), POI bounds as given."""
     t, mu_hat, fitted = _two_fits(mu, data, model, init_pars, par_bounds, fixed_params, False)
     return _finish(jnp.where(mu_hat > mu, 0.0, t), fitted, return_fitted_pars)
 
 
-def qmu_tilde(mu, data, model, init_pars=None, par_bounds=None, fixed_params=None,
-              return_fitted_pars=False):
+def qmu_tilde(
+    mu, data, model, init_pars=None, par_bounds=None, fixed_params=None, return_fitted_pars=False
+):
     """q̃_μ: q_μ with μ̂ ≥ 0 (POI lower bound set to 0); the statistic for upper limits."""
     t, mu_hat, fitted = _two_fits(mu, data, model, init_pars, par_bounds, fixed_params, True)
     return _finish(jnp.where(mu_hat > mu, 0.0, t), fitted, return_fitted_pars)
 
 
-def q0(mu, data, model, init_pars=None, par_bounds=None, fixed_params=None,
-       return_fitted_pars=False):
+def q0(
+    mu, data, model, init_pars=None, par_bounds=None, fixed_params=None, return_fitted_pars=False
+):
     """q_0 for discovery: t_0 when μ̂ ≥ μ (= 0), else 0. ``mu`` must be 0, as in pyhf."""
     t, mu_hat, fitted = _two_fits(mu, data, model, init_pars, par_bounds, fixed_params, False)
     return _finish(jnp.where(mu_hat < mu, 0.0, t), fitted, return_fitted_pars)

@@ -2,8 +2,8 @@
 
 from ._build import DEFAULT_MODIFIER_SETTINGS, MODIFIER_TYPES, build_model
 from ._config import ModelConfig, ParamSet
-from ._interp import histosys_delta, normsys_factor
 from ._hessian import value_grad_hess
+from ._interp import histosys_delta, normsys_factor
 from ._model import Model, normal_logpdf, poisson_logpdf, stack_models
 
 __all__ = [

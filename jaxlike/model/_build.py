@@ -29,8 +29,19 @@ from ._interp import ADDITIVE_CODES, MULTIPLICATIVE_CODES
 
 __all__ = ["build_model", "MODIFIER_TYPES", "DEFAULT_MODIFIER_SETTINGS"]
 
-MODIFIER_TYPES = ("histosys", "lumi", "normfactor", "normsys", "shapefactor", "shapesys", "staterror")
-DEFAULT_MODIFIER_SETTINGS = {"normsys": {"interpcode": "code4"}, "histosys": {"interpcode": "code4p"}}
+MODIFIER_TYPES = (
+    "histosys",
+    "lumi",
+    "normfactor",
+    "normsys",
+    "shapefactor",
+    "shapesys",
+    "staterror",
+)
+DEFAULT_MODIFIER_SETTINGS = {
+    "normsys": {"interpcode": "code4"},
+    "histosys": {"interpcode": "code4p"},
+}
 _FALLBACK_CODES = {"normsys": "code1", "histosys": "code0"}
 _CONFIG_KEYS = {
     "normal": {"inits", "bounds", "fixed", "auxdata"},
@@ -46,7 +57,9 @@ def _interp_codes(modifier_settings):
     types it does not list fall back to the class defaults (normsys code1, histosys code0)."""
     settings = DEFAULT_MODIFIER_SETTINGS if modifier_settings is None else modifier_settings
     if not isinstance(settings, dict):
-        raise InvalidModel("modifier_settings", "must be a dict like {'normsys': {'interpcode': 'code4'}}")
+        raise InvalidModel(
+            "modifier_settings", "must be a dict like {'normsys': {'interpcode': 'code4'}}"
+        )
     for key in settings:
         if key not in MODIFIER_TYPES:
             raise InvalidModel(f"modifier_settings.{key}", f"unknown modifier type {key!r}")
@@ -55,7 +68,8 @@ def _interp_codes(modifier_settings):
         code = settings.get(mtype, {}).get("interpcode", _FALLBACK_CODES[mtype])
         if code not in allowed:
             raise InvalidModel(
-                f"modifier_settings.{mtype}.interpcode", f"{code!r} not supported (use one of {allowed})"
+                f"modifier_settings.{mtype}.interpcode",
+                f"{code!r} not supported (use one of {allowed})",
             )
         codes[mtype] = code
     return codes
@@ -104,7 +118,8 @@ class _Layout:
                     if m.get("type") not in MODIFIER_TYPES:
                         raise InvalidModel(
                             f"{mpath}.type",
-                            f"unknown modifier type {m.get('type')!r} (known: {list(MODIFIER_TYPES)})",
+                            f"unknown modifier type {m.get('type')!r} "
+                            f"(known: {list(MODIFIER_TYPES)})",
                         )
                     key = (m.get("name"), m["type"])
                     if not isinstance(key[0], str) or not key[0]:
@@ -138,7 +153,9 @@ def _requirement(mtype, layout, c, sample, mod, path):
     """Default parameter-set requirement of one modifier occurrence (pyhf defaults)."""
     n = layout.nbins[c]
     if mtype in ("histosys", "normsys"):
-        return dict(kind="normal", n=1, scalar=True, inits=(0.0,), bounds=((-5.0, 5.0),), aux=(0.0,))
+        return dict(
+            kind="normal", n=1, scalar=True, inits=(0.0,), bounds=((-5.0, 5.0),), aux=(0.0,)
+        )
     if mtype == "lumi":
         return dict(kind="lumi", n=1, scalar=True, inits=None, bounds=None, aux=None)
     if mtype == "normfactor":
@@ -146,7 +163,9 @@ def _requirement(mtype, layout, c, sample, mod, path):
     if mtype == "shapefactor":
         return dict(kind="free", n=n, scalar=False, inits=(1.0,) * n, bounds=((0.0, 10.0),) * n)
     if mtype == "shapesys":
-        return dict(kind="shapesys", n=n, scalar=False, inits=(1.0,) * n, bounds=((1e-10, 10.0),) * n)
+        return dict(
+            kind="shapesys", n=n, scalar=False, inits=(1.0,) * n, bounds=((1e-10, 10.0),) * n
+        )
     raise AssertionError(mtype)
 
 
@@ -155,7 +174,9 @@ def _collect_requirements(layout):
     per_type = {t: {} for t in MODIFIER_TYPES}
     staterror_names = [n for n, t in layout.modifiers if t == "staterror"]
     for c, _, sample, spath in layout.walk():
-        mods = sorted(((m["name"], m["type"]), mi) for mi, m in enumerate(sample.get("modifiers") or []))
+        mods = sorted(
+            ((m["name"], m["type"]), mi) for mi, m in enumerate(sample.get("modifiers") or [])
+        )
         for (name, mtype), mi in mods:
             if mtype == "staterror":
                 continue
@@ -163,7 +184,8 @@ def _collect_requirements(layout):
             if mtype == "shapesys" and name in per_type["shapesys"]:
                 raise InvalidModel(
                     f"{spath}.modifiers[{mi}]",
-                    f"shapesys {name!r} is used by more than one sample; shapesys names must be unique",
+                    f"shapesys {name!r} is used by more than one sample; "
+                    "shapesys names must be unique",
                 )
             req = _requirement(mtype, layout, c, sample, mod, f"{spath}.modifiers[{mi}]")
             req["types"] = (mtype,)
@@ -227,7 +249,9 @@ def build_model(
     paramsets, segments, fixed_static, auxdata = [], [], [], []
     start = 0
     for name, req in reqs.items():
-        ps, seg = _make_paramset(name, req, start, len(auxdata), tables, user.get(name), config_path)
+        ps, seg = _make_paramset(
+            name, req, start, len(auxdata), tables, user.get(name), config_path
+        )
         paramsets.append(ps)
         fixed_static += [False] * ps.n_parameters if (seg and seg.dynamic_fixed) else list(ps.fixed)
         if seg is not None:
@@ -240,7 +264,9 @@ def build_model(
                 "measurement.config.poi", f"POI {poi_name!r} is not a parameter of the model"
             )
         if not reqs[poi_name].get("scalar", False):  # staterror sets have no "scalar" yet
-            raise InvalidModel("measurement.config.poi", f"POI {poi_name!r} is not a scalar parameter")
+            raise InvalidModel(
+                "measurement.config.poi", f"POI {poi_name!r} is not a scalar parameter"
+            )
     config = ModelConfig(
         channels=layout.channels,
         channel_nbins={c: layout.nbins[c] for c in layout.channels},
@@ -295,15 +321,22 @@ def _make_paramset(name, req, start, aux_start, tables, user, config_path):
             if key == "name":
                 continue
             if key not in _CONFIG_KEYS[kind]:
-                raise InvalidModel(f"{path}.{key}", f"parameter {name!r} ({'/'.join(req['types'])}) does not use {key!r}")
+                raise InvalidModel(
+                    f"{path}.{key}",
+                    f"parameter {name!r} ({'/'.join(req['types'])}) does not use {key!r}",
+                )
             if key == "fixed" and isinstance(v, bool):
                 v = [v] * n
             if not isinstance(v, list | tuple) or len(v) != n:
-                raise InvalidModel(f"{path}.{key}", f"expected {n} value(s) for {name!r}, got {v!r}")
+                raise InvalidModel(
+                    f"{path}.{key}", f"expected {n} value(s) for {name!r}, got {v!r}"
+                )
             if key == "bounds":
                 v = [tuple(float(x) for x in b) for b in v]
                 if any(len(b) != 2 or not b[0] <= b[1] for b in v):
-                    raise InvalidModel(f"{path}.bounds", f"bounds of {name!r} must be [low, high] pairs")
+                    raise InvalidModel(
+                        f"{path}.bounds", f"bounds of {name!r} must be [low, high] pairs"
+                    )
             vals[key] = tuple(v)
             user_keys.add(key)
     if kind == "lumi":
@@ -319,8 +352,15 @@ def _make_paramset(name, req, start, aux_start, tables, user, config_path):
     bounds = tuple((float(a), float(b)) for a, b in vals["bounds"])
     for i, (x, (lo, hi)) in enumerate(zip(inits, bounds, strict=True)):
         if not lo <= x <= hi:
-            raise InvalidModel(config_path, f"init {x} of {name!r}[{i}] outside bounds [{lo}, {hi}]")
-    constraint = {"normal": "normal", "lumi": "normal", "staterror": "normal", "shapesys": "poisson"}.get(kind)
+            raise InvalidModel(
+                config_path, f"init {x} of {name!r}[{i}] outside bounds [{lo}, {hi}]"
+            )
+    constraint = {
+        "normal": "normal",
+        "lumi": "normal",
+        "staterror": "normal",
+        "shapesys": "poisson",
+    }.get(kind)
     ps = ParamSet(
         name=name,
         start=start,

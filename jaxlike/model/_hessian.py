@@ -14,7 +14,8 @@ staterror: linear in their parameter) and the *smooth* parameters α enter throu
 
 .. math::
     \partial_p \nu = \Pi E (A_p N + D_p), \qquad \partial_k \nu = \Pi_{-k} E N \\
-    \partial_p\partial_q \nu = \Pi E\,[A_p A_q N + A_p D_q + A_q D_p + \delta_{pq}(A'_p N + D'_p)] \\
+    \partial_p\partial_q \nu = \Pi E\,[A_p A_q N + A_p D_q + A_q D_p
+                                      + \delta_{pq}(A'_p N + D'_p)] \\
     \partial_k \partial_p \nu = \Pi_{-k} E (A_p N + D_p), \qquad
     \partial_k \partial_l \nu = \Pi_{-k,-l} E N \;(k \neq l)
 
@@ -84,7 +85,9 @@ def _smooth_terms(model, pars, smooth, ns_map, hs_map):
     n_shift = model.nominal
     if w.normsys:
         alpha = pars[np.asarray(w.normsys)][:, None, None]
-        lf, lf1, lf2 = normsys_log_derivatives(w.normsys_code, alpha, model.normsys_lo, model.normsys_hi)
+        lf, lf1, lf2 = normsys_log_derivatives(
+            w.normsys_code, alpha, model.normsys_lo, model.normsys_hi
+        )
         on = mk["normsys"]
         log_e = jnp.sum(jnp.where(on, lf, 0.0), axis=0)
         A = jnp.einsum("pm,msb->psb", ns_map, jnp.where(on, lf1, 0.0))
@@ -167,7 +170,11 @@ def value_grad_hess(model, pars, data):
         Mflat = M.reshape(len(smooth), S * B)
         for k in range(K):
             vk = (r[None, :] * pi_minus1[k] * E).reshape(S * B)
-            h_ds = jnp.zeros((P + 1, len(smooth)), pars.dtype).at[idx[k].reshape(-1)].add((vk * Mflat).T)
+            h_ds = (
+                jnp.zeros((P + 1, len(smooth)), pars.dtype)
+                .at[idx[k].reshape(-1)]
+                .add((vk * Mflat).T)
+            )
             H = H.at[:, smooth].add(h_ds)
             H = H.at[smooth, :].add(h_ds.T)
     # direct-direct

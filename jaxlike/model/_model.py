@@ -3,7 +3,8 @@
 .. math::
 
     \\nu_b(\\theta) = \\sum_s \\Big(\\prod_{m \\in \\text{mult}} f_{msb}(\\theta)\\Big)
-                     \\Big(\\nu^0_{sb} + \\sum_{m \\in \\text{histosys}} \\Delta_{msb}(\\alpha_m)\\Big)
+                     \\Big(\\nu^0_{sb}
+                           + \\sum_{m \\in \\text{histosys}} \\Delta_{msb}(\\alpha_m)\\Big)
 
     \\log L(\\theta) = \\sum_b \\big[n_b \\log \\nu_b - \\nu_b - \\log\\Gamma(n_b + 1)\\big]
         + \\sum_{k \\in \\text{normal}} \\log \\mathcal N(a_k \\mid \\theta_k, \\sigma_k)
@@ -150,10 +151,14 @@ class Model(eqx.Module):
         scale = jnp.asarray(val)
         if len(dyn):
             if kind == "normal":
-                per_mod = _staterror_sigmas(self.nominal, self.masks["staterror"], self.staterror_unc)
+                per_mod = _staterror_sigmas(
+                    self.nominal, self.masks["staterror"], self.staterror_unc
+                )
                 per_mod = jnp.where(per_mod > 0, per_mod, 1.0)
             else:
-                per_mod, _ = _shapesys_factors(self.nominal, self.masks["shapesys"], self.shapesys_unc)
+                per_mod, _ = _shapesys_factors(
+                    self.nominal, self.masks["shapesys"], self.shapesys_unc
+                )
             scale = scale.at[dyn[:, 0]].set(per_mod[dyn[:, 1], dyn[:, 2]])
         return scale
 
@@ -167,10 +172,14 @@ class Model(eqx.Module):
         m = seg.which
         if seg.source == "staterror":
             bins = np.asarray(self.wiring.staterror_bins[m])
-            sig = _staterror_sigmas(self.nominal, self.masks["staterror"][m:m + 1], self.staterror_unc[m:m + 1])
+            sig = _staterror_sigmas(
+                self.nominal, self.masks["staterror"][m : m + 1], self.staterror_unc[m : m + 1]
+            )
             return sig[0, bins] <= 0
         bins = np.asarray(self.wiring.shapesys_bins[m])
-        _, valid = _shapesys_factors(self.nominal, self.masks["shapesys"][m:m + 1], self.shapesys_unc[m:m + 1])
+        _, valid = _shapesys_factors(
+            self.nominal, self.masks["shapesys"][m : m + 1], self.shapesys_unc[m : m + 1]
+        )
         return ~valid[0, bins]
 
     def auxdata(self):
@@ -206,7 +215,9 @@ class Model(eqx.Module):
         total = jnp.zeros((), pars.dtype)
         par, aux, _, _ = self._constraint_plan("normal")
         if len(par):
-            total = total + jnp.sum(normal_logpdf(auxdata[aux], pars[par], self._constraint_scales("normal")))
+            total = total + jnp.sum(
+                normal_logpdf(auxdata[aux], pars[par], self._constraint_scales("normal"))
+            )
         par, aux, _, _ = self._constraint_plan("poisson")
         if len(par):
             rate = pars[par] * self._constraint_scales("poisson")

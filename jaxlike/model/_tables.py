@@ -102,13 +102,21 @@ class _Tables:
                     self.hi[t][m, si, bins], self.lo[t][m, si, bins] = hi, lo
                 elif t == "histosys":
                     if not isinstance(data, dict):
-                        raise InvalidModel(path, "histosys needs {'hi_data': [...], 'lo_data': [...]}")
-                    self.hi[t][m, si, bins] = _vec(data.get("hi_data"), f"{path}.hi_data", lay.nbins[c])
-                    self.lo[t][m, si, bins] = _vec(data.get("lo_data"), f"{path}.lo_data", lay.nbins[c])
+                        raise InvalidModel(
+                            path, "histosys needs {'hi_data': [...], 'lo_data': [...]}"
+                        )
+                    self.hi[t][m, si, bins] = _vec(
+                        data.get("hi_data"), f"{path}.hi_data", lay.nbins[c]
+                    )
+                    self.lo[t][m, si, bins] = _vec(
+                        data.get("lo_data"), f"{path}.lo_data", lay.nbins[c]
+                    )
                 elif t in ("shapesys", "staterror"):
                     unc = _vec(data, path, lay.nbins[c])
                     if (unc < 0).any():
-                        raise InvalidModel(f"{path}[{int(np.argmax(unc < 0))}]", "negative uncertainty")
+                        raise InvalidModel(
+                            f"{path}[{int(np.argmax(unc < 0))}]", "negative uncertainty"
+                        )
                     self.unc[t][m, si, bins] = unc
 
     def _per_bin_bins(self, mtype, name):
@@ -123,13 +131,17 @@ class _Tables:
 
     def staterror_defaults(self, name):
         m, bins = self._per_bin_bins("staterror", name)
-        sig = staterror_sigmas_np(self.nominal, self.mask["staterror"][m], self.unc["staterror"][m])[bins]
+        sig = staterror_sigmas_np(
+            self.nominal, self.mask["staterror"][m], self.unc["staterror"][m]
+        )[bins]
         fixed = sig == 0
         return np.where(fixed, 1.0, sig), fixed
 
     def shapesys_defaults(self, name):
         m, bins = self._per_bin_bins("shapesys", name)
-        tau, valid = shapesys_factors_np(self.nominal, self.mask["shapesys"][m], self.unc["shapesys"][m])
+        tau, valid = shapesys_factors_np(
+            self.nominal, self.mask["shapesys"][m], self.unc["shapesys"][m]
+        )
         return tau[bins], ~valid[bins]
 
     def leaves(self, config):

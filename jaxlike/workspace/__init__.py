@@ -10,8 +10,8 @@ Example:
 """
 
 from jaxlike.workspace._patch import Patch, PatchSet, apply_patch, digest, load_patch
-from jaxlike.workspace._validate import validate_patch_operations, validate_workspace
 from jaxlike.workspace._unify import unify_patches
+from jaxlike.workspace._validate import validate_patch_operations, validate_workspace
 from jaxlike.workspace._workspace import Workspace
 
 __all__ = [

@@ -25,8 +25,6 @@ on a zero-yield signal sample every modifier is neutral.
 
 from __future__ import annotations
 
-import copy
-
 from ..exceptions import InvalidPatch
 
 __all__ = ["unify_patches"]
