@@ -1,0 +1,398 @@
+"""Helpers shared by the benchmark scripts: machine description, timing, tables, pyhf setup.
+
+Nothing here imports jaxlike or JAX at import time, so a script sets its environment (BLAS
+threads) before importing this module. Also holds the data helpers: ERJR patch selection, layout
+grouping, the synthetic 40-bin model of benchmark C, and the pyhf reference runs. Times are
+wall-clock seconds (:func:`time.perf_counter`); every JAX result is waited for with
+:func:`jax.block_until_ready` before the clock stops.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "erjr_paths",
+    "erjr_subset",
+    "group_layouts",
+    "ratio",
+    "synth_background",
+    "synth_channels",
+    "synth_templates",
+    "NBINS",
+    "CacheCounter",
+    "default_data_dir",
+    "describe_machine",
+    "fmt_machine",
+    "fmt_s",
+    "max_rel_diff",
+    "peak_rss_mb",
+    "print_table",
+    "erjr_pyhf",
+    "pyhf_backend",
+    "pyhf_belle",
+    "pyhf_template_fits",
+    "who_is_lower",
+    "run_child",
+    "timed",
+    "verdict",
+]
+
+
+def default_data_dir() -> Path:
+    """The shared data folder next to the checkout (``<checkout>/../shared/data``)."""
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (falls back to :func:`platform.processor`)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _ram_gib() -> float:
+    """Total memory in GiB from /proc/meminfo (0 if unavailable)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 0.0
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def describe_machine() -> dict:
+    """CPU, cores, RAM, load, library versions and thread settings of this run, as a dict."""
+    return {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "ram_gib": round(_ram_gib(), 1),
+        "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "versions": {
+            d: _version(d) for d in ("jax", "jaxlib", "jaxlike", "pyhf", "numpy", "scipy")
+        },
+        "env": {k: os.environ.get(k, "") for k in ("OPENBLAS_NUM_THREADS", "XLA_FLAGS")},
+    }
+
+
+def fmt_machine(m: dict) -> str:
+    """Human-readable block for the top of the report."""
+    v = m["versions"]
+    return "\n".join(
+        [
+            f"date     : {m['date']}",
+            f"machine  : {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), "
+            f"{m['ram_gib']} GiB RAM, load avg {m['load_avg_1_5_15']} at start",
+            f"software : python {m['python']}, jax {v['jax']} (jaxlib {v['jaxlib']}), "
+            f"jaxlike {v['jaxlike']}, pyhf {v['pyhf']}, numpy {v['numpy']}, scipy {v['scipy']}",
+            f"env      : OPENBLAS_NUM_THREADS={m['env']['OPENBLAS_NUM_THREADS'] or '(unset)'} "
+            f"XLA_FLAGS={m['env']['XLA_FLAGS'] or '(unset)'}",
+        ]
+    )
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn, *args, repeats: int = 3):
+    """Run ``fn(*args)`` once (first call: tracing + compilation + run) then ``repeats`` times.
+
+    Returns ``(first_s, median_s, result)``; the result of the last call is returned and every
+    call is waited for with ``jax.block_until_ready``.
+    """
+    import jax
+
+    t = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - t
+    runs = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = jax.block_until_ready(fn(*args))
+        runs.append(time.perf_counter() - t)
+    return first, statistics.median(runs) if runs else first, out
+
+
+def max_rel_diff(a, b) -> float:
+    """max |a − b| / max(|b|, tiny) over all entries (b is the reference)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
+
+
+def fmt_s(x) -> str:
+    """Seconds with 3 significant digits, or '—' for None."""
+    if x is None:
+        return "—"
+    if x >= 100:
+        return f"{x:.0f} s"
+    return f"{x:.3g} s" if x >= 1e-3 else f"{x * 1e3:.3g} ms"
+
+
+def verdict(ok: bool | None) -> str:
+    """PASS / FAIL / '—' (no target)."""
+    return "—" if ok is None else ("PASS" if ok else "FAIL")
+
+
+COLUMNS = (
+    "task",
+    "jaxlike 1st call",
+    "jaxlike steady",
+    "pyhf-numpy",
+    "pyhf-jax",
+    "ratio",
+    "target",
+    "result",
+    "agreement",
+)
+
+
+def print_table(title: str, rows: list[dict]) -> str:
+    """Print (and return) a Markdown table; rows map column names to already formatted text."""
+    cells = [[str(r.get(c, "—")) for c in COLUMNS] for r in rows]
+    width = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(COLUMNS)]
+
+    def line(vals):
+        return "| " + " | ".join(v.ljust(w) for v, w in zip(vals, width, strict=True)) + " |"
+
+    text = "\n".join(
+        [f"\n### {title}\n", line(COLUMNS), "|" + "|".join("-" * (w + 2) for w in width) + "|"]
+        + [line(r) for r in cells]
+    )
+    print(text, flush=True)
+    return text
+
+
+def pyhf_backend(name: str):
+    """Switch pyhf to ``name`` ("numpy" or "jax") with a converged SciPy optimizer.
+
+    pyhf's default SLSQP tolerance stops early on real likelihoods (see the data READMEs), so
+    every pyhf number in these benchmarks uses ``scipy_optimizer(tolerance=1e-10)``.
+    """
+    import pyhf
+
+    pyhf.set_backend(name, pyhf.optimize.scipy_optimizer(tolerance=1e-10))
+    return pyhf
+
+
+class CacheCounter:
+    """Counts JAX persistent-compilation-cache hits and misses (``jax.monitoring`` events)."""
+
+    def __init__(self):
+        import jax
+
+        self.hits = self.misses = 0
+        jax.monitoring.register_event_listener(self._on_event)
+
+    def _on_event(self, event: str, **_kwargs):
+        if event == "/jax/compilation_cache/cache_hits":
+            self.hits += 1
+        elif event == "/jax/compilation_cache/cache_misses":
+            self.misses += 1
+
+
+def run_child(script: Path, args: list[str], timeout: float) -> dict:
+    """Run ``python script args`` in a fresh process and return the JSON object it prints last,
+    plus ``wall_s``: the child's wall time seen from here (interpreter start and imports too)."""
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["wall_s"] = wall
+    return out
+
+
+# ----------------------------------------------------------------------------- data helpers
+def ratio(slow, fast) -> str:
+    """'×N' speed-up of ``fast`` over ``slow`` ('—' if either is missing)."""
+    return "—" if slow is None or fast is None else f"×{slow / fast:.3g}"
+
+
+def erjr_paths(data_dir: Path) -> list[Path]:
+    return sorted((data_dir / "atlas_erjr").glob("patch.*.json"))
+
+
+def erjr_subset(paths: list[Path], k: int) -> list[Path]:
+    """k patches spread evenly over the sorted list (all of them if k ≤ 0 or k ≥ len)."""
+    if k <= 0 or k >= len(paths):
+        return paths
+    return [paths[i] for i in sorted(set(np.linspace(0, len(paths) - 1, k).round().astype(int)))]
+
+
+def group_layouts(models: list) -> list[list[int]]:
+    """Indices of models grouped by identical layout (config and wiring)."""
+    groups: list[list[int]] = []
+    for i, m in enumerate(models):
+        for g in groups:
+            if models[g[0]].config == m.config and models[g[0]].wiring == m.wiring:
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups
+
+
+NBINS = 40
+
+
+def synth_background(rng):
+    """Falling background, its staterror, a ±5% normsys and a tilting histosys; Poisson data."""
+    x = np.arange(NBINS) + 0.5
+    bkg = 800.0 * np.exp(-x / 15.0) + 30.0
+    tilt = 0.08 * (x / NBINS - 0.5)
+    return bkg, 0.05 * bkg, bkg * (1 + tilt), bkg * (1 - tilt), rng.poisson(bkg).astype(float)
+
+
+def synth_templates(rng, n: int) -> np.ndarray:
+    """n Gaussian signal bumps (centre, width, yield drawn at random), shape [n, NBINS]."""
+    x = np.arange(NBINS) + 0.5
+    c, w, s = rng.uniform(4, 36, n), rng.uniform(1.0, 4.0, n), rng.uniform(20, 200, n)
+    shape = np.exp(-0.5 * ((x[None] - c[:, None]) / w[:, None]) ** 2)
+    return s[:, None] * shape / shape.sum(axis=1, keepdims=True)
+
+
+def synth_channels(signal, bkg, unc, hi, lo) -> list:
+    """pyhf-JSON channel list: mu on the signal; staterror, normsys, histosys on background."""
+    mods = [
+        {"name": "staterror_SR", "type": "staterror", "data": unc.tolist()},
+        {"name": "bkg_norm", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}},
+        {
+            "name": "bkg_shape",
+            "type": "histosys",
+            "data": {"hi_data": hi.tolist(), "lo_data": lo.tolist()},
+        },
+    ]
+    return [
+        {
+            "name": "SR",
+            "samples": [
+                {
+                    "name": "signal",
+                    "data": list(map(float, signal)),
+                    "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+                },
+                {"name": "background", "data": bkg.tolist(), "modifiers": mods},
+            ],
+        }
+    ]
+
+
+# ----------------------------------------------------------------------------- pyhf reference runs
+def pyhf_belle(backend: str, spec: dict, hypotest: bool) -> dict:
+    """One converged pyhf MLE (and optionally one q̃ hypotest at μ = 1) on the Belle II spec."""
+    pyhf = pyhf_backend(backend)
+    ws = pyhf.Workspace(spec)
+    model = ws.model()
+    data = ws.data(model)
+    t = time.perf_counter()
+    pars, twice_nll = pyhf.infer.mle.fit(data, model, return_fitted_val=True)
+    out = {
+        "mle_s": time.perf_counter() - t,
+        "twice_nll": float(twice_nll),
+        "mu_hat": float(pars[model.config.poi_index]),
+    }
+    if hypotest:
+        t = time.perf_counter()
+        obs, exp = pyhf.infer.hypotest(
+            1.0, data, model, test_stat="qtilde", return_expected_set=True
+        )
+        out.update(hypotest_s=time.perf_counter() - t, cls=[float(obs)] + [float(e) for e in exp])
+    return out
+
+
+def erjr_pyhf(data_dir: Path, paths: list[Path], ul_paths: list[Path]) -> dict:
+    """pyhf-numpy: hypotest at μ = 1 for ``paths``, toms748 upper limits for ``ul_paths``."""
+    pyhf = pyhf_backend("numpy")
+    ws = pyhf.Workspace(json.loads((data_dir / "atlas_erjr" / "BkgOnly.json").read_text()))
+    out = {
+        "build_s": 0.0,
+        "hypotest_s": [],
+        "ul_s": [],
+        "ul_failed": [],
+        "cls": {},
+        "ul": {},
+        "nll": {},
+    }
+    for p in paths:
+        t = time.perf_counter()
+        model = ws.model(patches=[json.loads(p.read_text())])
+        data = ws.data(model)
+        out["build_s"] += time.perf_counter() - t
+        t = time.perf_counter()
+        obs, exp = pyhf.infer.hypotest(
+            1.0, data, model, test_stat="qtilde", return_expected_set=True
+        )
+        out["hypotest_s"].append(time.perf_counter() - t)
+        out["cls"][p.name] = [float(obs)] + [float(e) for e in exp]
+        if p in ul_paths:
+            t = time.perf_counter()
+            try:
+                obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(data, model, level=0.05)
+                out["ul_s"].append(time.perf_counter() - t)
+                out["ul"][p.name] = [float(obs)] + [float(e) for e in exp]
+            except Exception as err:  # noqa: BLE001 - pyhf's SLSQP fails on some patches
+                out["ul_failed"].append(f"{p.name}: {type(err).__name__}")
+        out["nll"][p.name] = (model, data)
+    return out
+
+
+def who_is_lower(pyhf_out: dict, name: str, jl: dict) -> str:
+    """For a CLs disagreement: compare both tools' free and μ=1 fit minima (lower is right)."""
+    import pyhf
+
+    model, data = pyhf_out["nll"][name]
+    _, free = pyhf.infer.mle.fit(data, model, return_fitted_val=True)
+    _, fixed = pyhf.infer.mle.fixed_poi_fit(1.0, data, model, return_fitted_val=True)
+    d_free, d_fixed = jl["twice_nll"][0] - float(free), jl["twice_nll"][1] - float(fixed)
+    return f"{name}: 2NLL jaxlike−pyhf free {d_free:+.3g}, μ=1 {d_fixed:+.3g}"
+
+
+def pyhf_template_fits(templates, bkg, unc, hi, lo, obs) -> dict:
+    """Converged pyhf-numpy MLE per signal template (a new pyhf Model each; fit time only)."""
+    pyhf = pyhf_backend("numpy")
+    out = {"fit_s": [], "twice_nll": [], "mu_hat": []}
+    for s in templates:
+        model = pyhf.Model({"channels": synth_channels(s, bkg, unc, hi, lo)}, poi_name="mu")
+        t = time.perf_counter()
+        data = list(obs) + model.config.auxdata
+        pars, nll = pyhf.infer.mle.fit(data, model, return_fitted_val=True)
+        out["fit_s"].append(time.perf_counter() - t)
+        out["twice_nll"].append(float(nll))
+        out["mu_hat"].append(float(pars[model.config.poi_index]))
+    return out
