@@ -19,11 +19,7 @@ from .infer import (  # noqa: E402
     upper_limit,
 )
 from .model import Model, ModelConfig, build_model, stack_models  # noqa: E402
-
-try:  # the workspace layer is optional for model-only use
-    from .workspace import PatchSet, Workspace  # noqa: E402
-except ImportError:  # pragma: no cover
-    pass
+from .workspace import PatchSet, Workspace, unify_patches  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -44,4 +40,5 @@ __all__ = [
     "build_model",
     "exceptions",
     "stack_models",
+    "unify_patches",
 ]
