@@ -15,6 +15,8 @@ __all__ = [
     "InvalidModel",
     "InvalidParameters",
     "InvalidData",
+    "InvalidScanConfig",
+    "InvalidScanFile",
 ]
 
 
@@ -50,3 +52,14 @@ class InvalidParameters(JaxlikeError):
 
 class InvalidData(JaxlikeError):
     """A data vector does not match the model (wrong length, NaN, negative counts)."""
+
+
+class InvalidScanConfig(InvalidSpecification):
+    """A scan configuration is malformed at ``path`` (unknown shape, window outside the
+    spectrum, mass outside the tabulated range, empty window, ...). Raised before any
+    computation starts."""
+
+
+class InvalidScanFile(JaxlikeError):
+    """A scan results file (HDF5) is unreadable, corrupt, or was written by a different scan
+    configuration than the one asked to resume it."""
