@@ -10,6 +10,7 @@ wall-clock seconds (:func:`time.perf_counter`); every JAX result is waited for w
 from __future__ import annotations
 
 import datetime as _dt
+import faulthandler
 import json
 import os
 import platform
@@ -123,23 +124,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def timed(fn, *args, repeats: int = 3):
+def timed(fn, *args, repeats: int = 3, watchdog_s: float = 900):
     """Run ``fn(*args)`` once (first call: tracing + compilation + run) then ``repeats`` times.
 
-    Returns ``(first_s, median_s, result)``; the result of the last call is returned and every
-    call is waited for with ``jax.block_until_ready``.
+    Returns ``(first_s, median_s, result)``; every call is waited for with
+    ``jax.block_until_ready``. A call that takes longer than ``watchdog_s`` dumps the Python
+    stacks and exits: jaxlib 0.10's batched CPU LAPACK kernels can deadlock (README.md).
     """
     import jax
 
-    t = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - t
     runs = []
-    for _ in range(repeats):
+    for _ in range(repeats + 1):
+        faulthandler.dump_traceback_later(watchdog_s, exit=True)
         t = time.perf_counter()
         out = jax.block_until_ready(fn(*args))
         runs.append(time.perf_counter() - t)
-    return first, statistics.median(runs) if runs else first, out
+        faulthandler.cancel_dump_traceback_later()
+    return runs[0], statistics.median(runs[1:] or runs), out
 
 
 def max_rel_diff(a, b) -> float:
@@ -249,9 +250,9 @@ def erjr_paths(data_dir: Path) -> list[Path]:
 
 
 def erjr_subset(paths: list[Path], k: int) -> list[Path]:
-    """k patches spread evenly over the sorted list (all of them if k ≤ 0 or k ≥ len)."""
+    """k patches spread evenly over the sorted list (none if k ≤ 0, all if k ≥ len)."""
     if k <= 0 or k >= len(paths):
-        return paths
+        return paths[: max(k, 0)]
     return [paths[i] for i in sorted(set(np.linspace(0, len(paths) - 1, k).round().astype(int)))]
 
 
@@ -372,15 +373,16 @@ def erjr_pyhf(data_dir: Path, paths: list[Path], ul_paths: list[Path]) -> dict:
     return out
 
 
-def who_is_lower(pyhf_out: dict, name: str, jl: dict) -> str:
-    """For a CLs disagreement: compare both tools' free and μ=1 fit minima (lower is right)."""
+def who_is_lower(pyhf_out: dict, name: str, jl_free: float, jl_fixed: float) -> str:
+    """For a CLs disagreement: both tools' free and μ=1 fit minima on the patch's own model
+    (the lower minimum is the right one)."""
     import pyhf
 
     model, data = pyhf_out["nll"][name]
     _, free = pyhf.infer.mle.fit(data, model, return_fitted_val=True)
     _, fixed = pyhf.infer.mle.fixed_poi_fit(1.0, data, model, return_fitted_val=True)
-    d_free, d_fixed = jl["twice_nll"][0] - float(free), jl["twice_nll"][1] - float(fixed)
-    return f"{name}: 2NLL jaxlike−pyhf free {d_free:+.3g}, μ=1 {d_fixed:+.3g}"
+    d_free, d_fixed = jl_free - float(free), jl_fixed - float(fixed)
+    return f"{name}: 2NLL jaxlike−pyhf free fit {d_free:+.3g}, μ=1 fit {d_fixed:+.3g}"
 
 
 def pyhf_template_fits(templates, bkg, unc, hi, lo, obs) -> dict:

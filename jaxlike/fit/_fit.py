@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 
 from ..exceptions import InvalidData, InvalidParameters
-from ..model import value_grad_hess
 from ._newton import STATUS, minimize
 
 __all__ = ["FitResult", "fit", "fixed_poi_fit", "fit_arrays", "prepare_fit_inputs"]
@@ -74,7 +73,7 @@ def fit_arrays(model, data, init, lo, hi, fixed, *, maxiter=200, tol=1e-10):
     """Fit with every input an array (the traced core used by fits, tests and scans)."""
 
     st = minimize(
-        lambda x: value_grad_hess(model, x, data), init, lo, hi, fixed, maxiter=maxiter, tol=tol
+        lambda x: model.value_grad_hess(x, data), init, lo, hi, fixed, maxiter=maxiter, tol=tol
     )
     cov = _covariance(st.hess, fixed)
     span = jnp.maximum(hi - lo, 1.0)

@@ -238,6 +238,14 @@ class Model(eqx.Module):
         """−2 log L, the objective minimised by every fit."""
         return -2.0 * self.logpdf(pars, data)
 
+    def value_grad_hess(self, pars, data):
+        """(−2 log L, its gradient, its exact Hessian) at ``pars``: the one call per iteration of
+        every fit. Any model type the fit and inference layers accept implements this method
+        (here the structured closed form of :mod:`jaxlike.model._hessian`)."""
+        from ._hessian import value_grad_hess
+
+        return value_grad_hess(self, pars, data)
+
     # -- parameters ----------------------------------------------------------------------------
     def fixed_mask(self):
         """Parameters held constant: user ``fixed`` flags, plus staterror bins with zero
