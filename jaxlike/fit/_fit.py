@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from ..exceptions import InvalidData, InvalidParameters
+from ._linalg import spd_solve
 from ._newton import STATUS, minimize
 
 __all__ = ["FitResult", "fit", "fixed_poi_fit", "fit_arrays", "prepare_fit_inputs"]
@@ -61,10 +62,7 @@ def _covariance(hess, fixed):
     free = ~fixed
     both = free[:, None] & free[None, :]
     a = jnp.where(both, hess, 0.0) + jnp.diag(jnp.where(free, 0.0, 1.0))
-    c = jnp.linalg.cholesky(a)
-    ok = jnp.all(jnp.isfinite(c))
-    c = jnp.where(ok, c, jnp.eye(a.shape[0], dtype=a.dtype))
-    inv = jax.scipy.linalg.cho_solve((c, True), jnp.eye(a.shape[0], dtype=a.dtype))
+    inv, ok = spd_solve(a, jnp.eye(a.shape[0], dtype=a.dtype))
     cov = jnp.where(both, 2.0 * inv, 0.0)
     return jnp.where(ok, cov, jnp.nan)
 

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._linalg import spd_solve
+
 __all__ = ["MinimizeState", "minimize", "autodiff_fgh", "STATUS"]
 
 STATUS = {
@@ -72,11 +74,7 @@ def _masked_system(h, free, diag_add):
 
 def _solve(a, b):
     """Cholesky solve; returns (x, ok)."""
-    c = jnp.linalg.cholesky(a)
-    ok = jnp.all(jnp.isfinite(c))
-    c = jnp.where(ok, c, jnp.eye(a.shape[0], dtype=a.dtype))
-    y = jax.scipy.linalg.cho_solve((c, True), b)
-    return y, ok
+    return spd_solve(a, b)
 
 
 def _damped_step(h, free, dscale, gf, lam):
