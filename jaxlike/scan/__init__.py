@@ -1,0 +1,36 @@
+"""Hypothesis scans as streams: chunk, shard over devices, store in HDF5, resume.
+
+The generic layer knows nothing of physics: :func:`run_scan` evaluates a pure function on a
+pytree of hypotheses (leading axis H) chunk by chunk, and :class:`ScanStore` keeps the results
+in one crash-safe HDF5 file per scan.
+"""
+
+from ._progress import Progress
+from ._store import FORMAT_VERSION, ScanStore, canonical_json, merge_stores, read_results
+from ._stream import (
+    DEFAULT_CHUNK_SIZE,
+    choose_chunk_size,
+    hypothesis_bytes,
+    initialize_distributed,
+    process_store_path,
+    run_scan,
+    scan_mesh,
+    shard_batch,
+)
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "FORMAT_VERSION",
+    "Progress",
+    "ScanStore",
+    "canonical_json",
+    "choose_chunk_size",
+    "hypothesis_bytes",
+    "initialize_distributed",
+    "merge_stores",
+    "process_store_path",
+    "read_results",
+    "run_scan",
+    "scan_mesh",
+    "shard_batch",
+]
