@@ -5,6 +5,7 @@ pytree of hypotheses (leading axis H) chunk by chunk, and :class:`ScanStore` kee
 in one crash-safe HDF5 file per scan.
 """
 
+from ._mass import mass_scan, scan_digest
 from ._progress import Progress
 from ._store import FORMAT_VERSION, ScanStore, canonical_json, merge_stores, read_results
 from ._stream import (
@@ -27,10 +28,12 @@ __all__ = [
     "choose_chunk_size",
     "hypothesis_bytes",
     "initialize_distributed",
+    "mass_scan",
     "merge_stores",
     "process_store_path",
     "read_results",
     "run_scan",
+    "scan_digest",
     "scan_mesh",
     "shard_batch",
 ]

@@ -1,0 +1,27 @@
+"""Parametric models for mass scans: a binned likelihood in a sliding fit window whose signal
+peak (Gaussian or double-sided Crystal Ball) depends on the mass hypothesis, with polynomial,
+exponential or template backgrounds, peaking components, vetoes and Gaussian systematics.
+
+- :class:`WindowModel`: the likelihood of one hypothesis (fit/inference protocol).
+- :class:`MassScan`: the hypothesis-independent inputs; ``scan.window_model(m)``.
+- :func:`hypothesis_results`: fit, local significance and CLs limits at one mass (vmappable).
+- :func:`load_config`, :func:`build_mass_scan`: TOML/JSON scan configurations, validated.
+"""
+
+from ._config import build_mass_scan, load_config, scan_masses
+from ._model import BACKGROUNDS, SIGNAL_SHAPES, WindowConfig, WindowModel
+from ._scan import RESULT_FIELDS, MassScan, hypothesis_results, hypothesis_significance
+
+__all__ = [
+    "BACKGROUNDS",
+    "RESULT_FIELDS",
+    "SIGNAL_SHAPES",
+    "MassScan",
+    "WindowConfig",
+    "WindowModel",
+    "build_mass_scan",
+    "hypothesis_results",
+    "hypothesis_significance",
+    "load_config",
+    "scan_masses",
+]

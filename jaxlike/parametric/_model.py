@@ -1,0 +1,277 @@
+"""A parametric binned likelihood in a fit window: the model of one mass hypothesis.
+
+For categories c = 1…C (e.g. four kaon modes) sharing one signal-strength parameter μ, the
+expected count in window bin b is
+
+    ν_cb = μ · k_c · (1 + δ_ε θ_ε) · [(1 − f_c) · S_cb(σ_c (1 + δ_σ θ_σ)) + f_c · T_cb]
+           + B_c · P_cb(a_c) + Σ_k N_ck · R_ckb
+
+- S_cb: probability content of the signal peak (Gaussian or double-sided Crystal Ball with the
+  shape parameters of the hypothesis, :mod:`jaxlike.shapes`) in the bin; signal leaking out of
+  the window is lost, so μ·k_c is the *total* signal yield of category c.
+- k_c: expected signal yield per unit μ (efficiency × conversion factor; 1 for a yield POI).
+- T_cb, f_c: an optional second signal component of fixed shape (e.g. combinatorial), fraction f_c.
+- P_cb(a_c): the background shape normalised over the window (Bernstein with c_0 = 1 and free
+  c_1…c_n ≥ 0, Chebyshev 1 + Σ c_k T_k, exponential, or a fixed template), B_c its yield in
+  the window.
+- R_ckb: fixed-shape peaking backgrounds (π⁰, η, η′ …) with free yields N_ck ≥ 0.
+- θ_ε, θ_σ: Gaussian nuisance parameters (unit width, global observable 0) for the relative
+  efficiency and resolution uncertainties δ_ε, δ_σ; present only when δ > 0.
+
+log L(θ | n) = Σ_cb m_cb [n_cb log ν_cb − ν_cb − log Γ(n_cb + 1)] + Σ_j log N(a_j | θ_j, 1),
+where m_cb masks vetoed and empty window bins. The data vector is pyhf-like: the C·W window
+counts (row-major) followed by the global observables a_j.
+
+:class:`WindowModel` implements the protocol the fit and inference layers use
+(``config``, ``expected_data``, ``logpdf``, ``value_grad_hess``, ``fixed_mask``), so
+``jaxlike.fit``, ``jaxlike.hypotest`` and ``jaxlike.upper_limit`` work on it unchanged, under
+``jax.jit`` and ``jax.vmap`` over hypotheses.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from ..exceptions import InvalidParameters
+from ..fit._newton import autodiff_fgh
+from ..model import normal_logpdf, poisson_logpdf
+from ..shapes import (
+    bernstein_binned,
+    chebyshev_binned,
+    crystal_ball_binned,
+    exponential_binned,
+    gaussian_binned,
+)
+
+__all__ = ["WindowModel", "WindowConfig", "SIGNAL_SHAPES", "BACKGROUNDS"]
+
+SIGNAL_SHAPES = ("gauss", "crystal_ball")
+BACKGROUNDS = ("bernstein", "chebyshev", "exponential", "template")
+
+#: bounds of the shape parameters of the background (per coefficient)
+_COEFF_BOUNDS = {"bernstein": (0.0, 1e4), "chebyshev": (-10.0, 10.0), "exponential": (-50.0, 50.0)}
+#: bounds of the Gaussian nuisance parameters (in units of their width)
+_NUISANCE_BOUNDS = (-5.0, 5.0)
+
+
+class WindowConfig:
+    """Parameter layout of a :class:`WindowModel` (the ``model.config`` of the protocol).
+
+    Parameter order: ``mu`` (POI), then per category ``bkg_c``, its shape coefficients
+    ``bkg_c_a1…``, its peaking yields ``peak_c_k``, then ``theta_eff``, ``theta_res``.
+    Initial values depend on the observed window counts (background yield = observed total).
+    """
+
+    def __init__(self, model: WindowModel):
+        self._m = model
+        C, _ = model.counts.shape
+        K = model.peaks.shape[1]
+        names = ["mu"]
+        for c in range(C):
+            names += [f"bkg_{c}"] + [f"bkg_{c}_a{j + 1}" for j in range(model.n_coeffs)]
+            names += [f"peak_{c}_{k}" for k in range(K)]
+        names += [n for n, on in (("theta_eff", model.has_eff), ("theta_res", model.has_res)) if on]
+        self.par_names = names
+        self.npars = len(names)
+        self.poi_index = 0
+        self.poi_name = "mu"
+        self.nmaindata = int(np.prod(model.counts.shape))
+        self.nauxdata = int(model.has_eff) + int(model.has_res)
+        self.per_category = 1 + model.n_coeffs + K
+
+    def par_index(self, name: str) -> int:
+        """Position of parameter ``name``."""
+        try:
+            return self.par_names.index(name)
+        except ValueError:
+            raise InvalidParameters(
+                f"no parameter {name!r} in the window model (parameters: {self.par_names})"
+            ) from None
+
+    def suggested_init(self):
+        """μ = 0, B_c = observed window total, flat background shape, peaks 0, θ = 0."""
+        m = self._m
+        C = m.counts.shape[0]
+        coeff0 = 1.0 if m.background == "bernstein" else 0.0
+        block = lambda total: jnp.concatenate(  # noqa: E731
+            [total[None], jnp.full((m.n_coeffs,), coeff0), jnp.zeros((m.peaks.shape[1],))]
+        )
+        totals = jnp.maximum(jnp.sum(jnp.where(m.mask, m.counts, 0.0), axis=1), 1.0)
+        parts = [jnp.zeros((1,))] + [block(totals[c]) for c in range(C)]
+        parts.append(jnp.zeros((self.nauxdata,)))
+        return jnp.concatenate(parts)
+
+    def suggested_bounds(self):
+        """μ ∈ [0, mu_max]; B_c ∈ [0, 10·total + 100]; coefficients per background kind;
+        peaking yields ∈ [0, 10·total + 100]; θ ∈ [−5, 5]. Shape [npars, 2]."""
+        m = self._m
+        C, K = m.counts.shape[0], m.peaks.shape[1]
+        totals = jnp.sum(jnp.where(m.mask, m.counts, 0.0), axis=1)
+        big = 10.0 * totals + 100.0
+        lo_c, hi_c = _COEFF_BOUNDS.get(m.background, (0.0, 0.0))
+        rows = [jnp.stack([jnp.zeros(()), m.mu_max])[None]]
+        for c in range(C):
+            rows.append(jnp.stack([jnp.zeros(()), big[c]])[None])
+            rows.append(jnp.tile(jnp.asarray([[lo_c, hi_c]]), (m.n_coeffs, 1)))
+            rows.append(jnp.stack([jnp.zeros((K,)), jnp.full((K,), big[c])], axis=1))
+        rows.append(jnp.tile(jnp.asarray([_NUISANCE_BOUNDS]), (self.nauxdata, 1)))
+        return jnp.concatenate(rows, axis=0)
+
+
+class WindowModel(eqx.Module):
+    """The likelihood of one hypothesis in C categories × W window bins (module docstring).
+
+    Array fields are leaves (a batch of hypotheses is a batch of WindowModels under ``vmap``);
+    the kinds of shapes and the presence of nuisances are static.
+
+    Attributes:
+        edges: window bin edges [C, W+1].
+        counts: observed counts [C, W].
+        mask: bins in the likelihood [C, W] (False: vetoed or empty).
+        signal: signal shape parameters [C, 6] = (mean, σ, αL, nL, αR, nR); a Gaussian uses
+            the first two.
+        scale: signal yield per unit μ, k_c [C].
+        comb: fixed-shape signal component, probability content per bin T_cb [C, W].
+        comb_fraction: its fraction f_c [C].
+        template: fixed background shape per bin [C, W] (background ``"template"``).
+        peaks: peaking-background shapes R_ckb [C, K, W] (probability content per bin).
+        rel_eff, rel_res: δ_ε, δ_σ (used when ``has_eff``/``has_res``).
+        mu_max: upper bound of μ (the limit search bracket is [0, mu_max]).
+    """
+
+    edges: jnp.ndarray
+    counts: jnp.ndarray
+    mask: jnp.ndarray
+    signal: jnp.ndarray
+    scale: jnp.ndarray
+    comb: jnp.ndarray
+    comb_fraction: jnp.ndarray
+    template: jnp.ndarray
+    peaks: jnp.ndarray
+    rel_eff: jnp.ndarray
+    rel_res: jnp.ndarray
+    mu_max: jnp.ndarray
+    shape: str = eqx.field(static=True, default="gauss")
+    background: str = eqx.field(static=True, default="bernstein")
+    n_coeffs: int = eqx.field(static=True, default=0)
+    has_eff: bool = eqx.field(static=True, default=False)
+    has_res: bool = eqx.field(static=True, default=False)
+
+    @property
+    def config(self) -> WindowConfig:
+        """Parameter layout (names, POI, sizes, initial values and bounds)."""
+        return WindowConfig(self)
+
+    # -- expected counts -----------------------------------------------------------------------
+    def _unpack(self, pars):
+        cfg = self.config
+        C, K, nc = self.counts.shape[0], self.peaks.shape[1], self.n_coeffs
+        blocks = pars[1 : 1 + C * cfg.per_category].reshape(C, cfg.per_category)
+        nuis = pars[1 + C * cfg.per_category :]
+        theta_eff = nuis[0] if self.has_eff else jnp.zeros(())
+        theta_res = nuis[int(self.has_eff)] if self.has_res else jnp.zeros(())
+        return (
+            pars[0],
+            blocks[:, 0],
+            blocks[:, 1 : 1 + nc],
+            blocks[:, 1 + nc : 1 + nc + K],
+            (
+                theta_eff,
+                theta_res,
+            ),
+        )
+
+    def _signal_fractions(self, theta_res):
+        s = self.signal
+        sigma = s[:, 1] * (1.0 + self.rel_res * theta_res)
+        if self.shape == "gauss":
+            peak = jnp.stack(
+                [gaussian_binned(self.edges[c], s[c, 0], sigma[c]) for c in range(s.shape[0])]
+            )
+        else:
+            peak = jnp.stack(
+                [
+                    crystal_ball_binned(self.edges[c], s[c, 0], sigma[c], *s[c, 2:6])
+                    for c in range(s.shape[0])
+                ]
+            )
+        f = self.comb_fraction[:, None]
+        return (1.0 - f) * peak + f * self.comb
+
+    def _background_fractions(self, coeffs):
+        rows = []
+        for c in range(self.edges.shape[0]):
+            e = self.edges[c]
+            lo, hi = e[0], e[-1]
+            if self.background == "bernstein":
+                a = jnp.concatenate([jnp.ones((1,), coeffs.dtype), coeffs[c]])
+                rows.append(bernstein_binned(e, a, lo, hi))
+            elif self.background == "chebyshev":
+                rows.append(chebyshev_binned(e, coeffs[c], lo, hi))
+            elif self.background == "exponential":
+                rows.append(exponential_binned(e, coeffs[c, 0], lo, hi))
+            else:
+                rows.append(self.template[c])
+        return jnp.stack(rows)
+
+    def expected_by_component(self, pars):
+        """(signal [C, W], smooth background [C, W], peaking backgrounds [C, K, W])."""
+        pars = jnp.asarray(pars)
+        mu, bkg, coeffs, peak_yields, (t_eff, t_res) = self._unpack(pars)
+        sig = (mu * self.scale * (1.0 + self.rel_eff * t_eff))[:, None] * self._signal_fractions(
+            t_res
+        )
+        smooth = bkg[:, None] * self._background_fractions(coeffs)
+        peaking = peak_yields[:, :, None] * self.peaks
+        return sig, smooth, peaking
+
+    def expected_actualdata(self, pars):
+        """ν_cb of the module docstring, flattened row-major [C·W]."""
+        sig, smooth, peaking = self.expected_by_component(pars)
+        return (sig + smooth + jnp.sum(peaking, axis=1)).reshape(-1)
+
+    def expected_auxdata(self, pars):
+        """Expected global observables: the nuisance parameters themselves."""
+        pars = jnp.asarray(pars)
+        return pars[pars.shape[0] - self.config.nauxdata :]
+
+    def expected_data(self, pars, include_auxdata=True):
+        """Main expected counts followed by the expected global observables (Asimov data)."""
+        main = self.expected_actualdata(pars)
+        if not include_auxdata:
+            return main
+        return jnp.concatenate([main, self.expected_auxdata(pars)])
+
+    # -- likelihood ----------------------------------------------------------------------------
+    def auxdata(self):
+        """Observed global observables (all 0: θ = 0 is the nominal efficiency/resolution)."""
+        return jnp.zeros((self.config.nauxdata,), self.counts.dtype)
+
+    def make_data(self, observations=None):
+        """Data vector: window counts (default: the observed ones) followed by auxdata."""
+        obs = self.counts if observations is None else jnp.asarray(observations, float)
+        return jnp.concatenate([obs.reshape(-1), self.auxdata()])
+
+    def logpdf(self, pars, data):
+        """log L(θ | data) of the module docstring (masked Poisson terms + unit Gaussians)."""
+        pars, data = jnp.asarray(pars), jnp.asarray(data)
+        cfg = self.config
+        n, aux = data[: cfg.nmaindata], data[cfg.nmaindata :]
+        mask = self.mask.reshape(-1)
+        nu = jnp.where(mask, self.expected_actualdata(pars), 1.0)
+        main = jnp.sum(jnp.where(mask, poisson_logpdf(n, nu), 0.0))
+        return main + jnp.sum(normal_logpdf(aux, self.expected_auxdata(pars), 1.0))
+
+    def twice_nll(self, pars, data):
+        """−2 log L."""
+        return -2.0 * self.logpdf(pars, data)
+
+    def value_grad_hess(self, pars, data):
+        """(2NLL, gradient, Hessian) by forward-over-reverse autodiff (few parameters)."""
+        return autodiff_fgh(lambda p: self.twice_nll(p, data))(jnp.asarray(pars))
+
+    def fixed_mask(self):
+        """No parameter is fixed by default."""
+        return jnp.zeros((self.config.npars,), bool)
