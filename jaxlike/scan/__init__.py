@@ -6,6 +6,7 @@ in one crash-safe HDF5 file per scan.
 """
 
 from ._mass import mass_scan, scan_digest
+from ._patches import patch_scan, stack_patched_models
 from ._progress import Progress
 from ._store import FORMAT_VERSION, ScanStore, canonical_json, merge_stores, read_results
 from ._stream import (
@@ -30,10 +31,12 @@ __all__ = [
     "initialize_distributed",
     "mass_scan",
     "merge_stores",
+    "patch_scan",
     "process_store_path",
     "read_results",
     "run_scan",
     "scan_digest",
     "scan_mesh",
     "shard_batch",
+    "stack_patched_models",
 ]
