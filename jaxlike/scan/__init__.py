@@ -5,6 +5,15 @@ pytree of hypotheses (leading axis H) chunk by chunk, and :class:`ScanStore` kee
 in one crash-safe HDF5 file per scan.
 """
 
+from ._lee import (
+    GlobalSignificance,
+    GrossVitells,
+    background_expectation,
+    global_significance,
+    gross_vitells,
+    scan_toys,
+    upcrossings,
+)
 from ._mass import mass_scan, scan_digest
 from ._patches import patch_scan, stack_patched_models
 from ._progress import Progress
@@ -23,10 +32,15 @@ from ._stream import (
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "FORMAT_VERSION",
+    "GlobalSignificance",
+    "GrossVitells",
     "Progress",
     "ScanStore",
+    "background_expectation",
     "canonical_json",
     "choose_chunk_size",
+    "global_significance",
+    "gross_vitells",
     "hypothesis_bytes",
     "initialize_distributed",
     "mass_scan",
@@ -37,6 +51,8 @@ __all__ = [
     "run_scan",
     "scan_digest",
     "scan_mesh",
+    "scan_toys",
     "shard_batch",
     "stack_patched_models",
+    "upcrossings",
 ]
