@@ -10,7 +10,7 @@ from ._hypotest import (
     hypotest_prepare,
     hypotest_scan,
 )
-from ._limits import UpperLimitResult, upper_limit
+from ._limits import UpperLimitResult, upper_limit, upper_limit_prepared
 from ._teststat import q0, qmu, qmu_tilde, tmu, tmu_tilde
 
 __all__ = [
@@ -32,4 +32,5 @@ __all__ = [
     "tmu",
     "tmu_tilde",
     "upper_limit",
+    "upper_limit_prepared",
 ]

@@ -21,7 +21,7 @@ from ..fit import fit_arrays
 from ._asymptotics import asymptotic_pvalues, profile_statistic
 from ._hypotest import _conditional_inputs, hypotest_prepare
 
-__all__ = ["UpperLimitResult", "upper_limit"]
+__all__ = ["UpperLimitResult", "upper_limit", "upper_limit_prepared"]
 
 
 class UpperLimitResult(eqx.Module):
@@ -48,23 +48,29 @@ def _evaluate(prep, model, mu, start_d, start_a):
     """CLs of the six curves at their own trial μ (mu: [ncl, 6]).
 
     Only the observed curve needs a conditional fit to the data; every curve needs one to the
-    Asimov data: 1 + 6 fits per level. ``start_*`` are warm starts (previous iterate).
+    Asimov data: 1 + 6 fits per level, run as ONE vmapped fit over [ncl, 7] (data, Asimov × 6)
+    so the minimiser is compiled once. ``start_*`` are warm starts (previous iterate).
     Returns (cls [ncl, 6], converged [ncl, 6], bestfit_d [ncl, P], bestfit_a [ncl, 6, P]).
     """
     ncl, poi, ts = mu.shape[0], prep.poi, prep.test_stat
+    mus = jnp.concatenate([mu[:, :1], mu], axis=1)  # [ncl, 7]
+    starts = jnp.concatenate([start_d[:, None], start_a], axis=1)  # [ncl, 7, P]
+    on_asimov = jnp.arange(7) > 0
 
-    def cond_fit(data, start, m):
+    def cond_fit(row, start, m):
+        data = jnp.where(on_asimov[row], prep.asimov_data, prep.data)
         return fit_arrays(
             model, data, *_conditional_inputs(start, prep.lo, prep.hi, prep.fixed, poi, m)
         )
 
-    fd = jax.vmap(lambda st, m: cond_fit(prep.data, st, m))(start_d, mu[:, 0])
-    fa = jax.vmap(jax.vmap(lambda st, m: cond_fit(prep.asimov_data, st, m)))(start_a, mu)
+    rows = jnp.broadcast_to(jnp.arange(7), (ncl, 7))
+    fits = jax.vmap(jax.vmap(cond_fit))(rows, starts, mus)
+    nll, conv_all, best = fits.twice_nll, fits.converged, fits.bestfit
     q = profile_statistic(
-        ts, mu[:, 0], fd.twice_nll, prep.free_fit.twice_nll, prep.free_fit.bestfit[poi]
+        ts, mu[:, 0], nll[:, 0], prep.free_fit.twice_nll, prep.free_fit.bestfit[poi]
     )
     qa = profile_statistic(
-        ts, mu, fa.twice_nll, prep.free_fit_asimov.twice_nll, prep.free_fit_asimov.bestfit[poi]
+        ts, mu, nll[:, 1:], prep.free_fit_asimov.twice_nll, prep.free_fit_asimov.bestfit[poi]
     )
     (_, _, cls_obs), _ = jax.vmap(lambda x, y: asymptotic_pvalues(ts, x, y, prep.calc_base_dist))(
         q, qa[:, 0]
@@ -74,52 +80,114 @@ def _evaluate(prep, model, mu, start_d, start_a):
     )(qa)
     cls_exp = jnp.diagonal(band[:, 1:, :], axis1=1, axis2=2)  # curve k uses band entry k-1
     cls = jnp.concatenate([cls_obs[:, None], cls_exp], axis=1)
-    conv = fa.converged & jnp.concatenate([fd.converged[:, None], jnp.ones((ncl, 5), bool)], axis=1)
-    return cls, conv, fd.bestfit, fa.bestfit
+    conv = conv_all[:, 1:] & jnp.concatenate([conv_all[:, :1], jnp.ones((ncl, 5), bool)], axis=1)
+    return cls, conv, best[:, 0], best[:, 1:]
+
+
+def _asymptotic_guess(prep, alpha, mu_lo, mu_hi):
+    """Wald-approximation limits [ncl, 6]: q(μ) = ((μ − μ̂)/σ)², q_A(μ) = (μ/σ)² with σ the
+    Hessian uncertainty of the POI in the free Asimov fit; the first point of a fine grid in
+    μ/σ where the asymptotic CLs of each curve falls below α. Only a starting point."""
+    poi, ts = prep.poi, prep.test_stat
+    sigma = prep.free_fit_asimov.uncertainties[poi]
+    ok = jnp.isfinite(sigma) & (sigma > 0)
+    sigma = jnp.where(ok, sigma, 1.0)
+    mu_hat = jnp.maximum(prep.free_fit.bestfit[poi], 0.0)
+    t = jnp.linspace(0.0, 40.0, 801)[1:]  # μ/σ
+    mu = t * sigma + jnp.where(ok, 0.0, 0.0)
+    q_obs = jnp.where(mu > mu_hat, ((mu - mu_hat) / sigma) ** 2, 0.0)
+    (_, _, c_obs), (_, _, c_exp) = jax.vmap(
+        lambda a, b: asymptotic_pvalues(ts, a, b, prep.calc_base_dist)
+    )(q_obs, t**2)
+    curves = jnp.concatenate([c_obs[:, None], c_exp], axis=1)  # [grid, 6]
+    below = curves[None] < alpha[:, None, None]  # [ncl, grid, 6]
+    first = jnp.argmax(below, axis=1)
+    guess = jnp.where(jnp.any(below, axis=1), mu[first], mu[-1])
+    fallback = mu_lo + 0.1 * (mu_hi - mu_lo)
+    return jnp.clip(jnp.where(ok, guess, fallback), mu_lo, mu_hi)
 
 
 @eqx.filter_jit
 def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter):
+    """Bracket expansion from the asymptotic guess, then Illinois regula falsi, for all
+    curves and levels in lockstep. One :func:`_evaluate` per iteration (compiled once).
+
+    At μ = 0 every test statistic vanishes, CLs = 1 and h = −√(−2 ln α) < 0 without a fit, so
+    for ``mu_lo = 0`` the lower end of the bracket is free; for ``mu_lo > 0`` it is evaluated
+    first. The first trial point is 1.1 × the Wald guess (usually just above the root), then
+    ×1.5 steps up to ``mu_hi`` until h changes sign; a curve whose h stays negative up to
+    ``mu_hi`` (or is already positive at ``mu_lo > 0``) has no root in range: NaN, not converged.
+    """
     ncl = alpha.shape[0]
     al = jnp.repeat(alpha[:, None], 6, axis=1)  # [ncl, 6]
     npar = prep.init.shape[0]
     sd0 = jnp.broadcast_to(prep.free_fit.bestfit, (ncl, npar))
     sa0 = jnp.broadcast_to(prep.asimov_fit.bestfit, (ncl, 6, npar))
-
-    # bracket [mu_lo, mu_hi], both ends in one batched evaluation
-    ab = jnp.stack([jnp.full((ncl, 6), mu_lo), jnp.full((ncl, 6), mu_hi)])
-    cls_ab, conv_ab, _, _ = jax.vmap(lambda m: _evaluate(prep, model, m, sd0, sa0))(ab)
-    h_ab = _h(cls_ab, al[None])
-    a, b, ha, hb = ab[0], ab[1], h_ab[0], h_ab[1]
-    bracketed = (ha <= 0) & (hb >= 0)
+    full = lambda x: jnp.broadcast_to(jnp.asarray(x, al.dtype), (ncl, 6))  # noqa: E731
+    lo_known = mu_lo <= 0.0
+    guess = _asymptotic_guess(prep, alpha, mu_lo, mu_hi)
+    first_c = jnp.where(lo_known, jnp.clip(1.1 * guess, mu_lo, mu_hi), full(mu_lo))
 
     def cond(s):
-        return (s[7] < maxiter) & ~jnp.all(s[8])
+        return (s["it"] < maxiter) & ~jnp.all(s["done"])
 
     def body(s):
-        a, b, ha, hb, ca, cb, side, it, done, sd, sa = s
-        c = jnp.where(hb != ha, b - hb * (b - a) / (hb - ha), 0.5 * (a + b))
-        c = jnp.clip(c, jnp.minimum(a, b), jnp.maximum(a, b))
-        c = jnp.where(done, b, c)
-        cls_c, cc, sd_new, sa_new = _evaluate(prep, model, c, sd, sa)
+        a, b, ha, hb, br = s["a"], s["b"], s["ha"], s["hb"], s["bracketed"]
+        illinois = jnp.where(hb != ha, b - hb * (b - a) / (hb - ha), 0.5 * (a + b))
+        illinois = jnp.clip(illinois, jnp.minimum(a, b), jnp.maximum(a, b))
+        c = jnp.where(br, illinois, s["next"])
+        c = jnp.where(s["done"], b, c)
+        cls_c, cc, sd_new, sa_new = _evaluate(prep, model, c, s["sd"], s["sa"])
         hc = _h(cls_c, al)
+        live = ~s["done"]
+        # -- lanes still expanding the bracket upwards
+        grow = live & ~br
+        found = grow & (hc >= 0) & (c > mu_lo)
+        too_low = grow & (hc < 0)
+        failed = (grow & (hc >= 0) & (c <= mu_lo)) | (too_low & (c >= mu_hi))
+        # -- lanes refining a bracket (Illinois: keep the sign change in [a, b])
+        ref = live & br
         same_as_b = jnp.sign(hc) == jnp.sign(hb)
-        # Illinois: keep the sign change in [a, b]; halve the stale end's value on repeats.
-        keep = lambda new, old: jnp.where(done, old, new)  # noqa: E731
-        a, ha, ca = (keep(jnp.where(same_as_b, x, y), x) for x, y in ((a, b), (ha, hb), (ca, cb)))
-        ha = keep(jnp.where(same_as_b & (side == 1), ha * 0.5, ha), ha)
-        side = keep(jnp.where(same_as_b, 1, -1), side)
-        b, hb, cb = keep(c, b), keep(hc, hb), keep(cc, cb)
-        done = done | (jnp.abs(b - a) <= rtol * jnp.abs(b)) | (jnp.abs(hb) < 1e-10)
-        return a, b, ha, hb, ca, cb, side, it + 1, done, sd_new, sa_new
+        a_ref = jnp.where(same_as_b, a, b)
+        ha_ref = jnp.where(same_as_b, jnp.where(s["side"] == 1, ha * 0.5, ha), hb)
+        ca_ref = jnp.where(same_as_b, s["ca"], s["cb"])
+        side_ref = jnp.where(same_as_b, 1, -1)
+        pick = lambda r, g, old: jnp.where(ref, r, jnp.where(g, old, old))  # noqa: E731
+        a_new = jnp.where(ref, a_ref, jnp.where(too_low, c, a))
+        ha_new = jnp.where(ref, ha_ref, jnp.where(too_low, hc, ha))
+        ca_new = jnp.where(ref, ca_ref, jnp.where(too_low, cc, s["ca"]))
+        side_new = pick(side_ref, grow, s["side"])
+        b_new = jnp.where(ref | found, c, b)
+        hb_new = jnp.where(ref | found, hc, hb)
+        cb_new = jnp.where(ref | found, cc, s["cb"])
+        br_new = br | found
+        close = (jnp.abs(b_new - a_new) <= rtol * jnp.abs(b_new)) | (jnp.abs(hb_new) < 1e-10)
+        done = s["done"] | failed | (br_new & live & close)
+        nxt = jnp.where(too_low, jnp.minimum(1.5 * c, mu_hi), s["next"])
+        return {"a": a_new, "b": b_new, "ha": ha_new, "hb": hb_new, "ca": ca_new, "cb": cb_new,
+                "side": side_new, "bracketed": br_new, "done": done, "next": nxt,
+                "it": s["it"] + 1, "sd": sd_new, "sa": sa_new}  # fmt: skip
 
-    side0 = jnp.zeros((ncl, 6), dtype=jnp.int32)
-    state = (a, b, ha, hb, conv_ab[0], conv_ab[1], side0, jnp.asarray(0), ~bracketed, sd0, sa0)
-    a, b, ha, hb, ca, cb, _, it, done, _, _ = lax.while_loop(cond, body, state)
-    use_b = jnp.abs(hb) <= jnp.abs(ha)
-    root = jnp.where(use_b, b, a)
-    ok = bracketed & done & jnp.where(use_b, cb, ca)
-    return jnp.where(bracketed, root, jnp.nan), ok, it
+    state = {
+        "a": full(mu_lo),
+        "b": full(mu_lo),
+        "ha": -jnp.sqrt(-2.0 * jnp.log(al)),  # h(0); replaced by a real value if mu_lo > 0
+        "hb": full(jnp.nan),
+        "ca": full(True).astype(bool),
+        "cb": full(False).astype(bool),
+        "side": jnp.zeros((ncl, 6), dtype=jnp.int32),
+        "bracketed": full(False).astype(bool),
+        "done": full(False).astype(bool),
+        "next": first_c,
+        "it": jnp.asarray(0),
+        "sd": sd0,
+        "sa": sa0,
+    }
+    s = lax.while_loop(cond, body, state)
+    use_b = jnp.abs(s["hb"]) <= jnp.abs(s["ha"])
+    root = jnp.where(use_b, s["b"], s["a"])
+    ok = s["bracketed"] & s["done"] & jnp.where(use_b, s["cb"], s["ca"])
+    return jnp.where(s["bracketed"], root, jnp.nan), ok, s["it"]
 
 
 def upper_limit(
@@ -155,7 +223,13 @@ def upper_limit(
         par_bounds=par_bounds,
         fixed_params=fixed_params,
     )
-    poi = model.config.poi_index
+    return upper_limit_prepared(prep, model, cl=cl, poi_range=poi_range, rtol=rtol, maxiter=maxiter)
+
+
+def upper_limit_prepared(prep, model, *, cl=0.95, poi_range=None, rtol=1e-6, maxiter=60):
+    """:func:`upper_limit` from the μ-independent fits of :func:`hypotest_prepare` (so a caller
+    that also needs them — e.g. a significance — fits them once). Same arguments and result."""
+    poi = prep.poi
     if poi_range is None:
         lo = jnp.maximum(prep.lo[poi], 0.0)
         poi_range = (lo, prep.hi[poi])

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from ..fit import fit_arrays, prepare_fit_inputs
-from ..infer import upper_limit
+from ..infer import hypotest_prepare, upper_limit_prepared
 from ..shapes import MassTable, veto_mask, window_counts, window_edges, window_indices
 from ._model import WindowModel
 
@@ -171,14 +171,15 @@ def hypothesis_results(scan: MassScan, m, cl=(0.95,), data=None):
     """
     model = scan.window_model(m)
     d = model.make_data(None if data is None else data)
-    d, init, lo, hi, fixed = prepare_fit_inputs(model, d)
-    lo_free = lo.at[0].set(-hi[0])
-    free = fit_arrays(model, d, init, lo_free, hi, fixed)
-    null = fit_arrays(model, d, init.at[0].set(0.0), lo, hi, fixed.at[0].set(True))
+    prep = hypotest_prepare(d, model, test_stat="qtilde")
+    # μ̂ signed: the q̃ fits bound μ ≥ 0; where μ̂ sits at 0 the free fit is redone with μ < 0
+    # allowed. The μ = 0 fit to the data (Asimov construction) is the null fit of q0.
+    free = fit_arrays(model, d, prep.init, prep.lo.at[0].set(-prep.hi[0]), prep.hi, prep.fixed)
+    null = prep.asimov_fit
     q0 = jnp.clip(null.twice_nll - free.twice_nll, 0.0)
     mu_hat = free.bestfit[0]
     z = jnp.sign(mu_hat) * jnp.sqrt(q0)
-    ul = upper_limit(d, model, cl=jnp.asarray(cl, float))
+    ul = upper_limit_prepared(prep, model, cl=jnp.asarray(cl, float))
     unit = scan.unit(m)
     return {
         "mu_hat": mu_hat,

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..exceptions import InvalidPatch
-from ..infer import hypotest, upper_limit
+from ..infer import hypotest_at, hypotest_prepare, upper_limit_prepared
 from ..model import stack_models
 from ..workspace import PatchSet, Workspace, unify_patches
 from ._mass import scan_digest
@@ -88,8 +88,9 @@ def patch_scan(
         i = h["index"]
         model = eqx.combine(jax.tree.map(lambda x: x[i], dyn), static)
         d = data[i]
-        ht = hypotest(test_poi, d, model, test_stat="qtilde")
-        ul = upper_limit(d, model, cl=jnp.asarray(cl))
+        prep = hypotest_prepare(d, model, test_stat="qtilde")  # shared by CLs and limits
+        ht = hypotest_at(prep, model, test_poi)
+        ul = upper_limit_prepared(prep, model, cl=jnp.asarray(cl))
         return {
             "cls_obs": ht.cls_obs,
             "cls_exp": ht.cls_exp,
