@@ -1,0 +1,54 @@
+"""Parametric shapes for mass scans: signal peaks, smooth backgrounds, mass tables, windows.
+
+Everything here is a pure JAX function (or an equinox Module) of float64 arrays: jittable,
+vmappable over every array argument and differentiable in every float parameter. Signal shapes
+and backgrounds return *probability content per bin* (exact bin integrals, accurate far in the
+tails), so a yield times the returned vector is an expected-count template.
+
+- Signal: :func:`gaussian_binned`, :func:`crystal_ball_binned` (double-sided Crystal Ball),
+  with :func:`gaussian_cdf`, :func:`crystal_ball_cdf`, :func:`crystal_ball_pdf`.
+- Background on a fit range [lo, hi]: :func:`bernstein_binned` (positive for c_k ≥ 0),
+  :func:`bernstein_integrals`, :func:`chebyshev_binned`, :func:`exponential_binned`.
+- Mass dependence: :class:`MassTable` (linear or monotone-cubic interpolation of tabulated
+  shape parameters) with host-side :meth:`MassTable.check_range`.
+- Sliding windows with static shapes: :func:`window_indices`, :func:`window_counts`,
+  :func:`window_edges`, :func:`fine_cumsum`, :func:`veto_mask`, host-side
+  :func:`check_windows`.
+"""
+
+from ._pdf import (
+    crystal_ball_binned,
+    crystal_ball_cdf,
+    crystal_ball_pdf,
+    gaussian_binned,
+    gaussian_cdf,
+)
+from ._poly import bernstein_binned, bernstein_integrals, chebyshev_binned, exponential_binned
+from ._table import MassTable
+from ._window import (
+    check_windows,
+    fine_cumsum,
+    veto_mask,
+    window_counts,
+    window_edges,
+    window_indices,
+)
+
+__all__ = [
+    "MassTable",
+    "bernstein_binned",
+    "bernstein_integrals",
+    "check_windows",
+    "chebyshev_binned",
+    "crystal_ball_binned",
+    "crystal_ball_cdf",
+    "crystal_ball_pdf",
+    "exponential_binned",
+    "fine_cumsum",
+    "gaussian_binned",
+    "gaussian_cdf",
+    "veto_mask",
+    "window_counts",
+    "window_edges",
+    "window_indices",
+]
