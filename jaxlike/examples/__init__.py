@@ -1,11 +1,27 @@
-"""Bundled examples: a synthetic, documented multi-channel search workspace.
+"""Bundled examples: a synthetic, documented multi-channel search workspace and synthetic
+mass-scan datasets.
 
 ``make_example_workspace(seed)`` returns the workspace as a pyhf JSON dict (schema 1.0.0);
 ``python -m jaxlike.examples out.json`` writes it to a file; ``jaxlike example`` fits it.
-See :mod:`jaxlike.examples._search` for what the workspace models. The numbers are
-synthetic and belong to no experiment.
+See :mod:`jaxlike.examples._search` for what the workspace models.
+
+``write_alp_example``, ``write_bka_example`` and ``write_zprime_example`` (also
+``SCAN_EXAMPLES[name]``) write a finely binned spectrum (``.npz``) and a scan configuration
+(``.toml``) for :func:`jaxlike.parametric.load_config`; see :mod:`jaxlike.examples._scans`.
+The numbers are synthetic and belong to no experiment.
 """
 
+from jaxlike.examples._scans import (
+    ALP_LUMI_FB,
+    BKA_MODES,
+    SCAN_EXAMPLES,
+    ZPRIME_LUMI_FB,
+    alp_resolution,
+    example_names,
+    write_alp_example,
+    write_bka_example,
+    write_zprime_example,
+)
 from jaxlike.examples._search import INJECTED_MU, SR_EDGES, make_example_workspace
 from jaxlike.examples._write import main_example, write_example_workspace
 
@@ -15,4 +31,13 @@ __all__ = [
     "main_example",
     "INJECTED_MU",
     "SR_EDGES",
+    "write_alp_example",
+    "write_bka_example",
+    "write_zprime_example",
+    "example_names",
+    "SCAN_EXAMPLES",
+    "alp_resolution",
+    "ALP_LUMI_FB",
+    "BKA_MODES",
+    "ZPRIME_LUMI_FB",
 ]
