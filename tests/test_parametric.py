@@ -175,3 +175,13 @@ def test_config_file_round_trip(tmp_path):
     (tmp_path / "bad.toml").write_text("[scan\nmasses = 1")
     with pytest.raises(InvalidScanConfig, match="not valid toml"):
         jaxlike.parametric.load_config(tmp_path / "bad.toml")
+
+
+def test_masses_inside_a_veto_are_dropped_unless_asked_to_keep():
+    _, masses, _ = build_mass_scan(small_config(masses=(2.0, 2.41, 2.3)))
+    np.testing.assert_array_equal(masses, [2.0, 2.3])
+    cfg = small_config(masses=(2.0, 2.41))
+    cfg["scan"]["skip_vetoed"] = False
+    np.testing.assert_array_equal(build_mass_scan(cfg)[1], [2.0, 2.41])
+    with pytest.raises(InvalidScanConfig, match="vetoed"):
+        build_mass_scan(small_config(masses=(2.41,)))

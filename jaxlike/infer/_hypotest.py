@@ -41,6 +41,7 @@ class HypoTestPrep(eqx.Module):
     free_fit: FitResult
     asimov_fit: FitResult
     free_fit_asimov: FitResult
+    signed_fit: FitResult | None
     test_stat: str = eqx.field(static=True)
     poi: int = eqx.field(static=True)
     calc_base_dist: str = eqx.field(static=True, default="normal")
@@ -119,11 +120,35 @@ def _check(model, test_stat):
     return model.config.poi_index
 
 
-def _prepare_core(model, data, init, lo, hi, fixed, test_stat, calc_base_dist):
+def _traced(*trees):
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
+
+
+def _fits_on_data(model, data, init, lo, hi, fixed, poi, mu_a, signed):
+    """Free fit, μ_A-conditional fit (and, if ``signed``, the free fit with the POI allowed
+    down to −hi) on the same data.
+
+    Inside a trace (jit/vmap) they run as one vmapped fit, so the minimiser is compiled once
+    instead of once per call site; eagerly they reuse one cached compiled fit."""
+    cond = _conditional_inputs(init, lo, hi, fixed, poi, mu_a)
+    rows = [(init, lo, hi, fixed), cond]
+    if signed:
+        rows.append((init, lo.at[poi].set(jnp.minimum(lo[poi], -hi[poi])), hi, fixed))
+    if not _traced(model, data, init, lo, hi, fixed):
+        fits = [_fit(model, data, *r) for r in rows]
+    else:
+        stacked = [jnp.stack(x) for x in zip(*rows, strict=True)]
+        batch = jax.vmap(lambda *r: fit_arrays(model, data, *r))(*stacked)
+        fits = [jax.tree.map(lambda x, i=i: x[i], batch) for i in range(len(rows))]
+    return fits[0], fits[1], (fits[2] if signed else None)
+
+
+def _prepare_core(model, data, init, lo, hi, fixed, test_stat, calc_base_dist, signed=False):
     poi = model.config.poi_index
-    free = _fit(model, data, init, lo, hi, fixed)
     mu_a = 1.0 if test_stat == "q0" else 0.0
-    asimov_fit = _conditional(model, data, init, lo, hi, fixed, poi, mu_a)
+    free, asimov_fit, signed_fit = _fits_on_data(
+        model, data, init, lo, hi, fixed, poi, mu_a, signed
+    )
     asimov = _expected(model, asimov_fit.bestfit)
     free_a = _fit(model, asimov, init, lo, hi, fixed)
     return HypoTestPrep(
@@ -136,6 +161,7 @@ def _prepare_core(model, data, init, lo, hi, fixed, test_stat, calc_base_dist):
         free_fit=free,
         asimov_fit=asimov_fit,
         free_fit_asimov=free_a,
+        signed_fit=signed_fit,
         test_stat=test_stat,
         poi=poi,
         calc_base_dist=calc_base_dist,
@@ -151,19 +177,22 @@ def hypotest_prepare(
     par_bounds=None,
     fixed_params=None,
     calc_base_dist="normal",
+    signed_fit=False,
 ):
     """The three μ-independent fits of an asymptotic test (free fit, Asimov construction,
     free fit to Asimov). Pass the result to :func:`hypotest_at`.
 
     ``calc_base_dist``: ``"normal"`` (pyhf default) or ``"clipped_normal"`` for the expected band
-    (see :mod:`jaxlike.infer._asymptotics`)."""
+    (see :mod:`jaxlike.infer._asymptotics`). ``signed_fit=True`` adds ``prep.signed_fit``, the
+    free fit with the POI allowed below zero (down to −upper bound) for a signed μ̂ and
+    significance, batched with the other fits on the data."""
     _check(model, test_stat)
     if calc_base_dist not in ("normal", "clipped_normal"):
         raise InvalidParameters(
             f"calc_base_dist must be 'normal' or 'clipped_normal', got {calc_base_dist!r}"
         )
     d, init, lo, hi, fixed = prepare_fit_inputs(model, data, init_pars, par_bounds, fixed_params)
-    return _prepare_core(model, d, init, lo, hi, fixed, test_stat, calc_base_dist)
+    return _prepare_core(model, d, init, lo, hi, fixed, test_stat, calc_base_dist, signed_fit)
 
 
 def hypotest_at(prep, model, mu, *, warm_start=False):

@@ -171,11 +171,10 @@ def hypothesis_results(scan: MassScan, m, cl=(0.95,), data=None):
     """
     model = scan.window_model(m)
     d = model.make_data(None if data is None else data)
-    prep = hypotest_prepare(d, model, test_stat="qtilde")
-    # μ̂ signed: the q̃ fits bound μ ≥ 0; where μ̂ sits at 0 the free fit is redone with μ < 0
-    # allowed. The μ = 0 fit to the data (Asimov construction) is the null fit of q0.
-    free = fit_arrays(model, d, prep.init, prep.lo.at[0].set(-prep.hi[0]), prep.hi, prep.fixed)
-    null = prep.asimov_fit
+    # the q̃ fits bound μ ≥ 0; the signed fit (μ ≥ −μ_max, batched with them) gives μ̂ and Z.
+    # The μ = 0 fit to the data (Asimov construction) is the null fit of q0.
+    prep = hypotest_prepare(d, model, test_stat="qtilde", signed_fit=True)
+    free, null = prep.signed_fit, prep.asimov_fit
     q0 = jnp.clip(null.twice_nll - free.twice_nll, 0.0)
     mu_hat = free.bestfit[0]
     z = jnp.sign(mu_hat) * jnp.sqrt(q0)
