@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 2 bad input (unreadable file, invalid JSON, invalid workspace or
 patch, usage error; one ``jaxlike: error: ...`` line on standard error, no traceback),
-3 the maximum-likelihood fit of ``fit``/``example`` did not converge (results still printed).
+3 the maximum-likelihood fit of ``fit``/``example`` (a fit or limit of ``scan``) did not
+converge (results still printed or written).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from jaxlike.cli import _plot, _scan
 from jaxlike.cli._io import CliError
 
 __all__ = ["main", "build_parser", "EXIT_BAD_INPUT"]
@@ -93,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     example.add_argument("--seed", type=int, default=0, help="seed of the pseudo-data (0)")
     example.add_argument("--output", metavar="PATH", help="also write the workspace JSON here")
+    _scan.add_parser(subs)
+    _plot.add_parser(subs)
     return parser
 
 
@@ -105,6 +109,8 @@ def _run(args: argparse.Namespace) -> int:
         "limit": _commands.cmd_limit,
         "inspect": _inspect.cmd_inspect,
         "example": _commands.cmd_example,
+        "scan": _scan.cmd_scan,
+        "plot": _plot.cmd_plot,
     }
     return handlers[args.command](args)
 

@@ -1,0 +1,252 @@
+"""``jaxlike plot``: figures of a scan results file (:func:`jaxlike.scan.read_results`).
+
+- Mass scans: the Brazil band (observed limit, expected median dashed, ±1σ green and ±2σ
+  yellow) versus mass at one CL level, and the local significance with its 3σ and 5σ lines.
+- Patch scans with two coordinates: CLs_obs at the test POI on the grid, with the observed
+  (solid) and expected (dashed, ±1σ dotted) exclusion contours CLs = 1 − CL; with one
+  coordinate (or plain patch files): the Brazil band versus that coordinate.
+
+matplotlib draws off-screen (Agg, no pyplot state); the mplhep ROOT style is used when mplhep is
+installed, else a plain built-in style.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from jaxlike.cli._io import CliError
+
+__all__ = ["add_parser", "cmd_plot", "plot_scan"]
+
+GREEN, YELLOW = "#00cc00", "#ffcc00"  # ±1σ, ±2σ bands
+
+
+def add_parser(subs):
+    """Register ``jaxlike plot`` on the subcommand action ``subs``."""
+    p = subs.add_parser(
+        "plot",
+        help="Brazil band, significance or exclusion contours of a scan results file",
+        description="Mass scans: Brazil band of the limits and the local significance versus "
+        "mass. Patch scans: the CLs map with exclusion contours (2 coordinates) or the "
+        "Brazil band (1 coordinate).",
+        epilog="exit codes: 0 success, 2 bad input (missing or corrupt file)",
+    )
+    p.add_argument("scan", metavar="SCAN.h5", help="results file of 'jaxlike scan'")
+    p.add_argument("-o", "--output", metavar="PATH", help="main figure (brazil.png)")
+    p.add_argument(
+        "--significance",
+        metavar="PATH",
+        help="significance figure of a mass scan (default: significance.<format> beside -o)",
+    )
+    p.add_argument("--format", choices=["png", "pdf"], help="file format (default: from -o, png)")
+    p.add_argument("--cl", type=float, metavar="X", help="CL level to draw (default: the first)")
+    p.add_argument("--logy", action="store_true", help="logarithmic limit axis")
+    p.add_argument(
+        "--units",
+        choices=["auto", "mu", "physical"],
+        default="auto",
+        help="limits on μ or in physical units (auto: physical when the file has them)",
+    )
+    return p
+
+
+def cmd_plot(args) -> int:
+    """``jaxlike plot``: write the figures; a missing or corrupt file is one line and exit 2."""
+    from jaxlike.exceptions import JaxlikeError
+
+    try:
+        paths = plot_scan(
+            args.scan,
+            args.output or "brazil.png",
+            significance=args.significance,
+            fmt=args.format,
+            cl=args.cl,
+            logy=args.logy,
+            units=args.units,
+        )
+    except (CliError, JaxlikeError, KeyError) as err:
+        text = f"{args.scan}: no result {err} to plot" if isinstance(err, KeyError) else str(err)
+        print(f"jaxlike plot: error: {' '.join(text.split())}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
+def plot_scan(path, output, *, significance=None, fmt=None, cl=None, logy=False, units="auto"):
+    """Write the figures of the scan file ``path``; returns the paths written.
+
+    ``output`` is the main figure (Brazil band or exclusion map); ``significance`` the
+    significance figure of a mass scan (default ``significance.<fmt>`` beside ``output``).
+    """
+    from jaxlike.scan import read_results
+
+    hyps, res, attrs = read_results(path)
+    fmt = fmt or (Path(output).suffix[1:].lower() or "png")
+    output = Path(output).with_suffix(f".{fmt}")
+    levels = [float(x) for x in np.atleast_1d(attrs.get("cl", [0.95]))]
+    j = 0 if cl is None else _level(levels, cl, path)
+    kind = attrs.get("kind")
+    if kind == "mass" and "mass" in hyps:
+        sig = Path(significance or output.with_name("significance")).with_suffix(f".{fmt}")
+        x, order = hyps["mass"], np.argsort(hyps["mass"])
+        obs, exp, label = _limits(res, j, units, path)
+        ylabel = f"{100 * levels[j]:g}% CL upper limit {label}"
+        fig = _brazil(x[order], obs[order], exp[order], "mass hypothesis", ylabel, logy)
+        _save(fig, output)
+        if "significance" not in res:
+            return [output]
+        _save(_significance(x[order], res["significance"][order]), sig)
+        return [output, sig]
+    if kind == "patches" and "values" in hyps:
+        values, config = np.asarray(hyps["values"], float), attrs.get("config") or {}
+        labels = list(config.get("labels") or [])
+        if values.ndim == 2 and values.shape[1] == 2:
+            test_poi = float(config.get("test_poi", 1.0))
+            fig = _exclusion(values, res, 1.0 - levels[j], test_poi, labels, levels[j])
+        else:
+            x = values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else hyps["index"]
+            xlabel = labels[0] if len(labels) == 1 and values.shape[1] == 1 else "patch index"
+            obs, exp, label = _limits(res, j, units, path)
+            order = np.argsort(x)
+            ylabel = f"{100 * levels[j]:g}% CL upper limit {label}"
+            fig = _brazil(x[order], obs[order], exp[order], xlabel, ylabel, logy)
+        _save(fig, output)
+        return [output]
+    raise CliError(f"{path}: not a mass or patch scan (kind {kind!r}); nothing to plot")
+
+
+def _level(levels, cl, path) -> int:
+    hits = [i for i, x in enumerate(levels) if np.isclose(x, cl)]
+    if not hits:
+        raise CliError(f"--cl {cl:g}: {path} has CL levels {', '.join(f'{x:g}' for x in levels)}")
+    return hits[0]
+
+
+def _limits(res, j, units, path):
+    """(observed [H], expected [H, 5] sorted, axis label) at CL level ``j``."""
+    phys = "ul_obs_phys" in res and "ul_exp_phys" in res
+    if units == "physical" and not phys:
+        raise CliError(f"--units physical: {path} holds no limits in physical units")
+    if "ul_obs" not in res or "ul_exp" not in res:
+        raise CliError(f"{path}: no upper limits (ul_obs, ul_exp) to plot")
+    if units == "auto":
+        phys = phys and not np.allclose(res["ul_obs_phys"], res["ul_obs"], equal_nan=True)
+    elif units == "mu":
+        phys = False
+    key, label = ("_phys", "(physical units)") if phys else ("", "on μ")
+    n = len(res[f"ul_obs{key}"])
+    obs = np.asarray(res[f"ul_obs{key}"], float).reshape(n, -1)[:, j]
+    exp = np.asarray(res[f"ul_exp{key}"], float).reshape(n, -1, 5)[:, j]
+    return obs, np.sort(exp, axis=1), label
+
+
+def _style():
+    """A style context: mplhep's ROOT style when installed, else matplotlib's default."""
+    import matplotlib.style as mstyle
+
+    try:
+        import mplhep
+
+        return mstyle.context(mplhep.style.ROOT)
+    except (ImportError, AttributeError, OSError, ValueError):
+        return mstyle.context(["default", {"axes.grid": True, "grid.alpha": 0.3}])
+
+
+def _figure():
+    from matplotlib.figure import Figure
+
+    with _style():
+        fig = Figure(figsize=(8, 6), layout="constrained")
+        ax = fig.add_subplot()
+    return fig, ax
+
+
+def _save(fig, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    try:
+        with _style():
+            fig.savefig(path)
+    except OSError as err:
+        raise CliError(f"cannot write '{path}': {err.strerror or err}") from None
+
+
+def _brazil(x, obs, exp, xlabel, ylabel, logy):
+    with _style():
+        fig, ax = _figure()
+        ax.fill_between(x, exp[:, 0], exp[:, 4], color=YELLOW, lw=0, label="expected ±2σ")
+        ax.fill_between(x, exp[:, 1], exp[:, 3], color=GREEN, lw=0, label="expected ±1σ")
+        ax.plot(x, exp[:, 2], "k--", label="expected")
+        ax.plot(x, obs, "k-", marker="o" if len(x) < 30 else None, ms=3, label="observed")
+        ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(x.min(), x.max()) if len(x) > 1 else None)
+        if logy:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
+        ax.legend(loc="best")
+    return fig
+
+
+def _significance(x, z):
+    z = np.asarray(z, float)
+    with _style():
+        fig, ax = _figure()
+        ax.plot(x, z, "k-", marker="o" if len(x) < 30 else None, ms=3, label="local significance")
+        for level, color in ((3, "tab:orange"), (5, "tab:red")):
+            ax.axhline(level, color=color, ls="--", lw=1, label=f"{level}σ")
+        ax.axhline(0, color="grey", lw=0.8)
+        finite = z[np.isfinite(z)] if np.any(np.isfinite(z)) else np.zeros(1)
+        ax.set_ylim(min(-1.0, finite.min() - 0.5), max(5.5, finite.max() + 0.5))
+        ax.set(xlabel="mass hypothesis", ylabel="local significance Z [σ]")
+        if len(x) > 1:
+            ax.set_xlim(x.min(), x.max())
+        ax.legend(loc="best")
+    return fig
+
+
+def _exclusion(values, res, alpha, test_poi, labels, cl):
+    """CLs_obs on a 2-D grid with observed/expected CLs = alpha contours (tricontour)."""
+    import warnings
+
+    from matplotlib.colors import LogNorm
+    from matplotlib.lines import Line2D
+    from matplotlib.tri import Triangulation
+
+    x, y = values[:, 0], values[:, 1]
+    cls = np.asarray(res["cls_obs"], float)
+    exp = np.sort(np.asarray(res["cls_exp"], float), axis=1)
+    ok = np.isfinite(cls) & np.all(np.isfinite(exp), axis=1)
+    with _style():
+        fig, ax = _figure()
+        shown = np.clip(cls, 1e-6, 1.0)
+        points = ax.scatter(x, y, c=shown, norm=LogNorm(shown.min(), 1.0), s=30, zorder=3)
+        fig.colorbar(points, ax=ax, label=f"observed CLs at μ = {test_poi:g}")
+        handles = []
+        try:
+            tri = Triangulation(x[ok], y[ok])
+            for z, style, name in (
+                (cls[ok], "-", "observed"),
+                (exp[ok, 2], "--", "expected"),
+                (exp[ok, 1], ":", "expected ±1σ"),
+                (exp[ok, 3], ":", None),
+            ):
+                with warnings.catch_warnings():  # a level outside the data range: no line
+                    warnings.simplefilter("ignore", UserWarning)
+                    ax.tricontour(tri, z, levels=[alpha], colors="k", linestyles=style)
+                if name:
+                    handles.append(Line2D([], [], color="k", ls=style, label=name))
+        except (ValueError, RuntimeError) as err:  # too few or collinear points
+            print(f"jaxlike plot: warning: no exclusion contour ({err})", file=sys.stderr)
+        for v, axis in ((x, ax.set_xlim), (y, ax.set_ylim)):
+            pad = 0.05 * (v.max() - v.min()) or 0.5
+            axis(v.min() - pad, v.max() + pad)
+        names = labels if len(labels) == 2 else ["coordinate 1", "coordinate 2"]
+        ax.set(xlabel=names[0], ylabel=names[1], title=f"{100 * cl:g}% CL exclusion")
+        if handles:
+            ax.legend(handles=handles, loc="best")
+    return fig

@@ -1,0 +1,534 @@
+"""``jaxlike scan``: parametric mass scans, patch scans (HEPData grids) and bundled examples.
+
+Three forms, one HDF5 results file each (see :mod:`jaxlike.scan`)::
+
+    jaxlike scan CONFIG.toml [-o scan.h5]                       # mass scan, see jaxlike.parametric
+    jaxlike scan BKG.json --patchset FILE | --patches DIR ...   # one hypothesis per signal patch
+    jaxlike scan --example alp [-o DIR]                         # DIR/scan.h5 and DIR/brazil.png
+
+Every input is validated before anything is compiled; an existing results file is refused
+unless ``--resume`` (continue it; refused when it belongs to another configuration) or
+``--overwrite`` is given. A summary goes to standard output (``--json``: a JSON document),
+the progress bar to standard error. Exit codes: 0, 2 bad input (one error line), 3 some fit or
+limit did not converge (the results are still written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jaxlike.cli._format import table
+from jaxlike.cli._io import CliError, dump, load_workspace, read_json
+
+__all__ = ["add_parser", "cmd_scan", "parse_bytes", "EXAMPLES", "EXIT_NOT_CONVERGED"]
+
+#: names accepted by ``--example`` (writers in :data:`jaxlike.examples.SCAN_EXAMPLES`)
+EXAMPLES = ("alp", "bka", "zprime")
+#: exit code when a fit or a limit of some hypothesis did not converge
+EXIT_NOT_CONVERGED = 3
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_SHOWN = 5  # non-converged hypotheses named in messages
+_ADDED = {"kind", "cl", "test_poi"}  # config keys the scan functions add to the user's
+_DESCRIPTION = """\
+  jaxlike scan CONFIG.toml|CONFIG.json [-o scan.h5]      parametric mass scan
+  jaxlike scan BKG.json --patchset FILE | --patches DIR  one hypothesis per signal patch
+  jaxlike scan --example alp|bka|zprime [-o DIR]         DIR/scan.h5, DIR/brazil.png
+
+An existing results file is refused unless --resume (continue it; refused when written by
+another configuration) or --overwrite. Summary on stdout, progress on stderr."""
+
+
+def parse_bytes(text: str) -> int:
+    """A memory size such as ``2GB`` (10^9), ``512MiB`` (2^20) or ``1e9`` (bytes).
+
+    >>> parse_bytes("2GB"), parse_bytes("1.5 KiB")
+    (2000000000, 1536)
+    """
+    m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([a-z]*)\s*", str(text), re.IGNORECASE)
+    unit = m.group(2).upper() if m else None
+    if unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (examples: 2GB, 512MiB)")
+    try:
+        value = int(float(m.group(1)) * _UNITS[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, not {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def add_parser(subs) -> argparse.ArgumentParser:
+    """Register ``jaxlike scan`` on the subcommand action ``subs``."""
+    p = subs.add_parser(
+        "scan",
+        help="mass scan of a TOML/JSON config, or a patch scan of a HEPData signal grid",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit codes: 0 success, 2 bad input, 3 a fit or limit did not converge "
+        "(results still written)",
+    )
+    p.add_argument(
+        "config", nargs="?", metavar="CONFIG|WORKSPACE",
+        help="scan config (.toml or .json), or the background-only workspace of a patch scan",
+    )  # fmt: skip
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--patchset", metavar="FILE", help="pyhf/HEPData patchset (one per patch)")
+    src.add_argument("--patches", metavar="DIR", help="folder of JSON patch files (one per file)")
+    src.add_argument("--example", choices=EXAMPLES, help="write and scan a bundled example")
+    p.add_argument("--seed", type=int, help="seed of the --example pseudo-data")
+    p.add_argument(
+        "-o", "--output", metavar="PATH",
+        help="results file (default scan.h5); with --example the folder (default jaxlike-NAME)",
+    )  # fmt: skip
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an existing results file")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing results file")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--chunk-size", type=_positive_int, metavar="N", help="hypotheses per chunk")
+    size.add_argument(
+        "--memory-budget", type=parse_bytes, metavar="SIZE",
+        help="device memory per chunk and device, e.g. 2GB (sets the chunk size)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cl", type=float, action="append", metavar="X",
+        help="patch scans: confidence level of the limits (0.95); repeat for several",
+    )  # fmt: skip
+    p.add_argument("--test-poi", type=float, metavar="X", help="patch scans: POI of the CLs (1.0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return p
+
+
+def cmd_scan(args) -> int:
+    """``jaxlike scan``: run the scan, print the summary; bad input is one line and exit 2."""
+    from jaxlike.exceptions import JaxlikeError
+
+    try:
+        if args.seed is not None and args.example is None:
+            raise CliError("--seed applies to --example only")
+        if args.example is not None:
+            summary, code = _example(args)
+        elif args.config is None:
+            raise CliError("give a CONFIG (or a WORKSPACE with --patchset/--patches) or --example")
+        elif args.patchset is not None or args.patches is not None:
+            summary, code = _patch_scan(args)
+        else:
+            summary, code = _mass_scan(args, Path(args.config), args.output)
+    except (CliError, JaxlikeError, KeyboardInterrupt) as err:
+        text = " ".join(str(err).split())
+        if isinstance(err, KeyboardInterrupt):
+            text = "interrupted; the hypotheses done are kept, continue with --resume"
+        print(f"jaxlike scan: error: {text}", file=sys.stderr)
+        return 2
+    print(dump(summary) if args.json else _summary_text(summary))
+    if code:
+        bad = summary["not_converged"]
+        names = ", ".join(map(_fmt, bad["first"])) + (", ..." if bad["count"] > _SHOWN else "")
+        print(
+            f"jaxlike scan: warning: {bad['count']} of {summary['hypotheses']} hypotheses did not "
+            f"converge ({summary['coordinate']} {names}); their results are written to "
+            f"{summary['output']} but unreliable",
+            file=sys.stderr,
+        )
+    return code
+
+
+# -- inputs --------------------------------------------------------------------------------------
+
+
+def _output(path, args) -> Path:
+    """The results file, checked before any compile: writable folder, no clobbering."""
+    out = Path(path or "scan.h5")
+    if out.is_dir():
+        raise CliError(f"{out} is a folder; give the results file name with -o")
+    if not out.parent.is_dir():
+        raise CliError(f"{out}: folder {out.parent} does not exist")
+    if out.exists() and not (args.resume or args.overwrite):
+        raise CliError(f"{out} already exists; pass --resume to continue it or --overwrite")
+    return out
+
+
+def _load_mass_config(path: Path):
+    """(identity config, scan, masses, cl) of a scan config file; errors name the file."""
+    from jaxlike.exceptions import InvalidScanConfig
+    from jaxlike.parametric import build_mass_scan, load_config
+    from jaxlike.scan import canonical_json
+
+    if not path.is_file():
+        raise CliError(f"{path}: no such scan config file")
+    try:
+        cfg = load_config(path)
+        if "channels" in cfg:
+            raise CliError(f"{path}: a workspace; scan its patches with --patchset or --patches")
+        scan, masses, cl = build_mass_scan(cfg)
+        ident = {k: v for k, v in cfg.items() if k != "_base"}
+        canonical_json(ident)
+    except InvalidScanConfig as err:
+        field = err.path.lstrip(".")  # top-level sections come as ".background"
+        raise CliError(f"{path}: {field}: {err.reason}" if field else f"{path}: {err}") from None
+    except (ValueError, TypeError, KeyError, IndexError) as err:  # malformed values
+        raise CliError(f"{path}: invalid scan config ({type(err).__name__}: {err})") from None
+    return ident, scan, masses, cl
+
+
+def _differences(old, new, where=""):
+    """Dotted paths (with both values) where two JSON documents differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted({*old, *new}, key=str):
+            key = f"{where}.{k}" if where else str(k)
+            if k not in old or k not in new:
+                state = {True: "present", False: "absent"}
+                out.append(f"{key} ({state[k in old]} in the file, {state[k in new]} now)")
+            else:
+                out += _differences(old[k], new[k], key)
+        return out
+    long = isinstance(old, list) and (len(old) > 8 or any(isinstance(v, list | dict) for v in old))
+    if long and isinstance(new, list) and len(old) == len(new):
+        return [
+            d
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for d in _differences(a, b, f"{where}[{i}]")
+        ]
+    if old == new and type(old) is type(new):
+        return []
+
+    def short(v):
+        text = json.dumps(v)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    return [f"{where or '<top level>'} (file {short(old)}, now {short(new)})"]
+
+
+def _resume_shortcut(out: Path, config: dict, hypotheses: dict, digest):
+    """Before compiling a resume: refuse a file written by another config (naming the first
+    differing field); return its results if it is complete and belongs to this scan."""
+    from jaxlike.scan import ScanStore
+
+    if not out.exists():
+        return None
+    with ScanStore.open(out) as store:
+        diff = _differences(json.loads(store.attrs["config"]), json.loads(json.dumps(config)))
+        diff.sort(key=lambda d: d.split()[0].split("[")[0] in _ADDED)  # the user's fields first
+        if diff:
+            more = f" and {len(diff) - 1} more" if len(diff) > 1 else ""
+            raise CliError(
+                f"cannot resume {out}: it was written with another config, {diff[0]}{more}; "
+                "use --overwrite or another -o"
+            )
+        if not store.done.all():
+            return None
+        store.check_same_scan(hypotheses, config, digest())
+        return store.read_results()
+
+
+def _execute(fn, n: int, shortcut, args, out: Path):
+    """``(results, timing)`` of ``fn(store=out, ...)``, or of the ``shortcut`` results of a
+    complete file. ``timing``: seconds in all and computing (after the compilation: from the
+    start of the progress reporter), hypotheses computed and resumed (counted by it)."""
+    from jaxlike.scan import Progress
+
+    t0 = time.monotonic()
+    if shortcut is not None:
+        return shortcut, (time.monotonic() - t0, 0.0, 0, n)
+    reporter = Progress(enabled=not args.no_progress)
+    results = fn(
+        store=str(out),
+        resume=args.resume,
+        overwrite=args.overwrite,
+        chunk_size=args.chunk_size,
+        memory_budget_bytes=args.memory_budget,
+        progress=reporter,
+    )
+    now = time.monotonic()
+    return results, (now - t0, now - reporter.t0, reporter.computed, reporter.resumed)
+
+
+# -- mass scans ----------------------------------------------------------------------------------
+
+
+def _mass_scan(args, config_path: Path, output):
+    import jaxlike.scan as js
+
+    for flag in ("cl", "test_poi"):
+        if getattr(args, flag) is not None:
+            name = "--" + flag.replace("_", "-")
+            raise CliError(f"{name} applies to patch scans (a mass scan reads scan.cl)")
+    ident, scan, masses, cl = _load_mass_config(config_path)
+    out = _output(output, args)
+    full = {"kind": "mass", "cl": list(cl), **ident}  # what mass_scan stores
+    shortcut = None
+    if args.resume:
+        shortcut = _resume_shortcut(out, full, {"mass": masses}, lambda: js.scan_digest(scan))
+    fn = functools.partial(js.mass_scan, scan, masses, cl=cl, config=ident)
+    results, timing = _execute(fn, len(masses), shortcut, args, out)
+    summary = _common(out, "mass", masses, timing)
+    ok = np.asarray(results["fit_converged"], bool) & np.all(
+        np.asarray(results["limit_converged"], bool).reshape(len(masses), -1), axis=1
+    )
+    summary.update(_convergence(ok, masses))
+    z = np.asarray(results["significance"], float)
+    if np.any(np.isfinite(z)):
+        i = int(np.nanargmax(z))
+        p0 = float(results["p0"][i])
+        summary["max_significance"] = {"mass": float(masses[i]), "z": float(z[i]), "p0": p0}
+    summary["limits"] = _limits(results, masses, cl, "mass")
+    return summary, (EXIT_NOT_CONVERGED if not ok.all() else 0)
+
+
+def _common(out, kind, coords, timing) -> dict:
+    seconds, computing, computed, resumed = timing
+    return {
+        "kind": kind,
+        "coordinate": "mass" if kind == "mass" else "patch",
+        "output": str(out),
+        "hypotheses": int(len(coords)),
+        "computed": int(computed),
+        "resumed": int(resumed),
+        "seconds": round(seconds, 3),
+        "compute_seconds": round(computing, 3),
+        "hypotheses_per_second": computed / computing if computed and computing > 0 else None,
+    }
+
+
+def _convergence(ok, coords) -> dict:
+    bad = np.flatnonzero(~ok)
+    first = [coords[i] if isinstance(coords[i], str) else float(coords[i]) for i in bad[:_SHOWN]]
+    return {
+        "converged_fraction": float(ok.mean()) if ok.size else 1.0,
+        "not_converged": {"count": int(bad.size), "first": first},
+    }
+
+
+def _limits(results, coords, cl, coord_name) -> list[dict]:
+    """Strongest (smallest) and weakest observed limit per CL level, physical units if any."""
+    obs, exp, units = results["ul_obs"], results["ul_exp"], "mu"
+    if "ul_obs_phys" in results and not np.allclose(
+        results["ul_obs_phys"], obs, rtol=1e-12, equal_nan=True
+    ):
+        obs, exp, units = results["ul_obs_phys"], results["ul_exp_phys"], "physical"
+    obs = np.asarray(obs, float).reshape(len(coords), -1)
+    exp = np.asarray(exp, float).reshape(len(coords), obs.shape[1], -1)
+    out = []
+    for j, level in enumerate(cl):
+        entry = {"cl": float(level), "units": units}
+        if np.any(np.isfinite(obs[:, j])):
+            for what, i in (
+                ("strongest", np.nanargmin(obs[:, j])),
+                ("weakest", np.nanargmax(obs[:, j])),
+            ):
+                c = coords[i] if isinstance(coords[i], str) else float(coords[i])
+                med = float(np.sort(exp[i, j])[exp.shape[2] // 2])
+                entry[what] = {coord_name: c, "obs": float(obs[i, j]), "exp_median": med}
+        out.append(entry)
+    return out
+
+
+def _summary_text(s: dict) -> str:
+    """The summary as a two-column table."""
+    rate, coord = s["hypotheses_per_second"], s["coordinate"]
+    rows = [
+        ["results", s["output"]],
+        ["hypotheses", f"{s['hypotheses']} ({s['computed']} computed, {s['resumed']} resumed)"],
+        ["time", f"{s['seconds']:.1f} s"],
+    ]
+    if rate:
+        rows[-1][1] += f" ({s['compute_seconds']:.1f} s computing, {rate:.3g} hypotheses/s)"
+    bad = s["not_converged"]
+    conv = f"{100 * s['converged_fraction']:.4g}%"
+    if bad["count"]:
+        conv += f" ({bad['count']} not: {coord} " + ", ".join(map(_fmt, bad["first"]))
+        conv += ", ...)" if bad["count"] > _SHOWN else ")"
+    rows.append(["converged", conv])
+    if "max_significance" in s:
+        z = s["max_significance"]
+        text = f"{z['z']:.3g} at mass {_fmt(z['mass'])} (p0 {z['p0']:.3g})"
+        rows.append(["largest local Z", text])
+    if "excluded" in s:
+        e = s["excluded"]
+        text = f"{e['observed']} observed, {e['expected']} expected (CLs < {e['alpha']:g})"
+        rows.append([f"excluded at μ = {e['test_poi']:g}", text])
+    for entry in s["limits"]:
+        units = " (physical units)" if entry["units"] == "physical" else ""
+        for what in ("strongest", "weakest"):
+            if what in entry:
+                lim = entry[what]
+                text = f"{lim['obs']:.4g} at {coord} {_fmt(lim[coord])}"
+                text += f" (expected {lim['exp_median']:.4g}){units}"
+                rows.append([f"{what} {100 * entry['cl']:g}% CL limit", text])
+    rows += [["plot", plot] for plot in s.get("plots", [])]
+    return table(["scan", "summary"], rows, "<<")
+
+
+def _fmt(x) -> str:
+    return x if isinstance(x, str) else f"{x:.6g}"
+
+
+# -- patch scans ---------------------------------------------------------------------------------
+
+_NUMBER = re.compile(r"m?\d+(?:p\d+)?")
+
+
+def _name_values(stems: list[str]) -> tuple[list[list[float]], list[str]]:
+    """Coordinates from HEPData file names (``patch.ERJR_100p0_20p0`` → 100.0, 20.0; ``p`` is
+    the decimal point, a leading ``m`` a minus) when every name has the same number of numeric
+    fields and no two agree; otherwise the index of each file."""
+
+    def numbers(stem):
+        fields = [f for f in stem.split("_") if _NUMBER.fullmatch(f)]
+        return tuple(float(f.replace("m", "-").replace("p", ".")) for f in fields)
+
+    values = [numbers(s) for s in stems]
+    k = {len(v) for v in values}
+    if len(k) == 1 and k != {0} and len(set(values)) == len(values):
+        return [list(v) for v in values], [f"x{j}" for j in range(k.pop())]
+    return [[float(i)] for i in range(len(stems))], ["index"]
+
+
+def _patch_folder(folder: Path, workspace):
+    """A :class:`PatchSet` of the JSON patch files in ``folder`` (sorted by name)."""
+    from jaxlike.exceptions import InvalidPatch
+    from jaxlike.workspace import PatchSet, digest, load_patch
+
+    if not folder.is_dir():
+        raise CliError(f"{folder}: no such folder of patch files")
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise CliError(f"{folder}: no *.json patch files")
+    ops = []
+    for f in files:
+        obj = read_json(str(f), "patch")
+        if isinstance(obj, dict) and "patches" in obj:
+            raise CliError(f"{f}: a patchset; pass it with --patchset")
+        try:
+            ops.append(load_patch(obj))
+        except InvalidPatch as err:
+            raise CliError(f"{f}: {err}") from None
+    stems = [re.sub(r"\W", "_", f.stem.removeprefix("patch.")) for f in files]
+    values, labels = _name_values(stems)
+    entries = [
+        {"metadata": {"name": n, "values": v}, "patch": o}
+        for n, v, o in zip(stems, values, ops, strict=True)
+    ]
+    meta = {
+        "description": f"patch files in {folder}",
+        "digests": {"sha256": digest(workspace.to_dict(), "sha256")},
+        "labels": labels,
+    }
+    return PatchSet({"metadata": meta, "patches": entries, "version": "1.0.0"})
+
+
+def _load_patchset(args, workspace):
+    from jaxlike.exceptions import InvalidPatch
+    from jaxlike.workspace import PatchSet
+
+    if args.patches is not None:
+        return _patch_folder(Path(args.patches), workspace), "patches"
+    if not Path(args.patchset).is_file():
+        raise CliError(f"{args.patchset}: no such patchset file")
+    try:
+        ps = PatchSet.load(args.patchset)
+    except InvalidPatch as err:
+        raise CliError(f"{args.patchset}: {err}") from None
+    for p in ps:
+        if any(isinstance(v, str) for v in p.values):
+            raise CliError(f"{args.patchset}: patch {p.name} has non-numeric values {p.values}")
+    try:
+        ps.verify(workspace)
+    except InvalidPatch as err:
+        print(f"jaxlike scan: warning: {args.patchset}: {err}", file=sys.stderr)
+    return ps, "patchset"
+
+
+def _patch_scan(args):
+    import jaxlike.scan as js
+
+    cl = tuple(args.cl or (0.95,))
+    if not all(0.0 < x < 1.0 for x in cl):
+        raise CliError(f"--cl must lie between 0 and 1, not {', '.join(f'{x:g}' for x in cl)}")
+    test_poi = 1.0 if args.test_poi is None else float(args.test_poi)
+    workspace = load_workspace(args.config)
+    patches, source = _load_patchset(args, workspace)
+    out = _output(args.output, args)
+    names = [p.name for p in patches]
+    ident = {"source": source, "labels": list(patches.labels)}
+    full = {"kind": "patches", "cl": list(cl), "test_poi": test_poi, **ident}
+    shortcut = None
+    if args.resume:
+        values = np.asarray([[float(v) for v in p.values] for p in patches])
+        hyps = {"index": np.arange(len(names)), "values": values}
+
+        def digest():
+            stacked, data, _, _ = js.stack_patched_models(workspace, patches)
+            return js.scan_digest((stacked, data))
+
+        shortcut = _resume_shortcut(out, full, hyps, digest)
+    fn = functools.partial(
+        js.patch_scan, workspace, patches, cl=cl, test_poi=test_poi, config=ident
+    )
+    results, timing = _execute(fn, len(names), shortcut, args, out)
+    summary = _common(out, "patches", names, timing)
+    ok = np.asarray(results["converged"], bool)
+    summary.update(_convergence(ok, names))
+    alpha = 1.0 - cl[0]
+    cls_exp = np.sort(np.asarray(results["cls_exp"], float), axis=1)[:, 2]
+    summary["excluded"] = {
+        "test_poi": test_poi,
+        "alpha": round(alpha, 12),
+        "observed": int(np.sum(np.asarray(results["cls_obs"]) < alpha)),
+        "expected": int(np.sum(cls_exp < alpha)),
+    }
+    summary["limits"] = _limits(results, names, cl, "patch")
+    return summary, (EXIT_NOT_CONVERGED if not ok.all() else 0)
+
+
+# -- bundled examples ----------------------------------------------------------------------------
+
+
+def _example(args):
+    """Write the example into the folder, scan it, and plot it there."""
+    from jaxlike.cli._plot import plot_scan
+
+    if args.config is not None:
+        raise CliError("--example takes no CONFIG argument")
+    try:
+        from jaxlike.examples import SCAN_EXAMPLES
+    except ImportError:
+        raise CliError("the bundled scan examples are not available in this jaxlike") from None
+    if args.example not in SCAN_EXAMPLES:
+        raise CliError(f"no bundled example {args.example!r}; known: {sorted(SCAN_EXAMPLES)}")
+    folder = Path(args.output or f"jaxlike-{args.example}")
+    if folder.exists() and not folder.is_dir():
+        raise CliError(f"{folder} is not a folder (with --example, -o names the output folder)")
+    out = folder / "scan.h5"
+    if out.exists() and not (args.resume or args.overwrite):
+        raise CliError(f"{out} already exists; pass --resume to continue it or --overwrite")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        kwargs = {} if args.seed is None else {"seed": args.seed}
+        config = Path(SCAN_EXAMPLES[args.example](folder, **kwargs))
+    except OSError as err:
+        raise CliError(f"cannot write the example to {folder}: {err.strerror or err}") from None
+    summary, code = _mass_scan(args, config, out)
+    plots = plot_scan(out, folder / "brazil.png", significance=folder / "significance.png")
+    summary = {"config": str(config), **summary, "plots": [str(p) for p in plots]}
+    return summary, code

@@ -1,0 +1,382 @@
+"""``jaxlike scan`` and ``jaxlike plot``, called in-process through ``main``.
+
+The mass scan is tiny (2000 fine bins, 20 window bins, Gaussian signal, Bernstein order 1,
+5 masses) and runs once per module; the persistent compilation cache that ``main`` enables
+serves the later runs of the same scan (resume of a partial file, ``--example``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import h5py
+import numpy as np
+import pytest
+
+import jaxlike.examples
+import jaxlike.scan
+from jaxlike.cli import main
+from jaxlike.cli._scan import parse_bytes
+from jaxlike.parametric import RESULT_FIELDS
+from jaxlike.scan import read_results
+
+MASSES = [2.0, 3.5, 5.0, 6.5, 8.0]
+SUMMARY_KEYS = [
+    "kind",
+    "coordinate",
+    "output",
+    "hypotheses",
+    "computed",
+    "resumed",
+    "seconds",
+    "compute_seconds",
+    "hypotheses_per_second",
+    "converged_fraction",
+    "not_converged",
+    "max_significance",
+    "limits",
+]
+PNG, PDF = b"\x89PNG\r\n\x1a\n", b"%PDF"
+
+
+def make_config() -> dict:
+    """A falling spectrum with a small bump at 5: 2000 bins on [0, 10], 5 hypotheses."""
+    rng = np.random.default_rng(1)
+    edges = np.linspace(0.0, 10.0, 2001)
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    expected = 200.0 * (1.0 - 0.05 * centers) + 8.0 * np.exp(-0.5 * ((centers - 5.0) / 0.08) ** 2)
+    return {
+        "spectrum": {"edges": edges.tolist(), "counts": [rng.poisson(expected).tolist()]},
+        "signal": {"shape": "gauss", "tables": [{"mass": [1.0, 9.0], "sigma": [0.05, 0.1]}]},
+        "background": {"kind": "bernstein", "order": 1},
+        "window": {"lo": 5.0, "hi": 5.0, "n_bins": 20},
+        "scan": {"masses": {"start": 2.0, "stop": 8.0, "n": 5}, "cl": [0.95]},
+    }
+
+
+def write(path: Path, cfg: dict) -> str:
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def run(capsys, *argv):
+    """(exit code, stdout, stderr) of ``jaxlike argv...``."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err: str, command: str) -> str:
+    """The only line of ``err``, an error of ``jaxlike COMMAND`` (or of the parser: "")."""
+    lines = err.splitlines()
+    prefix = f"jaxlike {command}: error: " if command else "jaxlike: error: "
+    assert len(lines) == 1 and lines[0].startswith(prefix), err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory):
+    """(config path, scan file, exit code, JSON summary) of the one real scan of this module."""
+    folder = tmp_path_factory.mktemp("scan")
+    cfg, out = write(folder / "cfg.json", make_config()), folder / "scan.h5"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["scan", cfg, "-o", str(out), "--json", "--no-progress"])
+    assert code == 0, stderr.getvalue()
+    assert stderr.getvalue() == ""
+    return SimpleNamespace(cfg=cfg, out=out, summary=json.loads(stdout.getvalue()))
+
+
+def test_scan_writes_every_result_and_the_summary(scanned):
+    hyps, res, attrs = read_results(scanned.out)
+    np.testing.assert_allclose(hyps["mass"], MASSES)
+    assert set(RESULT_FIELDS) <= set(res) and attrs["done"].all()
+    assert res["ul_obs"].shape == (5, 1) and res["ul_exp"].shape == (5, 1, 5)
+    assert attrs["kind"] == "mass" and list(attrs["cl"]) == [0.95]
+    assert attrs["config"] == {"kind": "mass", "cl": [0.95], **make_config()}  # no _base
+
+    s = scanned.summary
+    assert list(s) == SUMMARY_KEYS
+    assert (s["kind"], s["output"], s["hypotheses"]) == ("mass", str(scanned.out), 5)
+    assert (s["computed"], s["resumed"]) == (5, 0) and s["hypotheses_per_second"] > 0
+    assert 0 < s["compute_seconds"] < s["seconds"]  # compilation excluded
+    assert s["converged_fraction"] == 1.0 and s["not_converged"] == {"count": 0, "first": []}
+    i = int(np.argmax(res["significance"]))
+    assert s["max_significance"] == {
+        "mass": MASSES[i],
+        "z": pytest.approx(res["significance"][i]),
+        "p0": pytest.approx(res["p0"][i]),
+    }
+    assert MASSES[i] == 5.0 and s["max_significance"]["z"] > 2  # the bump
+    (limits,) = s["limits"]
+    assert (limits["cl"], limits["units"]) == (0.95, "mu")
+    assert limits["strongest"]["obs"] == pytest.approx(res["ul_obs"].min())
+    assert limits["weakest"]["obs"] == pytest.approx(res["ul_obs"].max())
+    assert limits["weakest"]["mass"] == 5.0
+
+
+def test_rerun_without_resume_is_refused(capsys, scanned):
+    before = scanned.out.stat().st_mtime_ns
+    code, out, err = run(capsys, "scan", scanned.cfg, "-o", scanned.out)
+    assert code == 2 and out == ""
+    assert "already exists" in one_error_line(err, "scan") and "--resume" in err
+    assert scanned.out.stat().st_mtime_ns == before
+
+
+def test_resume_of_a_finished_file_recomputes_nothing(capsys, monkeypatch, scanned):
+    def no_compute(*args, **kwargs):
+        raise AssertionError("a finished scan was computed again")
+
+    monkeypatch.setattr(jaxlike.scan, "mass_scan", no_compute)
+    before = read_results(scanned.out)[1]
+    code, out, err = run(capsys, "scan", scanned.cfg, "-o", scanned.out, "--resume")
+    assert code == 0 and err == ""
+    rows = {line[:24].strip(): line[24:].strip() for line in out.splitlines()[2:]}
+    assert rows["hypotheses"] == "5 (0 computed, 5 resumed)"
+    assert rows["largest local Z"].split()[2:4] == ["mass", "5"]
+    after = read_results(scanned.out)[1]
+    for key, value in before.items():
+        np.testing.assert_array_equal(after[key], value)
+
+
+def test_resume_of_a_partial_file_computes_the_missing_rows(capsys, scanned, tmp_path):
+    partial = tmp_path / "partial.h5"
+    shutil.copy(scanned.out, partial)
+    with h5py.File(partial, "r+") as f:  # as if killed after the first two hypotheses
+        f["done"][2:] = False
+        for ds in f["results"].values():
+            ds[2:] = False if ds.dtype == bool else np.nan
+    code, out, err = run(capsys, "scan", scanned.cfg, "-o", partial, "--resume", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["computed"], summary["resumed"]) == (3, 2)
+    assert "resumed 2 done, 3 to go" in err  # the progress bar, on stderr
+    full, resumed = read_results(scanned.out)[1], read_results(partial)[1]
+    for key, value in full.items():
+        np.testing.assert_allclose(resumed[key], value, rtol=1e-9, err_msg=key)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "field"),
+    [
+        ("window", "n_bins", 24, "window.n_bins (file 20, now 24)"),
+        ("scan", "cl", [0.9], "scan.cl (file [0.95], now [0.9]) and 1 more"),
+    ],
+)
+def test_resume_with_another_config_is_refused(
+    capsys, scanned, tmp_path, section, key, value, field
+):
+    cfg = make_config()
+    cfg[section][key] = value
+    before = scanned.out.stat().st_mtime_ns
+    code, out, err = run(
+        capsys, "scan", write(tmp_path / "c.json", cfg), "-o", scanned.out, "--resume"
+    )
+    assert code == 2 and out == ""
+    line = one_error_line(err, "scan")
+    assert "cannot resume" in line and field in line
+    assert scanned.out.stat().st_mtime_ns == before
+
+
+def _edit(section, key, value):
+    def edit(cfg):
+        cfg[section][key] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (_edit("background", "kind", "spline"), "background.kind: unknown shape 'spline'"),
+        (_edit("window", "lo", 200.0), "window"),
+        (_edit("scan", "masses", [0.5, 2.0]), "scan.masses: hypothesis mass 0.5"),
+        (_edit("signal", "shape", "voigt"), "signal.shape"),
+        (lambda cfg: cfg.pop("background"), "background: is required"),
+    ],
+    ids=["background-kind", "window-outside-spectrum", "mass-outside-table", "shape", "missing"],
+)
+def test_invalid_config_is_one_line_naming_the_field(capsys, tmp_path, edit, field):
+    cfg = make_config()
+    edit(cfg)
+    path = write(tmp_path / "bad.json", cfg)
+    code, out, err = run(capsys, "scan", path, "-o", tmp_path / "scan.h5")
+    assert code == 2 and out == ""
+    assert one_error_line(err, "scan").startswith(f"jaxlike scan: error: {path}: {field}")
+    assert list(tmp_path.iterdir()) == [tmp_path / "bad.json"]  # nothing half-written
+
+
+def test_bad_files_and_arguments(capsys, tmp_path, scanned):
+    (tmp_path / "broken.json").write_text("{")
+    cases = [
+        (["scan", tmp_path / "missing.toml"], "scan"),
+        (["scan", tmp_path / "broken.json"], "scan"),
+        (["scan"], "scan"),
+        (["scan", scanned.cfg, "-o", tmp_path / "no" / "scan.h5"], "scan"),
+        (["scan", scanned.cfg, "--cl", "0.9", "-o", tmp_path / "s.h5"], "scan"),
+        (["scan", scanned.cfg, "--seed", "1", "-o", tmp_path / "s.h5"], "scan"),
+        (["scan", write(tmp_path / "ws.json", BKG), "-o", tmp_path / "s.h5"], "scan"),
+        (["scan", scanned.cfg, "--resume", "--overwrite"], ""),
+        (["scan", scanned.cfg, "--chunk-size", "0"], ""),
+        (["scan", scanned.cfg, "--memory-budget", "2XB"], ""),
+    ]
+    for argv, command in cases:
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and out == "", argv
+        one_error_line(err, command)
+    assert not (tmp_path / "s.h5").exists()
+    assert parse_bytes("2GB") == 2 * 10**9 and parse_bytes("512MiB") == 512 * 2**20
+
+
+def test_not_converged_exits_3_and_still_reports(capsys, monkeypatch, scanned, tmp_path):
+    res = read_results(scanned.out)[1]
+    res["fit_converged"][[1, 3]] = False
+    monkeypatch.setattr(jaxlike.scan, "mass_scan", lambda *args, **kwargs: res)
+    code, out, err = run(capsys, "scan", scanned.cfg, "-o", tmp_path / "s.h5", "--json")
+    assert code == 3
+    summary = json.loads(out)
+    assert summary["not_converged"] == {"count": 2, "first": [3.5, 6.5]}
+    assert summary["converged_fraction"] == 0.6
+    (line,) = err.splitlines()
+    assert line.startswith("jaxlike scan: warning: 2 of 5 hypotheses did not converge (mass 3.5")
+    assert "written to" in line
+
+
+def test_plot_mass_scan(capsys, scanned, tmp_path):
+    code, out, err = run(capsys, "plot", scanned.out, "-o", tmp_path / "brazil.png", "--logy")
+    assert code == 0, err
+    assert out.split() == [str(tmp_path / "brazil.png"), str(tmp_path / "significance.png")]
+    for name in ("brazil.png", "significance.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG
+    sig = tmp_path / "sig.pdf"
+    code, _, err = run(capsys, "plot", scanned.out, "-o", tmp_path / "b", "--format", "pdf",
+                       "--significance", sig, "--units", "mu")  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "b.pdf").read_bytes()[:4] == PDF and sig.read_bytes()[:4] == PDF
+
+
+def test_plot_fails_cleanly(capsys, scanned, tmp_path):
+    (tmp_path / "corrupt.h5").write_bytes(b"not an HDF5 file")
+    png = ["-o", tmp_path / "x.png"]
+    for argv in (
+        [tmp_path / "missing.h5", *png],
+        [tmp_path / "corrupt.h5", *png],
+        [scanned.out, "--cl", "0.9", *png],
+        [scanned.out, "--units", "physical", "--cl", "0.9", *png],
+        [scanned.out, "-o", tmp_path / "no" / "brazil.png"],
+    ):
+        code, out, err = run(capsys, "plot", *argv)
+        assert code == 2 and out == "", argv
+        one_error_line(err, "plot")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_example_writes_scans_and_plots(capsys, monkeypatch, tmp_path):
+    def write_tiny(folder, seed=0):
+        return Path(write(Path(folder) / "tiny_scan.json", make_config()))
+
+    monkeypatch.setattr(jaxlike.examples, "SCAN_EXAMPLES", {"alp": write_tiny}, raising=False)
+    folder = tmp_path / "demo"
+    code, out, err = run(
+        capsys, "scan", "--example", "alp", "-o", folder, "--json", "--no-progress"
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["config"] == str(folder / "tiny_scan.json")
+    assert summary["output"] == str(folder / "scan.h5")
+    assert summary["plots"] == [str(folder / "brazil.png"), str(folder / "significance.png")]
+    for name in ("brazil.png", "significance.png"):
+        assert (folder / name).read_bytes()[:8] == PNG
+    code, _, err = run(capsys, "scan", "--example", "alp", "-o", folder)
+    assert code == 2 and "already exists" in one_error_line(err, "scan")
+
+
+# -- patch scans -------------------------------------------------------------------------------
+
+BKG = {
+    "channels": [
+        {
+            "name": "SR",
+            "samples": [
+                {
+                    "name": "bkg",
+                    "data": [50.0, 30.0, 10.0],
+                    "modifiers": [
+                        {"name": "bkg_norm", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}}
+                    ],
+                }
+            ],
+        }
+    ],
+    "observations": [{"name": "SR", "data": [52.0, 28.0, 12.0]}],
+    "measurements": [{"name": "meas", "config": {"poi": "mu", "parameters": []}}],
+    "version": "1.0.0",
+}
+GRID = [(100, 0), (100, 50), (200, 0), (200, 50), (300, 0), (300, 50)]
+
+
+def _signal(mx, my):
+    s = 30.0 * 100 / mx * (1 - my / 200)
+    sample = {
+        "name": f"sig_{mx}_{my}",
+        "data": [0.2 * s, 0.5 * s, 0.3 * s],
+        "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+    }
+    return [{"op": "add", "path": "/channels/0/samples/-", "value": sample}]
+
+
+def test_patch_scan_patchset_and_folder(capsys, tmp_path):
+    if not hasattr(jaxlike.scan, "patch_scan"):
+        pytest.skip("jaxlike.scan.patch_scan is not available yet")
+    from jaxlike.workspace import digest
+
+    bkg = write(tmp_path / "bkg.json", BKG)
+    (tmp_path / "grid").mkdir()
+    entries = []
+    for mx, my in GRID:
+        name = f"grid_{mx}p0_{my}p0"
+        entries.append({"metadata": {"name": name, "values": [mx, my]}, "patch": _signal(mx, my)})
+        write(tmp_path / "grid" / f"patch.{name}.json", _signal(mx, my))
+    meta = {"description": "toy", "digests": {"sha256": digest(BKG)}, "labels": ["m_x", "m_y"]}
+    patchset = write(
+        tmp_path / "ps.json", {"metadata": meta, "patches": entries, "version": "1.0.0"}
+    )
+
+    out = tmp_path / "ps.h5"
+    code, text, err = run(
+        capsys, "scan", bkg, "--patchset", patchset, "-o", out, "--json", "--no-progress"
+    )
+    assert code == 0, err
+    summary = json.loads(text)
+    assert (summary["kind"], summary["hypotheses"], summary["converged_fraction"]) == (
+        "patches",
+        6,
+        1.0,
+    )
+    hyps, res, attrs = read_results(out)
+    np.testing.assert_array_equal(hyps["values"], GRID)
+    assert [str(n) for n in attrs["patch_names"]] == [e["metadata"]["name"] for e in entries]
+    assert res["cls_exp"].shape == (6, 5) and res["ul_exp"].shape == (6, 1, 5)
+    cls_obs = res["cls_obs"]
+    assert cls_obs[0] < 0.05 < cls_obs[-1]  # the largest signal is excluded, the smallest not
+    assert summary["excluded"]["observed"] == int(np.sum(cls_obs < 0.05))
+    assert summary["limits"][0]["strongest"]["patch"] == "grid_100p0_0p0"
+
+    # the same grid as plain patch files: coordinates from the file names
+    folder_out = tmp_path / "dir.h5"
+    code, _, err = run(
+        capsys, "scan", bkg, "--patches", tmp_path / "grid", "-o", folder_out, "--no-progress"
+    )
+    assert code == 0, err
+    hyps2, res2, _ = read_results(folder_out)
+    np.testing.assert_array_equal(hyps2["values"], GRID)
+    np.testing.assert_allclose(res2["cls_obs"], cls_obs, rtol=1e-9)
+
+    code, text, err = run(capsys, "plot", out, "-o", tmp_path / "excl.png")
+    assert code == 0, err
+    assert (tmp_path / "excl.png").read_bytes()[:8] == PNG
