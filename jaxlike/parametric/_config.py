@@ -76,23 +76,27 @@ def load_config(path) -> dict:
     return cfg
 
 
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
 def _get(d: dict, key: str, path: str, kind=None, default=...):
     if key not in d:
         if default is ...:
-            raise InvalidScanConfig(f"{path}.{key}", "is required")
+            raise InvalidScanConfig(_join(path, key), "is required")
         return default
     v = d[key]
     if kind is not None and not isinstance(v, kind):
-        raise InvalidScanConfig(f"{path}.{key}", f"must be {kind.__name__}, got {v!r}")
+        raise InvalidScanConfig(_join(path, key), f"must be {kind.__name__}, got {v!r}")
     return v
 
 
 def _number(d, key, path, default=..., positive=False):
     v = _get(d, key, path, default=default)
     if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
-        raise InvalidScanConfig(f"{path}.{key}", f"must be a finite number, got {v!r}")
+        raise InvalidScanConfig(_join(path, key), f"must be a finite number, got {v!r}")
     if positive and v <= 0:
-        raise InvalidScanConfig(f"{path}.{key}", f"must be positive, got {v!r}")
+        raise InvalidScanConfig(_join(path, key), f"must be positive, got {v!r}")
     return float(v)
 
 

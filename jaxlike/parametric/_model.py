@@ -3,12 +3,17 @@
 For categories c = 1…C (e.g. four kaon modes) sharing one signal-strength parameter μ, the
 expected count in window bin b is
 
-    ν_cb = μ · k_c · (1 + δ_ε θ_ε) · [(1 − f_c) · S_cb(σ_c (1 + δ_σ θ_σ)) + f_c · T_cb]
-           + B_c · P_cb(a_c) + Σ_k N_ck · R_ckb
+    ν_cb = μ · k_c · (1 + δ_ε θ_ε) · [U_cb + Δ_4p(θ_σ; U⁻_cb, U_cb, U⁺_cb)]
+           + B_c · P_cb(a_c) + Σ_k N_ck · R_ckb,
+    U_cb(σ) = (1 − f_c) · S_cb(σ) + f_c · T_cb
 
-- S_cb: probability content of the signal peak (Gaussian or double-sided Crystal Ball with the
-  shape parameters of the hypothesis, :mod:`jaxlike.shapes`) in the bin; signal leaking out of
-  the window is lost, so μ·k_c is the *total* signal yield of category c.
+- S_cb(σ): probability content of the signal peak (Gaussian or double-sided Crystal Ball with
+  the shape parameters of the hypothesis, :mod:`jaxlike.shapes`) in the bin; signal leaking out
+  of the window is lost, so μ·k_c is the *total* signal yield of category c. U, U⁺, U⁻ are the
+  signal shapes at σ, σ(1 + δ_σ), σ(1 − δ_σ), computed once per hypothesis (outside the fits).
+- Δ_4p: the resolution nuisance θ_σ morphs the shape as a HistFactory ``histosys`` with pyhf's
+  default code 4p (polynomial inside |θ| ≤ 1, linear outside) — exactly the HistFactory model
+  of the same scan; it agrees with evaluating S at σ(1 + δ_σ θ_σ) to second order in δ_σ θ_σ.
 - k_c: expected signal yield per unit μ (efficiency × conversion factor; 1 for a yield POI).
 - T_cb, f_c: an optional second signal component of fixed shape (e.g. combinatorial), fraction f_c.
 - P_cb(a_c): the background shape normalised over the window (Bernstein with c_0 = 1 and free
@@ -36,14 +41,8 @@ import numpy as np
 
 from ..exceptions import InvalidParameters
 from ..fit._newton import autodiff_fgh
-from ..model import normal_logpdf, poisson_logpdf
-from ..shapes import (
-    bernstein_binned,
-    chebyshev_binned,
-    crystal_ball_binned,
-    exponential_binned,
-    gaussian_binned,
-)
+from ..model import histosys_delta, normal_logpdf, poisson_logpdf
+from ..shapes import bernstein_binned, chebyshev_binned, exponential_binned
 
 __all__ = ["WindowModel", "WindowConfig", "SIGNAL_SHAPES", "BACKGROUNDS"]
 
@@ -124,17 +123,16 @@ class WindowModel(eqx.Module):
     """The likelihood of one hypothesis in C categories × W window bins (module docstring).
 
     Array fields are leaves (a batch of hypotheses is a batch of WindowModels under ``vmap``);
-    the kinds of shapes and the presence of nuisances are static.
+    the background kind and the presence of nuisances are static. Build one with
+    :meth:`jaxlike.parametric.MassScan.window_model` or directly from templates.
 
     Attributes:
         edges: window bin edges [C, W+1].
         counts: observed counts [C, W].
         mask: bins in the likelihood [C, W] (False: vetoed or empty).
-        signal: signal shape parameters [C, 6] = (mean, σ, αL, nL, αR, nR); a Gaussian uses
-            the first two.
+        sig_nom, sig_up, sig_down: signal shape U_cb at σ, σ(1 + δ_σ), σ(1 − δ_σ) [C, W]
+            (probability content per bin, including the fixed-shape component).
         scale: signal yield per unit μ, k_c [C].
-        comb: fixed-shape signal component, probability content per bin T_cb [C, W].
-        comb_fraction: its fraction f_c [C].
         template: fixed background shape per bin [C, W] (background ``"template"``).
         peaks: peaking-background shapes R_ckb [C, K, W] (probability content per bin).
         rel_eff, rel_res: δ_ε, δ_σ (used when ``has_eff``/``has_res``).
@@ -144,16 +142,15 @@ class WindowModel(eqx.Module):
     edges: jnp.ndarray
     counts: jnp.ndarray
     mask: jnp.ndarray
-    signal: jnp.ndarray
+    sig_nom: jnp.ndarray
+    sig_up: jnp.ndarray
+    sig_down: jnp.ndarray
     scale: jnp.ndarray
-    comb: jnp.ndarray
-    comb_fraction: jnp.ndarray
     template: jnp.ndarray
     peaks: jnp.ndarray
     rel_eff: jnp.ndarray
     rel_res: jnp.ndarray
     mu_max: jnp.ndarray
-    shape: str = eqx.field(static=True, default="gauss")
     background: str = eqx.field(static=True, default="bernstein")
     n_coeffs: int = eqx.field(static=True, default=0)
     has_eff: bool = eqx.field(static=True, default=False)
@@ -184,21 +181,10 @@ class WindowModel(eqx.Module):
         )
 
     def _signal_fractions(self, theta_res):
-        s = self.signal
-        sigma = s[:, 1] * (1.0 + self.rel_res * theta_res)
-        if self.shape == "gauss":
-            peak = jnp.stack(
-                [gaussian_binned(self.edges[c], s[c, 0], sigma[c]) for c in range(s.shape[0])]
-            )
-        else:
-            peak = jnp.stack(
-                [
-                    crystal_ball_binned(self.edges[c], s[c, 0], sigma[c], *s[c, 2:6])
-                    for c in range(s.shape[0])
-                ]
-            )
-        f = self.comb_fraction[:, None]
-        return (1.0 - f) * peak + f * self.comb
+        if not self.has_res:
+            return self.sig_nom
+        delta = histosys_delta("code4p", theta_res, self.sig_down, self.sig_nom, self.sig_up)
+        return self.sig_nom + delta
 
     def _background_fractions(self, coeffs):
         rows = []

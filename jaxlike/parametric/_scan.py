@@ -19,7 +19,15 @@ import jax.numpy as jnp
 
 from ..fit import fit_arrays, prepare_fit_inputs
 from ..infer import hypotest_prepare, upper_limit_prepared
-from ..shapes import MassTable, veto_mask, window_counts, window_edges, window_indices
+from ..shapes import (
+    MassTable,
+    crystal_ball_binned,
+    gaussian_binned,
+    veto_mask,
+    window_counts,
+    window_edges,
+    window_indices,
+)
 from ._model import WindowModel
 
 __all__ = ["MassScan", "hypothesis_results", "hypothesis_significance", "RESULT_FIELDS"]
@@ -111,26 +119,47 @@ class MassScan(eqx.Module):
 
         C = self.n_categories
         keep = veto_mask(edges, self.vetoes)
-        signal = jnp.stack(
-            [p["mean"], p["sigma"], p["alpha_l"], p["n_l"], p["alpha_r"], p["n_r"]], axis=1
-        )
+        comb, f = normalised(self.cum_comb), p["comb_fraction"][:, None]
+
+        def shape_at(factor):  # U_cb at σ·factor: peak + fixed-shape component
+            if self.shape == "gauss":
+                peak = jnp.stack(
+                    [gaussian_binned(edges, p["mean"][c], p["sigma"][c] * factor) for c in range(C)]
+                )
+            else:
+                peak = jnp.stack(
+                    [
+                        crystal_ball_binned(
+                            edges,
+                            p["mean"][c],
+                            p["sigma"][c] * factor,
+                            p["alpha_l"][c],
+                            p["n_l"][c],
+                            p["alpha_r"][c],
+                            p["n_r"][c],
+                        )  # fmt: skip
+                        for c in range(C)
+                    ]
+                )
+            return (1.0 - f) * peak + f * comb
+
         scale = self.conversion * p["efficiency"]
         total = jnp.sum(jnp.where(keep, counts, 0.0))
-        auto = 10.0 * (5.0 + jnp.sqrt(total)) / jnp.min(scale)
+        # no signal yield can exceed the window's content by more than a few σ of it
+        auto = (total + 10.0 * (5.0 + jnp.sqrt(total))) / jnp.min(scale)
         return WindowModel(
             edges=jnp.broadcast_to(edges, (C, self.n_bins + 1)),
             counts=counts,
             mask=jnp.broadcast_to(keep, (C, self.n_bins)),
-            signal=signal,
+            sig_nom=shape_at(1.0),
+            sig_up=shape_at(1.0 + self.rel_res),
+            sig_down=shape_at(1.0 - self.rel_res),
             scale=scale,
-            comb=normalised(self.cum_comb),
-            comb_fraction=p["comb_fraction"],
             template=normalised(self.cum_template),
             peaks=normalised(self.cum_peaks),
             rel_eff=self.rel_eff,
             rel_res=self.rel_res,
             mu_max=jnp.where(self.mu_max > 0, self.mu_max, auto),
-            shape=self.shape,
             background=self.background,
             n_coeffs=self.n_coeffs,
             has_eff=self.has_eff,

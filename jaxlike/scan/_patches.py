@@ -28,8 +28,11 @@ def _named(patches):
     """(names, coordinates [H, k], patch objects) of a PatchSet or a list of patches."""
     if isinstance(patches, PatchSet):
         plist = list(patches)
-        values = [[float(v) for v in p.values] for p in plist]
-        return [p.name for p in plist], np.asarray(values, float), plist
+        try:
+            values = np.asarray([[float(v) for v in p.values] for p in plist], float)
+        except ValueError:  # text coordinates (e.g. model names): use the index
+            values = np.arange(len(plist), dtype=float)[:, None]
+        return [p.name for p in plist], values, plist
     plist = list(patches)
     names = [getattr(p, "name", None) or f"patch_{i}" for i, p in enumerate(plist)]
     return names, np.arange(len(plist), dtype=float)[:, None], plist
