@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import pyhf
 import pytest
-from conftest import DATA, get_case
+from conftest import DATA, get_case, read_json
 from jax.scipy.stats import norm
 
 import jaxlike
@@ -545,3 +545,29 @@ def test_belle2_pyhf_reference_reproduces():
     np.testing.assert_allclose(obs, BELLE2_PYHF[0], rtol=1e-6)
     np.testing.assert_allclose(exp, BELLE2_PYHF[1], rtol=1e-6)
     judge(get_case("belle2"), hypotest("belle2", 1.0), 1.0, "qtilde", obs, exp, explain=False)
+
+
+@pytest.mark.slow
+def test_erjr_patch_scan_matches_pyhf_per_patch(tmp_path):
+    """The 10 ERJR patches as ONE unified, vmapped patch scan (jaxlike.scan.patch_scan): CLs
+    per patch equal jaxlike's own per-patch hypotests (which the tests above hold against
+    converged pyhf) to 1e-6, so the scan inherits their agreement; 95% limits equal
+    upper_limit on each unified model alone to 1e-5. (The toy grid of test_scan_patches.py
+    covers batched = one-at-a-time in the default run.)"""
+    from jaxlike.scan import patch_scan
+
+    ws = jaxlike.Workspace.load(DATA / "atlas_erjr" / "BkgOnly.json")
+    names = list(ERJR_PYHF)
+    patches = [read_json(DATA / "atlas_erjr" / f"patch.ERJR_{m}.json") for m in names]
+    out = patch_scan(ws, patches, cl=(0.95,), store=tmp_path / "erjr.h5", progress=False)
+    for i, masses in enumerate(names):
+        _, res = _erjr(masses)
+        np.testing.assert_allclose(out["cls_obs"][i], float(res.cls_obs), rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(out["cls_exp"][i], np.asarray(res.cls_exp), rtol=1e-6)
+    spaces = jaxlike.unify_patches(ws, patches)
+    for i in (0, 4, 9):
+        w = jaxlike.Workspace(spaces[i])
+        model = w.model()
+        ul = jaxlike.upper_limit(w.data(model), model, cl=0.95)
+        np.testing.assert_allclose(out["ul_obs"][i, 0], float(ul.obs), rtol=1e-5)
+        np.testing.assert_allclose(out["ul_exp"][i, 0], np.asarray(ul.exp), rtol=1e-5)
