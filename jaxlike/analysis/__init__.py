@@ -20,6 +20,7 @@ from ._impacts import (
 from ._minos import MinosResult, minos
 from ._pulls import Pulls, correlation_matrix, pulls
 from ._scan import ProfileScan, profile_scan, profile_scan_2d
+from ._yields import YieldTable, postfit_yields, prefit_covariance, prefit_yields, yields
 
 __all__ = [
     "ConstraintInfo",
@@ -29,6 +30,7 @@ __all__ = [
     "MinosResult",
     "ProfileScan",
     "Pulls",
+    "YieldTable",
     "batch_fit",
     "constraint_info",
     "correlation_matrix",
@@ -38,8 +40,12 @@ __all__ = [
     "minos",
     "profile_scan",
     "profile_scan_2d",
+    "postfit_yields",
+    "prefit_covariance",
+    "prefit_yields",
     "pulls",
     "saturated_twice_nll",
     "select_parameters",
     "stat_syst_breakdown",
+    "yields",
 ]
