@@ -99,11 +99,18 @@ class YieldTable(eqx.Module):
         out = []
         for c, name in enumerate(self.channels):
             for s in np.flatnonzero(self.present[c]):
-                out.append((name, self.samples[s], float(self.yields[c, s]),
-                            float(self.uncertainty[c, s])))  # fmt: skip
+                out.append(
+                    (name, self.samples[s], float(self.yields[c, s]), float(self.uncertainty[c, s]))
+                )
             out.append((name, "total", float(self.total[c]), float(self.total_uncertainty[c])))
-            out.append((name, "data", float(np.sum(np.asarray(self.data)[self.bin_slice(name)])),
-                        float("nan")))  # fmt: skip
+            out.append(
+                (
+                    name,
+                    "data",
+                    float(np.sum(np.asarray(self.data)[self.bin_slice(name)])),
+                    float("nan"),
+                )
+            )
         return out
 
 
@@ -112,9 +119,7 @@ def _quantities(model, pars):
     cfg = model.config
     nu = model.expected_by_sample(pars)
     per_channel = jnp.stack([jnp.sum(nu[:, cfg.channel_slices[c]], axis=1) for c in cfg.channels])
-    return jnp.concatenate(
-        [nu.ravel(), nu.sum(0), per_channel.ravel(), per_channel.sum(1)]
-    )  # fmt: skip
+    return jnp.concatenate([nu.ravel(), nu.sum(0), per_channel.ravel(), per_channel.sum(1)])
 
 
 @eqx.filter_jit
@@ -160,8 +165,9 @@ def yields(model, pars, covariance, data=None, *, kind="postfit", n_samples=0, s
     (by, by_u), (bt, bt_u), (y, y_u), (t, t_u) = zip(split(q), split(sig), strict=True)
     s_by, s_bt, s_y, s_t = split(sampled)
     nominal = np.asarray(model.nominal)
-    present = np.stack([np.any(nominal[:, cfg.channel_slices[c]] != 0, axis=1)
-                        for c in cfg.channels])  # fmt: skip
+    present = np.stack(
+        [np.any(nominal[:, cfg.channel_slices[c]] != 0, axis=1) for c in cfg.channels]
+    )
     obs = np.full(B, np.nan) if data is None else np.asarray(data, float)[:B]
     return YieldTable(
         kind=kind,
@@ -218,5 +224,6 @@ def postfit_yields(model, data, fit_result=None, *, n_samples=0, seed=0, **fit_k
     ``fit_kwargs``); it must have converged.
     """
     res = nominal_fit(model, data, fit_result, **fit_kwargs)
-    return yields(model, res.bestfit, res.covariance, data, kind="postfit",
-                  n_samples=n_samples, seed=seed)  # fmt: skip
+    return yields(
+        model, res.bestfit, res.covariance, data, kind="postfit", n_samples=n_samples, seed=seed
+    )

@@ -2,8 +2,8 @@
 
 Exit codes: 0 success, 2 bad input (unreadable file, invalid JSON, invalid workspace or
 patch, usage error; one ``jaxlike: error: ...`` line on standard error, no traceback),
-3 the maximum-likelihood fit of ``fit``/``example`` (a fit or limit of ``scan``) did not
-converge (results still printed or written).
+3 the maximum-likelihood fit of ``fit``/``example``/``ranking``/``gof``/``yields``/``plot
+WORKSPACE`` (a fit or limit of ``scan``) did not converge (results still printed or written).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jaxlike.cli import _plot, _scan
+from jaxlike.cli import _analysis, _plot, _scan
 from jaxlike.cli._io import CliError
 
 __all__ = ["main", "build_parser", "EXIT_BAD_INPUT"]
@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     example.add_argument("--output", metavar="PATH", help="also write the workspace JSON here")
     _scan.add_parser(subs)
     _plot.add_parser(subs)
+    _analysis.add_parsers(subs)
     return parser
 
 
@@ -111,6 +112,9 @@ def _run(args: argparse.Namespace) -> int:
         "example": _commands.cmd_example,
         "scan": _scan.cmd_scan,
         "plot": _plot.cmd_plot,
+        "ranking": _analysis.cmd_ranking,
+        "gof": _analysis.cmd_gof,
+        "yields": _analysis.cmd_yields,
     }
     return handlers[args.command](args)
 

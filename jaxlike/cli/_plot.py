@@ -2,6 +2,8 @@
 
 - Mass scans: the Brazil band (observed limit, expected median dashed, ±1σ green and ±2σ
   yellow) versus mass at one CL level, and the local significance with its 3σ and 5σ lines.
+- Given a JSON workspace instead (``jaxlike plot WORKSPACE --what ... -o DIR``): the figures
+  of the fit products (:func:`jaxlike.cli._analysis.cmd_plot_workspace`).
 - Patch scans with two coordinates: CLs_obs at the test POI on the grid, with the observed
   (solid) and expected (dashed, ±1σ dotted) exclusion contours CLs = 1 − CL; with one
   coordinate (or plain patch files): the Brazil band versus that coordinate.
@@ -17,25 +19,35 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxlike.cli import _analysis
 from jaxlike.cli._io import CliError
+from jaxlike.plotting._style import GREEN, YELLOW, figure, save
+from jaxlike.plotting._style import style as _style
 
 __all__ = ["add_parser", "cmd_plot", "plot_scan"]
-
-GREEN, YELLOW = "#00cc00", "#ffcc00"  # ±1σ, ±2σ bands
 
 
 def add_parser(subs):
     """Register ``jaxlike plot`` on the subcommand action ``subs``."""
     p = subs.add_parser(
         "plot",
-        help="Brazil band, significance or exclusion contours of a scan results file",
+        help="figures of a scan results file, or of the fit products of a workspace",
         description="Mass scans: Brazil band of the limits and the local significance versus "
         "mass. Patch scans: the CLs map with exclusion contours (2 coordinates) or the "
-        "Brazil band (1 coordinate).",
-        epilog="exit codes: 0 success, 2 bad input (missing or corrupt file)",
+        "Brazil band (1 coordinate). A JSON workspace: pulls, ranking, correlation matrix, "
+        "pre-/post-fit stacked yields and profile-likelihood scans (--what), written into the "
+        "folder -o.",
+        epilog="exit codes: 0 success, 2 bad input (missing or corrupt file), 3 the fit of a "
+        "workspace did not converge",
     )
-    p.add_argument("scan", metavar="SCAN.h5", help="results file of 'jaxlike scan'")
-    p.add_argument("-o", "--output", metavar="PATH", help="main figure (brazil.png)")
+    p.add_argument(
+        "scan",
+        metavar="SCAN.h5|WORKSPACE",
+        help="results file of 'jaxlike scan', or a JSON workspace",
+    )
+    p.add_argument(
+        "-o", "--output", metavar="PATH", help="main figure (brazil.png); workspace: the folder (.)"
+    )
     p.add_argument(
         "--significance",
         metavar="PATH",
@@ -50,12 +62,16 @@ def add_parser(subs):
         default="auto",
         help="limits on μ or in physical units (auto: physical when the file has them)",
     )
+    _analysis.add_plot_options(p)
     return p
 
 
 def cmd_plot(args) -> int:
     """``jaxlike plot``: write the figures; a missing or corrupt file is one line and exit 2."""
     from jaxlike.exceptions import JaxlikeError
+
+    if _analysis.is_workspace(args.scan):
+        return _analysis.cmd_plot_workspace(args)
 
     try:
         paths = plot_scan(
@@ -144,34 +160,13 @@ def _limits(res, j, units, path):
     return obs, np.sort(exp, axis=1), label
 
 
-def _style():
-    """A style context: mplhep's ROOT style when installed, else matplotlib's default."""
-    import matplotlib.style as mstyle
-
-    try:
-        import mplhep
-
-        return mstyle.context(mplhep.style.ROOT)
-    except (ImportError, AttributeError, OSError, ValueError):
-        return mstyle.context(["default", {"axes.grid": True, "grid.alpha": 0.3}])
-
-
 def _figure():
-    from matplotlib.figure import Figure
-
-    with _style():
-        fig = Figure(figsize=(8, 6), layout="constrained")
-        ax = fig.add_subplot()
-    return fig, ax
+    return figure()
 
 
 def _save(fig, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
     try:
-        with _style():
-            fig.savefig(path)
+        save(fig, path)
     except OSError as err:
         raise CliError(f"cannot write '{path}': {err.strerror or err}") from None
 
