@@ -104,6 +104,13 @@ def add_plot_options(p) -> None:
         "correlation, yields, scan:PARAM (default: all but scans)",
     )
     p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.0,
+        metavar="X",
+        help="workspace mode: drop parameters whose correlations are all below X (0)",
+    )
+    p.add_argument(
         "--top",
         type=int,
         default=20,
@@ -422,7 +429,7 @@ def cmd_plot_workspace(args) -> int:
                 )
             )
         elif w == "correlation":
-            names, corr = analysis.correlation_matrix(model, res)
+            names, corr = analysis.correlation_matrix(model, res, threshold=args.threshold)
             paths.append(
                 _draw(plotting.plot_correlation, names, corr, folder / f"correlation.{ext}")
             )

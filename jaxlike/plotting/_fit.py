@@ -93,9 +93,10 @@ def plot_correlation(names, matrix, path, *, annotate=None, fmt=None):
     matrix = np.asarray(matrix, float)
     n = len(names)
     annotate = n <= 20 if annotate is None else annotate
-    size = max(5.0, 1.5 + 0.45 * n)
+    size = max(4.0, 1.0 + 0.45 * n)
+    label = 0.09 * max((len(x) for x in names), default=0)  # inches for the tick labels
     with style():
-        fig, ax = figure((size + 1.2, size))
+        fig, ax = figure((size + label + 1.5, size + label))
         im = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
         fig.colorbar(im, ax=ax, label="correlation")
         ax.set_xticks(np.arange(n), names, rotation=90)
