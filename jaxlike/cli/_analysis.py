@@ -1,5 +1,5 @@
-"""The analysis-product subcommands: ``ranking``, ``gof``, ``yields`` and the workspace mode of
-``plot`` (pulls, ranking, correlation matrix, stacked yields, likelihood scans).
+"""The analysis-product subcommands ``ranking``, ``gof`` and ``yields``, and the helpers the
+workspace mode of ``plot`` (:mod:`jaxlike.cli._plot`) shares with them.
 
 Each needs the global maximum-likelihood fit; when it does not converge the command warns and
 exits with 3 without computing the product (the product would be meaningless).
@@ -17,12 +17,15 @@ from jaxlike.cli._io import CliError, build, dump, emit, warn
 
 __all__ = [
     "add_parsers",
-    "add_plot_options",
+    "check_top",
     "cmd_gof",
-    "cmd_plot_workspace",
     "cmd_ranking",
     "cmd_yields",
-    "is_workspace",
+    "draw",
+    "draw_yields",
+    "fit_or_warn",
+    "make_folder",
+    "yield_table",
 ]
 
 EXIT_NOT_CONVERGED = 3
@@ -86,57 +89,12 @@ def add_parsers(subs) -> None:
     y.add_argument("--format", choices=["png", "pdf"], default="png", help="figure format")
 
 
-def add_plot_options(p) -> None:
-    """The workspace-mode options of ``jaxlike plot``."""
-    p.add_argument(
-        "-p",
-        "--patch",
-        action="append",
-        metavar="PATCH",
-        help="workspace mode: JSON patch file; repeat to apply several",
-    )
-    p.add_argument("--measurement", metavar="NAME", help="workspace mode: measurement to use")
-    p.add_argument(
-        "--what",
-        default=",".join(PLOTS),
-        metavar="LIST",
-        help="workspace mode: comma-separated figures among pulls, ranking, "
-        "correlation, yields, scan:PARAM (default: all but scans)",
-    )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=0.0,
-        metavar="X",
-        help="workspace mode: drop parameters whose correlations are all below X (0)",
-    )
-    p.add_argument(
-        "--top",
-        type=int,
-        default=20,
-        metavar="N",
-        help="workspace mode: parameters in the ranking (20)",
-    )
-
-
-def is_workspace(path) -> bool:
-    """A JSON workspace (``-``, ``.json`` or a file starting with ``{``), not a scan file."""
-    path = str(path)
-    if path == "-" or path.lower().endswith(".json"):
-        return True
-    try:
-        with open(path, "rb") as f:
-            return f.read(64).lstrip().startswith(b"{")
-    except OSError:
-        return False
-
-
 def _num(x):
     x = float(x)
     return x if math.isfinite(x) else None
 
 
-def _fit(model, data):
+def fit_or_warn(model, data):
     """The global fit, or ``None`` (after a warning) if it did not converge."""
     import jaxlike
 
@@ -147,7 +105,7 @@ def _fit(model, data):
     return res
 
 
-def _check_top(n):
+def check_top(n):
     if n < 1:
         raise CliError(f"--top must be at least 1, not {n}")
 
@@ -178,7 +136,7 @@ def _ranking_rows(imp, pulls, top):
     return rows
 
 
-def _draw(fn, *args, **kwargs):
+def draw(fn, *args, **kwargs):
     try:
         return str(fn(*args, **kwargs))
     except OSError as err:
@@ -187,7 +145,7 @@ def _draw(fn, *args, **kwargs):
         raise CliError(str(err)) from None
 
 
-def _draw_all(t, folder, fmt, logy=False):
+def draw_yields(t, folder, fmt, logy=False):
     from jaxlike import plotting
 
     try:
@@ -200,16 +158,16 @@ def cmd_ranking(args) -> int:
     """``jaxlike ranking``: impacts of every nuisance parameter on the POI, largest first."""
     from jaxlike import analysis, plotting
 
-    _check_top(args.top)
+    check_top(args.top)
     _, model, data = build(args)
-    res = _fit(model, data)
+    res = fit_or_warn(model, data)
     if res is None:
         return EXIT_NOT_CONVERGED
     imp = analysis.impacts(model, data, fit_result=res)
     pulls = analysis.pulls(model, data, res)
     rows = _ranking_rows(imp, pulls, args.top)
     plot = (
-        _draw(plotting.plot_ranking, imp, args.output, pulls=pulls, top=args.top)
+        draw(plotting.plot_ranking, imp, args.output, pulls=pulls, top=args.top)
         if args.output
         else None
     )
@@ -263,7 +221,7 @@ def cmd_gof(args) -> int:
     if args.toys < 0:
         raise CliError(f"--toys must not be negative, not {args.toys}")
     _, model, data = build(args)
-    res = _fit(model, data)
+    res = fit_or_warn(model, data)
     if res is None:
         return EXIT_NOT_CONVERGED
     g = analysis.goodness_of_fit(model, data, args.toys, args.seed, fit_result=res)
@@ -325,7 +283,7 @@ def _yields_json(t):
     return out
 
 
-def _yield_table(model, data, postfit, res, n_samples=0, seed=0):
+def yield_table(model, data, postfit, res, n_samples=0, seed=0):
     from jaxlike import analysis
 
     if postfit:
@@ -333,7 +291,7 @@ def _yield_table(model, data, postfit, res, n_samples=0, seed=0):
     return analysis.prefit_yields(model, data, n_samples=n_samples, seed=seed)
 
 
-def _folder(path):
+def make_folder(path):
     folder = Path(path)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -349,14 +307,14 @@ def cmd_yields(args) -> int:
     _, model, data = build(args)
     res = None
     if args.postfit:
-        res = _fit(model, data)
+        res = fit_or_warn(model, data)
         if res is None:
             return EXIT_NOT_CONVERGED
-    t = _yield_table(model, data, args.postfit, res, args.samples, args.seed)
+    t = yield_table(model, data, args.postfit, res, args.samples, args.seed)
     plots = []
     if args.output:
-        folder = _folder(args.output)
-        plots = [str(p) for p in _draw_all(t, folder, args.format)]
+        folder = make_folder(args.output)
+        plots = [str(p) for p in draw_yields(t, folder, args.format)]
     out = _yields_json(t) | {"plots": plots}
     if args.json:
         text = dump(out)
@@ -374,73 +332,4 @@ def cmd_yields(args) -> int:
         text = f"{t.kind.replace('fit', '-fit')} yields\n\n" + table(heads, rows, "<<>>>")
         text += "".join(f"\n{p}" for p in plots)
     emit(text, args.output_file)
-    return 0
-
-
-def _parse_what(text):
-    items = [w.strip() for w in text.split(",") if w.strip()]
-    if not items:
-        raise CliError("--what is empty")
-    for w in items:
-        if w not in PLOTS and not (w.startswith("scan:") and len(w) > 5):
-            raise CliError(
-                f"--what: unknown figure {w!r} (pulls, ranking, correlation, yields, scan:PARAM)"
-            )
-    return items
-
-
-def _scan_figure(model, data, res, par, path):
-    from jaxlike import analysis, plotting
-    from jaxlike.analysis._common import resolve_index
-
-    i = resolve_index(model.config, par)
-    best, sigma = float(res.bestfit[i]), float(res.uncertainties[i])
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise CliError(f"scan:{par}: the parameter is fixed or has no Hessian uncertainty")
-    lo, hi = model.config.suggested_bounds()[i]
-    grid = np.linspace(max(lo, best - 3 * sigma), min(hi, best + 3 * sigma), 31)
-    scan = analysis.profile_scan(model, data, i, grid, fit_result=res)
-    return _draw(plotting.plot_profile_scan, scan, path, sigma=sigma)
-
-
-def cmd_plot_workspace(args) -> int:
-    """``jaxlike plot WORKSPACE --what ...``: figures of the fit products into ``-o`` (a folder)."""
-    from jaxlike import analysis, plotting
-
-    what = _parse_what(args.what)
-    _check_top(args.top)
-    ext = args.format or "png"
-    args.workspace = args.scan
-    _, model, data = build(args)
-    res = _fit(model, data)
-    if res is None:
-        return EXIT_NOT_CONVERGED
-    folder = _folder(args.output or ".")
-    paths = []
-    pulls = analysis.pulls(model, data, res) if {"pulls", "ranking"} & set(what) else None
-    for w in what:
-        if w == "pulls":
-            paths.append(_draw(plotting.plot_pulls, pulls, folder / f"pulls.{ext}"))
-        elif w == "ranking":
-            imp = analysis.impacts(model, data, fit_result=res)
-            paths.append(
-                _draw(
-                    plotting.plot_ranking, imp, folder / f"ranking.{ext}", pulls=pulls, top=args.top
-                )
-            )
-        elif w == "correlation":
-            names, corr = analysis.correlation_matrix(model, res, threshold=args.threshold)
-            paths.append(
-                _draw(plotting.plot_correlation, names, corr, folder / f"correlation.{ext}")
-            )
-        elif w == "yields":
-            for postfit in (False, True):
-                t = _yield_table(model, data, postfit, res)
-                paths += [str(p) for p in _draw_all(t, folder, ext, logy=args.logy)]
-        else:
-            par = w[5:]
-            safe = par.replace("[", "_").replace("]", "").replace("/", "_")
-            paths.append(_scan_figure(model, data, res, par, folder / f"scan_{safe}.{ext}"))
-    for p in paths:
-        print(p)
     return 0

@@ -3,7 +3,7 @@
 - Mass scans: the Brazil band (observed limit, expected median dashed, ±1σ green and ±2σ
   yellow) versus mass at one CL level, and the local significance with its 3σ and 5σ lines.
 - Given a JSON workspace instead (``jaxlike plot WORKSPACE --what ... -o DIR``): the figures
-  of the fit products (:func:`jaxlike.cli._analysis.cmd_plot_workspace`).
+  of the fit products (:func:`cmd_plot_workspace`).
 - Patch scans with two coordinates: CLs_obs at the test POI on the grid, with the observed
   (solid) and expected (dashed, ±1σ dotted) exclusion contours CLs = 1 − CL; with one
   coordinate (or plain patch files): the Brazil band versus that coordinate.
@@ -14,17 +14,18 @@ installed, else a plain built-in style.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from jaxlike.cli import _analysis
-from jaxlike.cli._io import CliError
+from jaxlike.cli._io import CliError, build
 from jaxlike.plotting._style import GREEN, YELLOW, figure, save
 from jaxlike.plotting._style import style as _style
 
-__all__ = ["add_parser", "cmd_plot", "plot_scan"]
+__all__ = ["add_parser", "cmd_plot", "cmd_plot_workspace", "is_workspace", "plot_scan"]
 
 
 def add_parser(subs):
@@ -62,7 +63,7 @@ def add_parser(subs):
         default="auto",
         help="limits on μ or in physical units (auto: physical when the file has them)",
     )
-    _analysis.add_plot_options(p)
+    add_plot_options(p)
     return p
 
 
@@ -70,8 +71,8 @@ def cmd_plot(args) -> int:
     """``jaxlike plot``: write the figures; a missing or corrupt file is one line and exit 2."""
     from jaxlike.exceptions import JaxlikeError
 
-    if _analysis.is_workspace(args.scan):
-        return _analysis.cmd_plot_workspace(args)
+    if is_workspace(args.scan):
+        return cmd_plot_workspace(args)
 
     try:
         paths = plot_scan(
@@ -245,3 +246,119 @@ def _exclusion(values, res, alpha, test_poi, labels, cl):
         if handles:
             ax.legend(handles=handles, loc="best")
     return fig
+
+
+def add_plot_options(p) -> None:
+    """The workspace-mode options of ``jaxlike plot``."""
+    p.add_argument(
+        "-p",
+        "--patch",
+        action="append",
+        metavar="PATCH",
+        help="workspace mode: JSON patch file; repeat to apply several",
+    )
+    p.add_argument("--measurement", metavar="NAME", help="workspace mode: measurement to use")
+    p.add_argument(
+        "--what",
+        default=",".join(_analysis.PLOTS),
+        metavar="LIST",
+        help="workspace mode: comma-separated figures among pulls, ranking, "
+        "correlation, yields, scan:PARAM (default: all but scans)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.0,
+        metavar="X",
+        help="workspace mode: drop parameters whose correlations are all below X (0)",
+    )
+    p.add_argument(
+        "--top",
+        type=int,
+        default=20,
+        metavar="N",
+        help="workspace mode: parameters in the ranking (20)",
+    )
+
+
+def is_workspace(path) -> bool:
+    """A JSON workspace (``-``, ``.json`` or a file starting with ``{``), not a scan file."""
+    path = str(path)
+    if path == "-" or path.lower().endswith(".json"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(64).lstrip().startswith(b"{")
+    except OSError:
+        return False
+
+
+def _parse_what(text):
+    items = [w.strip() for w in text.split(",") if w.strip()]
+    if not items:
+        raise CliError("--what is empty")
+    for w in items:
+        if w not in _analysis.PLOTS and not (w.startswith("scan:") and len(w) > 5):
+            raise CliError(
+                f"--what: unknown figure {w!r} (pulls, ranking, correlation, yields, scan:PARAM)"
+            )
+    return items
+
+
+def _scan_figure(model, data, res, par, path):
+    from jaxlike import analysis, plotting
+    from jaxlike.analysis._common import resolve_index
+
+    i = resolve_index(model.config, par)
+    best, sigma = float(res.bestfit[i]), float(res.uncertainties[i])
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise CliError(f"scan:{par}: the parameter is fixed or has no Hessian uncertainty")
+    lo, hi = model.config.suggested_bounds()[i]
+    grid = np.linspace(max(lo, best - 3 * sigma), min(hi, best + 3 * sigma), 31)
+    scan = analysis.profile_scan(model, data, i, grid, fit_result=res)
+    return _analysis.draw(plotting.plot_profile_scan, scan, path, sigma=sigma)
+
+
+def cmd_plot_workspace(args) -> int:
+    """``jaxlike plot WORKSPACE --what ...``: figures of the fit products into ``-o`` (a folder)."""
+    from jaxlike import analysis, plotting
+
+    what = _parse_what(args.what)
+    _analysis.check_top(args.top)
+    ext = args.format or "png"
+    args.workspace = args.scan
+    _, model, data = build(args)
+    res = _analysis.fit_or_warn(model, data)
+    if res is None:
+        return _analysis.EXIT_NOT_CONVERGED
+    folder = _analysis.make_folder(args.output or ".")
+    paths = []
+    pulls = analysis.pulls(model, data, res) if {"pulls", "ranking"} & set(what) else None
+    for w in what:
+        if w == "pulls":
+            paths.append(_analysis.draw(plotting.plot_pulls, pulls, folder / f"pulls.{ext}"))
+        elif w == "ranking":
+            imp = analysis.impacts(model, data, fit_result=res)
+            paths.append(
+                _analysis.draw(
+                    plotting.plot_ranking, imp, folder / f"ranking.{ext}", pulls=pulls, top=args.top
+                )
+            )
+        elif w == "correlation":
+            names, corr = analysis.correlation_matrix(model, res, threshold=args.threshold)
+            paths.append(
+                _analysis.draw(
+                    plotting.plot_correlation, names, corr, folder / f"correlation.{ext}"
+                )
+            )
+        elif w == "yields":
+            for postfit in (False, True):
+                t = _analysis.yield_table(model, data, postfit, res)
+                paths += [str(p) for p in _analysis.draw_yields(t, folder, ext, logy=args.logy)]
+        else:
+            par = w[5:]
+            safe = par.replace("[", "_").replace("]", "").replace("/", "_")
+            paths.append(_scan_figure(model, data, res, par, folder / f"scan_{safe}.{ext}"))
+    for p in paths:
+        print(p)
+    return 0
