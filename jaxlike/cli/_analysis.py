@@ -176,7 +176,7 @@ def cmd_ranking(args) -> int:
         "poi_hat": _num(imp.poi_hat),
         "poi_uncertainty": _num(imp.poi_uncertainty),
         "parameters": rows,
-        "converged": all(r["converged"] for r in rows),
+        "converged": bool(np.all(imp.converged)),
         "plot": plot,
     }
     if args.json:
