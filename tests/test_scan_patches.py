@@ -93,3 +93,21 @@ def test_patch_adding_nothing_is_rejected():
     bad = [{"op": "replace", "path": "/channels/0/samples/0/data/0", "value": 51.0}]
     with pytest.raises(InvalidPatch, match="adds no sample"):
         patch_scan(ws, [bad], progress=False)
+
+
+def test_poi_max_widens_the_limit_search_beyond_the_poi_bound(scanned):
+    """With the POI bounded at [0, 0.3] every limit is out of range (NaN, not converged);
+    poi_max = 10 finds them all. Where μ̂ lies inside both bounds (patch 1) the limit equals the
+    one of the default bounds [0, 10] exactly (elsewhere the capped μ̂ changes q̃, as it must)."""
+    ws, ps, out, _ = scanned
+    spec = ws.to_dict()
+    bounded = {"name": "mu", "bounds": [[0.0, 0.3]], "inits": [0.1]}
+    spec["measurements"][0]["config"]["parameters"] = [bounded]
+    tight = jaxlike.Workspace(spec)
+    clipped = patch_scan(tight, ps, cl=(0.95,), progress=False)
+    assert np.isnan(clipped["ul_obs"]).all() and not clipped["limit_converged"].any()
+    wide = patch_scan(tight, ps, cl=(0.95,), progress=False, poi_max=10.0)
+    assert wide["limit_converged"].all() and np.isfinite(wide["ul_obs"]).all()
+    assert 0 <= out["mu_hat"][1] < 0.3
+    np.testing.assert_allclose(wide["ul_obs"][1], out["ul_obs"][1], rtol=1e-6)
+    np.testing.assert_allclose(wide["ul_exp"][1], out["ul_exp"][1], rtol=1e-6)

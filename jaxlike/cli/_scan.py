@@ -37,7 +37,7 @@ EXIT_NOT_CONVERGED = 3
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 _SHOWN = 5  # non-converged hypotheses named in messages
-_ADDED = {"kind", "cl", "test_poi"}  # config keys the scan functions add to the user's
+_ADDED = {"kind", "cl", "test_poi", "poi_max"}  # config keys the scan functions add to the user's
 _DESCRIPTION = """\
   jaxlike scan CONFIG.toml|CONFIG.json [-o scan.h5]      parametric mass scan
   jaxlike scan BKG.json --patchset FILE | --patches DIR  one hypothesis per signal patch
@@ -113,6 +113,12 @@ def add_parser(subs) -> argparse.ArgumentParser:
         help="patch scans: confidence level of the limits (0.95); repeat for several",
     )  # fmt: skip
     p.add_argument("--test-poi", type=float, metavar="X", help="patch scans: POI of the CLs (1.0)")
+    p.add_argument(
+        "--poi-max",
+        type=float,
+        metavar="X",
+        help="patch scans: search limits in [0, X] instead of [0, POI upper bound]",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
@@ -269,7 +275,7 @@ def _execute(fn, n: int, shortcut, args, out: Path):
 def _mass_scan(args, config_path: Path, output):
     import jaxlike.scan as js
 
-    for flag in ("cl", "test_poi"):
+    for flag in ("cl", "test_poi", "poi_max"):
         if getattr(args, flag) is not None:
             name = "--" + flag.replace("_", "-")
             raise CliError(f"{name} applies to patch scans (a mass scan reads scan.cl)")
@@ -471,7 +477,12 @@ def _patch_scan(args):
     out = _output(args.output, args)
     names = [p.name for p in patches]
     ident = {"source": source, "labels": list(patches.labels)}
-    full = {"kind": "patches", "cl": list(cl), "test_poi": test_poi, **ident}
+    full = {"kind": "patches", "cl": list(cl), "test_poi": test_poi}
+    if args.poi_max is not None:
+        if not args.poi_max > 0:
+            raise CliError(f"--poi-max must be positive, not {args.poi_max:g}")
+        full["poi_max"] = float(args.poi_max)
+    full.update(ident)
     shortcut = None
     if args.resume:
         values = np.asarray([[float(v) for v in p.values] for p in patches])
@@ -483,7 +494,13 @@ def _patch_scan(args):
 
         shortcut = _resume_shortcut(out, full, hyps, digest)
     fn = functools.partial(
-        js.patch_scan, workspace, patches, cl=cl, test_poi=test_poi, config=ident
+        js.patch_scan,
+        workspace,
+        patches,
+        cl=cl,
+        test_poi=test_poi,
+        config=ident,
+        poi_max=args.poi_max,
     )
     results, timing = _execute(fn, len(names), shortcut, args, out)
     summary = _common(out, "patches", names, timing)

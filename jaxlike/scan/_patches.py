@@ -73,6 +73,7 @@ def patch_scan(
     progress=True,
     config=None,
     signal_name="signal",
+    poi_max=None,
 ) -> dict:
     """CLs at ``test_poi`` (q̃μ, observed + 5 expected) and observed/expected upper limits at
     every level of ``cl`` for every patch, in one compiled vmapped function.
@@ -81,6 +82,10 @@ def patch_scan(
     "mu_hat" [H], "cls_converged" [H], "limit_converged" [H, ncl], "converged" [H]}``; the store
     holds hypotheses ``index`` and ``values`` (PatchSet coordinates, or the index for plain
     patches) and the patch names in the attribute ``patch_names``.
+
+    Limits are searched in [0, POI upper bound] (as pyhf's toms748 scan does; a limit above it
+    is NaN, ``limit_converged`` False); ``poi_max`` widens the search to [0, poi_max] — the
+    conditional fits then hold the POI beyond its declared bound.
     """
     cl = tuple(float(x) for x in np.atleast_1d(cl))
     stacked, data, names, values = stack_patched_models(workspace, patches, signal_name)
@@ -93,7 +98,8 @@ def patch_scan(
         d = data[i]
         prep = hypotest_prepare(d, model, test_stat="qtilde")  # shared by CLs and limits
         ht = hypotest_at(prep, model, test_poi)
-        ul = upper_limit_prepared(prep, model, cl=jnp.asarray(cl))
+        rng = None if poi_max is None else (0.0, float(poi_max))
+        ul = upper_limit_prepared(prep, model, cl=jnp.asarray(cl), poi_range=rng)
         return {
             "cls_obs": ht.cls_obs,
             "cls_exp": ht.cls_exp,
@@ -106,7 +112,10 @@ def patch_scan(
         }
 
     hyps = {"index": np.arange(len(names)), "values": values}
-    cfg = {"kind": "patches", "cl": list(cl), "test_poi": float(test_poi), **(config or {})}
+    cfg = {"kind": "patches", "cl": list(cl), "test_poi": float(test_poi)}
+    if poi_max is not None:
+        cfg["poi_max"] = float(poi_max)
+    cfg.update(config or {})
     return run_scan(
         jax.vmap(single),
         hyps,
