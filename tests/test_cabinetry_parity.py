@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import io
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -161,16 +162,39 @@ def compare_impacts(case, cab):
 
 def compare_pulls(case, cab_fit):
     """Pulls, constraints and post-fit σ of the constrained parameters within 1%: pulls
-    (θ̂ − θ0)/Δθ_prefit to 0.01 (1% of the prefit width), σ_postfit to 1% relative."""
+    (θ̂ − θ0)/Δθ_prefit to 0.01 (1% of the prefit width), σ_postfit to 1% relative.
+
+    A σ outside 1% must be explained: the inverse Hessian of the exact 2NLL (jax.hessian of
+    jaxlike's ``twice_nll``, cov = 2 H⁻¹ over the free parameters) at *cabinetry's own* best
+    fit agrees with jaxlike's σ within 1% (cabinetry reports MINUIT's errors, which for
+    bounded parameters come through MINUIT's internal-coordinate transform). Returns the
+    report lines."""
     model, data = case.model, case.data
-    p = analysis.pulls(model, data)
+    res = jaxlike.fit(model, data)
+    p = analysis.pulls(model, data, res)
     prefit = model_utils.prefit_uncertainties(case.pyhf_model)
     init = np.asarray(case.pyhf_model.config.suggested_init())
     idx = np.asarray(p.index, dtype=int)
     cab_pull = (cab_fit.bestfit[idx] - init[idx]) / prefit[idx]
     np.testing.assert_allclose(np.asarray(p.prefit_width), prefit[idx], rtol=1e-12)
     np.testing.assert_allclose(np.asarray(p.pull), cab_pull, rtol=0, atol=RTOL_PULL)
-    np.testing.assert_allclose(np.asarray(p.uncertainty), cab_fit.uncertainty[idx], rtol=RTOL_PULL)
+    ours, theirs = np.asarray(p.uncertainty), cab_fit.uncertainty[idx]
+    bad = np.flatnonzero(np.abs(ours - theirs) > RTOL_PULL * np.abs(theirs))
+    report = []
+    if len(bad):
+        free = np.flatnonzero(~np.asarray(res.fixed))
+        x = jnp.asarray(cab_fit.bestfit, float)
+        h = np.asarray(jax.hessian(lambda t: model.twice_nll(t, data))(x))
+        cov = np.zeros_like(h)
+        cov[np.ix_(free, free)] = 2.0 * np.linalg.inv(h[np.ix_(free, free)])
+        sig_h = np.sqrt(np.diag(cov))[idx]
+        for k in bad:
+            report.append(
+                f"{p.names[k]}: σ jaxlike {ours[k]:.5g} cabinetry {theirs[k]:.5g}; "
+                f"inverse Hessian of the exact 2NLL at cabinetry's minimum {sig_h[k]:.5g}"
+            )
+            assert abs(sig_h[k] - ours[k]) <= RTOL_PULL * ours[k], report[-1]
+    return report
 
 
 @pytest.mark.parametrize("case_id", FAST_IDS)
@@ -187,8 +211,8 @@ def test_impacts_and_pulls_match_cabinetry_small_models(case_id, pyhf_backend):
     ranked = np.stack([rk.prefit_up, rk.prefit_down, rk.postfit_up, rk.postfit_down], axis=1)
     np.testing.assert_array_equal(ranked, cab["shifts"])
     _, _, report = compare_impacts(case, cab)
+    report += compare_pulls(case, cab["fit"])
     print("\n".join(report))
-    compare_pulls(case, cab["fit"])
 
 
 @pytest.mark.slow
@@ -214,4 +238,4 @@ def test_impacts_and_pulls_match_cabinetry_erjr(pyhf_backend):
     # the nominal fit: jaxlike's minimum is the lower one (exact 2NLL)
     nll = lambda x: float(case.model.twice_nll(jnp.asarray(x, float), case.data))  # noqa: E731
     assert nll(res.bestfit) <= nll(cab["fit"].bestfit) + NLL_SLACK
-    compare_pulls(case, cab["fit"])
+    print("\n".join(compare_pulls(case, cab["fit"])))
