@@ -49,6 +49,12 @@ __all__ = [
     "run_child",
     "timed",
     "verdict",
+    "load_1min",
+    "fmt_machine_short",
+    "print_rows",
+    "run_child_on_cores",
+    "pyhf_window_runs",
+    "pyhf_hypotest_nlls",
 ]
 
 
@@ -398,3 +404,110 @@ def pyhf_template_fits(templates, bkg, unc, hi, lo, obs) -> dict:
         out["twice_nll"].append(float(nll))
         out["mu_hat"].append(float(pars[model.config.poi_index]))
     return out
+
+
+# ----------------------------------------------------------------------------- scans (bench_scan)
+def load_1min() -> float:
+    """The 1-minute load average now."""
+    return round(os.getloadavg()[0], 2)
+
+
+def fmt_machine_short(m: dict, load_start: float, load_end: float, cores=None) -> str:
+    """One table cell: CPU, cores (``cores`` used if given), 1-min load at start → end."""
+    used = m["cores_usable"] if cores is None else cores
+    return f"{m['cpu']}, {used}/{m['cores']} cores, load {load_start:.1f}→{load_end:.1f}"
+
+
+def print_rows(title: str, rows: list[dict], columns: tuple, preamble: str = "") -> str:
+    """Print (and return) a Markdown table with the given columns (missing cells: '—')."""
+    cells = [[str(r.get(c, "—")) for c in columns] for r in rows]
+    width = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+
+    def line(vals):
+        return "| " + " | ".join(v.ljust(w) for v, w in zip(vals, width, strict=True)) + " |"
+
+    head = [f"\n### {title}\n"] + ([preamble, ""] if preamble else [])
+    text = "\n".join(
+        head
+        + [line(columns), "|" + "|".join("-" * (w + 2) for w in width) + "|"]
+        + [line(r) for r in cells]
+    )
+    print(text, flush=True)
+    return text
+
+
+def run_child_on_cores(script: Path, args: list[str], timeout: float, cores: int | None) -> dict:
+    """:func:`run_child`, with the child pinned to the first ``cores`` CPUs this process may
+    use; None or more than available: no pinning. A two-line bootstrap (``python -c``) calls
+    ``sched_setaffinity`` before the script imports anything, so XLA sizes its thread pool to
+    those CPUs (no ``preexec_fn``: forking a threaded JAX process is unsafe). Returns the
+    child's last JSON line plus ``wall_s`` and ``cpus`` (the CPU ids it was given)."""
+    avail = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    cpus = avail[:cores] if cores and avail and cores < len(avail) else avail
+    boot = (
+        "import os, runpy, sys\n"
+        f"if {cpus!r}: os.sched_setaffinity(0, {cpus!r})\n"
+        f"sys.argv = [{str(script)!r}] + sys.argv[1:]; sys.path.insert(0, {str(script.parent)!r})\n"
+        f"runpy.run_path({str(script)!r}, run_name='__main__')"
+    )
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", boot, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out.update(wall_s=wall, cpus=cpus)
+    return out
+
+
+def pyhf_window_runs(specs: list[dict], test_poi: float, level: float = 0.05) -> dict:
+    """pyhf-numpy on each workspace spec: build, q̃ hypotest at ``test_poi`` (obs + expected
+    band) and the toms748 upper limit (``upper_limit(data, model, level)``, POI bounds of the
+    model as bracket). Times per workspace; ``models`` keeps (model, data) for fit checks."""
+    pyhf = pyhf_backend("numpy")
+    out = {"build_s": [], "hypotest_s": [], "ul_s": [], "cls": [], "ul": [], "ul_failed": [],
+           "models": []}  # fmt: skip
+    for i, spec in enumerate(specs):
+        t = time.perf_counter()
+        ws = pyhf.Workspace(spec)
+        model = ws.model()
+        data = ws.data(model)
+        out["build_s"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        obs, exp = pyhf.infer.hypotest(
+            test_poi, data, model, test_stat="qtilde", return_expected_set=True
+        )
+        out["hypotest_s"].append(time.perf_counter() - t)
+        out["cls"].append([float(obs)] + [float(e) for e in exp])
+        t = time.perf_counter()
+        try:
+            obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(data, model, level=level)
+            out["ul"].append([float(obs)] + [float(e) for e in exp])
+        except Exception as err:  # noqa: BLE001 - report, do not abort the benchmark
+            out["ul"].append([float("nan")] * 6)
+            out["ul_failed"].append(f"workspace {i}: {type(err).__name__}: {err}")
+        out["ul_s"].append(time.perf_counter() - t)
+        out["models"].append((model, data))
+    return out
+
+
+def pyhf_hypotest_nlls(model, data, mu: float) -> list[float]:
+    """2NLL of pyhf's five q̃ fits at ``mu``, in jaxlike's order (``HypoTestResult.twice_nll``):
+    free and μ-conditional fit to data, μ=0 fit to data (Asimov construction), free and
+    μ-conditional fit to that Asimov dataset (main + auxdata from the μ=0 fit)."""
+    import pyhf
+
+    mle = pyhf.infer.mle
+    free = mle.fit(data, model, return_fitted_val=True)[1]
+    cond = mle.fixed_poi_fit(mu, data, model, return_fitted_val=True)[1]
+    pars0, null = mle.fixed_poi_fit(0.0, data, model, return_fitted_val=True)
+    asimov = model.expected_data(pars0)
+    free_a = mle.fit(asimov, model, return_fitted_val=True)[1]
+    cond_a = mle.fixed_poi_fit(mu, asimov, model, return_fitted_val=True)[1]
+    return [float(x) for x in (free, cond, null, free_a, cond_a)]
