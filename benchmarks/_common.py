@@ -150,9 +150,13 @@ def timed(fn, *args, repeats: int = 3, watchdog_s: float = 900):
 
 
 def max_rel_diff(a, b) -> float:
-    """max |a − b| / max(|b|, tiny) over all entries (b is the reference)."""
+    """max |a − b| / max(|b|, tiny) over the entries where both are finite (b is the
+    reference; a NaN from either tool is reported separately by the caller)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
+    ok = np.isfinite(a) & np.isfinite(b)
+    if not ok.any():
+        return float("nan")
+    return float(np.max(np.abs(a[ok] - b[ok]) / np.maximum(np.abs(b[ok]), 1e-300)))
 
 
 def fmt_s(x) -> str:

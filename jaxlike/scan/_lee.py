@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 #: fits per chunk when scan_toys gets neither chunk_size nor memory_budget_bytes
-FITS_PER_CHUNK = 4096
+FITS_PER_CHUNK = 512  # larger vmapped batches run slower on CPU (lockstep while-loops)
 
 
 def upcrossings(z, u0):
@@ -340,7 +340,7 @@ def scan_toys(
     chunking and of the device count), scanned with
     :func:`~jaxlike.parametric.hypothesis_significance` at every mass (vmapped). Rows of
     :func:`~jaxlike.scan.run_scan` are toys: one compiled function, ``chunk_size`` toys (×
-    len(masses) fits) in memory at a time — default ⌈4096 / len(masses)⌉ toys per chunk.
+    len(masses) fits) in memory at a time — default ⌈512 / len(masses)⌉ toys per chunk.
     ``expectation`` [C, N] defaults to :func:`background_expectation` (scan, ``order``).
     Fits that do not converge count as NaN (``n_failed``) and are left out of the maximum.
     Calls with the same scan, masses, expectation, u0 and chunking reuse the compiled function

@@ -18,7 +18,7 @@ from ..exceptions import InvalidPatch
 from ..infer import hypotest_at, hypotest_prepare, upper_limit_prepared
 from ..model import stack_models
 from ..workspace import PatchSet, Workspace, unify_patches
-from ._mass import scan_digest
+from ._mass import DEFAULT_SCAN_CHUNK, scan_digest
 from ._stream import run_scan
 
 __all__ = ["patch_scan", "stack_patched_models"]
@@ -112,6 +112,8 @@ def patch_scan(
         }
 
     hyps = {"index": np.arange(len(names)), "values": values}
+    if chunk_size is None and memory_budget_bytes is None:
+        chunk_size = DEFAULT_SCAN_CHUNK
     cfg = {"kind": "patches", "cl": list(cl), "test_poi": float(test_poi)}
     if poi_max is not None:
         cfg["poi_max"] = float(poi_max)
