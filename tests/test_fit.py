@@ -270,3 +270,46 @@ def test_vmap_over_poi_values(cases, jitted, fitters):
     np.testing.assert_array_equal(
         np.asarray(batched.bestfit[:, case.model.config.poi_index]), np.asarray(mus)
     )
+
+
+def _two_or_three_bins(empty_bin):
+    """signal + background; with ``empty_bin`` a third bin where every sample and the data
+    are 0 (ν = n = 0 at every parameter point)."""
+    sig, bkg, obs = [5.0, 10.0], [50.0, 60.0], [53.0, 71.0]
+    if empty_bin:
+        sig, bkg, obs = sig + [0.0], bkg + [0.0], obs + [0.0]
+    spec = {
+        "channels": [
+            {
+                "name": "c",
+                "samples": [
+                    {"name": "s", "data": sig, "modifiers": [
+                        {"name": "mu", "type": "normfactor", "data": None}]},
+                    {"name": "b", "data": bkg, "modifiers": [
+                        {"name": "n", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}}]},
+                ],
+            }
+        ],
+        "observations": [{"name": "c", "data": obs}],
+        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+        "version": "1.0.0",
+    }  # fmt: skip
+    ws = jaxlike.Workspace(spec)
+    model = ws.model()
+    return model, ws.data(model)
+
+
+def test_bin_with_zero_yield_and_zero_count_has_finite_derivatives():
+    """n = ν = 0 contributes nothing (0 log 0 = 0); its derivatives must be 0, not 0/0 = NaN,
+    or the fit stalls at its start (seen on HistFactory versions of vetoed scan windows)."""
+    model, data = _two_or_three_bins(True)
+    ref_model, ref_data = _two_or_three_bins(False)
+    pars = jnp.asarray(model.config.suggested_init())
+    value, grad, hess = model.value_grad_hess(pars, data)
+    assert np.all(np.isfinite(grad)) and np.all(np.isfinite(hess))
+    auto = jax.grad(lambda p: model.twice_nll(p, data))(pars)
+    np.testing.assert_allclose(np.asarray(grad), np.asarray(auto), rtol=1e-12, atol=1e-12)
+    res, ref = jaxlike.fit(model, data), jaxlike.fit(ref_model, ref_data)
+    assert bool(res.converged)
+    np.testing.assert_allclose(np.asarray(res.bestfit), np.asarray(ref.bestfit), rtol=1e-8)
+    np.testing.assert_allclose(float(res.twice_nll), float(ref.twice_nll), rtol=1e-12)

@@ -142,8 +142,12 @@ def value_grad_hess(model, pars, data):
     nu_sb = pi * E * N
     nu = jnp.sum(nu_sb, axis=0)
     value = -2.0 * jnp.sum(poisson_logpdf(n, nu))
-    r = 2.0 * (1.0 - n / nu)  # d 2NLL / d nu
-    wgt = 2.0 * n / nu**2  # d² 2NLL / d nu²
+    # d 2NLL / d nu and d² 2NLL / d nu²; a bin with n = 0 contributes 2ν (derivatives 2, 0),
+    # also at ν = 0 where n/ν would be 0/0
+    empty = n == 0
+    safe_nu = jnp.where(empty, 1.0, nu)
+    r = 2.0 * (1.0 - jnp.where(empty, 0.0, n / safe_nu))
+    wgt = jnp.where(empty, 0.0, 2.0 * n / safe_nu**2)
 
     # Jacobian J [P+1, B]
     bgrid = np.broadcast_to(np.arange(B), (S, B))

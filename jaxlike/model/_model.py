@@ -23,7 +23,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import gammaln, xlogy
+from jax.scipy.special import gammaln
 
 from ._config import ModelConfig
 from ._interp import histosys_delta, normsys_log_factor
@@ -47,10 +47,12 @@ def poisson_logpdf(n, lam):
     log L, enough to stall a minimiser. Same value as pyhf's formula up to that rounding.
     """
     n = jnp.asarray(n)
-    direct = xlogy(n, lam) - lam - gammaln(n + 1.0)
+    # n log λ with 0 log 0 = 0 and a finite gradient there (d/dλ = 0 for n = 0, even at λ = 0)
+    pos = n > 0
+    direct = jnp.where(pos, n * jnp.log(jnp.where(pos, lam, 1.0)), 0.0) - lam - gammaln(n + 1.0)
     big = n >= _STIRLING_MIN
     nb = jnp.where(big, n, _STIRLING_MIN)
-    x = (lam - nb) / nb
+    x = (jnp.where(big, lam, nb) - nb) / nb  # unselected lanes at x = 0: no inf·0 gradients
     inv = 1.0 / nb
     inv2 = inv * inv
     corr = 0.5 * jnp.log(2.0 * jnp.pi * nb) + inv * (
