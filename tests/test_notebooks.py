@@ -1,0 +1,80 @@
+"""Execute the notebooks in ``notebooks/`` top to bottom in fast mode (``JAXLIKE_NB_FAST=1``).
+
+The kernel is ``python3`` of the running interpreter's environment (ipykernel in the venv);
+``JAXLIKE_DATA`` points the Belle II notebook at the shared data folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+from conftest import BELLE2, DATA  # noqa: E402
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.fixture
+def fast_env(monkeypatch):
+    """Environment the kernel inherits: fast mode, the data folder, this interpreter first."""
+    monkeypatch.setenv("JAXLIKE_NB_FAST", "1")
+    monkeypatch.setenv("JAXLIKE_DATA", str(DATA))
+    bindir = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", bindir + os.pathsep + os.environ.get("PATH", ""))
+
+
+def run_notebook(name: str) -> str:
+    """Execute ``notebooks/<name>`` with cwd notebooks/; returns all stream output."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
+    client.execute()  # raises CellExecutionError on the first failing cell
+    text = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for out in cell.get("outputs", []):
+            assert out.output_type != "error", f"{name}: {out.get('ename')}: {out.get('evalue')}"
+            if out.output_type == "stream" and out.name == "stdout":
+                text.append(out.text)
+    return "".join(text)
+
+
+def number(pattern: str, text: str) -> float:
+    m = re.search(pattern, text)
+    assert m, f"{pattern!r} not in output:\n{text}"
+    return float(m.group(1))
+
+
+@pytest.mark.skipif(not BELLE2.exists(), reason="Belle II likelihood not available")
+def test_belle2_notebook(fast_env):
+    text = run_notebook("01_pyhf_to_jaxlike_belle2.ipynb")
+    assert abs(number(r"difference\s+=\s+(\S+)", text)) < 1e-8
+    assert number(r"mu_hat = ([-\d.]+) \+-", text) == pytest.approx(4.599, abs=2e-3)
+    assert "converged = True" in text
+    cls_jaxlike = number(r"jaxlike: CLs_obs = ([\d.]+)", text)
+    assert 0.0 < cls_jaxlike < 1.0
+    assert number(r"pyhf:    CLs_obs = ([\d.]+)", text) == pytest.approx(cls_jaxlike, abs=1e-4)
+    assert number(r"pyhf:    mu_hat = ([-\d.]+)", text) == pytest.approx(4.599, abs=2e-3)
+    assert number(r"upper limit on mu: observed ([\d.]+)", text) > 4.599
+    assert "mu_bkg_charged" in text  # top of the ranking
+
+
+def test_alp_notebook(fast_env):
+    text = run_notebook("02_alp_mass_scan.ipynb")
+    assert "all fits converged: True" in text
+    n = int(number(r"(\d+) mass hypotheses", text))
+    assert number(r"rows done: (\d+)/", text) == n
+    assert 0.0 < number(r"global p = ([\d.]+)", text) <= 1.0
