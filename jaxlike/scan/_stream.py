@@ -181,7 +181,7 @@ class _MemoryResults:
         return self._res
 
     def close(self):
-        pass
+        """Nothing to release: the results live in memory (same interface as ScanStore)."""
 
 
 def _process_layout(process_index, process_count):
