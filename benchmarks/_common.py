@@ -233,14 +233,13 @@ class CacheCounter:
 def run_child(script: Path, args: list[str], timeout: float) -> dict:
     """Run ``python script args`` in a fresh process and return the JSON object it prints last,
     plus ``wall_s``: the child's wall time seen from here (interpreter start and imports too)."""
+    return _run_json_child([sys.executable, str(script), *args], timeout)
+
+
+def _run_json_child(cmd: list[str], timeout: float) -> dict:
+    """Run ``cmd``; its last stdout line is a JSON object, returned with ``wall_s`` added."""
     t = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, str(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise RuntimeError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -454,19 +453,8 @@ def run_child_on_cores(script: Path, args: list[str], timeout: float, cores: int
         f"sys.argv = [{str(script)!r}] + sys.argv[1:]; sys.path.insert(0, {str(script.parent)!r})\n"
         f"runpy.run_path({str(script)!r}, run_name='__main__')"
     )
-    t = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", boot, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    out.update(wall_s=wall, cpus=cpus)
+    out = _run_json_child([sys.executable, "-c", boot, *args], timeout)
+    out["cpus"] = cpus
     return out
 
 
