@@ -105,6 +105,27 @@ def _free_set(x, g, lo, hi, fixed):
     return ~fixed & ~pushing_out
 
 
+def _saddle_escape(x, f, g, h, lo, hi, free, lam):
+    """Bound-stationary saddle directions and the inward step that leaves them.
+
+    A parameter on a bound with zero gradient and negative curvature (H_ii < 0) sits on a
+    stationary point that is not a minimum: along e_i pointing inwards,
+    f(x + t e_i) ≈ f(x) + ½ H_ii t² decreases. This happens when a parameter enters only
+    squared (a rate ∝ C², started or pushed to C = 0): Newton steps cannot leave it because
+    the gradient vanishes. Those parameters take the step t = ±sqrt(2 / |H_ii|) / (1 + λ)
+    (an expected decrease of 1 in f, shrunk by the damping when trials are rejected), capped at
+    a tenth of the range, while the others take the Levenberg–Marquardt step.
+    """
+    span = jnp.maximum(hi - lo, 1.0)
+    at_lo = x <= lo + 1e-12 * span
+    at_hi = x >= hi - 1e-12 * span
+    hd = jnp.diagonal(h)
+    flat = jnp.abs(g) <= 1e-10 * jnp.maximum(1.0, jnp.abs(f))
+    escape = free & (at_lo | at_hi) & flat & (hd < 0) & (hi > lo)
+    size = jnp.minimum(jnp.sqrt(2.0 / jnp.where(hd < 0, -hd, 1.0)) / (1.0 + lam), 0.1 * (hi - lo))
+    return escape, jnp.where(at_lo, size, -size)
+
+
 def _edm(g, h, free):
     gf = jnp.where(free, g, 0.0)
     y, ok = _solve(_masked_system(h, free, 0.0), gf)
@@ -146,16 +167,20 @@ def minimize(fgh, x0, lo, hi, fixed, *, maxiter=200, tol=1e-10, stall_tol=1e-6, 
     def body(s):
         first = s.iterations < 0
         free = _free_set(s.x, s.grad, lo, hi, fixed)
+        escape, t_in = _saddle_escape(s.x, s.f, s.grad, s.hess, lo, hi, free, s.lam)
+        free = free & ~escape
         gf = jnp.where(free, s.grad, 0.0)
         dscale = jnp.abs(jnp.diag(s.hess))
         dscale = jnp.maximum(
             dscale, jnp.maximum(1e-8 * jnp.max(jnp.where(free, dscale, 0.0)), 1e-12)
         )
         step, ok, lam_used = _damped_step(s.hess, free, dscale, gf, s.lam)
+        # EDM of the current point from the (nearly undamped) Newton step: ½ gᵀ(H+λD)⁻¹g;
+        # a point with a saddle direction on a bound is never at a minimum
+        edm_here = jnp.where(ok & ~jnp.any(escape), -0.5 * jnp.dot(gf, step), jnp.inf)
+        step = jnp.where(escape, t_in, step)
         step = jnp.where(first, 0.0, step)
-        # EDM of the current point from the (nearly undamped) Newton step: ½ gᵀ(H+λD)⁻¹g.
-        edm_here = jnp.where(ok, -0.5 * jnp.dot(gf, step), jnp.inf)
-        x_new = jnp.where(free, jnp.clip(s.x + step, lo, hi), s.x)
+        x_new = jnp.where(free | escape, jnp.clip(s.x + step, lo, hi), s.x)
         dx = x_new - s.x
         pred = -(jnp.dot(s.grad, dx) + 0.5 * dx @ s.hess @ dx)
         f_new, g_new, h_new = fgh(x_new)

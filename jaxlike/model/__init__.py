@@ -5,6 +5,7 @@ from ._config import ModelConfig, ParamSet
 from ._hessian import value_grad_hess
 from ._interp import histosys_delta, normsys_factor
 from ._model import Model, normal_logpdf, poisson_logpdf, stack_models
+from ._reweight import RateParameter, RateSpec, get_rate, register_rate, registered_rates
 
 __all__ = [
     "DEFAULT_MODIFIER_SETTINGS",
@@ -17,6 +18,11 @@ __all__ = [
     "normal_logpdf",
     "normsys_factor",
     "poisson_logpdf",
+    "RateParameter",
+    "RateSpec",
+    "get_rate",
+    "register_rate",
+    "registered_rates",
     "stack_models",
     "value_grad_hess",
 ]

@@ -26,6 +26,7 @@ from ..exceptions import InvalidModel
 from . import _tables as T
 from ._config import ConstraintSegment, ModelConfig, ParamSet
 from ._interp import ADDITIVE_CODES, MULTIPLICATIVE_CODES
+from ._reweight import get_rate
 
 __all__ = ["build_model", "MODIFIER_TYPES", "DEFAULT_MODIFIER_SETTINGS"]
 
@@ -34,6 +35,7 @@ MODIFIER_TYPES = (
     "lumi",
     "normfactor",
     "normsys",
+    "reweight",
     "shapefactor",
     "shapesys",
     "staterror",
@@ -181,6 +183,12 @@ def _collect_requirements(layout):
             if mtype == "staterror":
                 continue
             mod = sample["modifiers"][mi]
+            if mtype == "reweight":  # the rate's parameter sets, not one named after the modifier
+                rate = get_rate((mod.get("data") or {}).get("rate"), f"{spath}.modifiers[{mi}]")
+                for p in rate.parameters:
+                    req = dict(p.requirement(), types=("reweight",))
+                    per_type[mtype].setdefault(p.name, []).append(req)
+                continue
             if mtype == "shapesys" and name in per_type["shapesys"]:
                 raise InvalidModel(
                     f"{spath}.modifiers[{mi}]",

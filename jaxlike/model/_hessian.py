@@ -123,6 +123,31 @@ def _constraint_terms(model, pars, aux):
     return value, grad, hdiag
 
 
+def _reweight_curvature(H, rw, res, pi, pi_minus1, E0, N, M, smooth, idx):
+    """Σ_b res_b ∂²ν_b terms that involve reweighting parameters φ (res_b = 2(1 − n_b/ν_b)):
+
+    ∂φ_f∂φ_g ν = Σ_s r2_fgsb ν'_sb,  ∂φ_f∂α_p ν = Σ_s r1_fsb Π E0 M_psb,
+    ∂φ_f∂θ_k ν = Σ_s r1_fsb Π_{-k} E0 N  (ν' = Π E0 N, the yield without the group's factor).
+    """
+    S, B = N.shape
+    for r1, r2, ids in rw:
+        F = ids.shape[0]
+        rv = res[None, :] * pi * E0  # [S, B]
+        h = jnp.einsum("fgsb,sb->fg", r2, rv * N)
+        H = H.at[np.ix_(ids, ids)].add(h)
+        if len(smooth):
+            h = jnp.einsum("fsb,sb,psb->fp", r1, rv, M)
+            H = H.at[np.ix_(ids, smooth)].add(h)
+            H = H.at[np.ix_(smooth, ids)].add(h.T)
+        rows = np.broadcast_to(ids[:, None, None], (F, S, B)).reshape(-1)
+        for k in range(idx.shape[0]):
+            v = (r1 * (res[None, :] * pi_minus1[k] * E0 * N)[None]).reshape(-1)
+            cols = np.broadcast_to(idx[k][None], (F, S, B)).reshape(-1)
+            H = H.at[rows, cols].add(v)
+            H = H.at[cols, rows].add(v)
+    return H
+
+
 def value_grad_hess(model, pars, data):
     """(2NLL, ∇ 2NLL, ∇² 2NLL) at ``pars`` for ``data`` (see module docstring)."""
     pars, data = jnp.asarray(pars), jnp.asarray(data)
@@ -138,6 +163,12 @@ def value_grad_hess(model, pars, data):
     pi = pi_minus1[0] * vals[0]
     smooth, ns_map, hs_map = _smooth_layout(w)
     E, N, A, A2, D, D2 = _smooth_terms(model, pars, smooth, ns_map, hs_map)
+    # reweight groups (never overlapping on a sample/bin): ν = r_g(φ) · ν', where every other
+    # parameter sees r_g as a constant factor; E0 keeps ν'/(Π N) for the φ terms
+    rw = [g.factor_derivatives(pars)[1:] + (g.par_indices,) for g in model.reweight]
+    E0 = E
+    for g in model.reweight:
+        E = E * g.factor(pars)
 
     nu_sb = pi * E * N
     nu = jnp.sum(nu_sb, axis=0)
@@ -157,6 +188,8 @@ def value_grad_hess(model, pars, data):
         J = J.at[smooth].add(jnp.sum(pi * E * M, axis=1))
     for k in range(K):
         J = J.at[idx[k], bgrid].add(pi_minus1[k] * E * N)
+    for r1, _, ids in rw:  # rows of the reweighting parameters: ∂ν_b/∂φ_f = Σ_s r1_fsb ν'_sb
+        J = J.at[ids].add(jnp.einsum("fsb,sb->fb", r1, pi * E0 * N))
     J = J.at[P].set(0.0)
 
     H = (J * wgt) @ J.T
@@ -187,6 +220,9 @@ def value_grad_hess(model, pars, data):
         ia, ib = idx[a].reshape(-1), idx[b].reshape(-1)
         H = H.at[ia, ib].add(v)
         H = H.at[ib, ia].add(v)
+
+    if rw:
+        H = _reweight_curvature(H, rw, r, pi, pi_minus1, E0, N, M, smooth, idx)
 
     grad = J[:P] @ r
     H = H[:P, :P]

@@ -85,6 +85,7 @@ class Model(eqx.Module):
     histosys_hi: jax.Array
     shapesys_unc: jax.Array
     staterror_unc: jax.Array
+    reweight: tuple = ()  # ReweightGroup per reweight modifier (see _reweight.py)
 
     # -- main model ----------------------------------------------------------------------------
     def _factors(self, pars):
@@ -103,6 +104,8 @@ class Model(eqx.Module):
             alpha = ext[np.asarray(w.normsys)][:, None, None]
             logf = normsys_log_factor(w.normsys_code, alpha, self.normsys_lo, self.normsys_hi)
             fac = fac * jnp.exp(jnp.sum(jnp.where(self.masks["normsys"], logf, 0.0), axis=0))
+        for g in self.reweight:
+            fac = fac * g.factor(pars)
         return fac
 
     def _shifted_nominal(self, pars):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..exceptions import InvalidModel
+from ._reweight import build_groups, parse_reweight
 
 __all__ = ["Wiring", "build_tables", "staterror_sigmas_np", "shapesys_factors_np"]
 
@@ -77,7 +78,19 @@ class _Tables:
         self.hi = {"normsys": np.ones(shape["normsys"]), "histosys": np.zeros(shape["histosys"])}
         self.lo = {"normsys": np.ones(shape["normsys"]), "histosys": np.zeros(shape["histosys"])}
         self.unc = {t: np.zeros(shape[t]) for t in ("shapesys", "staterror")}
+        self.reweight = {}  # modifier name -> [(sample index, bin slice, parsed data, path)]
         self._fill()
+
+    def _add_reweight(self, mod, si, bins, path, nbins):
+        parsed = parse_reweight(mod.get("data"), f"{path}.data", nbins)
+        occ = self.reweight.setdefault(mod["name"], [])
+        if occ and occ[0][2][-1] != parsed[-1]:
+            raise InvalidModel(
+                f"{path}.data",
+                f"reweight {mod['name']!r} has a different rate, null, edges, nodes or inputs "
+                f"than at {occ[0][3]} (one name = one rate; use distinct names)",
+            )
+        occ.append((si, bins, parsed, path))
 
     def index(self, mtype, name):
         return self.names[mtype].index(name)
@@ -93,6 +106,9 @@ class _Tables:
                 self.hi[t][:, si, bins] = nom
                 self.lo[t][:, si, bins] = nom
             for mi, mod in enumerate(sample.get("modifiers") or []):
+                if mod["type"] == "reweight":
+                    self._add_reweight(mod, si, bins, f"{spath}.modifiers[{mi}]", lay.nbins[c])
+                    continue
                 t, m = mod["type"], pos[mod["type"]][mod["name"]]
                 path = f"{spath}.modifiers[{mi}].data"
                 self.mask[t][m, si, bins] = True
@@ -192,6 +208,7 @@ class _Tables:
         )
         arr = jnp.asarray
         return dict(
+            reweight=build_groups(self.reweight, config.par_map, lay.S, lay.B),
             wiring=wiring,
             nominal=arr(self.nominal),
             masks={t: arr(self.mask[t]) for t in _TYPES},

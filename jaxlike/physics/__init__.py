@@ -66,3 +66,22 @@ __all__ = [
     "null_fplus",
     "z_of",
 ]
+
+from ._rates import FF_PARAMETER, NULL_RATE, WET_PARAMETERS, WET_RATE  # noqa: E402  (registers)
+from ._belle2 import (  # noqa: E402
+    BELLE2_MAPS,
+    TRUTH_EDGES,
+    belle2_wet_workspace,
+    read_number_density,
+)
+
+__all__ += [
+    "BELLE2_MAPS",
+    "FF_PARAMETER",
+    "NULL_RATE",
+    "TRUTH_EDGES",
+    "WET_PARAMETERS",
+    "WET_RATE",
+    "belle2_wet_workspace",
+    "read_number_density",
+]

@@ -27,6 +27,7 @@ MODIFIER_TYPES = (
     "lumi",
     "normfactor",
     "normsys",
+    "reweight",
     "shapefactor",
     "shapesys",
     "staterror",
@@ -130,6 +131,16 @@ def _check_modifier(mod: Any, path: str, nbins: int) -> None:
         _object(data, dpath, ("hi_data", "lo_data"))
         _numbers(data["hi_data"], f"{dpath}.hi_data", "yield", nbins=nbins)
         _numbers(data["lo_data"], f"{dpath}.lo_data", "yield", nbins=nbins)
+    elif mtype == "reweight":  # joint-number-density map; the rate is checked by the model
+        _object(data, dpath, ("rate", "null", "edges", "map"), ("inputs", "nodes"))
+        _string(data["rate"], f"{dpath}.rate")
+        _string(data["null"], f"{dpath}.null")
+        edges = _numbers(data["edges"], f"{dpath}.edges", "bin edge")
+        rows = _list(data["map"], f"{dpath}.map")
+        if len(rows) != nbins:
+            _fail(f"{dpath}.map", f"has {len(rows)} rows but the channel has {nbins} bins")
+        for i, row in enumerate(rows):
+            _numbers(row, f"{dpath}.map[{i}]", "number density", nbins=len(edges) - 1, nonneg=True)
     else:  # shapesys, staterror: absolute uncertainties per bin (zeros allowed)
         _numbers(data, dpath, "uncertainty", nbins=nbins, nonneg=True)
 
