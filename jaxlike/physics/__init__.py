@@ -67,13 +67,13 @@ __all__ = [
     "z_of",
 ]
 
-from ._rates import FF_PARAMETER, NULL_RATE, WET_PARAMETERS, WET_RATE  # noqa: E402  (registers)
 from ._belle2 import (  # noqa: E402
     BELLE2_MAPS,
     TRUTH_EDGES,
     belle2_wet_workspace,
     read_number_density,
 )
+from ._rates import FF_PARAMETER, NULL_RATE, WET_PARAMETERS, WET_RATE  # noqa: E402  (registers)
 
 __all__ += [
     "BELLE2_MAPS",
