@@ -17,6 +17,9 @@ __all__ = [
     "InvalidData",
     "InvalidScanConfig",
     "InvalidScanFile",
+    "InvalidCovariance",
+    "InvalidBayesConfig",
+    "PosteriorRangeError",
 ]
 
 
@@ -63,3 +66,19 @@ class InvalidScanConfig(InvalidSpecification):
 class InvalidScanFile(JaxlikeError):
     """A scan results file (HDF5) is unreadable, corrupt, or was written by a different scan
     configuration than the one asked to resume it."""
+
+
+class InvalidCovariance(InvalidModel, ValueError):
+    """A mean/covariance pair cannot be decorrelated (shape, symmetry, finiteness,
+    positive semi-definiteness). ``.path`` names the field: ``mean``, ``covariance`` or
+    ``names``. Also a :class:`ValueError`."""
+
+
+class InvalidBayesConfig(JaxlikeError, ValueError):
+    """A setting of a Bayesian computation is invalid (credibility level outside (0, 1),
+    unknown prior or method, a model the chosen integration method cannot handle, ...)."""
+
+
+class PosteriorRangeError(JaxlikeError):
+    """The posterior of the POI does not fall off within the POI range: the mass beyond the
+    largest allowed μ exceeds the tolerance (raise the POI upper bound or pass ``poi_max``)."""

@@ -21,14 +21,14 @@ from scipy import integrate, optimize, stats
 from scipy.special import gammaincc, gammainccinv, gammaln
 
 import jaxlike
-from jaxlike.bayes._limits import (
+from jaxlike.bayes import bayesian_upper_limit, bayesian_upper_limits, counting_workspace
+from jaxlike.exceptions import (
     InvalidBayesConfig,
+    InvalidData,
+    InvalidParameters,
+    InvalidWorkspace,
     PosteriorRangeError,
-    bayesian_upper_limit,
-    bayesian_upper_limits,
-    counting_workspace,
 )
-from jaxlike.exceptions import InvalidData, InvalidParameters, InvalidWorkspace
 from jaxlike.model import build_model
 
 BOUNDS = (0.0, 50.0)  # one POI range for all models: equal layouts share compilations

@@ -26,13 +26,28 @@ Free (unconstrained) parameters get a prior from :mod:`jaxlike.bayes._priors`, k
 :func:`sample_posterior` runs NumPyro's NUTS on the flat vector of non-fixed parameters,
 mapped to an unconstrained space, and returns a :class:`Posterior` (samples, R̂/ESS,
 divergences, HDI/mode/upper limits, HDF5 and ArviZ export).
+
+:func:`bayesian_upper_limit` gives credible upper limits on the POI of a search (uniform or
+Jeffreys prior, nuisances marginalised by a Laplace approximation or Gauss–Hermite quadrature,
+vmappable over the hypotheses of a scan); :func:`counting_workspace` writes counting
+experiments, several channels multiplying their likelihoods.
 """
 
+from ._limits import (
+    BayesianLimitResult,
+    bayesian_upper_limit,
+    bayesian_upper_limits,
+    counting_workspace,
+)
 from ._nuts import free_parameter_mask, log_posterior, sample_posterior
 from ._posterior import Posterior, hdi, kde_mode
 from ._priors import LogUniform, Prior, TruncatedNormal, Uniform, UniformInSquare
 
 __all__ = [
+    "BayesianLimitResult",
+    "bayesian_upper_limit",
+    "bayesian_upper_limits",
+    "counting_workspace",
     "LogUniform",
     "Posterior",
     "Prior",

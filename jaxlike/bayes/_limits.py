@@ -71,7 +71,13 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import logsumexp
 
-from ..exceptions import InvalidData, InvalidParameters, InvalidWorkspace, JaxlikeError
+from ..exceptions import (
+    InvalidBayesConfig,
+    InvalidData,
+    InvalidParameters,
+    InvalidWorkspace,
+    PosteriorRangeError,
+)
 from ..fit import fit_arrays, fixed_poi_fit, prepare_fit_inputs
 
 __all__ = [
@@ -87,16 +93,6 @@ PRIORS = ("uniform", "jeffreys")
 METHODS = ("laplace", "quadrature")
 _MAX_QUADRATURE_DIMS = 3
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-class InvalidBayesConfig(JaxlikeError, ValueError):
-    """A setting of a Bayesian computation is invalid (credibility level outside (0, 1),
-    unknown prior or method, a model the chosen integration method cannot handle, ...)."""
-
-
-class PosteriorRangeError(JaxlikeError):
-    """The posterior of the POI does not fall off within the POI range: the mass beyond the
-    largest allowed μ exceeds the tolerance (raise the POI upper bound or pass ``poi_max``)."""
 
 
 class BayesianLimitResult(eqx.Module):

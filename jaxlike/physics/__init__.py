@@ -13,6 +13,7 @@
   (θ = θ̂ + U √S ν, Cov(θ) = C for ν ~ N(0, 1)), :class:`InvalidCovariance`.
 """
 
+from ..exceptions import InvalidCovariance
 from ._bknunu import (
     C_VL_SM,
     EOS_V1_0_17,
@@ -36,7 +37,7 @@ from ._bsz2015 import (
     form_factors,
     z_of,
 )
-from ._decorrelate import Decorrelated, InvalidCovariance, decorrelate
+from ._decorrelate import Decorrelated, decorrelate
 from ._quadrature import bins_inside, gauss_legendre_bin_integrals, gauss_legendre_nodes
 
 __all__ = [

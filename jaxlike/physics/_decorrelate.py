@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from ..exceptions import InvalidModel
+from ..exceptions import InvalidCovariance
 
 __all__ = ["Decorrelated", "InvalidCovariance", "decorrelate"]
 
@@ -30,12 +30,6 @@ __all__ = ["Decorrelated", "InvalidCovariance", "decorrelate"]
 NEG_TOL = 1e-12
 #: |C − Cᵀ| above SYM_TOL · max|C| makes a covariance "not symmetric"
 SYM_TOL = 1e-12
-
-
-class InvalidCovariance(InvalidModel, ValueError):
-    """A mean/covariance pair cannot be decorrelated (shape, symmetry, finiteness,
-    positive semi-definiteness). ``.path`` names the field: ``mean``, ``covariance`` or
-    ``names``. Also a :class:`ValueError`."""
 
 
 class Decorrelated(eqx.Module):
