@@ -33,6 +33,7 @@ vmappable over the hypotheses of a scan); :func:`counting_workspace` writes coun
 experiments, several channels multiplying their likelihoods.
 """
 
+from ._job import WET_POSTERIOR_CONFIG, load_posterior_config, run_posterior_job
 from ._limits import (
     BayesianLimitResult,
     bayesian_upper_limit,
@@ -45,6 +46,9 @@ from ._priors import LogUniform, Prior, TruncatedNormal, Uniform, UniformInSquar
 
 __all__ = [
     "BayesianLimitResult",
+    "WET_POSTERIOR_CONFIG",
+    "load_posterior_config",
+    "run_posterior_job",
     "bayesian_upper_limit",
     "bayesian_upper_limits",
     "counting_workspace",

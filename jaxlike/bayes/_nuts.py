@@ -16,6 +16,8 @@ from ._priors import Prior, log_prior, resolve_prior
 __all__ = ["sample_posterior", "log_posterior", "free_parameter_mask"]
 
 _INIT_MARGIN = 1e-3  # MLE on a bound: moved inside by this fraction of the range
+#: ``dense_mass="auto"`` adapts a dense mass matrix up to this many sampled parameters
+DENSE_MASS_MAX_DIM = 25
 _JITTER = 0.1  # per-chain init jitter: this many posterior σ, in the unconstrained space
 
 
@@ -234,7 +236,7 @@ def sample_posterior(
     num_chains=4,
     num_warmup=1000,
     num_samples=2000,
-    dense_mass=True,
+    dense_mass="auto",
     target_accept=0.8,
     init="mle",
     seed=0,
@@ -260,7 +262,13 @@ def sample_posterior(
             ``numpyro.distributions.Distribution`` whose support lies within the bounds.
         fixed: ``{name: value}`` parameters held constant.
         num_chains, num_warmup, num_samples: chains and draws per chain (after warmup).
-        dense_mass: adapt a dense (True) or diagonal mass matrix.
+        dense_mass: adapt a dense (True) or diagonal (False) mass matrix. ``"auto"``: dense
+            when at most :data:`DENSE_MASS_MAX_DIM` parameters are sampled, else diagonal.
+            NumPyro estimates the mass matrix from warmup windows of 25, 50, 100, … draws; a
+            dense estimate from fewer draws than dimensions is rank-deficient, the step size
+            collapses along the missing directions and every iteration runs to the maximum
+            tree depth (measured on the 239-parameter WET model: 1023 leapfrog steps per
+            draw dense vs 63 diagonal, R̂ ≤ 1.0001 with the diagonal matrix).
         target_accept: target acceptance probability of the step-size adaptation.
         init: ``"mle"`` — start at the maximum-likelihood fit (a bound-hugging MLE is moved
             inside by 1e-3 of the range) with a per-chain jitter of ~0.1 σ̂ drawn in z space;
@@ -353,6 +361,8 @@ def sample_posterior(
         )
 
     method = chain_method or _default_chain_method(num_chains)
+    if dense_mass == "auto":
+        dense_mass = z_init.shape[-1] <= DENSE_MASS_MAX_DIM
     kernel = NUTS(
         potential_fn=potential_fn,
         dense_mass=dense_mass,

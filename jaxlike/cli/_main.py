@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jaxlike.cli import _analysis, _plot, _scan
+from jaxlike.cli import _analysis, _plot, _posterior, _scan
 from jaxlike.cli._io import CliError
 
 __all__ = ["main", "build_parser", "EXIT_BAD_INPUT"]
@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _scan.add_parser(subs)
     _plot.add_parser(subs)
     _analysis.add_parsers(subs)
+    _posterior.add_parser(subs)
     return parser
 
 
@@ -115,6 +116,7 @@ def _run(args: argparse.Namespace) -> int:
         "ranking": _analysis.cmd_ranking,
         "gof": _analysis.cmd_gof,
         "yields": _analysis.cmd_yields,
+        "posterior": _posterior.cmd_posterior,
     }
     return handlers[args.command](args)
 

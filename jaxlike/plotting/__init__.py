@@ -13,6 +13,7 @@ Example::
     plotting.plot_ranking(analysis.impacts(model, data, fit_result=res), "ranking.pdf")
 """
 
+from ._corner import plot_corner
 from ._fit import plot_correlation, plot_pulls, plot_ranking
 from ._scan import plot_profile_scan
 from ._style import figure, save, style
@@ -20,6 +21,7 @@ from ._yields import plot_all_yields, plot_yields
 
 __all__ = [
     "figure",
+    "plot_corner",
     "plot_all_yields",
     "plot_correlation",
     "plot_profile_scan",

@@ -1,0 +1,107 @@
+"""``jaxlike posterior``: NUTS posterior of a configured analysis (see jaxlike.bayes._job)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+
+from jaxlike.cli._io import CliError
+
+EXIT_NOT_CONVERGED = 3
+RHAT_MAX = 1.01
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {v}")
+    return v
+
+
+def add_parser(subs) -> argparse.ArgumentParser:
+    """Register ``jaxlike posterior`` on the subcommand action ``subs``."""
+    p = subs.add_parser(
+        "posterior",
+        help="NUTS posterior of a configured analysis (e.g. the Belle II WET reinterpretation)",
+        description="Sample the posterior of the model in CONFIG (TOML/JSON: [model], [sampler], "
+        "[priors], [report], [[variant]]; see jaxlike/bayes/_job.py) with NumPyro NUTS, or of "
+        "the Belle II B+ -> K+ nu nu WET reinterpretation with --belle2-wet DIR (uniform priors "
+        "on C_V, C_S, C_T in [0, 20] plus the truncated-normal and uniform-in-C^2 variants). "
+        "Writes posterior*.h5, summary.json and corner*.png.",
+        epilog="exit codes: 0 success, 2 bad input, 3 MLE not converged or R-hat >= 1.01 or "
+        "divergent transitions (results still written)",
+    )
+    p.add_argument("config", nargs="?", metavar="CONFIG", help="posterior configuration")
+    p.add_argument("--belle2-wet", metavar="DIR", help="Belle II release folder (WET analysis)")
+    p.add_argument("-o", "--output", metavar="DIR", default="posterior", help="output folder")
+    p.add_argument("--chains", type=_positive_int, help="number of chains")
+    p.add_argument("--warmup", type=_positive_int, help="warmup iterations per chain")
+    p.add_argument("--samples", type=_positive_int, help="draws per chain")
+    p.add_argument("--seed", type=int, help="PRNG seed")
+    p.add_argument("--no-variants", action="store_true", help="skip the prior variants")
+    p.add_argument("--json", action="store_true", help="print summary.json to stdout")
+    return p
+
+
+def cmd_posterior(args) -> int:
+    from jaxlike.bayes import WET_POSTERIOR_CONFIG, run_posterior_job
+
+    if (args.config is None) == (args.belle2_wet is None):
+        raise CliError("give either CONFIG or --belle2-wet DIR")
+    if args.config is None:
+        config = copy.deepcopy(WET_POSTERIOR_CONFIG)
+        config["model"] = {"belle2_wet": args.belle2_wet}
+    else:
+        from jaxlike.bayes import load_posterior_config
+
+        load_posterior_config(args.config)  # validate before anything else
+        config = args.config
+    if args.no_variants:
+        if not isinstance(config, dict):
+            from pathlib import Path
+
+            from jaxlike.bayes._job import _read_raw
+
+            config = _read_raw(Path(config))
+        config = dict(config, variant=[])
+    overrides = {
+        k: v
+        for k, v in {
+            "num_chains": args.chains,
+            "num_warmup": args.warmup,
+            "num_samples": args.samples,
+            "seed": args.seed,
+        }.items()
+        if v is not None
+    }
+    say = None if args.json else (lambda msg: print(msg, file=sys.stderr))
+    summary = run_posterior_job(config, args.output, overrides=overrides, progress=say)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for name, post in summary["posteriors"].items():
+            print(f"[{name}]")
+            for e in post["parameters"].values():
+                hd = "  ".join(
+                    f"{k[4:]}%: [{v[0]:.3g}, {v[1]:.3g}]"
+                    for k, v in e.items()
+                    if k.startswith("hdi_")
+                )
+                print(f"  {e['quantity']:>6}  mode {e['mode']:.3g}  {hd}  R-hat {e['rhat']:.4f}")
+        print(f"written to {args.output}/")
+    bad = not summary["mle"]["converged"]
+    for post in summary["posteriors"].values():
+        bad |= post["divergences"] > 0
+        bad |= any(not (e["rhat"] < RHAT_MAX) for e in post["parameters"].values())
+    if bad:
+        print(
+            "jaxlike: warning: MLE not converged, R-hat >= 1.01 or divergent transitions",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_CONVERGED
+    return 0

@@ -1,0 +1,112 @@
+"""The posterior job (configuration → NUTS → summary, HDF5, corner plots) and
+``jaxlike posterior``, on a one-bin model with a parameter that enters only squared."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxlike.bayes import Posterior, load_posterior_config, run_posterior_job
+from jaxlike.cli import main
+from jaxlike.exceptions import InvalidScanConfig
+
+#: ν = c² s + b: c enters only squared (like a Wilson coefficient), bounds [0, 5]
+WS = {
+    "channels": [
+        {
+            "name": "c",
+            "samples": [
+                {"name": "s", "data": [20.0], "modifiers": [
+                    {"name": "c", "type": "normfactor", "data": None},
+                    {"name": "c2", "type": "normfactor", "data": None}]},
+                {"name": "b", "data": [50.0], "modifiers": [
+                    {"name": "alpha", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}}]},
+            ],
+        }
+    ],
+    "observations": [{"name": "c", "data": [75.0]}],
+    "measurements": [{"name": "m", "config": {"poi": "c", "parameters": [
+        {"name": "c", "bounds": [[0.0, 5.0]], "inits": [1.0]},
+        {"name": "c2", "bounds": [[0.0, 5.0]], "inits": [1.0]}]}}],
+    "version": "1.0.0",
+}  # fmt: skip
+SMALL = {"chains": 2, "warmup": 200, "samples": 600, "seed": 1}
+
+
+def _config(tmp_path, **extra):
+    (tmp_path / "ws.json").write_text(json.dumps(WS))
+    cfg = {
+        "model": {"workspace": "ws.json"},
+        "sampler": SMALL,
+        "priors": {"c2": {"type": "truncated_normal", "loc": 1.0, "scale": 0.01}},
+        "report": {
+            "parameters": ["c", "alpha"],
+            "mirror": ["c"],
+            "hdi": [0.68, 0.95],
+            "reference": {"c": 1.0, "alpha": 0.0},
+        },
+    }
+    cfg.update(extra)
+    path = tmp_path / "post.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_job_writes_products(tmp_path):
+    path = _config(
+        tmp_path, variant=[{"name": "square", "priors": {"c": {"type": "uniform_in_square"}}}]
+    )
+    out = tmp_path / "out"
+    summary = run_posterior_job(path, out, progress=None)
+    for f in ("posterior.h5", "posterior_square.h5", "summary.json", "corner.png"):
+        assert (out / f).stat().st_size > 0
+    assert not list(out.glob(".*tmp*"))
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    nominal = summary["posteriors"]["nominal"]["parameters"]
+    assert nominal["c"]["quantity"] == "|c|"
+    post = Posterior.from_hdf5(out / "posterior.h5")
+    lo, hi = post.abs_hdi("c", 0.68)
+    assert nominal["c"]["hdi_68"] == pytest.approx([lo, hi])
+    # c ≈ sqrt((75 − 50)/20) ≈ 1.1; 68% HDI brackets it, R-hat fine
+    assert lo < 1.12 < hi and nominal["c"]["rhat"] < 1.02
+    assert summary["mle"]["converged"]
+    # a prior ∝ c (uniform in c²) pulls |c| up relative to the uniform prior
+    square = summary["posteriors"]["square"]["parameters"]["c"]
+    assert square["mean"] > nominal["c"]["mean"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"extra": 1}, "extra"),
+        ({"model": {}}, "model"),
+        ({"sampler": {"chains": 0}}, "sampler.chains"),
+        ({"sampler": {"thin": 2}}, "sampler.thin"),
+        ({"priors": {"c": {"type": "flat"}}}, "priors.c.type"),
+        ({"priors": {"c": {"type": "uniform", "loc": 1}}}, "priors.c.loc"),
+        ({"report": {"hdi": [1.5]}}, "report.hdi"),
+        ({"variant": [{"name": "a b"}]}, "variant[0].name"),
+    ],
+)
+def test_bad_config_names_the_field(tmp_path, change, field):
+    cfg = {"model": {"workspace": "ws.json"}}
+    cfg.update(change)
+    with pytest.raises(InvalidScanConfig, match=f"^{field.replace('[', '.').replace(']', '.')}"):
+        load_posterior_config(cfg)
+
+
+def test_cli(tmp_path, capsys):
+    path = _config(tmp_path)
+    rc = main(["posterior", str(path), "-o", str(tmp_path / "o"), "--samples", "400", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc in (0, 3)
+    assert rc == (3 if out["posteriors"]["nominal"]["divergences"] else 0) or any(
+        e["rhat"] >= 1.01 for e in out["posteriors"]["nominal"]["parameters"].values()
+    )
+    assert out["sampler"]["num_samples"] == 400
+    assert np.isfinite(out["posteriors"]["nominal"]["parameters"]["c"]["mode"])
+    assert main(["posterior", str(tmp_path / "missing.toml")]) == 2
+    assert "missing.toml: cannot read" in capsys.readouterr().err
+    assert main(["posterior"]) == 2
