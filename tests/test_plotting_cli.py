@@ -182,6 +182,10 @@ def test_yields_json_and_plots(capsys, ws_path, fitted, tmp_path):
     code, out, err = run(capsys, "yields", ws_path, "--samples", "500")
     assert code == 0, err
     assert out.startswith("post-fit yields") and "sampled" in out
+    # the table without the sampled column (4 columns; used to crash on a 5-column alignment)
+    code, out, err = run(capsys, "yields", ws_path, "--postfit", "-o", tmp_path / "t")
+    assert code == 0, err
+    assert out.startswith("post-fit yields") and "sampled" not in out
 
 
 def test_plot_workspace_draws_fit_products(capsys, ws_path, tmp_path):

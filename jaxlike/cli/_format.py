@@ -10,8 +10,8 @@ __all__ = ["table", "band"]
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str = "") -> str:
     """Format ``rows`` under ``headers`` as aligned columns separated by two spaces.
 
-    ``align`` holds one character per column, ``"<"`` (left) or ``">"`` (right); missing
-    entries are left-aligned. A dashed rule separates the header from the rows.
+    ``align`` holds one character per column, ``"<"`` (left) or ``">"`` (right); extra ones are
+    ignored, missing entries are left-aligned. A dashed rule separates the header from the rows.
 
     Example:
         >>> print(table(["name", "value"], [["mu", "1.0"]], "<>"))
@@ -21,7 +21,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str =
     """
     cells = [[str(c) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    align = align.ljust(len(headers), "<")
+    align = align[: len(headers)].ljust(len(headers), "<")
 
     def line(values: Sequence[str]) -> str:
         parts = [f"{v:{a}{w}}" for v, a, w in zip(values, align, widths, strict=True)]

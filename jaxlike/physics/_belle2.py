@@ -55,23 +55,33 @@ def read_number_density(path, nbins=None):
     return nmap
 
 
-def belle2_wet_workspace(data_dir, *, nodes=16, template_tolerance=1e-4):
+def belle2_wet_workspace(
+    data_dir, *, rate=WET_RATE, inputs=None, poi="C_V", nodes=16, template_tolerance=1e-4
+):
     """Build the WET workspace from Belle II's release directory (see module docstring).
 
     Args:
         data_dir: folder with ``combined_likelihood.json``, the three ``number_density_*.csv``
             and ``bk_formfactors.json``.
+        rate: registered name of the alternative σ1(q²; φ) (default the WET rate with BSZ2015
+            form factors). Any rate registered with :func:`jaxlike.model.register_rate`
+            plugs in: its parameters become the model's.
+        inputs: the rate's JSON inputs (default for the WET rate: the form-factor mean and
+            covariance of ``bk_formfactors.json``; ``{}`` for other rates).
+        poi: the measurement's parameter of interest (a parameter of the rate).
         nodes: Gauss–Legendre nodes per truth bin.
         template_tolerance: the row sums of each map must equal the published signal template
             to this relative tolerance (they do to < 5e-7 except two HTA bins at 3e-5).
 
     Returns:
-        a :class:`~jaxlike.Workspace` whose measurement has POI ``C_V``.
+        a :class:`~jaxlike.Workspace` whose measurement has POI ``poi``.
     """
     data_dir = Path(data_dir)
     spec = json.loads((data_dir / "combined_likelihood.json").read_text())
-    mean, cov, _ = load_bk_formfactors(data_dir / "bk_formfactors.json")
-    inputs = {"ff_mean": mean.tolist(), "ff_cov": cov.tolist()}
+    if inputs is None and rate == WET_RATE:
+        mean, cov, _ = load_bk_formfactors(data_dir / "bk_formfactors.json")
+        inputs = {"ff_mean": mean.tolist(), "ff_cov": cov.tolist()}
+    inputs = {} if inputs is None else inputs
     done = set()
     for ch in spec["channels"]:
         prefix = next((p for p in BELLE2_MAPS if ch["name"].startswith(p)), None)
@@ -95,7 +105,7 @@ def belle2_wet_workspace(data_dir, *, nodes=16, template_tolerance=1e-4):
                     "name": "wet",
                     "type": "reweight",
                     "data": {
-                        "rate": WET_RATE,
+                        "rate": rate,
                         "null": NULL_RATE,
                         "edges": TRUTH_EDGES.tolist(),
                         "map": nmap.tolist(),
@@ -109,7 +119,7 @@ def belle2_wet_workspace(data_dir, *, nodes=16, template_tolerance=1e-4):
     if missing:
         raise InvalidModel("channels", f"no signal sample found for {sorted(missing)}")
     for meas in spec["measurements"]:
-        meas["config"]["poi"] = "C_V"
+        meas["config"]["poi"] = poi
         meas["config"]["parameters"] = [
             p for p in meas["config"].get("parameters", []) if p["name"] not in REMOVED
         ]
