@@ -78,3 +78,15 @@ def test_alp_notebook(fast_env):
     n = int(number(r"(\d+) mass hypotheses", text))
     assert number(r"rows done: (\d+)/", text) == n
     assert 0.0 < number(r"global p = ([\d.]+)", text) <= 1.0
+
+
+@pytest.mark.skipif(not BELLE2.exists(), reason="Belle II likelihood not available")
+def test_wet_notebook(fast_env):
+    text = run_notebook("03_wet_posterior.ipynb")
+    assert number(r"B_SM = (\S+)", text) == pytest.approx(4.8117e-6, rel=1e-4)
+    assert number(r"null integral = (\S+)", text) == pytest.approx(4.966e-6, rel=1e-3)
+    assert number(r"Delta\(14,0,0\) = ([\d.]+)", text) == pytest.approx(7.28, abs=0.1)
+    assert number(r"Delta\(0,0,8.21\) = ([\d.]+)", text) == pytest.approx(3.75, abs=0.1)
+    assert "239 parameters" in text
+    assert "converged: True" in text
+    assert "profile grid" in text and "|C_T| 95% HDI" in text
