@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jaxlike.cli import _analysis, _plot, _posterior, _scan
+from jaxlike.cli import _analysis, _grid, _plot, _posterior, _scan
 from jaxlike.cli._io import CliError
 
 __all__ = ["main", "build_parser", "EXIT_BAD_INPUT"]
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     example.add_argument("--seed", type=int, default=0, help="seed of the pseudo-data (0)")
     example.add_argument("--output", metavar="PATH", help="also write the workspace JSON here")
     _scan.add_parser(subs)
+    _grid.add_parser(subs)
     _plot.add_parser(subs)
     _analysis.add_parsers(subs)
     _posterior.add_parser(subs)
@@ -112,6 +113,7 @@ def _run(args: argparse.Namespace) -> int:
         "inspect": _inspect.cmd_inspect,
         "example": _commands.cmd_example,
         "scan": _scan.cmd_scan,
+        "grid": _grid.cmd_grid,
         "plot": _plot.cmd_plot,
         "ranking": _analysis.cmd_ranking,
         "gof": _analysis.cmd_gof,

@@ -15,6 +15,7 @@ Example::
 
 from ._corner import plot_corner
 from ._fit import plot_correlation, plot_pulls, plot_ranking
+from ._grid import plot_profile_grid
 from ._scan import plot_profile_scan
 from ._style import figure, save, style
 from ._yields import plot_all_yields, plot_yields
@@ -24,6 +25,7 @@ __all__ = [
     "plot_corner",
     "plot_all_yields",
     "plot_correlation",
+    "plot_profile_grid",
     "plot_profile_scan",
     "plot_pulls",
     "plot_ranking",

@@ -5,6 +5,7 @@ pytree of hypotheses (leading axis H) chunk by chunk, and :class:`ScanStore` kee
 in one crash-safe HDF5 file per scan.
 """
 
+from ._grid import DEFAULT_GRID_CHUNK, ProfileGrid, chi2_2dof_threshold, profile_grid
 from ._lee import (
     GlobalSignificance,
     GrossVitells,
@@ -30,6 +31,10 @@ from ._stream import (
 )
 
 __all__ = [
+    "DEFAULT_GRID_CHUNK",
+    "ProfileGrid",
+    "chi2_2dof_threshold",
+    "profile_grid",
     "DEFAULT_CHUNK_SIZE",
     "FORMAT_VERSION",
     "GlobalSignificance",

@@ -1,0 +1,207 @@
+"""``jaxlike grid``: a 2-D profile-likelihood map (e.g. over two Wilson coefficients).
+
+::
+
+    jaxlike grid WORKSPACE --x C_V:0:20:100 --y C_T:0:20:100 [--fix C_S=0 ...] -o grid.h5
+    jaxlike grid --belle2-wet DIR --x C_V:0:20:100 --y C_T:0:20:100 --plot grid.png \\
+        --reference C_V=6.613,C_T=0
+
+Each grid point is a fit with x and y fixed and every other parameter profiled unless
+``--fix``-ed; Δ2NLL is relative to the global minimum and the 2-dof Wilks contours
+Δ2NLL = 2.2958 (68.27 %) and 5.9915 (95 %) are drawn by ``--plot``. Results go to an HDF5 file
+(``--resume`` continues it, refused for another grid; ``--overwrite`` replaces it). Exit codes:
+0, 2 bad input (one error line), 3 some grid fit or the global fit did not converge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jaxlike.cli._format import table
+from jaxlike.cli._io import CliError, dump, load_workspace
+
+__all__ = ["add_parser", "cmd_grid", "parse_axis", "parse_assignments"]
+
+EXIT_NOT_CONVERGED = 3
+
+
+def parse_axis(text: str):
+    """``NAME:LO:HI:N`` → (NAME, N evenly spaced values from LO to HI, both included)."""
+    name, sep, rest = str(text).rpartition(":")
+    parts = text.rsplit(":", 3)
+    if len(parts) != 4 or not parts[0]:
+        raise argparse.ArgumentTypeError(f"invalid axis {text!r} (expected NAME:LO:HI:N)")
+    name, lo, hi, n = parts
+    try:
+        lo, hi, n = float(lo), float(hi), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid axis {text!r} (expected NAME:LO:HI:N)") from None
+    if n < 1 or not (np.isfinite(lo) and np.isfinite(hi)) or (n > 1 and not hi > lo):
+        raise argparse.ArgumentTypeError(f"invalid axis {text!r}: need LO < HI and N >= 1")
+    return name, np.linspace(lo, hi, n)
+
+
+def parse_assignments(text: str) -> dict:
+    """``A=1,B=2`` → {"A": 1.0, "B": 2.0}."""
+    out = {}
+    for item in str(text).split(","):
+        name, eq, value = item.strip().rpartition("=")
+        try:
+            if not eq or not name:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid assignment {item!r} (NAME=VALUE)") from None
+    return out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def add_parser(subs) -> argparse.ArgumentParser:
+    """Register ``jaxlike grid`` on the subcommand action ``subs``."""
+    p = subs.add_parser(
+        "grid",
+        help="2-D profile-likelihood map over two parameters (e.g. Wilson coefficients)",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit codes: 0 success, 2 bad input, 3 a fit did not converge (results written)",
+    )
+    p.add_argument("workspace", nargs="?", metavar="WORKSPACE", help="pyhf JSON workspace")
+    p.add_argument(
+        "--belle2-wet", metavar="DIR",
+        help="build the Belle II B+→K+νν̄ WET workspace from its release folder instead",
+    )  # fmt: skip
+    p.add_argument("--measurement", metavar="NAME", help="measurement to use (default: first)")
+    p.add_argument("--x", required=True, type=parse_axis, metavar="NAME:LO:HI:N", help="x axis")
+    p.add_argument("--y", required=True, type=parse_axis, metavar="NAME:LO:HI:N", help="y axis")
+    p.add_argument(
+        "--fix", action="append", type=parse_assignments, metavar="NAME=VALUE",
+        help="hold a parameter constant (repeat, or NAME=V,NAME2=V2; a vector name fixes all)",
+    )  # fmt: skip
+    p.add_argument("-o", "--output", metavar="PATH", help="results file (default grid.h5)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an existing results file")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing results file")
+    p.add_argument("--chunk-size", type=_positive_int, metavar="N", help="fits per chunk (32)")
+    p.add_argument("--plot", metavar="PATH", help="also draw the map (PNG or PDF)")
+    p.add_argument(
+        "--reference", type=parse_assignments, metavar="X=V,Y=V",
+        help="reference point marked on the plot, e.g. the SM: C_V=6.613,C_T=0",
+    )  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return p
+
+
+def _model(args):
+    import jaxlike
+
+    if (args.workspace is None) == (args.belle2_wet is None):
+        raise CliError("give a WORKSPACE or --belle2-wet DIR (one of them)")
+    if args.belle2_wet is not None:
+        from jaxlike.physics import belle2_wet_workspace
+
+        folder = Path(args.belle2_wet)
+        if not (folder / "combined_likelihood.json").is_file():
+            raise CliError(f"{folder}: no combined_likelihood.json (Belle II release folder)")
+        try:
+            ws = belle2_wet_workspace(folder)
+        except (OSError, ValueError, KeyError) as err:
+            raise CliError(f"{folder}: {err}") from None
+    else:
+        ws = load_workspace(args.workspace)
+    model = ws.model(measurement_name=args.measurement)
+    if not isinstance(ws, jaxlike.Workspace):  # pragma: no cover - defensive
+        raise CliError("not a workspace")
+    return model, ws.data(model)
+
+
+def _output(args) -> Path:
+    out = Path(args.output or "grid.h5")
+    if out.is_dir():
+        raise CliError(f"{out} is a folder; give the results file name with -o")
+    if not out.parent.is_dir():
+        raise CliError(f"{out}: folder {out.parent} does not exist")
+    if out.exists() and not (args.resume or args.overwrite):
+        raise CliError(f"{out} already exists; pass --resume to continue it or --overwrite")
+    return out
+
+
+def cmd_grid(args) -> int:
+    """``jaxlike grid``: run the grid, print the summary; bad input is one line and exit 2."""
+    from jaxlike.exceptions import JaxlikeError
+    from jaxlike.scan import Progress, profile_grid
+
+    try:
+        fixed = {}
+        for item in args.fix or []:
+            fixed.update(item)
+        model, data = _model(args)
+        names = set(model.config.par_names) | set(model.config.par_map)
+        for name in [args.x[0], args.y[0], *fixed, *(args.reference or {})]:
+            if name not in names:
+                raise CliError(f"parameter {name!r} is not in the model")
+        out = _output(args)
+        if args.plot is not None and not Path(args.plot).parent.is_dir():
+            raise CliError(f"--plot {args.plot}: folder does not exist")
+        reporter = Progress(enabled=not args.no_progress, label="grid")
+        t0 = time.monotonic()
+        res = profile_grid(
+            model, data, args.x, args.y, fixed=fixed, store=str(out), resume=args.resume,
+            overwrite=args.overwrite, chunk_size=args.chunk_size, progress=reporter,
+        )  # fmt: skip
+        seconds = time.monotonic() - t0
+        summary = {"output": str(out), **res.summary(), "seconds": round(seconds, 3)}
+        summary["computed"], summary["resumed"] = reporter.computed, reporter.resumed
+        if args.plot is not None:
+            from jaxlike.plotting import plot_profile_grid
+
+            try:
+                path = plot_profile_grid(res, args.plot, reference=args.reference)
+            except (OSError, ValueError) as err:
+                raise CliError(f"--plot {args.plot}: {err}") from None
+            summary["plot"] = str(path)
+    except (CliError, JaxlikeError, KeyboardInterrupt) as err:
+        text = " ".join(str(err).split())
+        if isinstance(err, KeyboardInterrupt):
+            text = "interrupted; the grid points done are kept, continue with --resume"
+        print(f"jaxlike grid: error: {text}", file=sys.stderr)
+        return 2
+    print(dump(summary) if args.json else _text(summary))
+    bad = summary["not_converged"]
+    if bad or not summary["global_fit"]["converged"]:
+        what = f"{bad} grid fits" if bad else "the global fit"
+        print(f"jaxlike grid: warning: {what} did not converge", file=sys.stderr)
+        return EXIT_NOT_CONVERGED
+    return 0
+
+
+def _text(s: dict) -> str:
+    x, y = s["x"], s["y"]
+    best = ", ".join(f"{k} = {v:.6g}" for k, v in s["best"].items())
+    rows = [
+        ["results", s["output"]],
+        ["grid", f"{x['name']} [{x['min']:g}, {x['max']:g}] × {y['name']} "
+                 f"[{y['min']:g}, {y['max']:g}], {x['n']} × {y['n']} points"],
+        ["fixed", ", ".join(f"{k}={v:g}" for k, v in s["fixed"].items()) or "-"],
+        ["minimum 2NLL", f"{s['twice_nll_min']:.6f} at {best} (from the {s['best_source']})"],
+        ["converged", f"{100 * s['converged_fraction']:.4g}% "
+                      f"(mean {s['mean_iterations']:.3g} iterations per fit)"],
+        ["time", f"{s['seconds']:.1f} s ({s['computed']} computed, {s['resumed']} resumed)"],
+    ]  # fmt: skip
+    if "plot" in s:
+        rows.append(["plot", s["plot"]])
+    return table(["grid", "summary"], rows, "<<")
