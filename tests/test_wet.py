@@ -202,3 +202,20 @@ def test_independent_pyhf_construction(wet):
         assert abs(d_vector - ours_v) < 2e-3 and abs(d_tensor - ours_t) < 2e-3
     finally:
         pyhf.set_backend("numpy")
+
+
+def test_separable_rate_equals_quadrature(wet):
+    """The WET rate's precomputed basis integrals (Σ_c C_c² αᵀ I_c α) equal the Gauss–Legendre
+    integration of dB/dq² itself, at random coefficients and form-factor nuisances."""
+    import equinox as eqx
+
+    _, model, _ = wet
+    (group,) = model.reweight
+    assert group.basis_ints is not None and group.basis_ints.shape == (3, 8, 8, 101)
+    direct = eqx.tree_at(lambda g: g.basis_ints, group, None, is_leaf=lambda x: x is None)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        phi = jnp.asarray(np.concatenate([rng.uniform(0, 15, 3), rng.normal(0, 1, 8)]))
+        np.testing.assert_allclose(
+            group.weights_of_phi(phi), direct.weights_of_phi(phi), rtol=1e-13
+        )

@@ -42,6 +42,7 @@ __all__ = [
     "NullConstants",
     "branching_fraction",
     "dbr_dq2",
+    "dbr_dq2_kernels",
     "kallen",
     "load_bk_formfactors",
     "null_dbr_dq2",
@@ -138,15 +139,31 @@ def dbr_dq2(
     outside 0 ≤ q² < (m_B − m_K)², with finite gradients everywhere. Differentiable in the
     coefficients, ``alpha`` and ``vtbvts``.
     """
+    k_v, k_s, k_t = dbr_dq2_kernels(q2, vtbvts, constants=constants)
+    f_plus, f_zero, f_t = form_factors(_safe_q2(q2, constants), alpha)
+    return k_v * f_plus**2 * c_v**2 + k_s * f_zero**2 * c_s**2 + k_t * f_t**2 * c_t**2
+
+
+def _safe_q2(q2, k):
+    q2 = jnp.asarray(q2, dtype=jnp.float64)
+    inside = (q2 >= 0.0) & (q2 < k.q2_max)
+    return jnp.where(inside, q2, 0.5 * k.q2_max)  # safe point: no NaN in values or gradients
+
+
+def dbr_dq2_kernels(q2, vtbvts=None, *, constants: EOSConstants = EOS_V1_0_17):
+    """(k_V, k_S, k_T)(q²) with dB/dq² = k_V f+² C_V² + k_S f0² C_S² + k_T fT² C_T²:
+
+    k_V = (τ_B/ħ)·3·N·λ/24,  k_S = (τ_B/ħ)·3·N·q²(m_B² − m_K²)²/(8(m_b − m_s)²),
+    k_T = (τ_B/ħ)·3·N·(2/3) q² λ/(m_B + m_K)²  (N as in :func:`dbr_dq2`); 0 outside the
+    kinematic range.
+    """
     k = constants
     v = k.vtbvts if vtbvts is None else vtbvts
     q2 = jnp.asarray(q2, dtype=jnp.float64)
-    q2_max = k.q2_max
-    inside = (q2 >= 0.0) & (q2 < q2_max)
-    q2s = jnp.where(inside, q2, 0.5 * q2_max)  # safe point: no NaN in values or gradients
+    inside = (q2 >= 0.0) & (q2 < k.q2_max)
+    q2s = _safe_q2(q2, k)
     mB2, mK2 = k.m_B**2, k.m_K**2
     lam = kallen(mB2, mK2, q2s)
-    f_plus, f_zero, f_t = form_factors(q2s, alpha)
     norm = (
         0.5
         * (4.0 * k.G_F * k.alpha_e / (2.0 * math.pi)) ** 2
@@ -154,11 +171,12 @@ def dbr_dq2(
         * jnp.sqrt(lam)
         / (4.0 * math.pi * k.m_B) ** 3
     )
-    vec = lam / 24.0 * f_plus**2 * c_v**2
-    sca = q2s * (mB2 - mK2) ** 2 / (8.0 * k.mb_minus_ms**2) * f_zero**2 * c_s**2
-    ten = 2.0 / 3.0 * q2s * lam / (k.m_B + k.m_K) ** 2 * f_t**2 * c_t**2
-    rate = (k.tau_B / k.hbar) * 3.0 * norm * (vec + sca + ten)
-    return jnp.where(inside, rate, 0.0)
+    pre = jnp.where(inside, (k.tau_B / k.hbar) * 3.0 * norm, 0.0)
+    return (
+        pre * lam / 24.0,
+        pre * q2s * (mB2 - mK2) ** 2 / (8.0 * k.mb_minus_ms**2),
+        pre * 2.0 / 3.0 * q2s * lam / (k.m_B + k.m_K) ** 2,
+    )
 
 
 def branching_fraction(

@@ -26,6 +26,7 @@ __all__ = [
     "BSZ_POLE_PLUS_T",
     "PARAMETER_NAMES",
     "SHORT_NAMES",
+    "form_factor_matrix",
     "form_factors",
     "z_of",
 ]
@@ -88,3 +89,24 @@ def form_factors(q2, alpha) -> tuple[Array, Array, Array]:
     f_zero = pole_0p * (alpha[0] + alpha[3] * dz + alpha[4] * dz2)
     f_t = pole_1m * (alpha[5] + alpha[6] * dz + alpha[7] * dz2)
     return f_plus, f_zero, f_t
+
+
+def form_factor_matrix(q2) -> Array:
+    """The linear map α ↦ (f+, f0, fT): a [..., 3, 8] array G(q²) with (f+, f0, fT) = G α.
+
+    The form factors are linear in the 8 parameters (see :func:`form_factors`), so a rate
+    quadratic in them is Σ_kl α_k α_l (G_ik G_il)(q²): bin integrals of the products G_ik G_il
+    can be computed once and contracted with α later (:mod:`jaxlike.physics._rates`).
+    """
+    q2 = jnp.asarray(q2)
+    dz = z_of(q2) - z_of(0.0)
+    one = jnp.ones_like(dz)
+    zero = jnp.zeros_like(dz)
+    p1 = 1.0 / (1.0 - q2 / BSZ_POLE_PLUS_T**2)
+    p0 = 1.0 / (1.0 - q2 / BSZ_POLE_0**2)
+    rows = [
+        [p1, p1 * dz, p1 * dz * dz, zero, zero, zero, zero, zero],
+        [p0, zero, zero, p0 * dz, p0 * dz * dz, zero, zero, zero],
+        [zero, zero, zero, zero, zero, p1, p1 * dz, p1 * dz * dz],
+    ]
+    return jnp.stack([jnp.stack(r, axis=-1) for r in rows], axis=-2) * one[..., None, None]

@@ -9,6 +9,11 @@
 - ``bknunu_sm_hpqcd2022``: the HPQCD-2022 SM shape Belle II used as the null σ0 of its joint
   number densities (:func:`null_dbr_dq2`, ∫ = 4.966e-6 over [0, 22.885] GeV²).
 
+The rate is separable (:class:`~jaxlike.model.RateSpec` ``basis``/``combine``): quadratic in
+the coefficients and, since the form factors are linear in α, quadratic in α. The bin
+integrals of k_c G_ck G_cl are computed once per model; a likelihood evaluation contracts them
+with C_c² α_k α_l.
+
 Initial values: C_V at its SM value, C_S = C_T = 1. Not 0: the rate is quadratic in each
 coefficient, so at C = 0 the gradient vanishes for every data set and a Newton fit started
 there would stay on that stationary point.
@@ -16,10 +21,19 @@ there would stay on that stationary point.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
 from ..model._reweight import RateParameter, RateSpec, register_rate
-from ._bknunu import C_VL_SM, EOS_V1_0_17, HPQCD2022_NULL, dbr_dq2, null_dbr_dq2
+from ._bknunu import (
+    C_VL_SM,
+    EOS_V1_0_17,
+    HPQCD2022_NULL,
+    dbr_dq2,
+    dbr_dq2_kernels,
+    null_dbr_dq2,
+)
+from ._bsz2015 import form_factor_matrix
 from ._decorrelate import decorrelate
 
 __all__ = ["WET_RATE", "NULL_RATE", "WET_PARAMETERS", "FF_PARAMETER"]
@@ -61,6 +75,20 @@ def _wet_rate(q2, pars, inputs):
     return dbr_dq2(q2, pars["C_V"], pars["C_S"], pars["C_T"], alpha, vtbvts=inputs["vtbvts"])
 
 
+def _wet_basis(q2, inputs):
+    """b[c, k, l](q²) = k_c(q²) G_ck(q²) G_cl(q²): the rate is Σ_c C_c² αᵀ b_c α."""
+    kernels = jnp.stack(dbr_dq2_kernels(q2, inputs["vtbvts"]))  # [3, nq]
+    g = jnp.moveaxis(form_factor_matrix(q2), 0, -1)  # [3, 8, nq]
+    return kernels[:, None, None, :] * g[:, :, None, :] * g[:, None, :, :]
+
+
+def _wet_combine(ints, pars, inputs):
+    """∫σ over each bin = Σ_c C_c² αᵀ I_c α with α = α̂ + U√S ν (ints: [3, 8, 8, J])."""
+    alpha = inputs["ff_mean"] + inputs["ff_transform"] @ pars[FF_PARAMETER]
+    c2 = jnp.stack([pars["C_V"], pars["C_S"], pars["C_T"]]) ** 2
+    return jnp.einsum("c,ckl...,k,l->...", c2, ints, alpha, alpha)
+
+
 register_rate(
     RateSpec(
         WET_RATE,
@@ -73,6 +101,8 @@ register_rate(
         ),
         domain=(0.0, EOS_V1_0_17.q2_max),
         prepare=_prepare_wet,
+        basis=_wet_basis,
+        combine=_wet_combine,
     ),
     replace=True,
 )
