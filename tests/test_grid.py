@@ -98,6 +98,15 @@ def test_grid_matches_fixed_fits(small, grid):
     assert set(grid.best) == {"mu", "k"}
 
 
+def test_sweep_equals_independent_fits(small, grid):
+    """Row sweeps (each fit started from its neighbour's solution) and independent fits from
+    the global best fit reach the same minima."""
+    model, data = small
+    g = profile_grid(model, data, ("mu", MU), ("k", K), sweep=False, progress=False)
+    np.testing.assert_allclose(g.twice_nll, grid.twice_nll, rtol=0, atol=1e-8)
+    assert g.converged.all() and grid.converged.all()
+
+
 def test_fixed_nuisance_and_lower_grid_point(small):
     model, data = small
     g = profile_grid(model, data, ("mu", MU), ("k", K), fixed={"unc": 0.5}, progress=False)

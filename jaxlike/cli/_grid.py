@@ -157,7 +157,7 @@ def cmd_grid(args) -> int:
         out = _output(args)
         if args.plot is not None and not Path(args.plot).parent.is_dir():
             raise CliError(f"--plot {args.plot}: folder does not exist")
-        reporter = Progress(enabled=not args.no_progress, label="grid")
+        reporter = Progress(enabled=not args.no_progress, label="grid rows")
         t0 = time.monotonic()
         res = profile_grid(
             model, data, args.x, args.y, fixed=fixed, store=str(out), resume=args.resume,
@@ -165,7 +165,8 @@ def cmd_grid(args) -> int:
         )  # fmt: skip
         seconds = time.monotonic() - t0
         summary = {"output": str(out), **res.summary(), "seconds": round(seconds, 3)}
-        summary["computed"], summary["resumed"] = reporter.computed, reporter.resumed
+        n_y = len(res.y)  # rows of the sweep are the unit of progress and of the store
+        summary["computed"], summary["resumed"] = reporter.computed * n_y, reporter.resumed * n_y
         if args.plot is not None:
             from jaxlike.plotting import plot_profile_grid
 

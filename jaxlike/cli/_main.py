@@ -9,6 +9,7 @@ WORKSPACE`` (a fit or limit of ``scan``) did not converge (results still printed
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -162,6 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     from jaxlike.exceptions import JaxlikeError
 
+    # one OpenBLAS thread for JAX's CPU LAPACK calls (read when scipy's OpenBLAS loads, at the
+    # first Cholesky): a threaded OpenBLAS made a 239×239 Cholesky ~100× slower on a busy
+    # 2-core machine (see README, Benchmarks). Like the cache, only the command line does this.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         args = build_parser().parse_args(argv)
         _enable_compilation_cache()
