@@ -16,7 +16,13 @@ Cases are named ``<group>/<name>``:
 
 from __future__ import annotations
 
-import functools
+import os
+
+# JAX's CPU LAPACK calls go through scipy's OpenBLAS; its threads fight over a busy 2-core CI
+# machine (a 239×239 Cholesky then takes 100× longer). Read when OpenBLAS loads: set it first.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import functools  # noqa: E402
 import json
 from pathlib import Path
 from types import SimpleNamespace
