@@ -58,6 +58,21 @@ __all__ = [
 ]
 
 
+def pin_cores(argv) -> int:
+    """Apply ``--cores N`` (default 2) from ``argv`` to this process's CPU affinity; call it
+    before JAX is imported (XLA sizes its thread pool at start). Returns the cores in use."""
+    n = 2
+    for k, a in enumerate(argv):
+        if a == "--cores" and k + 1 < len(argv):
+            n = int(argv[k + 1])
+        elif a.startswith("--cores="):
+            n = int(a.split("=", 1)[1])
+    avail = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if n and avail and n < len(avail):
+        os.sched_setaffinity(0, avail[:n])
+    return len(os.sched_getaffinity(0)) if avail else os.cpu_count()
+
+
 def default_data_dir() -> Path:
     """The shared data folder next to the checkout (``<checkout>/../shared/data``)."""
     return Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -28,21 +28,9 @@ T_START = time.perf_counter()
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
-def _pin(argv):
-    """Apply ``--cores N`` before JAX is imported (XLA sizes its thread pool at start)."""
-    n = 2
-    for k, a in enumerate(argv):
-        if a == "--cores" and k + 1 < len(argv):
-            n = int(argv[k + 1])
-        elif a.startswith("--cores="):
-            n = int(a.split("=", 1)[1])
-    avail = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if n and avail and n < len(avail):
-        os.sched_setaffinity(0, avail[:n])
-    return len(os.sched_getaffinity(0)) if avail else os.cpu_count()
+from _common import pin_cores  # noqa: E402  (no JAX import there)
 
-
-CORES = _pin(sys.argv)
+CORES = pin_cores(sys.argv)
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402

@@ -25,6 +25,19 @@ from ..exceptions import InvalidParameters
 __all__ = ["Posterior", "hdi", "kde_mode"]
 
 
+#: the array-valued fields of a Posterior (stored as HDF5 datasets, compared by ``==``)
+_ARRAY_FIELDS = (
+    "samples",
+    "bounds",
+    "sampled",
+    "rhat",
+    "ess",
+    "divergences",
+    "accept_prob",
+    "step_size",
+)
+
+
 def hdi(samples, prob=0.68):
     """Highest-density interval of 1-D samples: the narrowest [x_(i), x_(i+m−1)] over the sorted
     samples x_(1) ≤ … ≤ x_(n) with m = ⌈prob·n⌉ (the empirical shortest interval containing
@@ -307,16 +320,7 @@ class Posterior:
         os.close(fd)
         try:
             with h5py.File(tmp, "w") as f:
-                for key in (
-                    "samples",
-                    "bounds",
-                    "sampled",
-                    "rhat",
-                    "ess",
-                    "divergences",
-                    "accept_prob",
-                    "step_size",
-                ):
+                for key in _ARRAY_FIELDS:
                     f.create_dataset(key, data=np.asarray(getattr(self, key)))
                 f.attrs["format"] = "jaxlike.bayes.Posterior/1"
                 f.attrs["par_names"] = json.dumps(list(self.par_names))
@@ -369,16 +373,7 @@ class Posterior:
     def __eq__(self, other):
         if not isinstance(other, Posterior):
             return NotImplemented
-        arr = (
-            "samples",
-            "bounds",
-            "sampled",
-            "rhat",
-            "ess",
-            "divergences",
-            "accept_prob",
-            "step_size",
-        )
+        arr = _ARRAY_FIELDS
         return (
             self.par_names == other.par_names
             and all(_same(getattr(self, k), getattr(other, k)) for k in arr)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxlike.cli._format import table
-from jaxlike.cli._io import CliError, dump, load_workspace
+from jaxlike.cli._io import CliError, dump, load_workspace, positive_int
 
 __all__ = ["add_parser", "cmd_grid", "parse_axis", "parse_assignments"]
 
@@ -60,16 +60,6 @@ def parse_assignments(text: str) -> dict:
     return out
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
-
-
 def add_parser(subs) -> argparse.ArgumentParser:
     """Register ``jaxlike grid`` on the subcommand action ``subs``."""
     p = subs.add_parser(
@@ -95,7 +85,7 @@ def add_parser(subs) -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an existing results file")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing results file")
-    p.add_argument("--chunk-size", type=_positive_int, metavar="N", help="fits per chunk (32)")
+    p.add_argument("--chunk-size", type=positive_int, metavar="N", help="fits per chunk (32)")
     p.add_argument("--plot", metavar="PATH", help="also draw the map (PNG or PDF)")
     p.add_argument(
         "--reference", type=parse_assignments, metavar="X=V,Y=V",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "positive_int",
     "CliError",
     "read_json",
     "read_spec",
@@ -26,6 +28,17 @@ __all__ = [
 
 class CliError(Exception):
     """A user error found by the CLI itself (bad file, bad JSON, bad arguments)."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
 
 
 def read_json(path: str, what: str) -> Any:

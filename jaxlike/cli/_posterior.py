@@ -7,20 +7,10 @@ import copy
 import json
 import sys
 
-from jaxlike.cli._io import CliError
+from jaxlike.cli._io import CliError, positive_int
 
 EXIT_NOT_CONVERGED = 3
 RHAT_MAX = 1.01
-
-
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {v}")
-    return v
 
 
 def add_parser(subs) -> argparse.ArgumentParser:
@@ -39,9 +29,9 @@ def add_parser(subs) -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", metavar="CONFIG", help="posterior configuration")
     p.add_argument("--belle2-wet", metavar="DIR", help="Belle II release folder (WET analysis)")
     p.add_argument("-o", "--output", metavar="DIR", default="posterior", help="output folder")
-    p.add_argument("--chains", type=_positive_int, help="number of chains")
-    p.add_argument("--warmup", type=_positive_int, help="warmup iterations per chain")
-    p.add_argument("--samples", type=_positive_int, help="draws per chain")
+    p.add_argument("--chains", type=positive_int, help="number of chains")
+    p.add_argument("--warmup", type=positive_int, help="warmup iterations per chain")
+    p.add_argument("--samples", type=positive_int, help="draws per chain")
     p.add_argument("--seed", type=int, help="PRNG seed")
     p.add_argument("--no-variants", action="store_true", help="skip the prior variants")
     p.add_argument("--json", action="store_true", help="print summary.json to stdout")

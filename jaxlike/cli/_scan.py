@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxlike.cli._format import table
-from jaxlike.cli._io import CliError, dump, load_workspace, read_json
+from jaxlike.cli._io import CliError, dump, load_workspace, positive_int, read_json
 
 __all__ = ["add_parser", "cmd_scan", "parse_bytes", "EXAMPLES", "EXIT_NOT_CONVERGED"]
 
@@ -66,16 +66,6 @@ def parse_bytes(text: str) -> int:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
-
-
 def add_parser(subs) -> argparse.ArgumentParser:
     """Register ``jaxlike scan`` on the subcommand action ``subs``."""
     p = subs.add_parser(
@@ -103,7 +93,7 @@ def add_parser(subs) -> argparse.ArgumentParser:
     mode.add_argument("--resume", action="store_true", help="continue an existing results file")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--chunk-size", type=_positive_int, metavar="N", help="hypotheses per chunk")
+    size.add_argument("--chunk-size", type=positive_int, metavar="N", help="hypotheses per chunk")
     size.add_argument(
         "--memory-budget", type=parse_bytes, metavar="SIZE",
         help="device memory per chunk and device, e.g. 2GB (sets the chunk size)",
