@@ -21,6 +21,11 @@ import os
 # JAX's CPU LAPACK calls go through scipy's OpenBLAS; its threads fight over a busy 2-core CI
 # machine (a 239×239 Cholesky then takes 100× longer). Read when OpenBLAS loads: set it first.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# The CLI enables JAX's persistent compilation cache (a process-global setting); tests call the
+# CLI in-process, which would route every later compile of the session through the cache.
+# The CI run of 2026-12-01 crashed inside XLA compilation with the cache on (the same test
+# passed alone): tests keep it off.
+os.environ["JAXLIKE_CACHE_DIR"] = ""
 
 import functools  # noqa: E402
 import json
