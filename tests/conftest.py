@@ -94,6 +94,31 @@ def autodiff_vgh(model, pars, data):
     return f(pars, data), jax.grad(f)(pars, data), jax.hessian(f)(pars, data)
 
 
+#: compiled XLA:CPU programs each hold memory mappings; one pytest process compiling ~1000
+#: programs reaches the kernel's vm.max_map_count (65530) and the next compilation segfaults
+#: (seen in a full run). Past this many mappings the compiled-program caches are dropped.
+MAX_MAPPINGS = 30000
+
+
+def _mappings():
+    try:
+        with open("/proc/self/maps") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """After each test module, drop JAX's compilation caches if the process maps too much."""
+    yield
+    if _mappings() > MAX_MAPPINGS:
+        import gc
+
+        jax.clear_caches()
+        gc.collect()
+
+
 @pytest.fixture(scope="session")
 def jitted():
     """The shared jitted functions (and ``quick_jit`` itself): ``logpdf(model, pars, data)``,
