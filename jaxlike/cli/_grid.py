@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxlike.cli._format import table
-from jaxlike.cli._io import CliError, dump, load_workspace, positive_int
+from jaxlike.cli._io import CliError, dump, load_workspace, positive_int, results_file
 
 __all__ = ["add_parser", "cmd_grid", "parse_axis", "parse_assignments"]
 
@@ -120,14 +120,7 @@ def _model(args):
 
 
 def _output(args) -> Path:
-    out = Path(args.output or "grid.h5")
-    if out.is_dir():
-        raise CliError(f"{out} is a folder; give the results file name with -o")
-    if not out.parent.is_dir():
-        raise CliError(f"{out}: folder {out.parent} does not exist")
-    if out.exists() and not (args.resume or args.overwrite):
-        raise CliError(f"{out} already exists; pass --resume to continue it or --overwrite")
-    return out
+    return results_file(args.output or "grid.h5", args.resume, args.overwrite)
 
 
 def cmd_grid(args) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 
 __all__ = [
     "positive_int",
+    "results_file",
     "CliError",
     "read_json",
     "read_spec",
@@ -39,6 +40,19 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
     return value
+
+
+def results_file(path, resume: bool, overwrite: bool) -> Path:
+    """A results file path checked before any compile: writable folder, no clobbering unless
+    ``resume`` or ``overwrite``."""
+    out = Path(path)
+    if out.is_dir():
+        raise CliError(f"{out} is a folder; give the results file name with -o")
+    if not out.parent.is_dir():
+        raise CliError(f"{out}: folder {out.parent} does not exist")
+    if out.exists() and not (resume or overwrite):
+        raise CliError(f"{out} already exists; pass --resume to continue it or --overwrite")
+    return out
 
 
 def read_json(path: str, what: str) -> Any:

@@ -26,7 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from jaxlike.cli._format import table
-from jaxlike.cli._io import CliError, dump, load_workspace, positive_int, read_json
+from jaxlike.cli._io import (
+    CliError,
+    dump,
+    load_workspace,
+    positive_int,
+    read_json,
+    results_file,
+)
 
 __all__ = ["add_parser", "cmd_scan", "parse_bytes", "EXAMPLES", "EXIT_NOT_CONVERGED"]
 
@@ -153,14 +160,7 @@ def cmd_scan(args) -> int:
 
 def _output(path, args) -> Path:
     """The results file, checked before any compile: writable folder, no clobbering."""
-    out = Path(path or "scan.h5")
-    if out.is_dir():
-        raise CliError(f"{out} is a folder; give the results file name with -o")
-    if not out.parent.is_dir():
-        raise CliError(f"{out}: folder {out.parent} does not exist")
-    if out.exists() and not (args.resume or args.overwrite):
-        raise CliError(f"{out} already exists; pass --resume to continue it or --overwrite")
-    return out
+    return results_file(path or "scan.h5", args.resume, args.overwrite)
 
 
 def _load_mass_config(path: Path):
