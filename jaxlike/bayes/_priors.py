@@ -14,6 +14,7 @@ where that interval is finite. A prior whose support is not contained in the bou
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import jax.numpy as jnp
@@ -43,7 +44,7 @@ def _interval(name, lo, hi, low, high, what):
     return a, b
 
 
-class Prior:
+class Prior(ABC):
     """Base class of the built-in priors.
 
     ``resolve(name, lo, hi)`` returns ``(kind, a, b, params)``: the sampling interval [a, b] and
@@ -52,8 +53,10 @@ class Prior:
 
     kind: str = ""
 
-    def resolve(self, name, lo, hi):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def resolve(self, name, lo, hi):
+        """``(kind, a, b, params)`` of this prior for parameter ``name`` with bounds [lo, hi]
+        (InvalidParameters naming ``name`` if the prior does not fit the bounds)."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from jaxlike.cli._format import table
-from jaxlike.cli._io import CliError, dump, load_workspace, positive_int, results_file
+from jaxlike.cli._io import (
+    CliError,
+    dump,
+    load_workspace,
+    positive_int,
+    results_file,
+    resumable_error,
+)
 
 __all__ = ["add_parser", "cmd_grid", "parse_axis", "parse_assignments"]
 
@@ -159,11 +166,7 @@ def cmd_grid(args) -> int:
                 raise CliError(f"--plot {args.plot}: {err}") from None
             summary["plot"] = str(path)
     except (CliError, JaxlikeError, KeyboardInterrupt) as err:
-        text = " ".join(str(err).split())
-        if isinstance(err, KeyboardInterrupt):
-            text = "interrupted; the grid points done are kept, continue with --resume"
-        print(f"jaxlike grid: error: {text}", file=sys.stderr)
-        return 2
+        return resumable_error("grid", err, "grid points")
     print(dump(summary) if args.json else _text(summary))
     bad = summary["not_converged"]
     if bad or not summary["global_fit"]["converged"]:

@@ -12,6 +12,7 @@ import numpy as np
 
 __all__ = [
     "positive_int",
+    "resumable_error",
     "results_file",
     "CliError",
     "read_json",
@@ -29,6 +30,16 @@ __all__ = [
 
 class CliError(Exception):
     """A user error found by the CLI itself (bad file, bad JSON, bad arguments)."""
+
+
+def resumable_error(command: str, err: BaseException, done: str) -> int:
+    """Print the one-line error of a resumable command (``jaxlike scan``/``grid``) and return
+    exit code 2; an interrupt says that the ``done`` results are kept for ``--resume``."""
+    text = " ".join(str(err).split())
+    if isinstance(err, KeyboardInterrupt):
+        text = f"interrupted; the {done} done are kept, continue with --resume"
+    print(f"jaxlike {command}: error: {text}", file=sys.stderr)
+    return 2
 
 
 def positive_int(text: str) -> int:

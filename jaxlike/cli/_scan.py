@@ -33,6 +33,7 @@ from jaxlike.cli._io import (
     positive_int,
     read_json,
     results_file,
+    resumable_error,
 )
 
 __all__ = ["add_parser", "cmd_scan", "parse_bytes", "EXAMPLES", "EXIT_NOT_CONVERGED"]
@@ -137,11 +138,7 @@ def cmd_scan(args) -> int:
         else:
             summary, code = _mass_scan(args, Path(args.config), args.output)
     except (CliError, JaxlikeError, KeyboardInterrupt) as err:
-        text = " ".join(str(err).split())
-        if isinstance(err, KeyboardInterrupt):
-            text = "interrupted; the hypotheses done are kept, continue with --resume"
-        print(f"jaxlike scan: error: {text}", file=sys.stderr)
-        return 2
+        return resumable_error("scan", err, "hypotheses")
     print(dump(summary) if args.json else _summary_text(summary))
     if code:
         bad = summary["not_converged"]
