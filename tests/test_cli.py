@@ -82,7 +82,18 @@ def test_fit_json_and_table(capsys, hello_path):
     code, out, err = run(capsys, "fit", hello_path, "--json")
     assert code == 0, err
     result = json.loads(out)
-    assert list(result) == ["bestfit", "uncertainties", "twice_nll", "converged"]
+    assert list(result) == [
+        "bestfit",
+        "uncertainties",
+        "twice_nll",
+        "converged",
+        "status",
+        "edm",
+        "degenerate",
+        "held_at_kink",
+        "local_minima",
+    ]
+    assert result["status"] == "converged" and result["degenerate"] == []
     names = ["mu", "uncorr_bkguncrt[0]", "uncorr_bkguncrt[1]"]
     assert list(result["bestfit"]) == names and list(result["uncertainties"]) == names
     assert result["converged"] is True
@@ -97,23 +108,41 @@ def test_fit_json_and_table(capsys, hello_path):
     assert "converged  yes" in out
 
 
-def test_fit_not_converged_warns_and_exits_3(capsys, monkeypatch, hello_path):
-    def stuck_fit(model, data, **kwargs):
-        n = model.config.npars
-        return SimpleNamespace(
-            bestfit=np.ones(n),
-            uncertainties=np.full(n, 0.1),
-            twice_nll=np.array(30.0),
-            converged=np.array(False),
-            iterations=np.array(200),
-            edm=np.array(3.0),
-        )
-
-    monkeypatch.setattr(jaxlike, "fit", stuck_fit)
-    code, out, err = run(capsys, "fit", hello_path, "--json")
+def test_fit_not_converged_warns_and_exits_3(capsys, tmp_path):
+    """A parameter without effect (a normfactor on an empty sample) makes the Hessian singular:
+    the fit names it as degenerate, writes null (not NaN) for the undefined uncertainty and
+    exits 3 — it is never reported as converged with EDM inf."""
+    spec = {
+        "channels": [
+            {
+                "name": "c",
+                "samples": [
+                    {"name": "sig", "data": [5.0, 3.0],
+                     "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+                    {"name": "ghost", "data": [0.0, 0.0],
+                     "modifiers": [{"name": "k_ghost", "type": "normfactor", "data": None}]},
+                    {"name": "bkg", "data": [50.0, 60.0],
+                     "modifiers": [{"name": "b_unc", "type": "normsys",
+                                    "data": {"hi": 1.1, "lo": 0.9}}]},
+                ],
+            }
+        ],
+        "observations": [{"name": "c", "data": [57.0, 61.0]}],
+        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+        "version": "1.0.0",
+    }  # fmt: skip
+    path = tmp_path / "degenerate.json"
+    path.write_text(json.dumps(spec))
+    code, out, err = run(capsys, "fit", str(path), "--json")
     assert code == 3
-    assert json.loads(out)["converged"] is False  # results are still printed
+    result = json.loads(out)  # strict JSON: no NaN tokens
+    assert result["converged"] is False  # results are still printed
+    assert result["degenerate"] == ["k_ghost"] and "degenerate" in result["status"]
+    assert result["uncertainties"]["k_ghost"] is None
     assert len(err.strip().splitlines()) == 1 and "did not converge" in err
+    assert "k_ghost" in err
+    code, out, err = run(capsys, "fit", str(path))
+    assert code == 3 and "NO: degenerate" in out and "k_ghost" in out
 
 
 def test_limit_json_and_table(capsys, hello, hello_path):
@@ -158,6 +187,8 @@ def _fake_core(monkeypatch, fit_converged=True):
             converged=np.array(fit_converged),
             iterations=np.array(12),
             edm=np.array(1e-12),
+            n_local_minima=np.array(1),
+            message=lambda names=None: "converged" if fit_converged else "stalled above tolerance",
         )
 
     band = np.array([1e-5, 1e-4, 2e-3, 0.02, 0.15])

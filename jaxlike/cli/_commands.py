@@ -43,11 +43,16 @@ def fit_summary(model, result) -> dict:
         "uncertainties": dict(zip(names, floats(result.uncertainties), strict=True)),
         "twice_nll": scalar(result.twice_nll),
         "converged": _converged(result),
+        "status": result.message(),
+        "edm": scalar(result.edm),
+        "degenerate": [n for n, d in zip(names, np.asarray(result.degenerate), strict=True) if d],
+        "held_at_kink": [n for n, h in zip(names, np.asarray(result.held), strict=True) if h],
+        "local_minima": int(scalar(result.n_local_minima)),
     }
 
 
-def _convergence_text(result) -> str:
-    text = "yes" if _converged(result) else "NO"
+def _convergence_text(result, names=None) -> str:
+    text = "yes" if _converged(result) else f"NO: {result.message(names)}"
     details = []
     if getattr(result, "iterations", None) is not None:
         details.append(f"{int(scalar(result.iterations))} iterations")
@@ -67,7 +72,7 @@ def fit_table(model, result) -> str:
         rows.append([name, f"{value:.6f}", "fixed" if is_fixed else f"{unc:.6f}"])
     lines = [table(["parameter", "value", "uncertainty"], rows, "<>>"), ""]
     lines.append(f"2NLL       {summary['twice_nll']:.6f}")
-    lines.append(f"converged  {_convergence_text(result)}")
+    lines.append(f"converged  {_convergence_text(result, model.config.par_names)}")
     return "\n".join(lines)
 
 
@@ -80,8 +85,14 @@ def cmd_fit(args) -> int:
     text = dump(fit_summary(model, result)) if args.json else fit_table(model, result)
     emit(text, args.output_file)
     if not _converged(result):
-        warn("the maximum-likelihood fit did not converge; the results above are unreliable")
+        warn(
+            f"the maximum-likelihood fit did not converge "
+            f"({result.message(model.config.par_names)}); the results above are unreliable"
+        )
         return EXIT_NOT_CONVERGED
+    if int(result.n_local_minima) > 1:
+        warn("the likelihood has a second local minimum (a concave interpolation kink); "
+             "the lower one is reported")
     return 0
 
 
@@ -142,7 +153,7 @@ def cmd_example(args) -> int:
         ],
         ["best-fit mu", f"{scalar(fit.bestfit[poi]):.4f} ± {scalar(fit.uncertainties[poi]):.4f}"],
         ["2NLL", f"{scalar(fit.twice_nll):.4f}"],
-        ["fit converged", _convergence_text(fit)],
+        ["fit converged", _convergence_text(fit, model.config.par_names)],
         ["CLs_obs (mu=1)", f"{scalar(test.cls_obs):.4g}"],
         ["CLs_exp (mu=1)", band(floats(test.cls_exp))],
         ["95% CL limit obs", f"{scalar(limit.obs):.4f}"],

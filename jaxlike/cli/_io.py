@@ -134,9 +134,21 @@ def floats(values: Any) -> list[float]:
     return [float(v) for v in np.asarray(values, dtype=float).reshape(-1)]
 
 
+def _strict(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None (strict JSON has no NaN/Infinity)."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_strict(v) for v in obj]
+    return obj
+
+
 def dump(obj: Any, sort_keys: bool = False) -> str:
-    """JSON text indented by 4 spaces, as pyhf's CLI prints it."""
-    return json.dumps(obj, indent=4, sort_keys=sort_keys)
+    """Strict JSON text indented by 4 spaces, as pyhf's CLI prints it; a non-finite number is
+    written as ``null`` (the document's status fields say why)."""
+    return json.dumps(_strict(obj), indent=4, sort_keys=sort_keys, allow_nan=False)
 
 
 def emit(text: str, output_file: str | None = None) -> None:

@@ -13,10 +13,19 @@ import jax
 import jax.numpy as jnp
 
 from ..exceptions import InvalidData, InvalidParameters
-from ._linalg import spd_solve
-from ._newton import STATUS, minimize
+from ._arrowhead import ArrowheadCovariance, covariance_diagonal
+from ._linalg import free_inverse
+from ._newton import BREAKPOINT_VALUES, STATUS, minimize
 
-__all__ = ["FitResult", "fit", "fixed_poi_fit", "fit_arrays", "prepare_fit_inputs"]
+__all__ = [
+    "DENSE_COVARIANCE_MAX",
+    "FitResult",
+    "fit",
+    "fixed_poi_fit",
+    "fit_arrays",
+    "model_breakpoints",
+    "prepare_fit_inputs",
+]
 
 
 class FitResult(eqx.Module):
@@ -25,13 +34,28 @@ class FitResult(eqx.Module):
     Attributes:
         bestfit: θ̂, in the model's parameter order.
         uncertainties: sqrt of the diagonal of the covariance (0 for fixed parameters).
-        covariance: V = (½ ∂²(2NLL)/∂θ²)⁻¹ = H_NLL⁻¹ over the non-fixed parameters.
+        covariance: V = (½ ∂²(2NLL)/∂θ²)⁻¹ = H_NLL⁻¹ over the non-fixed parameters: a dense
+            [P, P] array, except for a model with an arrowhead Hessian (many per-bin
+            parameters) and more than :data:`DENSE_COVARIANCE_MAX` parameters, where it is an
+            :class:`~jaxlike.fit.ArrowheadCovariance` (factored, O(P) memory; ``.diagonal()``,
+            ``.todense()``, ``np.asarray(cov)``) — the dense matrix would be 800 MB at 10⁴
+            parameters, per fit.
         twice_nll: 2NLL at θ̂.
         converged: the minimiser met its EDM tolerance (see ``status``).
-        status: 0 converged, 1 max iterations, 2 stalled, 3 non-finite start.
-        iterations, edm, grad_norm: diagnostics (grad_norm is the projected gradient norm).
+        status: a :data:`jaxlike.fit.STATUS` key — 0 converged (the certificate below holds),
+            1 max iterations, 2 stalled, 3 non-finite start, 4 degenerate (a parameter without
+            effect), 5 Hessian not positive definite at the end point.
+        iterations, edm: diagnostics; edm = ½ gᵀH⁻¹g over the free parameters.
+        grad_norm: norm of the projected gradient (one-sided at bounds and kinks; 0 on fixed,
+            bound-active and kink-held parameters).
         at_bound: parameters that ended on one of their bounds.
         fixed: parameters held constant in this fit.
+        held: parameters held at an interpolation kink where the one-sided derivatives bracket
+            zero (∂⁻ ≤ 0 ≤ ∂⁺: optimal there, though not stationary).
+        degenerate: parameters along a flat (or not positive definite) direction of the
+            objective, e.g. a POI without effect on the model; then ``converged`` is False.
+        n_local_minima: 2 when the other side of a concave kink (a double well of two-sided
+            histosys) held a second, different local minimum; the lower one is returned.
     """
 
     bestfit: jax.Array
@@ -45,49 +69,95 @@ class FitResult(eqx.Module):
     grad_norm: jax.Array
     at_bound: jax.Array
     fixed: jax.Array
+    held: jax.Array
+    degenerate: jax.Array
+    n_local_minima: jax.Array
 
     @property
     def correlation(self):
-        """Correlation matrix ρ_ij = V_ij / (σ_i σ_j) (0 rows/columns for fixed parameters)."""
+        """Correlation matrix ρ_ij = V_ij / (σ_i σ_j) (0 rows/columns for fixed parameters);
+        always dense (a factored covariance is expanded)."""
         s = jnp.where(self.uncertainties > 0, self.uncertainties, 1.0)
-        return self.covariance / s[..., :, None] / s[..., None, :]
+        cov = self.covariance
+        if isinstance(cov, ArrowheadCovariance):
+            cov = cov.todense()
+        return cov / s[..., :, None] / s[..., None, :]
 
-    def message(self):
-        """Human-readable convergence status (unbatched results)."""
-        return STATUS.get(int(self.status), "unknown")
+    def message(self, names=None):
+        """Human-readable convergence status (unbatched results); with the model's parameter
+        ``names`` it names the degenerate parameters."""
+        text = STATUS.get(int(self.status), "unknown")
+        if names is not None and bool(jnp.any(self.degenerate)):
+            bad = [n for n, d in zip(names, self.degenerate.tolist(), strict=True) if d]
+            text += f" (degenerate: {', '.join(bad)})"
+        if int(self.n_local_minima) > 1:
+            text += "; a second local minimum exists (the lower one is reported)"
+        return text
+
+
+#: above this many parameters, the covariance of a fit with an arrowhead Hessian stays factored
+#: (:class:`~jaxlike.fit.ArrowheadCovariance`); at or below it, it is the dense array (8 MB)
+DENSE_COVARIANCE_MAX = 1024
 
 
 def _covariance(hess, fixed):
-    """V = 2 H⁻¹ on the non-fixed block (H is the Hessian of 2NLL); NaN if not positive definite."""
-    free = ~fixed
-    both = free[:, None] & free[None, :]
-    a = jnp.where(both, hess, 0.0) + jnp.diag(jnp.where(free, 0.0, 1.0))
-    inv, ok = spd_solve(a, jnp.eye(a.shape[0], dtype=a.dtype))
-    cov = jnp.where(both, 2.0 * inv, 0.0)
-    return jnp.where(ok, cov, jnp.nan)
+    """V = 2 H⁻¹ on the non-fixed block (H is the Hessian of 2NLL); NaN if not positive definite.
+    Dense, or factored for a large arrowhead Hessian (see :data:`DENSE_COVARIANCE_MAX`)."""
+    inv, ok = free_inverse(hess, ~fixed)
+    if isinstance(inv, ArrowheadCovariance) and inv.layout.n <= DENSE_COVARIANCE_MAX:
+        inv = inv.todense()
+    return jax.tree_util.tree_map(lambda a: jnp.where(ok, 2.0 * a, jnp.nan), inv)
+
+
+def model_breakpoints(model):
+    """Static [npars, 3] mask of the model's interpolation breakpoints at α = −1, 0, +1
+    (see :mod:`jaxlike.fit._newton`), or None for a smooth model."""
+    fn = getattr(model, "breakpoints", None)
+    return None if fn is None else fn()
+
+
+def _on_breakpoints(x, breaks):
+    """x with the one-sided representatives b ± δ of a breakpoint written as b itself (the
+    objective is continuous there; the minimiser's side bookkeeping is internal)."""
+    if breaks is None:
+        return x
+    for k, b in enumerate(BREAKPOINT_VALUES):
+        near = jnp.asarray(breaks[:, k]) & (jnp.abs(x - b) <= 4.5e-16)
+        x = jnp.where(near, b, x)
+    return x
 
 
 def fit_arrays(model, data, init, lo, hi, fixed, *, maxiter=200, tol=1e-10):
     """Fit with every input an array (the traced core used by fits, tests and scans)."""
 
     st = minimize(
-        lambda x: model.value_grad_hess(x, data), init, lo, hi, fixed, maxiter=maxiter, tol=tol
+        lambda x: model.value_grad_hess(x, data),
+        init,
+        lo,
+        hi,
+        fixed,
+        breaks=model_breakpoints(model),
+        maxiter=maxiter,
+        tol=tol,
     )
     cov = _covariance(st.hess, fixed)
     span = jnp.maximum(hi - lo, 1.0)
     at_bound = ((st.x <= lo + 1e-9 * span) | (st.x >= hi - 1e-9 * span)) & ~fixed
     return FitResult(
-        bestfit=st.x,
-        uncertainties=jnp.sqrt(jnp.diagonal(cov)),
+        bestfit=_on_breakpoints(st.x, model_breakpoints(model)),
+        uncertainties=jnp.sqrt(covariance_diagonal(cov)),
         covariance=cov,
         twice_nll=st.f,
         converged=st.status == 0,
         status=st.status,
         iterations=st.iterations,
         edm=st.edm,
-        grad_norm=jnp.linalg.norm(jnp.where(st.free, st.grad, 0.0)),
+        grad_norm=jnp.linalg.norm(st.proj_grad),
         at_bound=at_bound,
         fixed=fixed,
+        held=st.held,
+        degenerate=st.degenerate,
+        n_local_minima=st.n_local_minima,
     )
 
 

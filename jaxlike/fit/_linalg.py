@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._arrowhead import ArrowheadHessian
+
 __all__ = ["spd_solve"]
 
 
@@ -51,3 +53,75 @@ def _spd_solve_vmap(axis_size, in_batched, a, b):
     else:
         out = jax.vmap(_solve_one)(a, b)
     return out, (True, True)
+
+
+# -- operations of the minimiser on a Hessian -------------------------------------------------
+# The minimiser touches the Hessian only through these functions, so a structured Hessian (a
+# pytree with the same operations) can replace the dense [n, n] array without changing it.
+# Each dispatches (at trace time) on :class:`~jaxlike.fit._arrowhead.ArrowheadHessian`, the
+# block form of models with many per-bin parameters.
+
+
+def hess_dense(h):
+    """The Hessian as a dense [n, n] array (expands a structured one)."""
+    if isinstance(h, ArrowheadHessian):
+        return h.todense()
+    return h
+
+
+def hess_diag(h):
+    """Diagonal H_ii."""
+    if isinstance(h, ArrowheadHessian):
+        return h.diagonal()
+    return jnp.diagonal(h)
+
+
+def hess_quad(h, v):
+    """Quadratic form vᵀ H v."""
+    if isinstance(h, ArrowheadHessian):
+        return h.quad(v)
+    return v @ h @ v
+
+
+def hess_select(pred, a, b):
+    """``a`` where ``pred`` else ``b`` (a scalar predicate), leaf by leaf."""
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(pred, x, y), a, b)
+
+
+def masked_solve(h, free, diag_add, rhs):
+    """Solve (H_FF + diag(diag_add)_F) x_F = rhs_F on the free block F (x = rhs elsewhere, where
+    the system is the identity) by Cholesky. Returns (x, ok); ok False if not positive definite."""
+    if isinstance(h, ArrowheadHessian):
+        return h.masked_solve(free, diag_add, rhs)
+    both = free[:, None] & free[None, :]
+    a = jnp.where(both, h, 0.0) + jnp.diag(jnp.where(free, diag_add, 1.0))
+    return spd_solve(a, rhs)
+
+
+def free_min_eigvec(h, free):
+    """Unit eigenvector of the smallest eigenvalue of H_FF (0 outside the free block F).
+
+    For an arrowhead Hessian: a unit direction of least curvature from the block factorisation
+    (non-positive curvature whenever H_FF is not positive definite; see
+    ``ArrowheadHessian.min_curvature_direction``)."""
+    if isinstance(h, ArrowheadHessian):
+        return h.min_curvature_direction(free)
+    hd = jnp.abs(jnp.diagonal(h))
+    both = free[:, None] & free[None, :]
+    big = jnp.max(jnp.where(free, hd, 0.0)) + 1.0
+    a = jnp.where(both, h, 0.0) + jnp.diag(jnp.where(free, 0.0, 10.0 * big))
+    _, v = jnp.linalg.eigh(a)
+    return jnp.where(free, v[:, 0], 0.0)
+
+
+def free_inverse(h, free):
+    """(H_FF)⁻¹ embedded in an [n, n] array (0 outside the free block) and ok (PD).
+
+    For an arrowhead Hessian the inverse is an ``ArrowheadCovariance`` (factored; its
+    ``todense()`` is the [n, n] array)."""
+    if isinstance(h, ArrowheadHessian):
+        return h.inverse(free)
+    both = free[:, None] & free[None, :]
+    a = jnp.where(both, h, 0.0) + jnp.diag(jnp.where(free, 0.0, 1.0))
+    inv, ok = spd_solve(a, jnp.eye(a.shape[0], dtype=a.dtype))
+    return jnp.where(both, inv, 0.0), ok

@@ -1,18 +1,40 @@
-"""Box-constrained damped Newton minimiser that runs entirely inside XLA.
+r"""Box-constrained Newton minimiser for piecewise-smooth objectives, entirely inside XLA.
 
-Each iteration uses the exact gradient g and Hessian H of the objective f (2NLL):
+The objective f (2NLL) is smooth except at known *breakpoints*: α = 0 of every parameter that
+enters through a piecewise interpolation (histosys code0 and normsys code1: a kink, the first
+derivative jumps) and α = ±1 of histosys code2 (the curvature jumps). Between breakpoints, and
+inside the box [lo, hi], f is smooth, so the box is cut into *pieces* and the minimiser runs a
+projected Newton method on the piece that holds the iterate. Each iteration uses the exact
+gradient g and Hessian H of the current piece:
 
-1. *Active set*: parameters that are fixed, or sit on a bound with the gradient pushing
-   outwards, are frozen for this step (projected Newton, Bertsekas 1982).
-2. *Levenberg–Marquardt step* on the free block: (H + λ D) d = −g with Marquardt scaling
-   D = diag(|H_ii|) (floored), solved by Cholesky; the trial point is projected onto the box.
-3. *Gain ratio* ρ = (f(x) − f(x')) / (predicted decrease of the quadratic model for the
+1. *Pieces*: a parameter on a breakpoint b sits at b ± δ (δ = 1e-300 at 0, one ulp at ±1): the
+   sign says which piece's formulas are evaluated, so g and H are the one-sided derivatives
+   there (the objective differs from f(b) by δ·|g|, far below double precision).
+2. *Active set*: a parameter is frozen for the step if it is fixed, on a bound of the box with g
+   pushing outwards (projected Newton, Bertsekas 1982), or on a breakpoint with g pushing
+   across it. For the last kind the derivative on the far side is evaluated: if it also
+   descends across (∂⁻ > 0 coming from the right, ∂⁺ < 0 from the left) the parameter moves to
+   the far piece; otherwise the subgradient condition ∂⁻ ≤ 0 ≤ ∂⁺ holds and the parameter is
+   *held* there: that coordinate is optimal. A breakpoint where both sides descend (a concave
+   kink, two-sided histosys: a double well) is recorded, and :func:`minimize` explores the
+   other side too.
+3. *Levenberg–Marquardt step* on the free block: (H + λ D) d = −g with Marquardt scaling
+   D = diag(|H_ii|) (floored), solved by Cholesky; the trial point is projected onto the piece.
+4. *Gain ratio* ρ = (f(x) − f(x')) / (predicted decrease of the quadratic model for the
    projected step). Accept when ρ > 1e-4 and f(x') is finite; then λ ← λ·max(1/3, 1 − (2ρ−1)³),
    else λ ← λ·ν, ν ← 2ν (Nielsen 1999). A non-PD system or a NaN trial is a rejection.
-4. *Convergence*: the estimated distance to minimum EDM = ½ gᵀ H⁻¹ g over the free block
-   (MINUIT's definition for an objective with up = 1) is below ``tol``. If no step can decrease
-   f any more (λ exceeds 1e12) while EDM < ``stall_tol`` the fit is at the floating-point floor
-   and also counts as converged; otherwise it is reported as not converged.
+5. *Convergence*: the estimated distance to minimum EDM = ½ gᵀ H⁻¹ g over the free block
+   (MINUIT's definition for an objective with up = 1) is below ``tol`` and no parameter changed
+   piece. If no step can decrease f any more (λ exceeds 1e12) while EDM < ``stall_tol`` the fit
+   is at the floating-point floor and also counts as converged; otherwise it is reported as not
+   converged.
+
+Where f is smooth (no breakpoints: pyhf's default codes 4/4p) steps 1–2 reduce to the classic
+projected Newton method and cost nothing. The result carries a *certificate*
+(:class:`MinimizeState`): the projected gradient (zero on held coordinates), EDM, the reason for
+stopping, and the active set (parameters on bounds, held on breakpoints, degenerate).
+``status == 0`` means the certificate holds: EDM finite and below tolerance over a positive
+definite free block, every held coordinate satisfies its one-sided condition.
 
 Because it is a ``lax.while_loop`` with per-element state, the minimiser works under ``jit``
 and ``vmap`` (each batch element stops when it has converged).
@@ -23,22 +45,49 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from ._linalg import spd_solve
+from ._linalg import free_min_eigvec, hess_diag, hess_quad, hess_select, masked_solve
 
-__all__ = ["MinimizeState", "minimize", "autodiff_fgh", "STATUS"]
+__all__ = ["MinimizeState", "minimize", "autodiff_fgh", "STATUS", "BREAKPOINT_VALUES"]
 
 STATUS = {
     0: "converged",
     1: "maximum iterations reached",
     2: "stalled above tolerance",
     3: "objective not finite at the starting point",
+    4: "degenerate: a parameter has no effect on the objective (flat direction)",
+    5: "Hessian not positive definite at the end point (saddle or ridge)",
 }
+
+#: The breakpoint positions a parameter can have, in the column order of ``breaks`` masks.
+BREAKPOINT_VALUES = (-1.0, 0.0, 1.0)
+# offset of the one-sided representatives b ± δ: one ulp at ±1, a tiny normal number at 0
+# (XLA on CPU flushes subnormals to zero, which would put −δ back on the right side)
+_BREAK_DELTA = (2.3e-16, 1e-300, 2.3e-16)
+# how many kinks (largest far-side slope first) are explored for a second well
+_MAX_WELL_ROUNDS = 6
 
 
 class MinimizeState(eqx.Module):
-    """Result of :func:`minimize` (all leaves are arrays, batchable)."""
+    """Result of :func:`minimize` and its convergence certificate (leaves are arrays, batchable).
+
+    Attributes:
+        x, f, grad, hess: end point, objective, one-sided gradient and Hessian there.
+        status: a :data:`STATUS` key (0: the certificate holds).
+        edm: ½ g_Fᵀ H_FF⁻¹ g_F over the free block F (inf if H_FF is not positive definite).
+        proj_grad: projected gradient — g on free coordinates, 0 on fixed ones, on bounds with
+            g pointing outwards and on breakpoints where the one-sided condition holds.
+        free: coordinates in the free block of the last step.
+        held: coordinates held on a breakpoint (subgradient condition ∂⁻ ≤ 0 ≤ ∂⁺ met).
+        at_bound: coordinates on a bound of the box with g pointing outwards.
+        degenerate: free coordinates with no curvature (H_ii = 0 relative to the others).
+        concave: coordinates that met a breakpoint where both sides descend (a double well);
+            the other side has been explored, see ``n_local_minima``.
+        n_local_minima: 2 if exploring the other side of a concave breakpoint found a second,
+            different certified minimum (the lower one is returned), else 1.
+    """
 
     x: jax.Array
     f: jax.Array
@@ -49,7 +98,14 @@ class MinimizeState(eqx.Module):
     iterations: jax.Array
     edm: jax.Array
     status: jax.Array  # -1 running, else a STATUS key
-    free: jax.Array  # parameters not frozen by the active set at the last step
+    free: jax.Array
+    held: jax.Array
+    at_bound: jax.Array
+    concave: jax.Array
+    crossed: jax.Array
+    proj_grad: jax.Array
+    degenerate: jax.Array
+    n_local_minima: jax.Array
 
     @property
     def converged(self):
@@ -65,16 +121,9 @@ def _value_grad_hess(fun, x):
     return v, g, 0.5 * (h + h.T)
 
 
-def _masked_system(h, free, diag_add):
-    """H restricted to the free block, identity on the frozen block, plus diag_add."""
-    both = free[:, None] & free[None, :]
-    hm = jnp.where(both, h, 0.0)
-    return hm + jnp.diag(jnp.where(free, diag_add, 1.0))
-
-
-def _solve(a, b):
-    """Cholesky solve; returns (x, ok)."""
-    return spd_solve(a, b)
+def autodiff_fgh(fun):
+    """(value, gradient, Hessian) of a scalar JAX function by forward-over-reverse autodiff."""
+    return lambda x: _value_grad_hess(fun, x)
 
 
 def _damped_step(h, free, dscale, gf, lam):
@@ -88,7 +137,7 @@ def _damped_step(h, free, dscale, gf, lam):
     def body(c):
         _, _, lam_c, tries = c
         lam_c = jnp.where(tries > 0, jnp.maximum(lam_c * 4.0, 1e-6), lam_c)
-        step, ok = _solve(_masked_system(h, free, lam_c * dscale), -gf)
+        step, ok = masked_solve(h, free, lam_c * dscale, -gf)
         return step, ok, lam_c, tries + 1
 
     step, ok, lam_used, _ = lax.while_loop(
@@ -97,12 +146,89 @@ def _damped_step(h, free, dscale, gf, lam):
     return step, ok, lam_used
 
 
-def _free_set(x, g, lo, hi, fixed):
+class _Pieces(eqx.Module):
+    """The piece of the box that holds x: bounds, and which edges are breakpoints."""
+
+    lo: jax.Array
+    hi: jax.Array
+    lo_break: jax.Array  # the lower edge is a breakpoint representative b + δ
+    hi_break: jax.Array
+    lo_mirror: jax.Array  # b − δ: the same breakpoint seen from the piece below
+    hi_mirror: jax.Array
+
+
+def _pieces(x, lo, hi, breaks):
+    """Piece bounds of x: the box, cut at the breakpoints (``breaks`` [P, 3] static or None)."""
+    if breaks is None:
+        no = jnp.zeros(x.shape, bool)
+        return _Pieces(lo, hi, no, no, lo, hi)
+    plo, phi = lo, hi
+    lo_b = hi_b = jnp.zeros(x.shape, bool)
+    lo_m, hi_m = lo, hi
+    for k, (b, d) in enumerate(zip(BREAKPOINT_VALUES, _BREAK_DELTA, strict=True)):
+        on = jnp.asarray(breaks[:, k])
+        right, left = b + d, b - d
+        below = on & (x >= right) & (right > plo) & (right < hi)
+        plo = jnp.where(below, right, plo)
+        lo_b = jnp.where(below, True, lo_b)
+        lo_m = jnp.where(below, left, lo_m)
+    for k in reversed(range(len(BREAKPOINT_VALUES))):
+        b, d = BREAKPOINT_VALUES[k], _BREAK_DELTA[k]
+        on = jnp.asarray(breaks[:, k])
+        right, left = b + d, b - d
+        above = on & (x <= left) & (left < phi) & (left > lo)
+        phi = jnp.where(above, left, phi)
+        hi_b = jnp.where(above, True, hi_b)
+        hi_m = jnp.where(above, right, hi_m)
+    return _Pieces(plo, phi, lo_b, hi_b, lo_m, hi_m)
+
+
+def _snap(x, lo, hi, breaks):
+    """Move coordinates lying exactly on a breakpoint to its right-hand representative b + δ
+    (pyhf's α ≥ 0 branch), so every point belongs to exactly one piece."""
+    x = jnp.clip(x, lo, hi)
+    if breaks is None:
+        return x
+    for k, (b, d) in enumerate(zip(BREAKPOINT_VALUES, _BREAK_DELTA, strict=True)):
+        inside = jnp.asarray(breaks[:, k]) & (x > b - d) & (x < b + d) & (b + d < hi)
+        x = jnp.where(inside, b + d, x)
+    return x
+
+
+def _bound_flags(x, g, pc, lo, hi):
+    """Where x sits on the edges of its piece.
+
+    Returns (bound, on_break, across, x_far): ``bound`` — on a box bound with g pointing out;
+    ``on_break`` — on a breakpoint edge; ``across`` — there with g pointing across it;
+    ``x_far`` — x with every on-breakpoint coordinate moved to the far side's representative.
+    """
     span = jnp.maximum(hi - lo, 1.0)
-    at_lo = x <= lo + 1e-12 * span
-    at_hi = x >= hi - 1e-12 * span
-    pushing_out = (at_lo & (g > 0)) | (at_hi & (g < 0))
-    return ~fixed & ~pushing_out
+    at_lo = jnp.where(pc.lo_break, x <= pc.lo, x <= lo + 1e-12 * span)
+    at_hi = jnp.where(pc.hi_break, x >= pc.hi, x >= hi - 1e-12 * span)
+    brk_lo, brk_hi = at_lo & pc.lo_break, at_hi & pc.hi_break
+    out_lo, out_hi = at_lo & (g > 0), at_hi & (g < 0)
+    across = (out_lo & brk_lo) | (out_hi & brk_hi)
+    bound = (out_lo & ~brk_lo) | (out_hi & ~brk_hi)
+    x_far = jnp.where(brk_lo, pc.lo_mirror, jnp.where(brk_hi, pc.hi_mirror, x))
+    return bound, brk_lo | brk_hi, across, x_far
+
+
+def _far_side(fgh, x, g, x_far, on_break, across, fixed, active):
+    """One-sided analysis at breakpoints: (cross, held, concave) masks.
+
+    ∂ on the far side comes from one extra gradient evaluation with every on-breakpoint
+    coordinate moved across (a coordinate's first derivative depends only on its own side there,
+    as the pieces agree in value). ``cross``: g points across and the far side descends too;
+    ``held``: g points across and the far side does not descend (∂⁻ ≤ 0 ≤ ∂⁺, optimal);
+    ``concave``: both sides descend from the breakpoint (a double well).
+    """
+    on_break = on_break & ~fixed & active
+    g_far = lax.cond(jnp.any(on_break), lambda: fgh(x_far)[1], lambda: g)
+    right = x > x_far  # on the right-hand representative: the far side lies below
+    far_descends = on_break & jnp.where(right, g_far > 0, g_far < 0)
+    here_descends = on_break & jnp.where(right, g < 0, g > 0)
+    across = across & on_break
+    return across & far_descends, across & ~far_descends, here_descends & far_descends
 
 
 def _saddle_escape(x, f, g, h, lo, hi, free, lam):
@@ -119,7 +245,7 @@ def _saddle_escape(x, f, g, h, lo, hi, free, lam):
     span = jnp.maximum(hi - lo, 1.0)
     at_lo = x <= lo + 1e-12 * span
     at_hi = x >= hi - 1e-12 * span
-    hd = jnp.diagonal(h)
+    hd = hess_diag(h)
     flat = jnp.abs(g) <= 1e-10 * jnp.maximum(1.0, jnp.abs(f))
     escape = free & (at_lo | at_hi) & flat & (hd < 0) & (hi > lo)
     size = jnp.minimum(jnp.sqrt(2.0 / jnp.where(hd < 0, -hd, 1.0)) / (1.0 + lam), 0.1 * (hi - lo))
@@ -128,37 +254,52 @@ def _saddle_escape(x, f, g, h, lo, hi, free, lam):
 
 def _edm(g, h, free):
     gf = jnp.where(free, g, 0.0)
-    y, ok = _solve(_masked_system(h, free, 0.0), gf)
+    y, ok = masked_solve(h, free, jnp.zeros_like(gf), gf)
     return jnp.where(ok, 0.5 * jnp.dot(gf, y), jnp.inf)
 
 
-def autodiff_fgh(fun):
-    """(value, gradient, Hessian) of a scalar JAX function by forward-over-reverse autodiff."""
-    return lambda x: _value_grad_hess(fun, x)
+def _degenerate(h, free, edm):
+    """Free coordinates along which the objective has no curvature.
 
-
-def minimize(fgh, x0, lo, hi, fixed, *, maxiter=200, tol=1e-10, stall_tol=1e-6, lam0=1e-4):
-    """Minimise f over the box [lo, hi] with ``fixed`` parameters held at ``x0``.
-
-    ``fgh(x)`` returns (f, ∇f, ∇²f) — e.g. :func:`autodiff_fgh` of any pure JAX function, or the
-    structured Hessian of a model (:func:`jaxlike.model.value_grad_hess`). It is traced once:
-    the first loop iteration evaluates the starting point, later ones a trial step (this halves
-    compile time compared with evaluating x0 outside the loop).
-    Returns a :class:`MinimizeState`.
+    A coordinate with an exactly vanishing Hessian row (|H_ii| ≤ 1e-200: a parameter with no
+    effect) is degenerate. If H_FF is not positive definite (EDM not finite) without such a row,
+    the coordinates that carry the eigenvector of the smallest eigenvalue of H_FF (|v_i| > 0.3)
+    are reported: the flat or descending combination.
     """
-    x0 = jnp.clip(jnp.asarray(x0), lo, hi)
+    zero = free & (jnp.abs(hess_diag(h)) <= 1e-200)
+
+    def by_eigenvector():
+        return free & (jnp.abs(free_min_eigvec(h, free)) > 0.3)
+
+    need = ~jnp.isfinite(edm) & ~jnp.any(zero)
+    return zero | lax.cond(need, by_eigenvector, lambda: jnp.zeros_like(free))
+
+
+def _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0):
+    """One projected-Newton run from x0 (see the module docstring); no certificate pass yet."""
+    x0 = _snap(x0, lo, hi, breaks)
     n, dtype = x0.shape[0], x0.dtype
+    no = jnp.zeros((n,), bool)
     state = MinimizeState(
         x=x0,
         f=jnp.asarray(jnp.inf, dtype),
         grad=jnp.zeros((n,), dtype),
-        hess=jnp.eye(n, dtype=dtype),
+        hess=jax.tree_util.tree_map(
+            lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(lambda: fgh(x0)[2])
+        ),
         lam=jnp.asarray(lam0, dtype),
         nu=jnp.asarray(2.0, dtype),
         iterations=jnp.asarray(-1),
         edm=jnp.asarray(jnp.inf, dtype),
         status=jnp.asarray(-1),
         free=~fixed,
+        held=no,
+        at_bound=no,
+        concave=no,
+        crossed=no,
+        proj_grad=jnp.zeros((n,), dtype),
+        degenerate=no,
+        n_local_minima=jnp.asarray(1),
     )
 
     def cond(s):
@@ -166,11 +307,21 @@ def minimize(fgh, x0, lo, hi, fixed, *, maxiter=200, tol=1e-10, stall_tol=1e-6, 
 
     def body(s):
         first = s.iterations < 0
-        free = _free_set(s.x, s.grad, lo, hi, fixed)
+        pc = _pieces(s.x, lo, hi, breaks)
+        bound, on_break, across, x_far = _bound_flags(s.x, s.grad, pc, lo, hi)
+        if breaks is None:
+            cross = held = conc = jnp.zeros_like(fixed)
+        else:
+            cross, held, conc = _far_side(
+                fgh, s.x, s.grad, x_far, on_break, across, fixed, ~first
+            )
+        across = across & ~fixed & ~first
+        concave = s.concave | conc
+        free = ~fixed & ~bound & ~across
         escape, t_in = _saddle_escape(s.x, s.f, s.grad, s.hess, lo, hi, free, s.lam)
         free = free & ~escape
         gf = jnp.where(free, s.grad, 0.0)
-        dscale = jnp.abs(jnp.diag(s.hess))
+        dscale = jnp.abs(hess_diag(s.hess))
         dscale = jnp.maximum(
             dscale, jnp.maximum(1e-8 * jnp.max(jnp.where(free, dscale, 0.0)), 1e-12)
         )
@@ -180,15 +331,17 @@ def minimize(fgh, x0, lo, hi, fixed, *, maxiter=200, tol=1e-10, stall_tol=1e-6, 
         edm_here = jnp.where(ok & ~jnp.any(escape), -0.5 * jnp.dot(gf, step), jnp.inf)
         step = jnp.where(escape, t_in, step)
         step = jnp.where(first, 0.0, step)
-        x_new = jnp.where(free | escape, jnp.clip(s.x + step, lo, hi), s.x)
+        x_new = jnp.where(free | escape, jnp.clip(s.x + step, pc.lo, pc.hi), s.x)
+        x_new = jnp.where(cross, x_far, x_new)
         dx = x_new - s.x
-        pred = -(jnp.dot(s.grad, dx) + 0.5 * dx @ s.hess @ dx)
+        pred = -(jnp.dot(s.grad, dx) + 0.5 * hess_quad(s.hess, dx))
         f_new, g_new, h_new = fgh(x_new)
         finite = jnp.isfinite(f_new) & jnp.all(jnp.isfinite(g_new))
         actual = s.f - f_new
         rho = actual / jnp.where(pred > 0, pred, jnp.inf)
         good = ok & finite & (actual >= 0)
-        accept = first | (good & ((rho > 1e-4) | (jnp.abs(actual) <= 1e-14 * (1.0 + jnp.abs(s.f)))))
+        tiny = jnp.abs(actual) <= 1e-14 * (1.0 + jnp.abs(s.f))
+        accept = first | (good & ((rho > 1e-4) | tiny)) | (finite & jnp.any(cross) & tiny)
         lam = jnp.where(
             first,
             s.lam,
@@ -196,17 +349,18 @@ def minimize(fgh, x0, lo, hi, fixed, *, maxiter=200, tol=1e-10, stall_tol=1e-6, 
                 accept, lam_used * jnp.maximum(0.1, 1.0 - (2.0 * rho - 1.0) ** 3), lam_used * s.nu
             ),
         )
+        lam = jnp.where(accept & jnp.any(cross) & ~jnp.any(free), s.lam, lam)
         lam = jnp.clip(lam, 1e-15, 1e20)
         nu = jnp.where(accept, 2.0, s.nu * 2.0)
         x = jnp.where(accept, x_new, s.x)
         f = jnp.where(accept, f_new, s.f)
         g = jnp.where(accept, g_new, s.grad)
-        h = jnp.where(accept, h_new, s.hess)
+        h = hess_select(accept, h_new, s.hess)
         it = s.iterations + 1
-        # converged: the Newton step from the previous point was tiny (small λ, EDM below tol)
-        # and the step was taken; or EDM of the new point (checked next iteration).
+        # converged: the Newton step from the previous point was tiny (small λ, EDM below tol),
+        # no coordinate had to change piece, and the step was taken
         edm = jnp.where(first, jnp.inf, jnp.where(lam < 1e-2, edm_here, s.edm))
-        small = (edm < tol) & ~first & (s.lam < 1e-2)
+        small = (edm < tol) & ~first & (s.lam < 1e-2) & ~jnp.any(cross)
         status = jnp.where(
             first & ~finite,
             3,
@@ -215,7 +369,7 @@ def minimize(fgh, x0, lo, hi, fixed, *, maxiter=200, tol=1e-10, stall_tol=1e-6, 
                 0,
                 jnp.where(
                     lam >= 1e12,
-                    jnp.where(s.edm < stall_tol, 0, 2),
+                    jnp.where((s.edm < stall_tol) & ~jnp.any(cross), 0, 2),
                     jnp.where(it >= maxiter, 1, -1),
                 ),
             ),
@@ -230,8 +384,144 @@ def minimize(fgh, x0, lo, hi, fixed, *, maxiter=200, tol=1e-10, stall_tol=1e-6, 
             iterations=it,
             edm=edm,
             status=status,
-            free=_free_set(x, g, lo, hi, fixed),
+            free=free,
+            held=held & ~cross,
+            at_bound=bound,
+            concave=concave,
+            crossed=s.crossed | cross,
+            proj_grad=jnp.where(free, s.grad, 0.0),
+            degenerate=s.degenerate,
+            n_local_minima=s.n_local_minima,
         )
 
-    st = lax.while_loop(cond, body, state)
-    return eqx.tree_at(lambda s: s.edm, st, _edm(st.grad, st.hess, st.free))
+    return lax.while_loop(cond, body, state)
+
+
+def _certify(fgh, st, lo, hi, fixed, breaks, stall_tol):
+    """Recompute the active set at the end point and the certificate: EDM over the free block,
+    projected gradient, held/at-bound/degenerate coordinates, final status."""
+    pc = _pieces(st.x, lo, hi, breaks)
+    bound, on_break, across, x_far = _bound_flags(st.x, st.grad, pc, lo, hi)
+    if breaks is None:
+        cross = held = jnp.zeros_like(fixed)
+    else:
+        cross, held, _ = _far_side(fgh, st.x, st.grad, x_far, on_break, across, fixed, True)
+    free = ~fixed & ~bound & ~held
+    edm = _edm(st.grad, st.hess, free)
+    degenerate = _degenerate(st.hess, free, edm)
+    pgrad = jnp.where(free, st.grad, 0.0)
+    status = st.status
+    status = jnp.where((status == 0) & jnp.any(cross), 2, status)  # a piece change is pending
+    flat = jnp.any(degenerate & (jnp.abs(hess_diag(st.hess)) <= 1e-200))
+    status = jnp.where((status == 0) & flat, 4, status)
+    status = jnp.where((status == 0) & ~jnp.isfinite(edm), 5, status)
+    status = jnp.where((status == 0) & (edm > stall_tol), 2, status)
+    return eqx.tree_at(
+        lambda s: (s.edm, s.free, s.held, s.at_bound, s.proj_grad, s.degenerate, s.status),
+        st,
+        (edm, free, held, bound, pgrad, degenerate, status),
+    )
+
+
+def _far_wells(fgh, st, fixed, breaks):
+    """Kinks at α = 0 whose far side may hold another minimum: (mask, far-side slope).
+
+    For each coordinate i with a kink at 0 that ended off its kink (not held), the one-sided
+    derivative of f along e_i just across the kink (α_i = ∓δ, the other coordinates at the end
+    point) is evaluated by a forward-mode directional derivative. If it descends away from the
+    kink, the interpolation has a concave kink there and a second well may exist on that side.
+    """
+    idx = np.flatnonzero(breaks[:, 1])
+    xi = st.x[idx]
+    live = ~fixed[idx] & ~st.held[idx] & (jnp.abs(xi) > 1e-290)
+    far = -jnp.sign(xi) * 1e-300
+    value = lambda x: fgh(x)[0]  # noqa: E731
+
+    def slope(i, v):
+        x = st.x.at[i].set(v)
+        e = jnp.zeros_like(x).at[i].set(1.0)
+        return jax.jvp(value, (x,), (e,))[1]
+
+    g = jax.vmap(slope)(jnp.asarray(idx), far)
+    down = live & jnp.where(xi > 0, g > 0, g < 0)
+    mask = jnp.zeros(st.x.shape, bool).at[idx].set(down)
+    return mask, jnp.zeros(st.x.shape, st.x.dtype).at[idx].set(jnp.abs(g))
+
+
+def minimize(
+    fgh,
+    x0,
+    lo,
+    hi,
+    fixed,
+    *,
+    breaks=None,
+    maxiter=200,
+    tol=1e-10,
+    stall_tol=1e-6,
+    lam0=1e-4,
+):
+    """Minimise f over the box [lo, hi] with ``fixed`` parameters held at ``x0``.
+
+    ``fgh(x)`` returns (f, ∇f, ∇²f) — e.g. :func:`autodiff_fgh` of any pure JAX function, or the
+    structured Hessian of a model (:func:`jaxlike.model.value_grad_hess`). It is traced once
+    inside the loop (the first iteration evaluates the starting point, later ones a trial step).
+    ``breaks``: static boolean array [n, 3] marking, per parameter, breakpoints of f at
+    α = −1, 0, +1 (:data:`BREAKPOINT_VALUES`), or None for a smooth objective.
+
+    Double wells: piecewise-linear interpolation (a kink at 0) can make two local minima along
+    one parameter. After the first run, every kink whose far side descends from the kink (or
+    that was met concave on the way) is explored: up to ``min(#kinks, 6)`` further runs, one
+    kink at a time (largest far-side slope first), each from the best point so far with that
+    coordinate mirrored; the lowest certified minimum is returned and ``n_local_minima`` is 2
+    if a different certified minimum was found. A run that did not converge is retried once
+    from its end point. Returns a :class:`MinimizeState` (the certificate).
+    """
+    x0 = jnp.asarray(x0)
+    lo, hi, fixed = jnp.asarray(lo, x0.dtype), jnp.asarray(hi, x0.dtype), jnp.asarray(fixed)
+    if breaks is not None:
+        breaks = np.asarray(breaks, bool).reshape(x0.shape[0], len(BREAKPOINT_VALUES))
+        if not breaks.any():
+            breaks = None
+    first = _certify(fgh, _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0),
+                     lo, hi, fixed, breaks, stall_tol)  # fmt: skip
+    if breaks is None:
+        return first
+    # Double wells: a kink at 0 whose far side descends from the kink may hide a second
+    # minimum there. Try them one at a time (largest far-side slope first) from the best point
+    # so far, with that coordinate mirrored, keeping whichever certified minimum is lowest;
+    # a failed first run is retried from its end point.
+    kinks0 = int(breaks[:, 1].sum())
+    rounds = min(kinks0, _MAX_WELL_ROUNDS) + 1
+
+    def far(st):
+        w, slope = _far_wells(fgh, st, fixed, breaks)
+        return w | st.concave, slope
+
+    def cond(c):
+        best, tried, k, _ = c
+        w, _ = far(best)
+        return (k < rounds) & (jnp.any(w & ~tried) | ((k == 0) & (best.status != 0)))
+
+    def body(c):
+        best, tried, k, nmin = c
+        w, slope = far(best)
+        cand = w & ~tried
+        i = jnp.argmax(jnp.where(cand, slope, -1.0))
+        flip = cand & (jnp.arange(cand.shape[0]) == i) & jnp.any(cand)
+        x1 = jnp.where(flip, -best.x, best.x)
+        st = _certify(fgh, _run(fgh, x1, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0),
+                      lo, hi, fixed, breaks, stall_tol)  # fmt: skip
+        ok1, ok2 = best.status == 0, st.status == 0
+        better = (ok2 & ~ok1) | ((ok1 == ok2) & (st.f < best.f - 1e-12))
+        other = ok1 & ok2 & (jnp.abs(st.f - best.f) > 1e-6) & (
+            jnp.max(jnp.abs(st.x - best.x)) > 1e-4
+        )
+        st = eqx.tree_at(lambda s: s.iterations, st, st.iterations + best.iterations)
+        new = hess_select(better, st, eqx.tree_at(lambda s: s.iterations, best, st.iterations))
+        return new, tried | flip, k + 1, jnp.where(other, 2, nmin)
+
+    best, _, _, nmin = lax.while_loop(
+        cond, body, (first, jnp.zeros_like(fixed), jnp.asarray(0), jnp.asarray(1))
+    )
+    return eqx.tree_at(lambda s: s.n_local_minima, best, nmin)

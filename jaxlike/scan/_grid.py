@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..exceptions import InvalidParameters, InvalidScanConfig
-from ..fit import fit, minimize
+from ..fit import fit, minimize, model_breakpoints
 from ._mass import scan_digest
 from ._stream import run_scan
 
@@ -148,7 +148,14 @@ def _point_fn(model, data, init, lo, hi, fixed, ix, iy, maxiter, tol):
     def one(h):
         x0 = init.at[ix].set(h["x"]).at[iy].set(h["y"])
         st = minimize(
-            lambda p: model.value_grad_hess(p, data), x0, lo, hi, fixed, maxiter=maxiter, tol=tol
+            lambda p: model.value_grad_hess(p, data),
+            x0,
+            lo,
+            hi,
+            fixed,
+            breaks=model_breakpoints(model),
+            maxiter=maxiter,
+            tol=tol,
         )
         return {
             "twice_nll": st.f,
@@ -171,7 +178,8 @@ def _row_fn(model, data, init, lo, hi, fixed, ix, iy, yv, maxiter, tol):
         def step(carry, yj):
             st = minimize(
                 lambda p: model.value_grad_hess(p, data),
-                carry.at[iy].set(yj), lo, hi, fixed, maxiter=maxiter, tol=tol,
+                carry.at[iy].set(yj), lo, hi, fixed, breaks=model_breakpoints(model),
+                maxiter=maxiter, tol=tol,
             )  # fmt: skip
             ok = st.status == 0
             out = {
