@@ -271,6 +271,7 @@ def run_posterior_job(config, out_dir, *, overrides=None, progress=print):
         "model": {"npars": model.config.npars, "par_names_reported": names},
         "mle": {
             "converged": bool(mle.converged),
+            "status": mle.message(model.config.par_names),
             "twice_nll": float(mle.twice_nll),
             "values": {n: float(mle.bestfit[model.config.par_index(n)]) for n in names},
         },

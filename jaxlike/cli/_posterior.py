@@ -84,14 +84,15 @@ def cmd_posterior(args) -> int:
                 )
                 print(f"  {e['quantity']:>6}  mode {e['mode']:.3g}  {hd}  R-hat {e['rhat']:.4f}")
         print(f"written to {args.output}/")
-    bad = not summary["mle"]["converged"]
-    for post in summary["posteriors"].values():
-        bad |= post["divergences"] > 0
-        bad |= any(not (e["rhat"] < RHAT_MAX) for e in post["parameters"].values())
-    if bad:
-        print(
-            "jaxlike: warning: MLE not converged, R-hat >= 1.01 or divergent transitions",
-            file=sys.stderr,
-        )
+    reasons = []
+    if not summary["mle"]["converged"]:
+        reasons.append(f"MLE not converged ({summary['mle']['status']})")
+    for name, post in summary["posteriors"].items():
+        if post["divergences"] > 0:
+            reasons.append(f"{name}: {post['divergences']} divergent transitions")
+        worst = [(k, e["rhat"]) for k, e in post["parameters"].items() if not e["rhat"] < RHAT_MAX]
+        reasons += [f"{name}: R-hat({k}) = {r:.4f} >= {RHAT_MAX}" for k, r in worst]
+    if reasons:
+        print(f"jaxlike: warning: {'; '.join(reasons)}", file=sys.stderr)
         return EXIT_NOT_CONVERGED
     return 0
