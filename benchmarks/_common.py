@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "many_bins_spec",
     "erjr_paths",
     "erjr_subset",
     "group_layouts",
@@ -336,6 +337,53 @@ def synth_channels(signal, bkg, unc, hi, lo) -> list:
             ],
         }
     ]
+
+
+def many_bins_spec(nbins: int, variant: str = "shapesys", seed: int = 0) -> dict:
+    """pyhf workspace with one channel of ``nbins`` bins (bench_bins; same as the tests'
+    ``tests/test_arrowhead.py::many_bins_spec``): a Gaussian signal bump with normfactor ``mu``
+    (yield ∝ 1/√nbins, so CLs(μ = 1) stays O(0.1)) on a falling background with one shapesys γ
+    per bin. ``variant="full"``: also a staterror on signal and background (two local γ per
+    bin), normsys on both, a background histosys and a third sample with a normsys and lumi."""
+    rng = np.random.default_rng(seed)
+    x = (np.arange(nbins) + 0.5) / nbins
+    bkg = 50.0 * np.exp(-2.0 * x) + 5.0
+    sig = 3.0 * np.sqrt(300.0 / nbins) * (np.exp(-0.5 * ((x - 0.5) / 0.05) ** 2) + 0.03)
+    bmods = [{"name": "bkg_unc", "type": "shapesys", "data": (0.1 * bkg).tolist()}]
+    smods = [{"name": "mu", "type": "normfactor", "data": None}]
+    samples = [
+        {"name": "signal", "data": sig.tolist(), "modifiers": smods},
+        {"name": "background", "data": bkg.tolist(), "modifiers": bmods},
+    ]
+    expected = bkg + 0.5 * sig
+    params = []
+    if variant == "full":
+        tilt = 0.08 * (x - 0.5)
+        other = 10.0 + 5.0 * x
+        hist = {"hi_data": (bkg * (1 + tilt)).tolist(), "lo_data": (bkg * (1 - tilt)).tolist()}
+        bmods += [
+            {"name": "staterror_SR", "type": "staterror", "data": (0.05 * bkg).tolist()},
+            {"name": "bkg_norm", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}},
+            {"name": "bkg_shape", "type": "histosys", "data": hist},
+        ]
+        smods += [
+            {"name": "sig_eff", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
+            {"name": "staterror_SR", "type": "staterror", "data": (0.03 * sig).tolist()},
+            {"name": "lumi", "type": "lumi", "data": None},
+        ]
+        samples.append({"name": "other", "data": other.tolist(), "modifiers": [
+            {"name": "other_norm", "type": "normsys", "data": {"hi": 1.2, "lo": 0.85}},
+            {"name": "lumi", "type": "lumi", "data": None}]})  # fmt: skip
+        params = [{"name": "lumi", "auxdata": [1.0], "sigmas": [0.02], "inits": [1.0],
+                   "bounds": [[0.5, 1.5]]}]  # fmt: skip
+        expected = expected + other
+    obs = rng.poisson(expected).astype(float)
+    return {
+        "channels": [{"name": "SR", "samples": samples}],
+        "observations": [{"name": "SR", "data": obs.tolist()}],
+        "measurements": [{"name": "meas", "config": {"poi": "mu", "parameters": params}}],
+        "version": "1.0.0",
+    }
 
 
 # ----------------------------------------------------------------------------- pyhf reference runs

@@ -148,6 +148,8 @@ def yields(model, pars, covariance, data=None, *, kind="postfit", n_samples=0, s
     """
     cfg = model.config
     pars = jnp.asarray(pars, float)
+    if hasattr(covariance, "todense"):  # a factored fit covariance (many per-bin parameters)
+        covariance = covariance.todense()
     cov = jnp.asarray(covariance, float)
     S, B, C = len(cfg.samples), cfg.nmaindata, len(cfg.channels)
     q, sig = jax.device_get(_linearised(model, pars, cov))

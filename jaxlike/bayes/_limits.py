@@ -79,6 +79,7 @@ from ..exceptions import (
     PosteriorRangeError,
 )
 from ..fit import fit_arrays, fixed_poi_fit, prepare_fit_inputs
+from ..fit._linalg import hess_dense
 
 __all__ = [
     "BayesianLimitResult",
@@ -249,6 +250,7 @@ def _fisher_information(model, pars, poi):
 def _log_marginal_laplace(model, data, fr):
     """log L(θ̂̂) + (k/2) log 2π − ½ log det Σ⁻¹ over the k free nuisances of the fit ``fr``."""
     _, _, hess = model.value_grad_hess(fr.bestfit, data)
+    hess = hess_dense(hess)
     free = ~fr.fixed
     _, logdet, ok = _factor(_masked_precision(hess, free))
     k = jnp.sum(free)
@@ -274,6 +276,7 @@ def _log_marginal_quadrature(model, data, fr, lo, hi, dims, n_quad):
         return -0.5 * fr.twice_nll, jnp.asarray(True)
     dims = np.asarray(dims)
     _, _, hess = model.value_grad_hess(fr.bestfit, data)
+    hess = hess_dense(hess)
     free = ~fr.fixed[dims]
     root, logdet, ok = _factor(_masked_precision(hess[dims][:, dims], free))  # root = Σ^{1/2}
     x, w, idx = _gauss_hermite_grid(n_quad, k)

@@ -181,6 +181,10 @@ class ArrowheadHessian(eqx.Module):
         full = jnp.block([[self.A, cf.T], [cf, dd]]) if G and L else (self.A if G else dd)
         return full[lay.inv][:, lay.inv]
 
+    def __array__(self, dtype=None, copy=None):
+        out = np.asarray(self.todense())
+        return out if dtype is None else out.astype(dtype)
+
     def diagonal(self):
         return self.layout.join(
             jnp.diagonal(self.A), jnp.diagonal(self.D, axis1=-2, axis2=-1)
@@ -334,6 +338,13 @@ class ArrowheadCovariance(eqx.Module):
     def dtype(self):
         return self.Sinv.dtype
 
+    def scaled(self, factor, ok=True):
+        """factor · this matrix (Sinv and Dinv scale, Y = D⁻¹C does not); NaN where not ``ok``."""
+        nan = lambda a: jnp.where(ok, a, jnp.nan)  # noqa: E731
+        return ArrowheadCovariance(
+            nan(factor * self.Sinv), nan(self.Y), nan(factor * self.Dinv), self.layout
+        )
+
     def diagonal(self):
         def one(cov):
             lay = cov.layout
@@ -345,17 +356,20 @@ class ArrowheadCovariance(eqx.Module):
         return _unbatched(self, one, 2)
 
     def todense(self):
+        """The [P, P] matrix: Z S⁻¹ Zᵀ + blockdiag(D⁻¹) with Z = (I_G; −Y) in parameter order
+        (one P×G×P product written in place, plus the n_b·k² block entries)."""
+
         def one(cov):
             lay = cov.layout
-            G, L = lay.G, lay.nb * lay.k
-            yf = cov.Y.reshape(L, G)
-            gl = -(cov.Sinv @ yf.T)
-            ll = yf @ cov.Sinv @ yf.T
-            ll = ll.reshape(lay.nb, lay.k, lay.nb, lay.k)
-            ll = ll.at[np.arange(lay.nb), :, np.arange(lay.nb), :].add(cov.Dinv).reshape(L, L)
-            full = jnp.block([[cov.Sinv, gl], [gl.T, ll]]) if G and L else (
-                cov.Sinv if G else ll)  # fmt: skip
-            return full[lay.inv][:, lay.inv]
+            z = jnp.concatenate(
+                [jnp.eye(lay.G, dtype=cov.Y.dtype), -cov.Y.reshape(lay.nb * lay.k, lay.G)]
+            )[lay.inv]
+            full = z @ cov.Sinv @ z.T
+            real = ~lay.pad
+            rows = np.broadcast_to(lay.loc[:, :, None], cov.Dinv.shape)
+            cols = np.broadcast_to(lay.loc[:, None, :], cov.Dinv.shape)
+            keep = real[:, :, None] & real[:, None, :]
+            return full.at[rows[keep], cols[keep]].add(cov.Dinv[keep])
 
         return _unbatched(self, one, 2)
 

@@ -104,9 +104,10 @@ def _covariance(hess, fixed):
     """V = 2 H⁻¹ on the non-fixed block (H is the Hessian of 2NLL); NaN if not positive definite.
     Dense, or factored for a large arrowhead Hessian (see :data:`DENSE_COVARIANCE_MAX`)."""
     inv, ok = free_inverse(hess, ~fixed)
-    if isinstance(inv, ArrowheadCovariance) and inv.layout.n <= DENSE_COVARIANCE_MAX:
-        inv = inv.todense()
-    return jax.tree_util.tree_map(lambda a: jnp.where(ok, 2.0 * a, jnp.nan), inv)
+    if isinstance(inv, ArrowheadCovariance):
+        cov = inv.scaled(2.0, ok)
+        return cov if inv.layout.n > DENSE_COVARIANCE_MAX else cov.todense()
+    return jnp.where(ok, 2.0 * inv, jnp.nan)
 
 
 def model_breakpoints(model):

@@ -1,5 +1,6 @@
 """Model layer: compile pyhf-JSON channels into a differentiable, batchable likelihood."""
 
+from ._arrowhead import arrowhead_layout, with_hessian_layout
 from ._build import DEFAULT_MODIFIER_SETTINGS, MODIFIER_TYPES, build_model
 from ._config import ModelConfig, ParamSet
 from ._hessian import value_grad_hess
@@ -25,4 +26,6 @@ __all__ = [
     "registered_rates",
     "stack_models",
     "value_grad_hess",
+    "arrowhead_layout",
+    "with_hessian_layout",
 ]

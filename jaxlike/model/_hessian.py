@@ -5,21 +5,25 @@ r"""2NLL, its gradient and its exact Hessian from the structure of a HistFactory
 is applied by hand. Write the yield of sample s in bin b as
 
 .. math:: \nu_{sb} = \Pi_{sb}\, E_{sb}\, N_{sb},\qquad
-          \Pi = \prod_k \theta_{k(sb)},\quad E = \exp\sum_m \log f_m(\alpha_m),\quad
+          \Pi = \prod_k \theta_{k(sb)},\quad
+          E = \Big(\prod_m \operatorname{sign} f_m\Big) \exp\sum_m \log|f_m(\alpha_m)|,\quad
           N = \nu^0 + \sum_m \Delta_m(\alpha_m)
 
 where the k-slots are the *direct* factors (normfactor, lumi, shapefactor, shapesys,
 staterror: linear in their parameter) and the *smooth* parameters α enter through normsys
-(log f) and histosys (Δ). With A_p = ∂log E/∂α_p and D_p = ∂N/∂α_p:
+(f, which code 4 lets be negative: E is pyhf's product Π f_m) and histosys (Δ). With
+A_p = ∂log|E|/∂α_p = f'_p/f_p, C_p = (∂²_p E)/E = f''_p/f_p and D_p = ∂N/∂α_p:
 
 .. math::
     \partial_p \nu = \Pi E (A_p N + D_p), \qquad \partial_k \nu = \Pi_{-k} E N \\
-    \partial_p\partial_q \nu = \Pi E\,[A_p A_q N + A_p D_q + A_q D_p
-                                      + \delta_{pq}(A'_p N + D'_p)] \\
+    \partial_p\partial_q \nu = \Pi E\,[A_p A_q N + A_p D_q + A_q D_p] \;(p \neq q), \qquad
+    \partial_p^2 \nu = \Pi E\,[C_p N + 2 A_p D_p + D'_p] \\
     \partial_k \partial_p \nu = \Pi_{-k} E (A_p N + D_p), \qquad
     \partial_k \partial_l \nu = \Pi_{-k,-l} E N \;(k \neq l)
 
-with Π_{-k} the product of the other direct slots (no division, so θ = 0 is safe). Then, for
+with Π_{-k} the product of the other direct slots (no division, so θ = 0 is safe). E A_p =
+E_{-p} f'_p and E C_p = E_{-p} f''_p stay finite where f_p → 0; C_p is taken in closed form,
+not as A'_p + A_p² (two terms ~1/f² that cancel). Then, for
 2NLL = 2 Σ_b (ν_b − n_b log ν_b) + constraints,
 
 .. math:: H = J\,\mathrm{diag}(2n/\nu^2)\,J^T + \sum_b 2(1 - n_b/\nu_b)\,\nabla^2\nu_b + H_c
@@ -34,7 +38,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from ._interp import histosys_derivatives, normsys_log_derivatives
+from ._interp import histosys_derivatives, normsys_hessian_parts
 from ._model import poisson_logpdf
 
 __all__ = ["value_grad_hess"]
@@ -76,22 +80,24 @@ def _exclusive_products(vals):
 
 
 def _smooth_terms(model, pars, smooth, ns_map, hs_map):
-    """E, N and the per-smooth-parameter arrays A, A', D, D' of shape [Psm, S, B]."""
+    """E, N and the per-smooth-parameter arrays A, C, D, D' of shape [Psm, S, B]."""
     w, mk = model.wiring, model.masks
     shape = (len(smooth),) + model.nominal.shape
     zeros = jnp.zeros(shape, pars.dtype)
-    A = A2 = D = D2 = zeros
+    A = C = D = D2 = zeros
     log_e = jnp.zeros_like(model.nominal)
+    sign_e = jnp.ones_like(model.nominal)
     n_shift = model.nominal
     if w.normsys:
         alpha = pars[np.asarray(w.normsys)][:, None, None]
-        lf, lf1, lf2 = normsys_log_derivatives(
+        sf, lf, lf1, rf2 = normsys_hessian_parts(
             w.normsys_code, alpha, model.normsys_lo, model.normsys_hi
         )
         on = mk["normsys"]
         log_e = jnp.sum(jnp.where(on, lf, 0.0), axis=0)
+        sign_e = jnp.prod(jnp.where(on, sf, 1.0), axis=0)
         A = jnp.einsum("pm,msb->psb", ns_map, jnp.where(on, lf1, 0.0))
-        A2 = jnp.einsum("pm,msb->psb", ns_map, jnp.where(on, lf2, 0.0))
+        C = jnp.einsum("pm,msb->psb", ns_map, jnp.where(on, rf2, 0.0))
     if w.histosys:
         alpha = pars[np.asarray(w.histosys)][:, None, None]
         dl, d1, d2 = histosys_derivatives(
@@ -101,7 +107,20 @@ def _smooth_terms(model, pars, smooth, ns_map, hs_map):
         n_shift = model.nominal + jnp.sum(jnp.where(on, dl, 0.0), axis=0)
         D = jnp.einsum("pm,msb->psb", hs_map, jnp.where(on, d1, 0.0))
         D2 = jnp.einsum("pm,msb->psb", hs_map, jnp.where(on, d2, 0.0))
-    return jnp.exp(log_e), n_shift, A, A2, D, D2
+    return sign_e * jnp.exp(log_e), n_shift, A, C, D, D2
+
+
+def _smooth_curvature(A, C, D, D2, V, N):
+    """Σ_sb V_sb ∂_p∂_q(E N)_sb / E_sb, the smooth-smooth curvature of ν weighted by
+    V = r Π E (shared by the dense and the arrowhead Hessian)."""
+    # A_p A_q E off the diagonal only: on it, C_p E replaces A_p² E + A'_p E
+    offdiag = ~np.eye(A.shape[0], dtype=bool)
+    h_ss = (
+        jnp.where(offdiag, jnp.einsum("psb,sb,qsb->pq", A, V * N, A), 0.0)
+        + jnp.einsum("psb,sb,qsb->pq", A, V, D)
+        + jnp.einsum("psb,sb,qsb->pq", D, V, A)
+    )
+    return h_ss + jnp.diag(jnp.einsum("sb,psb->p", V, C * N[None] + D2))
 
 
 def _constraint_terms(model, pars, aux):
@@ -149,7 +168,17 @@ def _reweight_curvature(H, rw, res, pi, pi_minus1, E0, N, M, smooth, idx):
 
 
 def value_grad_hess(model, pars, data):
-    """(2NLL, ∇ 2NLL, ∇² 2NLL) at ``pars`` for ``data`` (see module docstring)."""
+    """(2NLL, ∇ 2NLL, ∇² 2NLL) at ``pars`` for ``data`` (see module docstring).
+
+    For a model with many per-bin parameters (:func:`jaxlike.model._arrowhead.arrowhead_layout`)
+    the Hessian is an :class:`~jaxlike.fit._arrowhead.ArrowheadHessian` (block form, never the
+    dense P×P matrix; ``.todense()`` gives it); otherwise a dense [P, P] array.
+    """
+    from ._arrowhead import arrowhead_layout, arrowhead_value_grad_hess
+
+    lay = arrowhead_layout(model)
+    if lay is not None:
+        return arrowhead_value_grad_hess(model, pars, data, lay)
     pars, data = jnp.asarray(pars), jnp.asarray(data)
     cfg, w = model.config, model.wiring
     P, nmain = cfg.npars, cfg.nmaindata
@@ -162,7 +191,7 @@ def value_grad_hess(model, pars, data):
     pi_minus1, pi_minus2 = _exclusive_products(vals)
     pi = pi_minus1[0] * vals[0]
     smooth, ns_map, hs_map = _smooth_layout(w)
-    E, N, A, A2, D, D2 = _smooth_terms(model, pars, smooth, ns_map, hs_map)
+    E, N, A, C, D, D2 = _smooth_terms(model, pars, smooth, ns_map, hs_map)
     # reweight groups (never overlapping on a sample/bin): ν = r_g(φ) · ν', where every other
     # parameter sees r_g as a constant factor; E0 keeps ν'/(Π N) for the φ terms
     rw = [g.factor_derivatives(pars)[1:] + (g.par_indices,) for g in model.reweight]
@@ -196,13 +225,7 @@ def value_grad_hess(model, pars, data):
     # curvature of nu: smooth-smooth
     if len(smooth):
         V = r[None, :] * pi * E  # [S, B]
-        h_ss = (
-            jnp.einsum("psb,sb,qsb->pq", A, V * N, A)
-            + jnp.einsum("psb,sb,qsb->pq", A, V, D)
-            + jnp.einsum("psb,sb,qsb->pq", D, V, A)
-        )
-        h_ss = h_ss + jnp.diag(jnp.einsum("sb,psb->p", V, A2 * N[None] + D2))
-        H = H.at[np.ix_(smooth, smooth)].add(h_ss)
+        H = H.at[np.ix_(smooth, smooth)].add(_smooth_curvature(A, C, D, D2, V, N))
         # direct-smooth
         Mflat = M.reshape(len(smooth), S * B)
         for k in range(K):

@@ -18,15 +18,31 @@ import numpy as np
 __all__ = [
     "MULTIPLICATIVE_CODES",
     "ADDITIVE_CODES",
+    "BREAKPOINTS",
     "normsys_factor",
     "normsys_log_factor",
+    "normsys_sign",
     "histosys_delta",
     "histosys_derivatives",
     "normsys_log_derivatives",
+    "normsys_hessian_parts",
 ]
 
 MULTIPLICATIVE_CODES = ("code1", "code4")
 ADDITIVE_CODES = ("code0", "code2", "code4p")
+
+#: The α values where an interpolation is not twice continuously differentiable, per code:
+#: code0 (histosys) and code1 (normsys) are piecewise linear / piecewise exponential with a
+#: first-derivative kink at α = 0; code2 (histosys) is quadratic inside |α| <= 1 and linear
+#: outside, so its second derivative jumps at α = ±1; code4 (normsys) and code4p (histosys)
+#: match value, slope and curvature at ±1 and are C² everywhere. A minimiser uses these to
+#: apply a one-sided (subgradient) optimality test where a parameter sits on a breakpoint.
+BREAKPOINTS = {"code0": (0.0,), "code1": (0.0,), "code2": (-1.0, 1.0), "code4": (), "code4p": ()}
+
+#: |f| is floored at this normal number (keeping the sign) wherever log|f| or 1/f is formed,
+#: so a code-4 factor that is exactly 0 gives finite log|f|, f'/f and f''/f. Its effect on a
+#: yield is ~1e-140 x the other factors (invisible), and 1/_TINY² = 1e280 keeps (f'/f)² finite.
+_TINY = 1e-140
 
 
 def _code4_matrix_inverse() -> np.ndarray:
@@ -76,19 +92,47 @@ def _logs(lo, hi):
     return jnp.log(jnp.where(hi > 0, hi, 1.0)), jnp.log(jnp.where(lo > 0, lo, 1.0))
 
 
-# -- normsys: log of the multiplicative factor ------------------------------------------------
+# -- normsys: the multiplicative factor f and log|f| -------------------------------------------
+# Each code has closed forms for f, f', f'' (the factor itself, exactly pyhf's value) and for
+# log|f|, (log|f|)' = f'/f, (log|f|)'' = f''/f − (f'/f)², plus sign(f) and f''/f. code1 is
+# positive for lo, hi > 0; code4's polynomial can be negative (see normsys_log_factor).
+def _slope(a, lo, hi):
+    """d log f/dα outside the polynomial: ln hi (α ≥ 0), −ln lo (α < 0)."""
+    lh, ll = _logs(lo, hi)
+    return jnp.where(a >= 0, lh, -ll) * jnp.ones_like(a)
+
+
 def _code1_log(a, lo, hi):
     lh, ll = _logs(lo, hi)
     return jnp.where(a >= 0, a * lh, -a * ll)
 
 
 def _code1_log_d1(a, lo, hi):
-    lh, ll = _logs(lo, hi)
-    return jnp.where(a >= 0, lh, -ll) * jnp.ones_like(a)
+    return _slope(a, lo, hi)
 
 
 def _code1_log_d2(a, lo, hi):
     return jnp.zeros(jnp.broadcast_shapes(jnp.shape(a), jnp.shape(lo)), jnp.result_type(a, lo))
+
+
+def _code1(a, lo, hi):
+    return jnp.exp(_code1_log(a, lo, hi))
+
+
+def _code1_d1(a, lo, hi):
+    return _slope(a, lo, hi) * _code1(a, lo, hi)
+
+
+def _code1_d2(a, lo, hi):
+    return _slope(a, lo, hi) ** 2 * _code1(a, lo, hi)
+
+
+def _code1_sign(a, lo, hi):
+    return jnp.ones(jnp.broadcast_shapes(jnp.shape(a), jnp.shape(lo)), jnp.result_type(a, lo))
+
+
+def _code1_ratio2(a, lo, hi):
+    return _slope(a, lo, hi) ** 2
 
 
 def _code4_coeffs(lo, hi):
@@ -118,65 +162,138 @@ def _poly(c, a, deriv):
 
 
 def _code4_parts(a, lo, hi):
+    """(log-slope outside, log f outside, coefficients, α clipped to [−1, 1], |α| ≥ 1)."""
     lh, ll = _logs(lo, hi)
     c = _code4_coeffs(lo, hi)
     ai = jnp.clip(a, -1.0, 1.0)
-    return lh, ll, c, ai, jnp.abs(a) >= 1.0
+    return _slope(a, lo, hi), jnp.where(a >= 0, a * lh, -a * ll), c, ai, jnp.abs(a) >= 1.0
+
+
+def _signed_floor(p):
+    """p with |p| floored at _TINY, keeping its sign (p = 0 counts as positive)."""
+    return jnp.where(p < 0, jnp.minimum(p, -_TINY), jnp.maximum(p, _TINY))
+
+
+def _code4(a, lo, hi):
+    slope, lout, c, ai, outside = _code4_parts(a, lo, hi)
+    return jnp.where(outside, jnp.exp(lout), _poly(c, ai, 0))
+
+
+def _code4_d1(a, lo, hi):
+    slope, lout, c, ai, outside = _code4_parts(a, lo, hi)
+    return jnp.where(outside, slope * jnp.exp(lout), _poly(c, ai, 1))
+
+
+def _code4_d2(a, lo, hi):
+    slope, lout, c, ai, outside = _code4_parts(a, lo, hi)
+    return jnp.where(outside, slope**2 * jnp.exp(lout), _poly(c, ai, 2))
 
 
 def _code4_log(a, lo, hi):
-    lh, ll, c, ai, outside = _code4_parts(a, lo, hi)
-    p = _poly(c, ai, 0)
-    inner = jnp.log(jnp.where(p > 0, p, 1.0)) + jnp.where(p > 0, 0.0, jnp.nan)
-    return jnp.where(outside, jnp.where(a >= 0, a * lh, -a * ll), inner)
+    slope, lout, c, ai, outside = _code4_parts(a, lo, hi)
+    return jnp.where(outside, lout, jnp.log(jnp.abs(_signed_floor(_poly(c, ai, 0)))))
 
 
 def _code4_log_d1(a, lo, hi):
-    lh, ll, c, ai, outside = _code4_parts(a, lo, hi)
-    p, p1 = _poly(c, ai, 0), _poly(c, ai, 1)
-    return jnp.where(outside, jnp.where(a >= 0, lh, -ll), p1 / p)
+    slope, lout, c, ai, outside = _code4_parts(a, lo, hi)
+    return jnp.where(outside, slope, _poly(c, ai, 1) / _signed_floor(_poly(c, ai, 0)))
 
 
 def _code4_log_d2(a, lo, hi):
-    lh, ll, c, ai, outside = _code4_parts(a, lo, hi)
-    p, p1, p2 = _poly(c, ai, 0), _poly(c, ai, 1), _poly(c, ai, 2)
-    return jnp.where(outside, 0.0, p2 / p - (p1 / p) ** 2)
+    slope, lout, c, ai, outside = _code4_parts(a, lo, hi)
+    p = _signed_floor(_poly(c, ai, 0))
+    return jnp.where(outside, 0.0, _poly(c, ai, 2) / p - (_poly(c, ai, 1) / p) ** 2)
 
 
+def _code4_sign(a, lo, hi):
+    slope, lout, c, ai, outside = _code4_parts(a, lo, hi)
+    return jnp.where(outside | (_poly(c, ai, 0) >= 0), 1.0, -1.0)
+
+
+def _code4_ratio2(a, lo, hi):
+    slope, lout, c, ai, outside = _code4_parts(a, lo, hi)
+    return jnp.where(outside, slope**2, _poly(c, ai, 2) / _signed_floor(_poly(c, ai, 0)))
+
+
+_NORMSYS = {
+    "code1": _with_derivatives(_code1, _code1_d1, _code1_d2),
+    "code4": _with_derivatives(_code4, _code4_d1, _code4_d2),
+}
 _NORMSYS_LOG = {
     "code1": _with_derivatives(_code1_log, _code1_log_d1, _code1_log_d2),
     "code4": _with_derivatives(_code4_log, _code4_log_d1, _code4_log_d2),
 }
-
-
-def normsys_log_factor(code: str, alpha, lo, hi):
-    r"""log of the multiplicative factor f(α) of a ``normsys`` modifier.
-
-    ``lo``/``hi`` are the relative normalisations at α = ∓1 (nominal 1). ``code1``: piecewise
-    exponential, f = hi^α (α ≥ 0), lo^(−α) (α < 0). ``code4`` (pyhf/ROOT default):
-    f = 1 + Σ_{i=1..6} a_i α^i for |α| < 1, the a_i matching value, first and second derivative
-    of the exponential extrapolation at ±1. Working with log f lets products of many normsys
-    factors be a sum (cheap derivatives); f > 0 always.
-    """
-    if code not in _NORMSYS_LOG:
-        raise ValueError(f"normsys interpolation code {code!r} not in {MULTIPLICATIVE_CODES}")
-    return _NORMSYS_LOG[code](alpha, lo, hi)
-
-
 _NORMSYS_PARTS = {
-    "code1": (_code1_log, _code1_log_d1, _code1_log_d2),
-    "code4": (_code4_log, _code4_log_d1, _code4_log_d2),
+    "code1": (_code1_log, _code1_log_d1, _code1_log_d2, _code1_sign, _code1_ratio2),
+    "code4": (_code4_log, _code4_log_d1, _code4_log_d2, _code4_sign, _code4_ratio2),
 }
 
 
-def normsys_log_derivatives(code: str, alpha, lo, hi):
-    """(log f, d log f/dα, d² log f/dα²) of a normsys factor, in closed form."""
-    return tuple(fn(alpha, lo, hi) for fn in _NORMSYS_PARTS[code])
+def _check_normsys(code):
+    if code not in _NORMSYS:
+        raise ValueError(f"normsys interpolation code {code!r} not in {MULTIPLICATIVE_CODES}")
 
 
 def normsys_factor(code: str, alpha, lo, hi):
-    """Multiplicative factor f(α) of a ``normsys`` modifier (see :func:`normsys_log_factor`)."""
-    return jnp.exp(normsys_log_factor(code, alpha, lo, hi))
+    r"""Multiplicative factor f(α) of a ``normsys`` modifier, exactly pyhf's value.
+
+    ``lo``/``hi`` are the relative normalisations at α = ∓1 (nominal 1).
+
+    - ``code1``: piecewise exponential, f = hi^α (α ≥ 0), lo^(−α) (α < 0); f > 0.
+    - ``code4`` (pyhf/ROOT default): the same exponentials for |α| ≥ 1 and
+      f = p(α) = 1 + Σ_{i=1..6} a_i α^i for |α| < 1, the a_i fixed by value, slope and
+      curvature of the exponentials at ±1: a = A⁻¹ (hi − 1, lo − 1, hi ln hi, −lo ln lo,
+      hi ln² hi, lo ln² lo). p is *not* positive in general: for extreme asymmetric lo/hi
+      (ATLAS stau lowMass: lo = 0.01, hi = 105.6) p ≤ 0 on part of (−1, 1) (there
+      α ∈ [−0.95, −0.04]). pyhf multiplies the sample by that negative factor, and so does
+      jaxlike; the bin total stays positive through the other samples.
+
+    α-derivatives are closed forms behind ``jax.custom_jvp`` (cheap under ``jax.hessian``).
+    """
+    _check_normsys(code)
+    return _NORMSYS[code](alpha, lo, hi)
+
+
+def normsys_log_factor(code: str, alpha, lo, hi):
+    r"""log|f(α)| of a normsys factor (:func:`normsys_factor`); its sign is :func:`normsys_sign`.
+
+    A product of many normsys factors is evaluated as
+    E = (Π_m sign f_m) · exp(Σ_m log|f_m|), which makes its derivatives sums:
+    d log|f|/dα = f'/f and d² log|f|/dα² = f''/f − (f'/f)² (closed forms, also where f < 0),
+    and E · d log|f_p|/dα_p = E_{−p} f'_p stays finite as f_p → 0. Where f is exactly 0 the
+    formulas use ±1e-140 instead (sign kept, 0 counting as positive): the yield is then off by
+    ~1e-140 times the other factors, and (f'/f)² stays finite.
+
+    Limit of this (and of any) float64 evaluation: the polynomial's value carries a rounding
+    error δ ~ ε Σ|a_i α^i| (~1e-13 for lo = 0.01, hi = 105.6), and XLA may compute p in
+    several fusions that round differently, so e^{log|f|} and 1/f agree only to δ/|f|. The
+    gradient and Hessian terms of that sample are therefore exact to ~δ/|f| relative: 1e-9 at
+    |f| ~ 1e-4, and meaningless only within ~1e-15 of a zero of f (where |f| ≲ δ).
+    """
+    _check_normsys(code)
+    return _NORMSYS_LOG[code](alpha, lo, hi)
+
+
+def normsys_sign(code: str, alpha, lo, hi):
+    """sign(f(α)) ∈ {−1, +1} of a normsys factor (0 counts as +1); no gradient (piecewise
+    constant). Always +1 for ``code1``; −1 only where code 4's polynomial is negative."""
+    _check_normsys(code)
+    return jax.lax.stop_gradient(_NORMSYS_PARTS[code][3](alpha, lo, hi))
+
+
+def normsys_log_derivatives(code: str, alpha, lo, hi):
+    """(log|f|, f'/f, f''/f − (f'/f)²) of a normsys factor, in closed form."""
+    _check_normsys(code)
+    return tuple(fn(alpha, lo, hi) for fn in _NORMSYS_PARTS[code][:3])
+
+
+def normsys_hessian_parts(code: str, alpha, lo, hi):
+    """(sign f, log|f|, f'/f, f''/f) of a normsys factor, in closed form: what the structured
+    Hessian needs. f''/f (= (log|f|)'' + (f'/f)²) is formed directly, without the cancellation
+    of the two large terms near a zero of f."""
+    _check_normsys(code)
+    log, d1, _, sign, ratio2 = _NORMSYS_PARTS[code]
+    return sign(alpha, lo, hi), log(alpha, lo, hi), d1(alpha, lo, hi), ratio2(alpha, lo, hi)
 
 
 # -- histosys: additive delta -------------------------------------------------------------------

@@ -26,7 +26,7 @@ import numpy as np
 from jax.scipy.special import gammaln
 
 from ._config import ModelConfig
-from ._interp import histosys_delta, normsys_log_factor
+from ._interp import histosys_delta, normsys_log_factor, normsys_sign
 from ._tables import Wiring
 
 __all__ = ["Model", "stack_models"]
@@ -45,6 +45,8 @@ def poisson_logpdf(n, lam):
     Stirling series, otherwise directly (0 log 0 = 0). The direct form loses ~n·ε·log n in
     absolute terms; for Poisson-constrained shapesys with τ ~ 1e11 (ATLAS ERJR) that is 1e-3 in
     log L, enough to stall a minimiser. Same value as pyhf's formula up to that rounding.
+    For λ < n/2, log(1 + x) is taken as log(λ/n): log1p near x = −1 would lose ε·n/λ (a γ at
+    its lower bound 1e-10 made log L wrong by 1e-4).
     """
     n = jnp.asarray(n)
     # n log λ with 0 log 0 = 0 and a finite gradient there (d/dλ = 0 for n = 0, even at λ = 0)
@@ -52,13 +54,18 @@ def poisson_logpdf(n, lam):
     direct = jnp.where(pos, n * jnp.log(jnp.where(pos, lam, 1.0)), 0.0) - lam - gammaln(n + 1.0)
     big = n >= _STIRLING_MIN
     nb = jnp.where(big, n, _STIRLING_MIN)
-    x = (jnp.where(big, lam, nb) - nb) / nb  # unselected lanes at x = 0: no inf·0 gradients
+    lam_b = jnp.where(big, lam, nb)
+    x = (lam_b - nb) / nb  # unselected lanes at x = 0: no inf·0 gradients
     inv = 1.0 / nb
     inv2 = inv * inv
     corr = 0.5 * jnp.log(2.0 * jnp.pi * nb) + inv * (
         1.0 / 12.0 - inv2 * (1.0 / 360.0 - inv2 * (1.0 / 1260.0 - inv2 / 1680.0))
     )
-    stable = nb * (jnp.log1p(x) - x) - corr
+    far = x < -0.5  # λ < n/2: log(λ/n) is exact to ε, log1p(x) only to ε n/λ
+    log_ratio = jnp.where(
+        far, jnp.log(jnp.where(far, lam_b, nb) / nb), jnp.log1p(jnp.where(far, 0.0, x))
+    )
+    stable = nb * (log_ratio - x) - corr
     return jnp.where(big, stable, direct)
 
 
@@ -92,7 +99,12 @@ class Model(eqx.Module):
         """Product of all multiplicative modifiers, shape [samples, bins].
 
         Direct factors (normfactor, lumi, shapefactor, shapesys, staterror) are gathered from
-        K precomputed slots per (sample, bin); normsys factors multiply as exp(Σ log f).
+        K precomputed slots per (sample, bin); normsys factors multiply as
+        (Π sign f) · exp(Σ log|f|): pyhf's product, also where a code-4 factor is negative
+        (see :func:`~jaxlike.model._interp.normsys_log_factor`). The sum of logs keeps
+        ``jax.hessian`` cheap (a plain product costs 2-3x); its second derivative there is
+        E [(f'/f)² + (log|f|)''], which loses ~ε E_{−p} f'²/|f| (~1e-8 relative at |f| ~ 1e-8).
+        :meth:`value_grad_hess` (what the fits use) takes f''/f directly and stays exact.
         """
         w = self.wiring
         ext = jnp.concatenate([pars, jnp.ones((1,), pars.dtype)])
@@ -102,8 +114,10 @@ class Model(eqx.Module):
             fac = fac * ext[idx[k]]
         if w.normsys:
             alpha = ext[np.asarray(w.normsys)][:, None, None]
-            logf = normsys_log_factor(w.normsys_code, alpha, self.normsys_lo, self.normsys_hi)
-            fac = fac * jnp.exp(jnp.sum(jnp.where(self.masks["normsys"], logf, 0.0), axis=0))
+            lo, hi, on = self.normsys_lo, self.normsys_hi, self.masks["normsys"]
+            logf = normsys_log_factor(w.normsys_code, alpha, lo, hi)
+            sign = jnp.prod(jnp.where(on, normsys_sign(w.normsys_code, alpha, lo, hi), 1.0), 0)
+            fac = fac * (sign * jnp.exp(jnp.sum(jnp.where(on, logf, 0.0), axis=0)))
         for g in self.reweight:
             fac = fac * g.factor(pars)
         return fac
@@ -252,6 +266,22 @@ class Model(eqx.Module):
         return value_grad_hess(self, pars, data)
 
     # -- parameters ----------------------------------------------------------------------------
+    def breakpoints(self):
+        """Static boolean mask [npars, 3]: parameter p has a breakpoint at α = −1, 0, +1.
+
+        Breakpoints are where the interpolation of a normsys/histosys modifier is not twice
+        continuously differentiable (``_interp.BREAKPOINTS``: code0/code1 kink at 0, code2
+        curvature jump at ±1). The minimiser treats them exactly (one-sided derivatives).
+        """
+        from . import _interp
+
+        w = self.wiring
+        out = np.zeros((self.config.npars, 3), bool)
+        for pars, code in ((w.normsys, w.normsys_code), (w.histosys, w.histosys_code)):
+            for b in _interp.BREAKPOINTS[code]:
+                out[np.asarray(pars, dtype=np.int64), (-1.0, 0.0, 1.0).index(b)] = True
+        return out
+
     def fixed_mask(self):
         """Parameters held constant: user ``fixed`` flags, plus staterror bins with zero
         uncertainty and shapesys bins with zero yield or uncertainty (pyhf semantics)."""
