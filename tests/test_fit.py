@@ -172,7 +172,8 @@ def test_nonconvergence_is_flagged(cases):
     case = cases("validation/validation_2bin_2channel_shapesys")
     res = jaxlike.fit(case.model, case.data, maxiter=1)
     assert not bool(res.converged)
-    assert int(res.status) == 1 and int(res.iterations) == 1
+    # every run stops after one iteration: the first, its retry, the damped second start
+    assert int(res.status) == 1 and int(res.iterations) == 3
     assert res.message() == "maximum iterations reached"
 
 

@@ -9,6 +9,7 @@ initial values or fixed values.
 from __future__ import annotations
 
 import equinox as eqx
+import numpy as np
 import jax
 import jax.numpy as jnp
 
@@ -45,7 +46,8 @@ class FitResult(eqx.Module):
         status: a :data:`jaxlike.fit.STATUS` key — 0 converged (the certificate below holds),
             1 max iterations, 2 stalled, 3 non-finite start, 4 degenerate (a parameter without
             effect), 5 Hessian not positive definite at the end point.
-        iterations, edm: diagnostics; edm = ½ gᵀH⁻¹g over the free parameters.
+        iterations, edm: diagnostics; iterations summed over all runs of the minimiser
+            (``maxiter`` caps each run), edm = ½ gᵀH⁻¹g over the free parameters.
         grad_norm: norm of the projected gradient (one-sided at bounds and kinks; 0 on fixed,
             bound-active and kink-held parameters).
         at_bound: parameters that ended on one of their bounds.
@@ -128,8 +130,33 @@ def _on_breakpoints(x, breaks):
     return x
 
 
-def fit_arrays(model, data, init, lo, hi, fixed, *, maxiter=200, tol=1e-10):
-    """Fit with every input an array (the traced core used by fits, tests and scans)."""
+def model_probe_mask(model):
+    """Static [npars] mask of the parameters the minimiser's coordinate probe scans: the
+    scalar parameter sets (normalisations, normsys/histosys α, lumi, free parameters), not the
+    per-bin γ of staterror/shapesys/shapefactor (thousands in large models; they enter one bin
+    each and cannot hide a second well that the others do not). None: the minimiser's default.
+    """
+    cfg = getattr(model, "config", None)
+    par_map = getattr(cfg, "par_map", None)
+    if par_map is None:
+        return None
+    mask = np.zeros(cfg.npars, bool)
+    for p in par_map.values():
+        if p.is_scalar:
+            mask[p.start : p.start + p.n_parameters] = True
+    return mask
+
+
+def fit_arrays(
+    model, data, init, lo, hi, fixed, *, starts=None, search=True, maxiter=200, tol=1e-10
+):
+    """Fit with every input an array (the traced core used by fits, tests and scans).
+
+    ``starts``: optional further starting points [K, npars] (e.g. the results of related fits;
+    rows with a NaN are skipped, fixed coordinates come from ``init``); the lowest certified
+    minimum over all runs is returned (see :func:`jaxlike.fit._newton.minimize`).
+    ``search=False``: no coordinate probe and no damped second run (for continuations).
+    """
 
     st = minimize(
         lambda x: model.value_grad_hess(x, data),
@@ -138,6 +165,10 @@ def fit_arrays(model, data, init, lo, hi, fixed, *, maxiter=200, tol=1e-10):
         hi,
         fixed,
         breaks=model_breakpoints(model),
+        starts=starts,
+        search=search,
+        probe=model_probe_mask(model),
+        value=lambda x: model.twice_nll(x, data),
         maxiter=maxiter,
         tol=tol,
     )

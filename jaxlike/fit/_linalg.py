@@ -55,6 +55,28 @@ def _spd_solve_vmap(axis_size, in_batched, a, b):
     return out, (True, True)
 
 
+@jax.custom_batching.custom_vmap
+def sym_eigh(a):
+    """Eigen-decomposition (w, v) of a symmetric matrix (``jnp.linalg.eigh``) with the same
+    batching rule as :func:`spd_solve`: on the CPU a batch is decomposed matrix by matrix
+    (jaxlib's batched ``dsyevd`` kernel deadlocks inside vmapped while-loops like the batched
+    Cholesky, seen on 2 cores), on accelerators the native batched kernel."""
+    w, v = jnp.linalg.eigh(a)
+    return w, v
+
+
+@sym_eigh.def_vmap
+def _sym_eigh_vmap(axis_size, in_batched, a):
+    (a_batched,) = in_batched
+    if not a_batched:
+        a = jnp.broadcast_to(a, (axis_size,) + a.shape)
+    if jax.default_backend() == "cpu":
+        out = lax.map(sym_eigh, a)
+    else:
+        out = jax.vmap(lambda m: tuple(jnp.linalg.eigh(m)))(a)
+    return out, (True, True)
+
+
 # -- operations of the minimiser on a Hessian -------------------------------------------------
 # The minimiser touches the Hessian only through these functions, so a structured Hessian (a
 # pytree with the same operations) can replace the dense [n, n] array without changing it.
@@ -110,7 +132,7 @@ def free_min_eigvec(h, free):
     both = free[:, None] & free[None, :]
     big = jnp.max(jnp.where(free, hd, 0.0)) + 1.0
     a = jnp.where(both, h, 0.0) + jnp.diag(jnp.where(free, 0.0, 10.0 * big))
-    _, v = jnp.linalg.eigh(a)
+    _, v = sym_eigh(a)
     return jnp.where(free, v[:, 0], 0.0)
 
 

@@ -213,19 +213,22 @@ def _bound_flags(x, g, pc, lo, hi):
     return bound, brk_lo | brk_hi, across, x_far
 
 
-def _far_side(fgh, x, g, x_far, on_break, across, fixed, active):
+def _far_side(fgh, x, g, h, x_far, on_break, across, fixed, active, tol):
     """One-sided analysis at breakpoints: (cross, held, concave) masks.
 
     ∂ on the far side comes from one extra gradient evaluation with every on-breakpoint
     coordinate moved across (a coordinate's first derivative depends only on its own side there,
     as the pieces agree in value). ``cross``: g points across and the far side descends too;
     ``held``: g points across and the far side does not descend (∂⁻ ≤ 0 ≤ ∂⁺, optimal);
-    ``concave``: both sides descend from the breakpoint (a double well).
+    ``concave``: both sides descend from the breakpoint (a double well). A far-side slope
+    whose Newton decrease ½ ∂²/H_ii is below 10⁻³ ``tol`` is rounding noise, not descent:
+    the coordinate is held (crossing would gain nothing and ping-pong on noise).
     """
     on_break = on_break & ~fixed & active
     g_far = lax.cond(jnp.any(on_break), lambda: fgh(x_far)[1], lambda: g)
     right = x > x_far  # on the right-hand representative: the far side lies below
-    far_descends = on_break & jnp.where(right, g_far > 0, g_far < 0)
+    gain = 0.5 * g_far**2 / jnp.maximum(jnp.abs(hess_diag(h)), 1e-300)
+    far_descends = on_break & jnp.where(right, g_far > 0, g_far < 0) & (gain > 1e-3 * tol)
     here_descends = on_break & jnp.where(right, g < 0, g > 0)
     across = across & on_break
     return across & far_descends, across & ~far_descends, here_descends & far_descends
@@ -313,7 +316,7 @@ def _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0):
             cross = held = conc = jnp.zeros_like(fixed)
         else:
             cross, held, conc = _far_side(
-                fgh, s.x, s.grad, x_far, on_break, across, fixed, ~first
+                fgh, s.x, s.grad, s.hess, x_far, on_break, across, fixed, ~first, tol
             )
         across = across & ~fixed & ~first
         concave = s.concave | conc
@@ -397,7 +400,7 @@ def _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0):
     return lax.while_loop(cond, body, state)
 
 
-def _certify(fgh, st, lo, hi, fixed, breaks, stall_tol):
+def _certify(fgh, st, lo, hi, fixed, breaks, tol, stall_tol):
     """Recompute the active set at the end point and the certificate: EDM over the free block,
     projected gradient, held/at-bound/degenerate coordinates, final status."""
     pc = _pieces(st.x, lo, hi, breaks)
@@ -405,7 +408,9 @@ def _certify(fgh, st, lo, hi, fixed, breaks, stall_tol):
     if breaks is None:
         cross = held = jnp.zeros_like(fixed)
     else:
-        cross, held, _ = _far_side(fgh, st.x, st.grad, x_far, on_break, across, fixed, True)
+        cross, held, _ = _far_side(
+            fgh, st.x, st.grad, st.hess, x_far, on_break, across, fixed, True, tol
+        )
     free = ~fixed & ~bound & ~held
     edm = _edm(st.grad, st.hess, free)
     degenerate = _degenerate(st.hess, free, edm)
@@ -448,6 +453,57 @@ def _far_wells(fgh, st, fixed, breaks):
     return mask, jnp.zeros(st.x.shape, st.x.dtype).at[idx].set(jnp.abs(g))
 
 
+#: λ₀ of the second, heavily damped run from the starting point (a path close to steepest
+#: descent in Marquardt scaling, which often ends in a different basin than Newton's)
+_DAMPED_LAM0 = 10.0
+#: grid points per parameter of the coordinate probe, and how many probe restarts at most
+_PROBE_POINTS = 41  # step (hi − lo)/40: 0.25 on pyhf's α box [−5, 5], so 0 and ±1 are on it
+_MAX_PROBE_ROUNDS = 3
+
+
+def _probe(value, st, lo, hi, fixed, probe):
+    """Coordinate probe of a certified end point: f along each probed coordinate over its whole
+    range (a uniform grid of :data:`_PROBE_POINTS` values, both bounds included), the others
+    held. Returns (found, x): whether some grid point is lower than f(x̂) by more than
+    1e-7 + 1e-13 |f|, and the lowest such point. It catches minima a local method cannot see
+    from x̂: the far well of a double well, a constrained minimum on a bound (a normalisation
+    driven to 0), at the cost of #probed × grid evaluations of f (no derivatives)."""
+    idx = np.flatnonzero(probe)
+    t = jnp.linspace(0.0, 1.0, _PROBE_POINTS, dtype=st.x.dtype)
+    grid = lo[idx, None] + t[None, :] * (hi[idx] - lo[idx])[:, None]  # [k, G]
+
+    def at(i, v):
+        return value(st.x.at[i].set(v))
+
+    vals = jax.vmap(lambda i, row: jax.vmap(lambda v: at(i, v))(row))(jnp.asarray(idx), grid)
+    vals = jnp.where(fixed[idx, None] | ~jnp.isfinite(vals), jnp.inf, vals)
+    k = jnp.argmin(vals)
+    i, j = k // _PROBE_POINTS, k % _PROBE_POINTS
+    best = vals.reshape(-1)[k]
+    found = best < st.f - (1e-7 + 1e-13 * jnp.abs(st.f))
+    return found, st.x.at[jnp.asarray(idx)[i]].set(grid[i, j])
+
+
+def _sweep(value, x, lo, hi, fixed, probe, passes=2):
+    """Coordinate-descent start: ``passes`` Gauss–Seidel sweeps over the probed coordinates,
+    each set in turn to the lowest of its :data:`_PROBE_POINTS` grid values over [lo, hi] (or
+    kept, if none is lower), the others held. Evaluations of f only. From the starting point
+    this lands in the basin the separate 1-D profiles prefer, which is often not the one the
+    Newton path from the same start falls into (products of normalisations and extreme
+    interpolations make several)."""
+    idx = jnp.asarray(np.tile(np.flatnonzero(probe), passes))
+    t = jnp.linspace(0.0, 1.0, _PROBE_POINTS, dtype=x.dtype)
+
+    def step(k, y):
+        i = idx[k]
+        grid = jnp.concatenate([lo[i] + t * (hi[i] - lo[i]), y[i][None]])
+        vals = jax.vmap(lambda v: value(y.at[i].set(v)))(grid)
+        vals = jnp.where(jnp.isfinite(vals), vals, jnp.inf).at[-1].add(-1e-12)
+        return jnp.where(fixed[i], y, y.at[i].set(grid[jnp.argmin(vals)]))
+
+    return lax.fori_loop(0, idx.shape[0], step, x)
+
+
 def minimize(
     fgh,
     x0,
@@ -456,6 +512,10 @@ def minimize(
     fixed,
     *,
     breaks=None,
+    starts=None,
+    probe=None,
+    value=None,
+    search=True,
     maxiter=200,
     tol=1e-10,
     stall_tol=1e-6,
@@ -469,59 +529,127 @@ def minimize(
     ``breaks``: static boolean array [n, 3] marking, per parameter, breakpoints of f at
     α = −1, 0, +1 (:data:`BREAKPOINT_VALUES`), or None for a smooth objective.
 
-    Double wells: piecewise-linear interpolation (a kink at 0) can make two local minima along
-    one parameter. After the first run, every kink whose far side descends from the kink (or
-    that was met concave on the way) is explored: up to ``min(#kinks, 6)`` further runs, one
-    kink at a time (largest far-side slope first), each from the best point so far with that
-    coordinate mirrored; the lowest certified minimum is returned and ``n_local_minima`` is 2
-    if a different certified minimum was found. A run that did not converge is retried once
-    from its end point. Returns a :class:`MinimizeState` (the certificate).
+    One run of the projected Newton method finds a local minimum. The likelihoods of
+    HistFactory are not convex (products of normalisations and interpolated factors, two-sided
+    histosys making double wells, normalisations that a bound makes optimal at 0), so further
+    runs look for a lower one, each one certified, the lowest certified minimum kept:
+
+    1. *Coordinate probe* (``probe``, a static mask of parameters; default: all when n ≤ 64):
+       f along each probed coordinate over its range from the best point (see :func:`_probe`);
+       a lower grid point is a restart. At most :data:`_MAX_PROBE_ROUNDS` such restarts.
+    2. *Double wells* at kinks: a kink at 0 whose far side descends from the kink (or met
+       concave on the way) is explored, the coordinate mirrored (largest far-side slope
+       first). Each new best point makes every other kink a candidate again: a greedy descent
+       over the sign patterns of the kinked coordinates, up to ``min(3 #kinks, 18)`` runs.
+    3. *Other starts*: a heavily damped run from ``x0`` (λ₀ = :data:`_DAMPED_LAM0`, a path near
+       steepest descent), a run from the coordinate-descent point of ``x0`` (:func:`_sweep`,
+       probed coordinates), then every row of ``starts`` ([K, n], e.g. the results of related
+       fits; fixed coordinates are taken from ``x0``, rows with a NaN are skipped).
+
+    ``search=False`` skips 1. and the damped and sweep runs of 3. (a continuation from a nearby minimum,
+    e.g. the fits of a limit search warm-started from the previous μ). A run that did not
+    converge is first retried once from its end point. ``n_local_minima`` is
+    2 if a different certified minimum was found (the lower one is returned). Returns a
+    :class:`MinimizeState` (the certificate).
     """
     x0 = jnp.asarray(x0)
+    n = x0.shape[0]
     lo, hi, fixed = jnp.asarray(lo, x0.dtype), jnp.asarray(hi, x0.dtype), jnp.asarray(fixed)
     if breaks is not None:
-        breaks = np.asarray(breaks, bool).reshape(x0.shape[0], len(BREAKPOINT_VALUES))
+        breaks = np.asarray(breaks, bool).reshape(n, len(BREAKPOINT_VALUES))
         if not breaks.any():
             breaks = None
-    first = _certify(fgh, _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0),
-                     lo, hi, fixed, breaks, stall_tol)  # fmt: skip
-    if breaks is None:
-        return first
-    # Double wells: a kink at 0 whose far side descends from the kink may hide a second
-    # minimum there. Try them one at a time (largest far-side slope first) from the best point
-    # so far, with that coordinate mirrored, keeping whichever certified minimum is lowest;
-    # a failed first run is retried from its end point.
-    kinks0 = int(breaks[:, 1].sum())
-    rounds = min(kinks0, _MAX_WELL_ROUNDS) + 1
+    probe = np.full(n, n <= 64) if probe is None else np.asarray(probe, bool).reshape(n)
+    probe = probe & search
+    if value is None:
+        value = lambda x: fgh(x)[0]  # noqa: E731
+    slots = []
+    if search:  # the damped run from x0, the run from its coordinate-descent point
+        slots.append(x0[None])
+        if probe.any():
+            slots.append(_sweep(value, x0, lo, hi, fixed, probe)[None])
+    if starts is not None:
+        starts = jnp.asarray(starts, x0.dtype).reshape(-1, n)
+        ok = jnp.all(jnp.isfinite(starts), axis=1, keepdims=True)
+        slots.append(jnp.where(ok, jnp.where(fixed, x0, starts), jnp.nan))
+    if not slots:
+        slots = [jnp.full((1, n), jnp.nan, x0.dtype)]
+    slots = jnp.concatenate(slots)  # slot 0: the damped run from x0 (with search)
+    lam_slots = jnp.full((slots.shape[0],), lam0, x0.dtype)
+    if search:
+        lam_slots = lam_slots.at[0].set(_DAMPED_LAM0)
+
+    def run(x, lam):
+        st = _run(fgh, x, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam)
+        return _certify(fgh, st, lo, hi, fixed, breaks, tol, stall_tol)
+
+    first = run(x0, jnp.asarray(lam0, x0.dtype))
+    kinks0 = 0 if breaks is None else int(breaks[:, 1].sum())
+    rounds = min(3 * kinks0, 3 * _MAX_WELL_ROUNDS) + _MAX_PROBE_ROUNDS + slots.shape[0] + 1
 
     def far(st):
+        if breaks is None:
+            return jnp.zeros_like(fixed), jnp.zeros(st.x.shape, st.x.dtype)
         w, slope = _far_wells(fgh, st, fixed, breaks)
         return w | st.concave, slope
 
-    def cond(c):
-        best, tried, k, _ = c
-        w, _ = far(best)
-        return (k < rounds) & (jnp.any(w & ~tried) | ((k == 0) & (best.status != 0)))
-
-    def body(c):
-        best, tried, k, nmin = c
+    def next_start(best, tried, slot, probes, retried):
+        """(any, x1, λ₀, tried', slot', probes', retried') of the next run, by priority:
+        retry a failed run, probe restart, kink mirror, next non-empty slot (an empty slot is
+        a round without a run)."""
+        retry = (best.status != 0) & ~retried
+        if probe.any():
+            has_probe, x_probe = _probe(value, best, lo, hi, fixed, probe)
+            has_probe = has_probe & (probes < _MAX_PROBE_ROUNDS) & (best.status == 0)
+        else:
+            has_probe, x_probe = jnp.asarray(False), best.x
         w, slope = far(best)
         cand = w & ~tried
         i = jnp.argmax(jnp.where(cand, slope, -1.0))
-        flip = cand & (jnp.arange(cand.shape[0]) == i) & jnp.any(cand)
-        x1 = jnp.where(flip, -best.x, best.x)
-        st = _certify(fgh, _run(fgh, x1, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0),
-                      lo, hi, fixed, breaks, stall_tol)  # fmt: skip
+        has_kink = jnp.any(cand)
+        flip = cand & (jnp.arange(n) == i) & has_kink
+        x_kink = jnp.where(flip, -best.x, best.x)
+        s = jnp.minimum(slot, slots.shape[0] - 1)
+        in_slots = slot < slots.shape[0]
+        use_probe = ~retry & has_probe
+        use_kink = ~retry & ~has_probe & has_kink
+        use_slot = ~retry & ~has_probe & ~has_kink & in_slots
+        x1 = jnp.where(retry, best.x, jnp.where(use_probe, x_probe,
+                       jnp.where(use_kink, x_kink, slots[s])))  # fmt: skip
+        lam = jnp.where(use_slot, lam_slots[s], jnp.asarray(lam0, x0.dtype))
+        return (
+            retry | has_probe | has_kink | in_slots,
+            x1,
+            lam,
+            tried | jnp.where(use_kink, flip, False),
+            slot + jnp.where(use_slot, 1, 0),
+            probes + jnp.where(use_probe, 1, 0),
+            retried | retry,
+        )
+
+    def cond(c):
+        return (c[2] < rounds) & c[4][0]
+
+    def body(c):
+        best, tried_before, k, nmin, (_, x1, lam, tried, slot, probes, retried) = c
+        empty = ~jnp.all(jnp.isfinite(x1))  # a skipped start row
+        st = lax.cond(empty, lambda: best, lambda: run(jnp.where(empty, best.x, x1), lam))
         ok1, ok2 = best.status == 0, st.status == 0
-        better = (ok2 & ~ok1) | ((ok1 == ok2) & (st.f < best.f - 1e-12))
-        other = ok1 & ok2 & (jnp.abs(st.f - best.f) > 1e-6) & (
+        better = ~empty & ((ok2 & ~ok1) | ((ok1 == ok2) & (st.f < best.f - 1e-12)))
+        other = ~empty & ok1 & ok2 & (jnp.abs(st.f - best.f) > 1e-6) & (
             jnp.max(jnp.abs(st.x - best.x)) > 1e-4
         )
-        st = eqx.tree_at(lambda s: s.iterations, st, st.iterations + best.iterations)
-        new = hess_select(better, st, eqx.tree_at(lambda s: s.iterations, best, st.iterations))
-        return new, tried | flip, k + 1, jnp.where(other, 2, nmin)
+        its = best.iterations + jnp.where(empty, 0, st.iterations)
+        new = hess_select(better, st, best)
+        new = eqx.tree_at(lambda s: s.iterations, new, its)
+        # a new best point: every kink is a candidate again, except the one just flipped (a
+        # greedy descent over the sign patterns of the kinked coordinates)
+        tried = jnp.where(better, tried & ~tried_before, tried)
+        nxt = next_start(new, tried, slot, probes, retried)
+        return new, tried, k + 1, jnp.where(other, 2, nmin), nxt
 
-    best, _, _, nmin = lax.while_loop(
-        cond, body, (first, jnp.zeros_like(fixed), jnp.asarray(0), jnp.asarray(1))
-    )
+    no = jnp.zeros_like(fixed)
+    init = (first, no, jnp.asarray(0), jnp.asarray(1),
+            next_start(first, no, jnp.asarray(0), jnp.asarray(0), jnp.asarray(False)))  # fmt: skip
+    best, _, _, nmin, _ = lax.while_loop(cond, body, init)
     return eqx.tree_at(lambda s: s.n_local_minima, best, nmin)

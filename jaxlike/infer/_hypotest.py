@@ -97,6 +97,14 @@ _fit = eqx.filter_jit(fit_arrays)  # one compiled fit per model layout, shared b
 _expected = eqx.filter_jit(lambda model, pars: model.expected_data(pars))
 
 
+def _start_rows(init, *points):
+    """[2, P] further starting points for a fit (see :func:`jaxlike.fit.fit_arrays`): the
+    best fits of related fits; NaN rows are skipped."""
+    nan = jnp.full_like(init, jnp.nan)
+    rows = [nan if p is None else p for p in points] + [nan] * (2 - len(points))
+    return jnp.stack(rows)
+
+
 @eqx.filter_jit
 def _conditional_inputs(start, lo, hi, fixed, poi, mu):
     """Start, bounds and fixed mask of a fit with the POI held at ``mu``."""
@@ -108,8 +116,26 @@ def _conditional_inputs(start, lo, hi, fixed, poi, mu):
     )
 
 
-def _conditional(model, data, start, lo, hi, fixed, poi, mu):
-    return _fit(model, data, *_conditional_inputs(start, lo, hi, fixed, poi, mu))
+def _conditional(model, data, start, lo, hi, fixed, poi, mu, starts):
+    return _fit(model, data, *_conditional_inputs(start, lo, hi, fixed, poi, mu), starts=starts)
+
+
+def _refit_free(model, data, free, cond, lo, hi, fixed, poi):
+    """The free fit, improved where a conditional fit ended lower (q < 0 is impossible at the
+    global minimum: the conditional point, its POI released, is a better start). Returns
+    ``free`` itself when cond.twice_nll ≥ free.twice_nll − 1e-9."""
+    need = cond.twice_nll < free.twice_nll - 1e-9
+    start = jnp.where(need, cond.bestfit, free.bestfit)
+    init = jnp.where(fixed, free.bestfit, start)
+
+    def refit():
+        new = _fit(model, data, init, lo, hi, fixed, starts=_start_rows(init, free.bestfit))
+        better = (new.twice_nll < free.twice_nll - 1e-12) & (new.converged | ~free.converged)
+        return jax.tree.map(lambda a, b: jnp.where(better, a, b), new, free)
+
+    if not _traced(need):
+        return refit() if bool(need) else free
+    return jax.lax.cond(need, refit, lambda: free)
 
 
 def _check(model, test_stat):
@@ -131,14 +157,15 @@ def _fits_on_data(model, data, init, lo, hi, fixed, poi, mu_a, signed):
     Inside a trace (jit/vmap) they run as one vmapped fit, so the minimiser is compiled once
     instead of once per call site; eagerly they reuse one cached compiled fit."""
     cond = _conditional_inputs(init, lo, hi, fixed, poi, mu_a)
-    rows = [(init, lo, hi, fixed), cond]
+    none = _start_rows(init)
+    rows = [(init, lo, hi, fixed, none), (*cond, none)]
     if signed:
-        rows.append((init, lo.at[poi].set(jnp.minimum(lo[poi], -hi[poi])), hi, fixed))
+        rows.append((init, lo.at[poi].set(jnp.minimum(lo[poi], -hi[poi])), hi, fixed, none))
     if not _traced(model, data, init, lo, hi, fixed):
-        fits = [_fit(model, data, *r) for r in rows]
+        fits = [_fit(model, data, *r[:4], starts=r[4]) for r in rows]
     else:
         stacked = [jnp.stack(x) for x in zip(*rows, strict=True)]
-        batch = jax.vmap(lambda *r: fit_arrays(model, data, *r))(*stacked)
+        batch = jax.vmap(lambda *r: fit_arrays(model, data, *r[:4], starts=r[4]))(*stacked)
         fits = [jax.tree.map(lambda x, i=i: x[i], batch) for i in range(len(rows))]
     return fits[0], fits[1], (fits[2] if signed else None)
 
@@ -150,7 +177,9 @@ def _prepare_core(model, data, init, lo, hi, fixed, test_stat, calc_base_dist, s
         model, data, init, lo, hi, fixed, poi, mu_a, signed
     )
     asimov = _expected(model, asimov_fit.bestfit)
-    free_a = _fit(model, asimov, init, lo, hi, fixed)
+    free_a = _fit(
+        model, asimov, init, lo, hi, fixed, starts=_start_rows(init, asimov_fit.bestfit, free.bestfit)
+    )
     return HypoTestPrep(
         data=data,
         asimov_data=asimov,
@@ -205,8 +234,19 @@ def hypotest_at(prep, model, mu, *, warm_start=False):
     mu = jnp.asarray(mu, dtype=prep.init.dtype)
     start_d = prep.free_fit.bestfit if warm_start else prep.init
     start_a = prep.asimov_fit.bestfit if warm_start else prep.init
-    cond = _conditional(model, prep.data, start_d, prep.lo, prep.hi, prep.fixed, poi, mu)
-    cond_a = _conditional(model, prep.asimov_data, start_a, prep.lo, prep.hi, prep.fixed, poi, mu)
+    lo, hi, fixed = prep.lo, prep.hi, prep.fixed
+    # further starts: the related fits' minima (a basin one path misses, another finds)
+    cond = _conditional(
+        model, prep.data, start_d, lo, hi, fixed, poi, mu,
+        _start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit),
+    )  # fmt: skip
+    cond_a = _conditional(
+        model, prep.asimov_data, start_a, lo, hi, fixed, poi, mu,
+        _start_rows(prep.init, prep.free_fit_asimov.bestfit, cond.bestfit),
+    )  # fmt: skip
+    free = _refit_free(model, prep.data, prep.free_fit, cond, lo, hi, fixed, poi)
+    free_a = _refit_free(model, prep.asimov_data, prep.free_fit_asimov, cond_a, lo, hi, fixed, poi)
+    prep = eqx.tree_at(lambda p: (p.free_fit, p.free_fit_asimov), prep, (free, free_a))
     return _assemble(prep, mu, cond, cond_a)
 
 

@@ -59,8 +59,13 @@ def _evaluate(prep, model, mu, start_d, start_a):
 
     def cond_fit(row, start, m):
         data = jnp.where(on_asimov[row], prep.asimov_data, prep.data)
+        # a continuation from the previous iterate's minimum: no global search per step (the
+        # prepared fits had it)
         return fit_arrays(
-            model, data, *_conditional_inputs(start, prep.lo, prep.hi, prep.fixed, poi, m)
+            model,
+            data,
+            *_conditional_inputs(start, prep.lo, prep.hi, prep.fixed, poi, m),
+            search=False,
         )
 
     rows = jnp.broadcast_to(jnp.arange(7), (ncl, 7))
