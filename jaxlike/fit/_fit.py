@@ -148,14 +148,16 @@ def model_probe_mask(model):
 
 
 def fit_arrays(
-    model, data, init, lo, hi, fixed, *, starts=None, search=True, maxiter=200, tol=1e-10
+    model, data, init, lo, hi, fixed, *, starts=None, search=None, maxiter=200, tol=1e-10
 ):
     """Fit with every input an array (the traced core used by fits, tests and scans).
 
     ``starts``: optional further starting points [K, npars] (e.g. the results of related fits;
     rows with a NaN are skipped, fixed coordinates come from ``init``); the lowest certified
     minimum over all runs is returned (see :func:`jaxlike.fit._newton.minimize`).
-    ``search=False``: no coordinate probe and no damped second run (for continuations).
+    ``search``: the minimiser's global search (coordinate probe, damped and coordinate-descent
+    runs): None — for models with at most ``_newton.SEARCH_MAX_PARS`` scalar parameters, True —
+    always, False — never (for continuations).
     """
 
     st = minimize(
