@@ -172,8 +172,9 @@ def test_nonconvergence_is_flagged(cases):
     case = cases("validation/validation_2bin_2channel_shapesys")
     res = jaxlike.fit(case.model, case.data, maxiter=1)
     assert not bool(res.converged)
-    # every run stops after one iteration: the first, its retry, the damped second start
-    assert int(res.status) == 1 and int(res.iterations) == 3
+    # every run stops after one iteration: the first, its retry, and the damped and
+    # coordinate-descent starts of the global search (a model this small has it)
+    assert int(res.status) == 1 and int(res.iterations) == 4
     assert res.message() == "maximum iterations reached"
 
 

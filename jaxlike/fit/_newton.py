@@ -575,9 +575,12 @@ def minimize(
         value = lambda x: fgh(x)[0]  # noqa: E731
     slots = []
     if search:  # the damped run from x0, the run from its coordinate-descent point
-        slots.append(x0[None])
+        # (a starting point with a non-finite objective is the caller's error, reported as
+        # status 3, not repaired by a search that happens to overwrite the bad coordinate)
+        bad = ~jnp.all(jnp.isfinite(x0)) | ~jnp.isfinite(value(jnp.clip(x0, lo, hi)))
+        slots.append(jnp.where(bad, jnp.nan, x0)[None])
         if probe.any():
-            slots.append(_sweep(value, x0, lo, hi, fixed, probe)[None])
+            slots.append(jnp.where(bad, jnp.nan, _sweep(value, x0, lo, hi, fixed, probe))[None])
     if starts is not None:
         starts = jnp.asarray(starts, x0.dtype).reshape(-1, n)
         ok = jnp.all(jnp.isfinite(starts), axis=1, keepdims=True)

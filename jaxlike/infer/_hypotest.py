@@ -13,9 +13,12 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..exceptions import InvalidParameters
 from ..fit import FitResult, fit_arrays, prepare_fit_inputs
+from ..fit._fit import model_probe_mask
+from ..fit._newton import SEARCH_MAX_PARS
 from ._asymptotics import TEST_STATS, asymptotic_pvalues, profile_statistic
 
 __all__ = [
@@ -97,9 +100,22 @@ _fit = eqx.filter_jit(fit_arrays)  # one compiled fit per model layout, shared b
 _expected = eqx.filter_jit(lambda model, pars: model.expected_data(pars))
 
 
-def _start_rows(init, *points):
+def _global(model):
+    """Whether the fits of this model run the minimiser's global search (the default rule of
+    :func:`jaxlike.fit._newton.minimize`: at most ``SEARCH_MAX_PARS`` scalar parameters). Only
+    then do the five fits also start from each other's minima: on larger models those extra
+    runs made a vmapped ERJR test 3× slower."""
+    mask = model_probe_mask(model)
+    n = model.config.npars if mask is None else int(np.sum(mask))
+    return n <= SEARCH_MAX_PARS
+
+
+def _start_rows(init, *points, model=None):
     """[2, P] further starting points for a fit (see :func:`jaxlike.fit.fit_arrays`): the
-    best fits of related fits; NaN rows are skipped."""
+    best fits of related fits; NaN rows are skipped. None (no further starts) for a model
+    without global search (:func:`_global`)."""
+    if model is not None and not _global(model):
+        return None
     nan = jnp.full_like(init, jnp.nan)
     rows = [nan if p is None else p for p in points] + [nan] * (2 - len(points))
     return jnp.stack(rows)
@@ -124,6 +140,8 @@ def _refit_free(model, data, free, cond, lo, hi, fixed, poi):
     """The free fit, improved where a conditional fit ended lower (q < 0 is impossible at the
     global minimum: the conditional point, its POI released, is a better start). Returns
     ``free`` itself when cond.twice_nll ≥ free.twice_nll − 1e-9."""
+    if not _global(model):
+        return free
     need = cond.twice_nll < free.twice_nll - 1e-9
     start = jnp.where(need, cond.bestfit, free.bestfit)
     init = jnp.where(fixed, free.bestfit, start)
@@ -157,15 +175,15 @@ def _fits_on_data(model, data, init, lo, hi, fixed, poi, mu_a, signed):
     Inside a trace (jit/vmap) they run as one vmapped fit, so the minimiser is compiled once
     instead of once per call site; eagerly they reuse one cached compiled fit."""
     cond = _conditional_inputs(init, lo, hi, fixed, poi, mu_a)
-    none = _start_rows(init)
-    rows = [(init, lo, hi, fixed, none), (*cond, none)]
+    none = _start_rows(init, model=model)  # no further starts (the shape the others use)
+    rows = [(init, lo, hi, fixed), cond]
     if signed:
-        rows.append((init, lo.at[poi].set(jnp.minimum(lo[poi], -hi[poi])), hi, fixed, none))
+        rows.append((init, lo.at[poi].set(jnp.minimum(lo[poi], -hi[poi])), hi, fixed))
     if not _traced(model, data, init, lo, hi, fixed):
-        fits = [_fit(model, data, *r[:4], starts=r[4]) for r in rows]
+        fits = [_fit(model, data, *r, starts=none) for r in rows]
     else:
         stacked = [jnp.stack(x) for x in zip(*rows, strict=True)]
-        batch = jax.vmap(lambda *r: fit_arrays(model, data, *r[:4], starts=r[4]))(*stacked)
+        batch = jax.vmap(lambda *r: fit_arrays(model, data, *r, starts=none))(*stacked)
         fits = [jax.tree.map(lambda x, i=i: x[i], batch) for i in range(len(rows))]
     return fits[0], fits[1], (fits[2] if signed else None)
 
@@ -178,7 +196,8 @@ def _prepare_core(model, data, init, lo, hi, fixed, test_stat, calc_base_dist, s
     )
     asimov = _expected(model, asimov_fit.bestfit)
     free_a = _fit(
-        model, asimov, init, lo, hi, fixed, starts=_start_rows(init, asimov_fit.bestfit, free.bestfit)
+        model, asimov, init, lo, hi, fixed,
+        starts=_start_rows(init, asimov_fit.bestfit, free.bestfit, model=model)
     )
     return HypoTestPrep(
         data=data,
@@ -238,11 +257,11 @@ def hypotest_at(prep, model, mu, *, warm_start=False):
     # further starts: the related fits' minima (a basin one path misses, another finds)
     cond = _conditional(
         model, prep.data, start_d, lo, hi, fixed, poi, mu,
-        _start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit),
+        _start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit, model=model),
     )  # fmt: skip
     cond_a = _conditional(
         model, prep.asimov_data, start_a, lo, hi, fixed, poi, mu,
-        _start_rows(prep.init, prep.free_fit_asimov.bestfit, cond.bestfit),
+        _start_rows(prep.init, prep.free_fit_asimov.bestfit, cond.bestfit, model=model),
     )  # fmt: skip
     free = _refit_free(model, prep.data, prep.free_fit, cond, lo, hi, fixed, poi)
     free_a = _refit_free(model, prep.asimov_data, prep.free_fit_asimov, cond_a, lo, hi, fixed, poi)
