@@ -651,7 +651,14 @@ def minimize(
         empty = ~jnp.all(jnp.isfinite(x1))
         st = run(jnp.where(empty, best.x, x1), lam)
         ok1, ok2 = best.status == 0, st.status == 0
-        better = ~empty & ((ok2 & ~ok1) | ((ok1 == ok2) & (st.f < best.f - 1e-12)))
+        # a certified run replaces a failed one, except a degenerate one (status 4/5: a valley,
+        # not a point) that it does not undercut: ending the same valley on a bound certifies
+        # one point of many, and the degeneracy must stay reported
+        deg = (best.status == 4) | (best.status == 5)
+        lower = st.f < best.f - 1e-9 * (1.0 + jnp.abs(best.f))
+        better = ~empty & (
+            (ok2 & ~ok1 & (~deg | lower)) | ((ok1 == ok2) & (st.f < best.f - 1e-12))
+        )
         other = ~empty & ok1 & ok2 & (jnp.abs(st.f - best.f) > 1e-6) & (
             jnp.max(jnp.abs(st.x - best.x)) > 1e-4
         )
