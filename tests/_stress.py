@@ -413,8 +413,8 @@ def _fam_flat_tiny(rng, variant):
 
     The signal leaks into the CR (2-5 % of its SR yield): without that, μ and the SR
     shapefactor (free, one per SR bin) trade off exactly (μ s_b + sf_b t_b fixed) — a flat
-    valley, not a unique minimum, which the minimiser must and does report as degenerate
-    (``test_stress_fits.test_exactly_flat_valley_is_degenerate``)."""
+    valley, not a unique minimum: any point of it is as good, so pyhf's and jaxlike's fits
+    could not be compared."""
     sig, bs, ts, tsf = _nom(rng, 3, 2, 10), _nom(rng, 3, 20, 60), _logu(rng, 1e-4, 1e-2, 3), _logu(rng, 1e-4, 1e-2, 3)
     bc, tc = _nom(rng, 2, 80, 200), _logu(rng, 1e-4, 1e-2, 2)
     sc = sig[:2] * rng.uniform(0.02, 0.05, 2)

@@ -196,27 +196,6 @@ def test_stress_fits_slow_set(family):
     assert not rows, f"{len(rows)} of {n} fits failed:\n" + format_rows(family, rows)
 
 
-def test_exactly_flat_valley_is_degenerate():
-    """Without the CR signal of the flat_tiny family, μ and the free SR shapefactor trade off
-    exactly (μ s_b + sf_b t_b fixed in every SR bin): the minimum is a valley, not a point.
-    The fit must say so — not converged, μ and the shapefactor named as degenerate — rather
-    than certify one point of the valley."""
-    spec, info = _stress.make_workspace(0, "flat_tiny")
-    cr = next(c for c in spec["channels"] if c["name"] == "CR")
-    cr["samples"] = [s for s in cr["samples"] if s["name"] != "signal"]
-    model = jaxlike.Workspace(spec).model(modifier_settings=info["modifier_settings"])
-    names = model.config.par_names
-    pars = jnp.asarray(model.config.suggested_init())
-    pars = pars.at[names.index("mu")].set(0.3)
-    for b in range(3):  # shapefactor inside its box, so the valley is not cut by a bound
-        pars = pars.at[names.index(f"sf_tiny[{b}]")].set(4.0 + b)
-    res = jaxlike.fit(model, _expected(model, pars))
-    assert not bool(res.converged) and int(res.status) in (4, 5), res.message(names)
-    named = {n for n, d in zip(names, np.asarray(res.degenerate), strict=True) if d}
-    assert "mu" in named and any(n.startswith("sf_tiny") for n in named), named
-    assert "degenerate" in res.message(names)
-
-
 @quick_jit
 def _hypotests(stacked, data):
     return jax.vmap(lambda m, d: jaxlike.hypotest(1.0, d, m, test_stat="qtilde"))(stacked, data)

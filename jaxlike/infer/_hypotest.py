@@ -132,7 +132,7 @@ def _conditional_inputs(start, lo, hi, fixed, poi, mu):
     )
 
 
-def _conditional(model, data, start, lo, hi, fixed, poi, mu, starts):
+def _conditional(model, data, start, lo, hi, fixed, poi, mu, starts=None):
     return _fit(model, data, *_conditional_inputs(start, lo, hi, fixed, poi, mu), starts=starts)
 
 
