@@ -130,29 +130,15 @@ def pyhf_jax_status():
 
 
 def pyhf_fit(pyhf, model, data, poi_value):
-    """One pyhf fit: dict(pars, own_twice_nll, success, seconds, message)."""
-    mle = pyhf.infer.mle
-    kwargs = {"return_fitted_val": True, "return_result_obj": True}
-    data = pyhf.tensorlib.astensor(data)
-    t = time.perf_counter()
-    try:
-        if poi_value is None:
-            pars, fval, _ = mle.fit(data, model, **kwargs)
-        else:
-            pars, fval, _ = mle.fixed_poi_fit(poi_value, data, model, **kwargs)
-        out = {"pars": np.asarray(pars, float), "own": float(fval), "success": True, "msg": ""}
-    except pyhf.exceptions.FailedMinimization as err:
-        res = err.result
-        out = {
-            "pars": np.asarray(res.x, float),
-            "own": float(np.asarray(res.fun)),
-            "success": False,
-            "msg": str(getattr(res, "message", "failed"))[:200],
-        }
-    except Exception as err:  # noqa: BLE001 - record, never stop the run
-        out = {"pars": None, "own": None, "success": False, "msg": f"{type(err).__name__}: {err}"}
-    out["seconds"] = time.perf_counter() - t
-    return out
+    """One pyhf fit: dict(pars, own_twice_nll, success, seconds, message); the fit itself is
+    the stress references' (``make_stress_refs._pyhf_fit``: a failed minimisation keeps its
+    last point, any other error gives no parameters)."""
+    from make_stress_refs import _pyhf_fit
+
+    pars, own, success, seconds, msg = _pyhf_fit(pyhf, model, data, poi_value)
+    if not success and not np.any(np.isfinite(pars)):
+        pars, own = None, None
+    return {"pars": pars, "own": own, "success": success, "msg": msg, "seconds": seconds}
 
 
 def _entry(model, fit, data):

@@ -79,6 +79,7 @@ from ..exceptions import (
     PosteriorRangeError,
 )
 from ..fit import fit_arrays, fixed_poi_fit, prepare_fit_inputs
+from ..fit._lapack import per_matrix_on_cpu
 from ..fit._linalg import hess_dense
 
 __all__ = [
@@ -160,23 +161,9 @@ def _factor_one(a):
     return cinv.T, jnp.where(ok, logdet, jnp.nan), ok
 
 
-@jax.custom_batching.custom_vmap
-def _factor(a):
-    """:func:`_factor_one`, batched matrix by matrix on the CPU (see jaxlike.fit._linalg: the
-    batched LAPACK Cholesky can deadlock inside vmapped while-loops on small machines)."""
-    return _factor_one(a)
-
-
-@_factor.def_vmap
-def _factor_vmap(axis_size, in_batched, a):
-    (a_batched,) = in_batched
-    if not a_batched:
-        a = jnp.broadcast_to(a, (axis_size,) + a.shape)
-    if jax.default_backend() == "cpu":
-        out = lax.map(_factor, a)
-    else:
-        out = jax.vmap(_factor_one)(a)
-    return out, (True, True, True)
+#: :func:`_factor_one`, vmap-safe (batched matrix by matrix on the CPU: the batched LAPACK
+#: Cholesky can deadlock inside vmapped while-loops on small machines)
+_factor = per_matrix_on_cpu(_factor_one)
 
 
 def _masked_precision(hess, free):

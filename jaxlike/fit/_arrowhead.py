@@ -39,16 +39,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._lapack import sym_eigh
+
 __all__ = ["ArrowLayout", "ArrowheadHessian", "ArrowheadCovariance", "covariance_diagonal"]
 
 
-
-def _eigh(a):
-    """``jnp.linalg.eigh`` with the CPU-safe batching rule of :func:`._linalg.sym_eigh`
-    (imported here, at trace time: ``_linalg`` imports this module)."""
-    from ._linalg import sym_eigh
-
-    return sym_eigh(a)
 
 class ArrowLayout:
     """Static index structure of an arrowhead Hessian over ``n`` parameters (hashable).
@@ -294,7 +289,7 @@ class ArrowheadHessian(eqx.Module):
                 norm2 = 1.0 + sum((zi**2 for zi in z), jnp.zeros_like(piv[j]))
                 rq = jnp.where(first == j, piv[j] / norm2, rq)
             worst = jnp.argmin(rq)
-            _, vecs = _eigh(d[worst])
+            _, vecs = sym_eigh(d[worst])
             vl = jnp.zeros(d.shape[:-1], d.dtype).at[worst].set(vecs[:, 0])
             v_local = lay.join(jnp.zeros((lay.G,), d.dtype), vl)
         else:
@@ -302,7 +297,7 @@ class ArrowheadHessian(eqx.Module):
         if lay.G:
             w = _forward(L, c)
             schur = a - jnp.einsum("bkg,bkh->gh", w, w)
-            _, vecs = _eigh(schur)
+            _, vecs = sym_eigh(schur)
             u = vecs[:, 0]
             yl = _backward(L, _forward(L, jnp.einsum("bkg,g->bk", c, u)[..., None]))[..., 0]
             v_schur = lay.join(u, -yl)

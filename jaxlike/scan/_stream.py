@@ -117,6 +117,7 @@ def hypothesis_bytes(fn, hypotheses) -> int:
             - m.alias_size_in_bytes
         )
     except (AttributeError, NotImplementedError, RuntimeError, TypeError):
+        # a backend without XLA's memory analysis (no method, or one that raises): the estimate
         return fallback
     return int(total) if total > 0 else fallback
 
