@@ -43,7 +43,7 @@ import pytest
 import jaxlike
 from jaxlike.model import build_model, value_grad_hess
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(os.environ.get("JAXLIKE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 VALIDATION_FILES = sorted((DATA / "pyhf_validation").glob("*.json"))
 SBOTTOM = DATA / "pyhf_validation" / "sbottom_regionA"
 SBOTTOM_PATCHES = sorted(SBOTTOM.glob("patch.*.json"))

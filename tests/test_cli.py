@@ -91,6 +91,7 @@ def test_fit_json_and_table(capsys, hello_path):
         "edm",
         "degenerate",
         "held_at_kink",
+        "at_bound",
         "local_minima",
     ]
     assert result["status"] == "converged" and result["degenerate"] == []

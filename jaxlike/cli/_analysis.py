@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from jaxlike.cli._format import table
-from jaxlike.cli._io import CliError, build, dump, emit, warn
+from jaxlike.cli._io import CliError, build, dump, emit, nonneg_int, warn
+
+#: Most toys `jaxlike gof --toys` runs (one vmapped batch of fits).
+MAX_TOYS = 1_000_000
 
 __all__ = [
     "add_parsers",
@@ -59,7 +62,7 @@ def add_parsers(subs) -> None:
     g = subs.add_parser("gof", epilog=epilog, help="saturated-model goodness of fit")
     _common(g, None)
     g.add_argument("--toys", type=int, default=0, metavar="N", help="toys for a toy p-value (0)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the toys (0)")
+    g.add_argument("--seed", type=nonneg_int, default=0, help="seed of the toys (0)")
     y = subs.add_parser(
         "yields", epilog=epilog, help="pre- or post-fit yields per channel and sample"
     )
@@ -85,7 +88,7 @@ def add_parsers(subs) -> None:
         metavar="N",
         help="also estimate the uncertainties from N parameter draws",
     )
-    y.add_argument("--seed", type=int, default=0, help="seed of the draws (0)")
+    y.add_argument("--seed", type=nonneg_int, default=0, help="seed of the draws (0)")
     y.add_argument("--format", choices=["png", "pdf"], default="png", help="figure format")
 
 
@@ -220,6 +223,8 @@ def cmd_gof(args) -> int:
 
     if args.toys < 0:
         raise CliError(f"--toys must not be negative, not {args.toys}")
+    if args.toys > MAX_TOYS:
+        raise CliError(f"--toys {args.toys} is more than {MAX_TOYS:_} (one vmapped batch)")
     _, model, data = build(args)
     res = fit_or_warn(model, data)
     if res is None:

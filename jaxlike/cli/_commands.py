@@ -22,17 +22,43 @@ def _converged(result) -> bool:
     return bool(np.all(np.asarray(result.converged)))
 
 
+def _finite(*values) -> bool:
+    return bool(np.all(np.isfinite(np.concatenate([np.ravel(np.asarray(v, float)) for v in values]))))
+
+
 def cmd_cls(args) -> int:
-    """``jaxlike cls``: observed and expected CLs at ``--test-poi``, printed like ``pyhf cls``."""
+    """``jaxlike cls``: observed and expected CLs at ``--test-poi``, printed like ``pyhf cls``.
+
+    A result whose fits did not all converge, or with a non-finite CLs, adds
+    ``"converged": false`` and a ``"status"`` line to the document (non-finite values are
+    ``null``) and exits 3."""
     import jaxlike
 
     _, model, data = build(args)
     result = jaxlike.hypotest(args.test_poi, data, model, test_stat=args.test_stat)
-    if not _converged(result):
-        warn(f"a fit inside the hypothesis test at {args.test_poi:g} did not converge")
     out = {"CLs_exp": floats(result.cls_exp), "CLs_obs": scalar(result.cls_obs)}
+    ok = _converged(result) and _finite(result.cls_obs, result.cls_exp)
+    if not ok:
+        status = _hypotest_status(result)
+        out.update(converged=False, status=status)
     emit(dump(out, sort_keys=True), args.output_file)
+    if not ok:
+        warn(f"the hypothesis test at {args.test_poi:g} is unreliable: {status}")
+        return EXIT_NOT_CONVERGED
     return 0
+
+
+_FIT_NAMES = ("free fit", "conditional fit", "Asimov construction fit", "free Asimov fit",
+              "conditional Asimov fit")  # fmt: skip
+
+
+def _hypotest_status(result) -> str:
+    """Which fits of a hypothesis test failed (or why its CLs is not finite)."""
+    flags = np.asarray(getattr(result, "fit_converged", []), dtype=bool).reshape(-1)
+    bad = [_FIT_NAMES[i] if i < len(_FIT_NAMES) else f"fit {i}" for i in np.flatnonzero(~flags)]
+    if bad:
+        return "did not converge: " + ", ".join(bad)
+    return "the CLs is not finite"
 
 
 def fit_summary(model, result) -> dict:
@@ -47,6 +73,7 @@ def fit_summary(model, result) -> dict:
         "edm": scalar(result.edm),
         "degenerate": [n for n, d in zip(names, np.asarray(result.degenerate), strict=True) if d],
         "held_at_kink": [n for n, h in zip(names, np.asarray(result.held), strict=True) if h],
+        "at_bound": [n for n, b in zip(names, np.asarray(result.at_bound), strict=True) if b],
         "local_minima": int(scalar(result.n_local_minima)),
     }
 
@@ -69,7 +96,10 @@ def fit_table(model, result) -> str:
     for (name, value), unc, is_fixed in zip(
         summary["bestfit"].items(), summary["uncertainties"].values(), fixed, strict=True
     ):
-        rows.append([name, f"{value:.6f}", "fixed" if is_fixed else f"{unc:.6f}"])
+        text = "fixed" if is_fixed else "nan" if unc is None else f"{unc:.6f}"
+        if name in summary["at_bound"] and unc == 0.0:
+            text = "0 (at bound)"
+        rows.append([name, f"{value:.6f}", text])
     lines = [table(["parameter", "value", "uncertainty"], rows, "<>>"), ""]
     lines.append(f"2NLL       {summary['twice_nll']:.6f}")
     lines.append(f"converged  {_convergence_text(result, model.config.par_names)}")
@@ -114,13 +144,18 @@ def cmd_limit(args) -> int:
         raise CliError(f"--cl must lie between 0 and 1, not {args.cl:g}")
     _, model, data = build(args)
     result = jaxlike.upper_limit(data, model, cl=args.cl, test_stat=args.test_stat)
-    if not _converged(result):
-        warn("a fit inside the upper-limit search did not converge")
+    ok = _converged(result) and _finite(result.obs, result.exp)
+    status = "ok" if ok else "the upper-limit search did not converge (no CLs crossing found)"
     if args.json:
-        text = dump({"obs": scalar(result.obs), "exp": floats(result.exp), "cl": args.cl})
+        doc = {"obs": scalar(result.obs), "exp": floats(result.exp), "cl": args.cl,
+               "converged": ok, "status": status}  # fmt: skip
+        text = dump(doc)
     else:
         text = limit_table(result, args.cl, model.config.poi_name)
     emit(text, args.output_file)
+    if not ok:
+        warn(f"{status}; the limits above are unreliable")
+        return EXIT_NOT_CONVERGED
     return 0
 
 

@@ -12,6 +12,9 @@ import numpy as np
 
 __all__ = [
     "positive_int",
+    "nonneg_int",
+    "finite_float",
+    "cl_level",
     "resumable_error",
     "results_file",
     "CliError",
@@ -24,6 +27,7 @@ __all__ = [
     "floats",
     "dump",
     "emit",
+    "atomic_write",
     "warn",
 ]
 
@@ -42,6 +46,36 @@ def resumable_error(command: str, err: BaseException, done: str) -> int:
     return 2
 
 
+def nonneg_int(text: str) -> int:
+    """argparse type: an integer ≥ 0 (seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (no nan, inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+    return value
+
+
+def cl_level(text: str) -> float:
+    """argparse type: a confidence level strictly between 0 and 1."""
+    value = finite_float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, not {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer ≥ 1."""
     try:
@@ -54,8 +88,11 @@ def positive_int(text: str) -> int:
 
 
 def results_file(path, resume: bool, overwrite: bool) -> Path:
-    """A results file path checked before any compile: writable folder, no clobbering unless
+    """A results file path checked before any compile: writable folder (the file is built
+    there under a temporary name), writable file when resuming, no clobbering unless
     ``resume`` or ``overwrite``."""
+    import os
+
     out = Path(path)
     if out.is_dir():
         raise CliError(f"{out} is a folder; give the results file name with -o")
@@ -63,29 +100,22 @@ def results_file(path, resume: bool, overwrite: bool) -> Path:
         raise CliError(f"{out}: folder {out.parent} does not exist")
     if out.exists() and not (resume or overwrite):
         raise CliError(f"{out} already exists; pass --resume to continue it or --overwrite")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise CliError(f"{out}: folder {out.parent} is not writable")
+    if resume and out.exists() and not os.access(out, os.R_OK | os.W_OK):
+        raise CliError(f"{out}: the results file is not writable (needed by --resume)")
     return out
 
 
 def read_json(path: str, what: str) -> Any:
-    """Parse the JSON document at ``path`` (``"-"`` = standard input); ``what`` names it."""
-    try:
-        if path == "-":
-            text = sys.stdin.read()
-            path = "<stdin>"
-        else:
-            text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CliError(f"{what} file '{path}' does not exist") from None
-    except (OSError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or str(err)
-        raise CliError(f"cannot read {what} file '{path}': {reason}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CliError(
-            f"{what} file '{path}' is not valid JSON: {err.msg} "
-            f"(line {err.lineno}, column {err.colno})"
-        ) from None
+    """Parse the JSON document at ``path`` (``"-"`` = standard input); ``what`` names it.
+
+    Strict (see :func:`jaxlike.workspace.parse_json`): invalid JSON, numbers beyond float64,
+    deep nesting, lone surrogates and special files (FIFOs, devices) are one clear error.
+    """
+    from jaxlike.workspace._json import read_json_file
+
+    return read_json_file(path, what)
 
 
 def read_spec(path: str) -> dict:
@@ -153,13 +183,41 @@ def dump(obj: Any, sort_keys: bool = False) -> str:
 
 def emit(text: str, output_file: str | None = None) -> None:
     """Print ``text`` or write it (with a final newline) to ``output_file``."""
+    data = (text + "\n").encode("utf-8", "backslashreplace")  # never a UnicodeEncodeError
     if output_file is None:
-        print(text)
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:  # a replaced text stream: hand it text without surrogates
+            print(data.decode("utf-8"), end="")
+            return
+        sys.stdout.flush()
+        buffer.write(data)
+        buffer.flush()
         return
+    atomic_write(output_file, data)
+
+
+def atomic_write(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a fresh temporary file in the same folder, renamed
+    into place: a failure (full disk, permissions) leaves ``path`` as it was and no temporary
+    file behind; a planted symlink at a temporary name cannot redirect the write."""
+    import os
+    import tempfile
+
+    out = Path(path)
     try:
-        Path(output_file).write_text(text + "\n", encoding="utf-8")
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or ".")
     except OSError as err:
-        raise CliError(f"cannot write '{output_file}': {err.strerror or err}") from None
+        raise CliError(f"cannot write '{path}': {err.strerror or err}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, out)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise CliError(f"cannot write '{path}': {err.strerror or err}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def warn(message: str) -> None:

@@ -3,7 +3,9 @@
 Exit codes: 0 success, 2 bad input (unreadable file, invalid JSON, invalid workspace or
 patch, usage error; one ``jaxlike: error: ...`` line on standard error, no traceback),
 3 the maximum-likelihood fit of ``fit``/``example``/``ranking``/``gof``/``yields``/``plot
-WORKSPACE`` (a fit or limit of ``scan``) did not converge (results still printed or written).
+WORKSPACE`` (a fit or limit of ``scan``, a fit of ``cls``/``limit``) did not converge or gave a
+non-finite result (results still printed or written, non-finite numbers as JSON ``null`` with a
+``status``), 70 an internal error (a bug: one line, the traceback with ``JAXLIKE_DEBUG=1``).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import sys
 from collections.abc import Sequence
 
 from jaxlike.cli import _analysis, _grid, _plot, _posterior, _scan
-from jaxlike.cli._io import CliError
+from jaxlike.cli._io import CliError, cl_level, finite_float, nonneg_int
 
-__all__ = ["main", "build_parser", "EXIT_BAD_INPUT"]
+__all__ = ["main", "build_parser", "EXIT_BAD_INPUT", "EXIT_INTERNAL"]
 
 #: Exit code for every kind of bad input.
 EXIT_BAD_INPUT = 2
+#: Exit code of an internal error (a bug in jaxlike, not in the input): BSD's EX_SOFTWARE.
+EXIT_INTERNAL = 70
 
 
 class _UsageError(Exception):
@@ -62,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="jaxlike",
         description="Binned HistFactory likelihoods in JAX.",
-        epilog="exit codes: 0 success, 2 bad input, 3 the fit did not converge",
+        epilog="exit codes: 0 success, 2 bad input, 3 a fit did not converge, 70 internal error",
     )
     parser.add_argument("--version", action="version", version=f"jaxlike {__version__}")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -70,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     cls = subs.add_parser("cls", help="observed and expected CLs at one POI value (asymptotic)")
     _add_common(cls)
     cls.add_argument(
-        "--test-poi", type=float, default=1.0, metavar="X", help="POI value tested (1.0)"
+        "--test-poi", type=finite_float, default=1.0, metavar="X", help="POI value tested (1.0)"
     )
     cls.add_argument("--test-stat", choices=["qtilde", "q"], default="qtilde")
     cls.add_argument("--calctype", choices=["asymptotics"], default="asymptotics")
@@ -83,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     limit = subs.add_parser("limit", help="observed and expected upper limits on the POI")
     _add_common(limit)
-    limit.add_argument("--cl", type=float, default=0.95, help="confidence level (0.95)")
+    limit.add_argument("--cl", type=cl_level, default=0.95, help="confidence level (0.95)")
     limit.add_argument("--test-stat", choices=["qtilde", "q"], default="qtilde")
     limit.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_backend(limit)
@@ -94,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     example = subs.add_parser(
         "example", help="fit, CLs and limit of the bundled synthetic search workspace"
     )
-    example.add_argument("--seed", type=int, default=0, help="seed of the pseudo-data (0)")
+    example.add_argument("--seed", type=nonneg_int, default=0, help="seed of the pseudo-data (0)")
     example.add_argument("--output", metavar="PATH", help="also write the workspace JSON here")
     _scan.add_parser(subs)
     _grid.add_parser(subs)
@@ -177,3 +181,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(err))
     except KeyboardInterrupt:
         return _fail("interrupted")
+    except RecursionError:
+        return _fail("the input is nested too deeply")
+    except MemoryError:
+        return _fail("out of memory (an input size is too large for this machine)")
+    except Exception as err:  # a bug: one line, exit 70; JAXLIKE_DEBUG=1 shows the traceback
+        if os.environ.get("JAXLIKE_DEBUG"):
+            raise
+        text = " ".join(f"{type(err).__name__}: {err}".split())[:500]
+        print(f"jaxlike: internal error (please report it, with JAXLIKE_DEBUG=1 for the "
+              f"traceback): {text}", file=sys.stderr)  # fmt: skip
+        return EXIT_INTERNAL

@@ -7,7 +7,7 @@ import copy
 import json
 import sys
 
-from jaxlike.cli._io import CliError, positive_int
+from jaxlike.cli._io import CliError, nonneg_int, positive_int
 
 EXIT_NOT_CONVERGED = 3
 RHAT_MAX = 1.01
@@ -32,7 +32,7 @@ def add_parser(subs) -> argparse.ArgumentParser:
     p.add_argument("--chains", type=positive_int, help="number of chains")
     p.add_argument("--warmup", type=positive_int, help="warmup iterations per chain")
     p.add_argument("--samples", type=positive_int, help="draws per chain")
-    p.add_argument("--seed", type=int, help="PRNG seed")
+    p.add_argument("--seed", type=nonneg_int, help="PRNG seed")
     p.add_argument("--no-variants", action="store_true", help="skip the prior variants")
     p.add_argument("--json", action="store_true", help="print summary.json to stdout")
     return p

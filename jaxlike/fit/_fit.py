@@ -34,7 +34,9 @@ class FitResult(eqx.Module):
 
     Attributes:
         bestfit: θ̂, in the model's parameter order.
-        uncertainties: sqrt of the diagonal of the covariance (0 for fixed parameters).
+        uncertainties: sqrt of the diagonal of the covariance (0 for fixed parameters; 0 also
+            for parameters on a bound when the full Hessian is not positive definite there:
+            the delta-method covariance of the bound-constrained estimator, see ``at_bound``).
         covariance: V = (½ ∂²(2NLL)/∂θ²)⁻¹ = H_NLL⁻¹ over the non-fixed parameters: a dense
             [P, P] array, except for a model with an arrowhead Hessian (many per-bin
             parameters) and more than :data:`DENSE_COVARIANCE_MAX` parameters, where it is an
@@ -174,9 +176,16 @@ def fit_arrays(
         maxiter=maxiter,
         tol=tol,
     )
-    cov = _covariance(st.hess, fixed)
     span = jnp.maximum(hi - lo, 1.0)
     at_bound = ((st.x <= lo + 1e-9 * span) | (st.x >= hi - 1e-9 * span)) & ~fixed
+    cov = _covariance(st.hess, fixed)
+    # A minimum on a bound can have an indefinite full Hessian (2NLL falls off beyond the
+    # bound). The local (delta-method) covariance of the constrained estimator then holds the
+    # parameters on their bounds: their uncertainty is 0, the others' come from the rest.
+    indefinite = jnp.any(jnp.isnan(covariance_diagonal(cov))) & jnp.any(at_bound)
+    cov = jax.lax.cond(
+        indefinite, lambda: _covariance(st.hess, fixed | at_bound), lambda: cov
+    )
     return FitResult(
         bestfit=_on_breakpoints(st.x, model_breakpoints(model)),
         uncertainties=jnp.sqrt(covariance_diagonal(cov)),

@@ -168,6 +168,45 @@ def _traced(*trees):
     return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
 
 
+def check_poi_free(model, lo, hi, fixed):
+    """Refuse a POI that is fixed or has empty bounds (lo ≥ hi), as pyhf does: the profile
+    likelihood ratio q(μ) = −2 ln [L(μ, θ̂̂) / L(μ̂, θ̂)] needs μ̂ to vary. Checked when the
+    inputs are concrete (under ``jit``/``vmap`` the caller's inputs were checked outside)."""
+    if _traced(lo, hi, fixed):
+        return
+    poi, name = model.config.poi_index, model.config.poi_name
+    if np.any(np.asarray(fixed)[..., poi]):
+        raise InvalidParameters(
+            f"the POI '{name}' is fixed (measurement.config.parameters: fixed), which makes "
+            "profile-likelihood-ratio inference impossible; unfix it"
+        )
+    lo_p, hi_p = np.asarray(lo)[..., poi], np.asarray(hi)[..., poi]
+    if np.any(~(lo_p < hi_p)):
+        raise InvalidParameters(
+            f"the POI '{name}' has empty bounds [{np.min(lo_p):g}, {np.max(hi_p):g}]: a "
+            "hypothesis test needs a free POI range"
+        )
+
+
+def check_poi_values(model, values, lo, hi):
+    """Refuse tested POI values that are not finite or lie outside the POI bounds [lo, hi]
+    (the conditional fit would hold μ where the free fit can never go, so q̃μ and CLs are
+    meaningless). Skipped for traced values."""
+    if _traced(values, lo, hi):
+        return
+    poi, name = model.config.poi_index, model.config.poi_name
+    v = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(v)):
+        raise InvalidParameters(f"the tested POI value must be finite, got {v[~np.isfinite(v)][0]}")
+    lo_p, hi_p = float(np.min(np.asarray(lo)[..., poi])), float(np.max(np.asarray(hi)[..., poi]))
+    bad = v[(v < lo_p) | (v > hi_p)]
+    if bad.size:
+        raise InvalidParameters(
+            f"the tested POI value {bad.reshape(-1)[0]:g} lies outside the bounds of '{name}' "
+            f"[{lo_p:g}, {hi_p:g}]; widen them (par_bounds or the measurement's bounds)"
+        )
+
+
 def _fits_on_data(model, data, init, lo, hi, fixed, poi, mu_a, signed):
     """Free fit, μ_A-conditional fit (and, if ``signed``, the free fit with the POI allowed
     down to −hi) on the same data.
@@ -240,6 +279,7 @@ def hypotest_prepare(
             f"calc_base_dist must be 'normal' or 'clipped_normal', got {calc_base_dist!r}"
         )
     d, init, lo, hi, fixed = prepare_fit_inputs(model, data, init_pars, par_bounds, fixed_params)
+    check_poi_free(model, lo, hi, fixed)
     return _prepare_core(model, d, init, lo, hi, fixed, test_stat, calc_base_dist, signed_fit)
 
 
@@ -336,6 +376,7 @@ def hypotest(
         fixed_params=fixed_params,
         calc_base_dist=calc_base_dist,
     )
+    check_poi_values(model, poi_test, prep.lo, prep.hi)
     return _at_jit(prep, model, poi_test, warm_start)
 
 
@@ -364,6 +405,7 @@ def hypotest_scan(
         fixed_params=fixed_params,
         calc_base_dist=calc_base_dist,
     )
+    check_poi_values(model, poi_values, prep.lo, prep.hi)
     return _scan_jit(prep, model, jnp.asarray(poi_values, dtype=float), warm_start)
 
 

@@ -155,9 +155,20 @@ class _Tables:
 
     def shapesys_defaults(self, name):
         m, bins = self._per_bin_bins("shapesys", name)
-        tau, valid = shapesys_factors_np(
-            self.nominal, self.mask["shapesys"][m], self.unc["shapesys"][m]
-        )
+        with np.errstate(over="ignore", under="ignore"):
+            tau, valid = shapesys_factors_np(
+                self.nominal, self.mask["shapesys"][m], self.unc["shapesys"][m]
+            )
+        bad = valid & ~((tau >= np.finfo(float).tiny) & (tau < np.inf))
+        if bad[bins].any():
+            b = int(np.flatnonzero(bad[bins])[0])
+            raise InvalidModel(
+                "channels",
+                f"shapesys {name!r} bin {b}: τ = (nominal / uncertainty)² = "
+                f"{float(tau[bins][b]):g} is not a positive float64 (an uncertainty of "
+                f"{float(self.unc['shapesys'][m].sum(axis=0)[bins][b]):g} on a yield of "
+                f"{float((self.nominal * self.mask['shapesys'][m]).sum(axis=0)[bins][b]):g})",
+            )
         return tau[bins], ~valid[bins]
 
     def leaves(self, config):
@@ -264,6 +275,11 @@ def _ratio(data, key, path):
     v = float(data[key])
     if not np.isfinite(v) or v <= 0:
         raise InvalidModel(f"{path}.{key}", f"normsys {key} = {v} must be a positive finite ratio")
+    if not np.isfinite(v * np.log(v) ** 2):  # the code-4 coefficients hold v·ln²v
+        raise InvalidModel(
+            f"{path}.{key}", f"normsys {key} = {v:g} is too large: its interpolation "
+            "coefficients (v·ln²v) overflow float64"
+        )
     return v
 
 

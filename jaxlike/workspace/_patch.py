@@ -168,11 +168,9 @@ def apply_patch(doc: Any, patch: Any, *, prefix: str = "patch") -> Any:
 
 
 def _read_json(path: str | Path, error) -> Any:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise error("", f"{path}: not valid JSON ({exc})") from exc
+    from jaxlike.workspace._json import read_json_file
+
+    return read_json_file(path, "patch", error)
 
 
 def load_patch(path_or_obj: Any) -> list[dict]:

@@ -77,14 +77,25 @@ def _list(obj: Any, path: str, *, nonempty: bool = True) -> list:
 def _string(obj: Any, path: str) -> str:
     if not isinstance(obj, str):
         _fail(path, f"must be a string, got {_type_name(obj)}")
+    try:
+        obj.encode("utf-8")
+    except UnicodeEncodeError as err:
+        shown = obj.encode("utf-8", "backslashreplace").decode("utf-8")
+        _fail(path, f"{shown!r} is not valid Unicode (lone surrogate at position {err.start})")
     return obj
 
 
 def _number(x: Any, path: str, what: str = "value") -> float:
     if not _is_number(x):
         _fail(path, f"{what} must be a number, got {_type_name(x)}")
-    if not math.isfinite(x):
-        _fail(path, f"{what} is {'NaN' if math.isnan(x) else 'inf'}")
+    try:
+        finite = math.isfinite(x)
+    except OverflowError:  # an integer beyond float64
+        finite = False
+    if not finite:
+        if isinstance(x, float) and math.isnan(x):
+            _fail(path, f"{what} is NaN")
+        _fail(path, f"{what} is {'-' if x < 0 else ''}inf or beyond the float64 range")
     return x
 
 

@@ -203,14 +203,9 @@ class Workspace:
     @classmethod
     def load(cls, path: str | Path, validate: bool = True) -> Workspace:
         """Read a workspace JSON file (``"-"`` reads standard input)."""
-        try:
-            if str(path) == "-":
-                spec = json.load(sys.stdin)
-            else:
-                with open(path, encoding="utf-8") as handle:
-                    spec = json.load(handle)
-        except json.JSONDecodeError as exc:
-            raise InvalidWorkspace("", f"{path}: not valid JSON ({exc})") from exc
+        from jaxlike.workspace._json import read_json_file
+
+        spec = read_json_file(path, "workspace", InvalidWorkspace)
         return cls(spec, validate=validate)
 
     def to_dict(self) -> dict:
