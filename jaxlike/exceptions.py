@@ -19,6 +19,7 @@ __all__ = [
     "InvalidScanFile",
     "InvalidCovariance",
     "InvalidBayesConfig",
+    "InvalidPosteriorConfig",
     "PosteriorRangeError",
 ]
 
@@ -77,6 +78,12 @@ class InvalidCovariance(InvalidModel, ValueError):
 class InvalidBayesConfig(JaxlikeError, ValueError):
     """A setting of a Bayesian computation is invalid (credibility level outside (0, 1),
     unknown prior or method, a model the chosen integration method cannot handle, ...)."""
+
+
+class InvalidPosteriorConfig(InvalidScanConfig, InvalidBayesConfig):
+    """A posterior job configuration (:mod:`jaxlike.bayes._job`) is malformed at ``path``.
+    Both an :class:`InvalidScanConfig` (as before it had its own class) and an
+    :class:`InvalidBayesConfig`."""
 
 
 class PosteriorRangeError(JaxlikeError):

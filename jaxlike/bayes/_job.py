@@ -31,21 +31,39 @@ The configuration (TOML or JSON, or a dict) is validated before anything is comp
 :meth:`Posterior.to_hdf5`), ``posterior_<variant>.h5``, ``summary.json`` (MLE, and per
 parameter and variant: posterior mode and HDIs of |θ| for mirrored parameters, mean, sd,
 credible upper limits, R̂, ESS, divergences) and ``corner.png`` / ``corner_<variant>.png``.
-Every file is written to a temporary name and renamed, so an interrupted job leaves no
-half-written output.
+Every file is written to a unique temporary name in the output folder and renamed, so an
+interrupted job leaves no half-written output and concurrent jobs never collide.
+
+The configuration is strict: an unknown section, key, sampler setting or prior argument is an
+error suggesting the closest known name; numbers must be numbers (not strings or booleans),
+finite and in range; variant names must be distinct (case-insensitively) and not
+``nominal``. ``model.workspace`` / ``model.belle2_wet`` are relative to the config file's
+folder (absolute paths and ``..`` are taken as written) and must be a regular file / a folder
+of regular files: a FIFO or device is refused before it is opened.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import InvalidScanConfig
+from .._strict import (
+    atomic_write,
+    check_keys,
+    directory,
+    integer,
+    join,
+    number,
+    read_config,
+    regular_file,
+)
+from ..exceptions import InvalidPosteriorConfig
 from ._priors import LogUniform, TruncatedNormal, Uniform, UniformInSquare
 
 __all__ = ["load_posterior_config", "run_posterior_job", "WET_POSTERIOR_CONFIG"]
@@ -96,7 +114,32 @@ WET_POSTERIOR_CONFIG = {
 
 
 def _fail(path, msg):
-    raise InvalidScanConfig(path, msg)
+    raise InvalidPosteriorConfig(path, msg)
+
+
+_E = InvalidPosteriorConfig
+_SECTIONS = ("model", "sampler", "priors", "report", "variant")
+_MODEL_KEYS = ("workspace", "belle2_wet", "measurement")
+_REPORT_KEYS = ("parameters", "mirror", "hdi", "reference")
+_VARIANT_KEYS = ("name", "priors")
+#: sampler setting -> (smallest, largest) allowed integer
+_SAMPLER_INTS = {
+    "chains": (1, 1024),
+    "warmup": (1, 10_000_000),
+    "samples": (1, 10_000_000),
+    "seed": (0, 2**63 - 1),
+    "max_tree_depth": (1, 20),
+}
+_VARIANT_NAME = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
+
+
+def _table(raw, key, path, default=None):
+    v = raw.get(key, default)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        _fail(path, f"must be a table, got {type(v).__name__}")
+    return v
 
 
 def _priors(spec, path):
@@ -104,35 +147,116 @@ def _priors(spec, path):
         _fail(path, "must be a table {parameter: {type = ...}}")
     out = {}
     for name, p in spec.items():
-        ppath = f"{path}.{name}"
+        ppath = join(path, name)
         if not isinstance(p, dict) or "type" not in p:
             _fail(ppath, "needs a 'type' (" + ", ".join(_PRIORS) + ")")
-        if p["type"] not in _PRIORS:
-            _fail(f"{ppath}.type", f"unknown prior {p['type']!r} (known: {list(_PRIORS)})")
+        if not isinstance(p["type"], str) or p["type"] not in _PRIORS:
+            close = difflib.get_close_matches(str(p["type"]), list(_PRIORS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            _fail(f"{ppath}.type", f"unknown prior {p['type']!r} (known: {list(_PRIORS)}){hint}")
         cls, keys = _PRIORS[p["type"]]
-        extra = set(p) - {"type", *keys}
-        if extra:
-            _fail(f"{ppath}.{sorted(extra)[0]}", f"not an argument of {p['type']}")
-        for k in keys:
-            if k in p and not isinstance(p[k], int | float):
-                _fail(f"{ppath}.{k}", "must be a number")
-        out[name] = cls(**{k: float(p[k]) for k in keys if k in p})
+        check_keys(p, {"type", *keys}, ppath, _E, f"argument of {p['type']}")
+        args = {k: number(p[k], f"{ppath}.{k}", _E) for k in keys if k in p}
+        if "scale" in args and not args["scale"] > 0:
+            _fail(f"{ppath}.scale", f"must be > 0, got {p['scale']!r}")
+        if "low" in args and "high" in args and not args["low"] < args["high"]:
+            _fail(f"{ppath}.high", f"must exceed low ({args['low']!r}), got {p['high']!r}")
+        out[name] = cls(**args)
     return out
 
 
 def _read_raw(path):
-    """The raw configuration dict of a TOML/JSON file (``_base``: its folder)."""
-    try:
-        text = path.read_text()
-    except OSError as err:
-        _fail(str(path), f"cannot read: {err.strerror}")
-    try:
-        raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
-        _fail(str(path), f"not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {err}")
-    if not isinstance(raw, dict):
-        _fail(str(path), "must be a table/object")
+    """The raw configuration dict of a TOML/JSON file (``_base``: its folder). Only a regular
+    file is read (a FIFO or device is refused); a UTF-8 byte order mark is accepted."""
+    raw = read_config(path, _E, "posterior config", field=str(path))
     return dict(raw, _base=str(path.parent))
+
+
+def _names(v, path):
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        _fail(path, "must be a list of parameter names")
+    if len(set(v)) != len(v):
+        _fail(path, f"names {sorted({x for x in v if v.count(x) > 1})} are repeated")
+    return list(v)
+
+
+def _sampler(spec):
+    out = {}
+    check_keys(spec, _SAMPLER, "sampler", _E, "setting")
+    for k, v in spec.items():
+        path = f"sampler.{k}"
+        if k in _SAMPLER_INTS:
+            lo, hi = _SAMPLER_INTS[k]
+            if isinstance(v, float) or not isinstance(v, int) or isinstance(v, bool):
+                what = "a non-negative" if k == "seed" else "a positive"
+                _fail(path, f"must be {what} integer, got {v!r}")
+            v = integer(v, path, _E, lo=lo, hi=hi)
+        elif k == "target_accept":
+            v = number(v, path, _E, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+        elif k == "dense_mass" and not (isinstance(v, bool) or v == "auto"):
+            _fail(path, f"must be true, false or \"auto\", got {v!r}")
+        out[_SAMPLER[k]] = v
+    return out
+
+
+def _report_section(raw):
+    report = dict(_table(raw, "report", "report"))
+    check_keys(report, _REPORT_KEYS, "report", _E)
+    for k in ("parameters", "mirror"):
+        if k in report:
+            report[k] = _names(report[k], f"report.{k}")
+    hdis = report.get("hdi", [0.68, 0.95])
+    if not isinstance(hdis, list):
+        _fail("report.hdi", "must be a list of probabilities in (0, 1)")
+    report["hdi"] = [
+        number(p, f"report.hdi[{i}]", _E, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+        for i, p in enumerate(hdis)
+    ]
+    if "reference" in report:
+        ref = report["reference"]
+        if not isinstance(ref, dict):
+            _fail("report.reference", "must be a table {parameter: value}")
+        report["reference"] = {
+            n: number(v, join("report.reference", n), _E) for n, v in ref.items()
+        }
+    return report
+
+
+def _variants(raw):
+    spec = raw.get("variant") or []
+    if not isinstance(spec, list):
+        _fail("variant", "must be a list of tables ([[variant]] in TOML)")
+    variants, seen = [], {"nominal": "the nominal run"}
+    for i, v in enumerate(spec):
+        path = f"variant[{i}]"
+        if not isinstance(v, dict):
+            _fail(path, "must be a table with a name and priors")
+        check_keys(v, _VARIANT_KEYS, path, _E)
+        name = v.get("name")
+        if not isinstance(name, str):
+            _fail(f"{path}.name", "each variant needs a name")
+        if not _VARIANT_NAME.match(name):
+            _fail(f"{path}.name", "use 1 to 64 letters, digits and '_' (it names output files)")
+        if name.lower() in seen:  # output files differing in case collide on some systems
+            _fail(f"{path}.name", f"{name!r} is already used by {seen[name.lower()]}")
+        seen[name.lower()] = path
+        variants.append((name, _priors(v.get("priors", {}), f"{path}.priors")))
+    return variants
+
+
+def _model_files(model, base):
+    """The resolved workspace file or Belle II folder of the ``model`` section, checked to
+    be a regular file / a folder of regular files before anything opens them."""
+    if "belle2_wet" in model:
+        from ..physics._belle2 import BELLE2_MAPS
+
+        folder = directory(model["belle2_wet"], "model.belle2_wet", _E, base)
+        regular_file(folder / "combined_likelihood.json", "model.belle2_wet", _E)
+        for f in ("bk_formfactors.json", *(f for _, f in BELLE2_MAPS.values())):
+            if os.path.lexists(folder / f):  # read when needed; never a FIFO or a device
+                regular_file(folder / f, "model.belle2_wet", _E)
+        return folder
+    return regular_file(model["workspace"], "model.workspace", _E, base)
 
 
 def load_posterior_config(source):
@@ -140,7 +264,12 @@ def load_posterior_config(source):
 
     Returns a normalised dict with keys model, sampler (sample_posterior keyword arguments),
     priors (name → prior object), report, variants [(name, priors)], base (folder that
-    relative paths are resolved against). Raises InvalidScanConfig naming the field.
+    relative paths are resolved against). Raises
+    :class:`~jaxlike.exceptions.InvalidPosteriorConfig` (an ``InvalidScanConfig`` and an
+    ``InvalidBayesConfig``) naming the field: unknown keys (with the closest known name),
+    values of the wrong type or out of range, a workspace that is not a regular file.
+    Relative paths are resolved against the config file's folder (a dict: its ``_base``, else
+    the working directory); absolute paths and ``..`` are taken as written.
     """
     if isinstance(source, dict):
         raw, base = source, Path(source.get("_base", Path.cwd()))
@@ -148,44 +277,23 @@ def load_posterior_config(source):
         raw = _read_raw(Path(source))
         base = Path(raw["_base"])
     raw = {k: v for k, v in raw.items() if k != "_base"}
-    unknown = set(raw) - {"model", "sampler", "priors", "report", "variant"}
-    if unknown:
-        _fail(sorted(unknown)[0], "unknown section")
+    check_keys(raw, _SECTIONS, "", _E, "section")
     model = raw.get("model")
     if not isinstance(model, dict) or len({"workspace", "belle2_wet"} & set(model)) != 1:
         _fail("model", "needs exactly one of 'workspace' or 'belle2_wet'")
-    sampler = {}
-    for k, v in (raw.get("sampler") or {}).items():
-        if k not in _SAMPLER:
-            _fail(f"sampler.{k}", f"unknown setting (known: {list(_SAMPLER)})")
-        if k in ("chains", "warmup", "samples", "seed", "max_tree_depth") and (
-            not isinstance(v, int) or isinstance(v, bool) or v < (0 if k == "seed" else 1)
-        ):
-            _fail(f"sampler.{k}", f"must be a positive integer, got {v!r}")
-        sampler[_SAMPLER[k]] = v
-    report = dict(raw.get("report") or {})
-    for k in ("parameters", "mirror"):
-        v = report.get(k, [])
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            _fail(f"report.{k}", "must be a list of parameter names")
-    hdis = report.get("hdi", [0.68, 0.95])
-    if not isinstance(hdis, list) or not all(isinstance(p, float) and 0 < p < 1 for p in hdis):
-        _fail("report.hdi", "must be a list of probabilities in (0, 1)")
-    report["hdi"] = hdis
-    ref = report.get("reference", {})
-    if not isinstance(ref, dict) or not all(isinstance(v, int | float) for v in ref.values()):
-        _fail("report.reference", "must be a table {parameter: value}")
-    variants = []
-    for i, v in enumerate(raw.get("variant") or []):
-        if not isinstance(v, dict) or not isinstance(v.get("name"), str):
-            _fail(f"variant[{i}].name", "each variant needs a name")
-        if not v["name"].replace("_", "").isalnum():
-            _fail(f"variant[{i}].name", "use letters, digits and '_' (it names output files)")
-        variants.append((v["name"], _priors(v.get("priors", {}), f"variant[{i}].priors")))
+    check_keys(model, _MODEL_KEYS, "model", _E)
+    for k, v in model.items():
+        if not isinstance(v, str) or not v:
+            _fail(f"model.{k}", f"must be a non-empty string, got {v!r}")
+    sampler = _sampler(_table(raw, "sampler", "sampler"))
+    report = _report_section(raw)
+    priors = _priors(raw.get("priors") or {}, "priors")
+    variants = _variants(raw)
+    _model_files(model, base)
     return {
         "model": model,
         "sampler": sampler,
-        "priors": _priors(raw.get("priors") or {}, "priors"),
+        "priors": priors,
         "report": report,
         "variants": variants,
         "base": base,
@@ -195,26 +303,22 @@ def load_posterior_config(source):
 def _build_model(spec, base):
     import jaxlike
 
+    path = _model_files(spec, base)  # checked again right before it is opened
     if "belle2_wet" in spec:
         from ..physics import belle2_wet_workspace
 
-        d = Path(spec["belle2_wet"])
-        ws = belle2_wet_workspace(d if d.is_absolute() else base / d)
+        ws = belle2_wet_workspace(path)
     else:
-        p = Path(spec["workspace"])
-        ws = jaxlike.Workspace.load(p if p.is_absolute() else base / p)
+        ws = jaxlike.Workspace.load(path)
     model = ws.model(measurement_name=spec.get("measurement"))
     return model, ws.data(model)
 
 
 def _atomic(path, write):
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # same suffix: same file format
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write ``path`` through a unique temporary file in its folder (see
+    :func:`jaxlike._strict.atomic_write`): concurrent jobs never share a temporary name and a
+    planted symlink is never followed."""
+    atomic_write(path, write)
 
 
 def _report(post, names, mirror, hdis):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxlike.cli import _analysis
-from jaxlike.cli._io import CliError, build
+from jaxlike.cli._io import CliError, build, cl_level, finite_float
 from jaxlike.plotting._style import GREEN, YELLOW, figure, save
 from jaxlike.plotting._style import style as _style
 
@@ -55,7 +55,7 @@ def add_parser(subs):
         help="significance figure of a mass scan (default: significance.<format> beside -o)",
     )
     p.add_argument("--format", choices=["png", "pdf"], help="file format (default: from -o, png)")
-    p.add_argument("--cl", type=float, metavar="X", help="CL level to draw (default: the first)")
+    p.add_argument("--cl", type=cl_level, metavar="X", help="CL level to draw (default: the first)")
     p.add_argument("--logy", action="store_true", help="logarithmic limit axis")
     p.add_argument(
         "--units",
@@ -267,7 +267,7 @@ def add_plot_options(p) -> None:
     )
     p.add_argument(
         "--threshold",
-        type=float,
+        type=finite_float,
         default=0.0,
         metavar="X",
         help="workspace mode: drop parameters whose correlations are all below X (0)",
@@ -294,7 +294,7 @@ def is_workspace(path) -> bool:
 
 
 def _parse_what(text):
-    items = [w.strip() for w in text.split(",") if w.strip()]
+    items = list(dict.fromkeys(w.strip() for w in text.split(",") if w.strip()))  # no repeats
     if not items:
         raise CliError("--what is empty")
     for w in items:
@@ -332,6 +332,11 @@ def cmd_plot_workspace(args) -> int:
     if res is None:
         return _analysis.EXIT_NOT_CONVERGED
     folder = _analysis.make_folder(args.output or ".")
+    from jaxlike.plotting._style import file_stems
+
+    scans = [w[5:] for w in what if w.startswith("scan:")]  # gamma[0] -> scan_gamma_0.png
+    safe = file_stems(p.replace("[", "_").replace("]", "") for p in scans)
+    stems = dict(zip(scans, safe, strict=True))  # distinct files, one per parameter
     paths = []
     pulls = analysis.pulls(model, data, res) if {"pulls", "ranking"} & set(what) else None
     for w in what:
@@ -357,8 +362,7 @@ def cmd_plot_workspace(args) -> int:
                 paths += [str(p) for p in _analysis.draw_yields(t, folder, ext, logy=args.logy)]
         else:
             par = w[5:]
-            safe = par.replace("[", "_").replace("]", "").replace("/", "_")
-            paths.append(_scan_figure(model, data, res, par, folder / f"scan_{safe}.{ext}"))
+            paths.append(_scan_figure(model, data, res, par, folder / f"scan_{stems[par]}.{ext}"))
     for p in paths:
         print(p)
     return 0

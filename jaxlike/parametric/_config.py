@@ -35,18 +35,29 @@ Every check runs on the host before anything is compiled, and a failure raises
     skip_vetoed = true            # drop masses inside a vetoed range (default)
 
 Masses given as ``step_sigma`` advance by that many σ(m) each step (the Belle II convention).
+
+The loader is strict: an unknown key anywhere (a section, a key of a section, a column of a
+table, a key of ``scan.masses``, an array of the spectrum file) is an error suggesting the
+closest known name (``window.bins: unknown key; did you mean 'n_bins'?``); numbers must be
+TOML/JSON numbers (not strings, not booleans), finite and in range; sizes are bounded before
+anything is computed: at most :data:`MAX_HYPOTHESES` hypothesis masses (a ``step_sigma`` list
+is counted as ∫ dm / (step_sigma σ(m)) before it is generated), ``n_bins`` ≤
+:data:`MAX_WINDOW_BINS`, ``order`` ≤ 12, spectrum arrays of at most :data:`MAX_SPECTRUM_BYTES`.
+``spectrum.file`` is relative to the config file's folder (an absolute path, or one with
+``..``, is taken as written: the config is the user's own); it must be a regular ``.npz`` file
+(a FIFO or a device is refused before it is opened). A UTF-8 byte order mark is accepted.
 """
 
 from __future__ import annotations
 
-import json
-import tomllib
+import math
+import zipfile
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._strict import check_keys, integer, join, number, numbers, read_config, regular_file
 from ..exceptions import InvalidScanConfig
 from ..shapes import MassTable, check_windows, fine_cumsum
 from ._model import BACKGROUNDS, SIGNAL_SHAPES
@@ -54,220 +65,391 @@ from ._scan import TABLE_COLUMNS, MassScan
 
 __all__ = ["load_config", "build_mass_scan", "scan_masses"]
 
-_SECTIONS = {"spectrum", "signal", "background", "window", "scan", "output"}
+#: most hypothesis masses a configuration may ask for (any form of ``scan.masses``)
+MAX_HYPOTHESES = 10_000_000
+#: most bins of the sliding window (``window.n_bins``)
+MAX_WINDOW_BINS = 10_000
+#: largest polynomial order of the background (``background.order``)
+MAX_ORDER = 12
+#: largest total size of the spectrum arrays of ``spectrum.file`` (bytes, as stored)
+MAX_SPECTRUM_BYTES = 2 * 1024**3
+
+_E = InvalidScanConfig
+_SECTIONS = ("spectrum", "signal", "background", "window", "scan")
+_ARRAYS = {"edges": 1, "counts": 2, "comb": 2, "template": 2, "peaks": 3}  # name -> ndim
+_KEYS = {
+    "spectrum": {"file", *_ARRAYS},
+    "signal": {"shape", "conversion", "rel_eff", "rel_res", "interpolation", "tables"},
+    "background": {"kind", "order"},
+    "window": {"lo", "hi", "n_bins", "vetoes"},
+    "scan": {"masses", "cl", "mu_max", "skip_vetoed"},
+}
+_MASSES_KEYS = {"start", "stop", "n", "step", "step_sigma"}
 _TABLE_NAMES = {"mass"} | {name for name, _ in TABLE_COLUMNS}
+_INTERPOLATIONS = ("linear", "pchip")
 
 
 def load_config(path) -> dict:
-    """Read a TOML (``.toml``) or JSON scan configuration; records its folder as ``_base``."""
+    """Read a TOML (``.toml``) or JSON scan configuration; records its folder as ``_base``.
+
+    Only a regular file is opened (a FIFO or device is refused); a UTF-8 byte order mark is
+    accepted; JSON may not repeat a key. The contents are checked by :func:`build_mass_scan`.
+    Raises :class:`~jaxlike.exceptions.InvalidScanConfig`.
+    """
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as err:
-        raise InvalidScanConfig("", f"cannot read scan config {str(p)!r}: {err.strerror}") from None
-    try:
-        cfg = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
-        fmt = p.suffix[1:] or "JSON"
-        raise InvalidScanConfig("", f"{p.name} is not valid {fmt}: {err}") from None
-    if not isinstance(cfg, dict):
-        raise InvalidScanConfig("", "the scan config must be a table/object")
+    cfg = read_config(p, _E, "scan config")
     cfg["_base"] = str(p.parent)
     return cfg
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
 def _get(d: dict, key: str, path: str, kind=None, default=...):
+    """``d[key]`` (``default`` if absent, an error naming ``path.key`` if required), checked
+    to be an instance of ``kind`` (bool is not an int here)."""
     if key not in d:
         if default is ...:
-            raise InvalidScanConfig(_join(path, key), "is required")
+            raise _E(join(path, key), "is required")
         return default
     v = d[key]
-    if kind is not None and not isinstance(v, kind):
-        raise InvalidScanConfig(_join(path, key), f"must be {kind.__name__}, got {v!r}")
+    if kind is not None and (
+        not isinstance(v, kind) or (isinstance(v, bool) and kind in (int, float))
+    ):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise _E(join(path, key), f"must be {_TABLE_WORDS.get(names, names)}, got {_short(v)}")
     return v
 
 
-def _number(d, key, path, default=..., positive=False):
-    v = _get(d, key, path, default=default)
-    if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
-        raise InvalidScanConfig(_join(path, key), f"must be a finite number, got {v!r}")
-    if positive and v <= 0:
-        raise InvalidScanConfig(_join(path, key), f"must be positive, got {v!r}")
-    return float(v)
+_TABLE_WORDS = {
+    "dict": "a table",
+    "list": "a list",
+    "list or tuple": "a list",
+    "str": "a string",
+    "bool": "true or false",
+}
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(d, key, path, default=..., positive=False, **bounds):
+    """``d[key]`` as a finite float (int/float only, not bool or a string), ``> 0`` if
+    ``positive``, within ``bounds`` (see :func:`jaxlike._strict.number`)."""
+    if key not in d and default is not ...:
+        return float(default)
+    v = _get(d, key, path)
+    if positive:
+        bounds = {"lo": 0.0, "lo_open": True, **bounds}
+    return number(v, join(path, key), _E, **bounds)
+
+
+def _choice(d, key, path, choices, default=...):
+    v = _get(d, key, path, str, default)
+    if v not in choices:
+        import difflib
+
+        close = difflib.get_close_matches(v, choices, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise _E(join(path, key), f"unknown value {_short(v)}; {hint}known: {', '.join(choices)}")
+    return v
+
+
+def _check_structure(cfg: dict) -> None:
+    """Unknown or missing sections and unknown keys, before any file is read."""
+    check_keys({k: v for k, v in cfg.items() if k != "_base"}, _SECTIONS, "", _E, "section")
+    for name in _SECTIONS:
+        section = _get(cfg, name, "", dict)
+        check_keys(section, _KEYS[name], name, _E)
+    masses = cfg["scan"].get("masses")
+    if isinstance(masses, dict):
+        check_keys(masses, _MASSES_KEYS, "scan.masses", _E)
+    tables = cfg["signal"].get("tables")
+    if isinstance(tables, list | tuple):
+        for i, t in enumerate(tables):
+            if isinstance(t, dict):
+                check_keys(t, _TABLE_NAMES, f"signal.tables[{i}]", _E, "column")
+
+
+def _inline_array(v, path: str, ndim: int) -> np.ndarray:
+    """A list nested at most ``ndim`` deep with number leaves (not strings or booleans)."""
+    stack = [(v, path, 0)]
+    while stack:
+        x, p, depth = stack.pop()
+        if isinstance(x, list | tuple) and depth < ndim:
+            stack.extend((y, f"{p}[{i}]", depth + 1) for i, y in enumerate(x))
+        elif depth == 0 or isinstance(x, bool) or not isinstance(x, int | float):
+            raise _E(p, f"must be {'a number' if depth else 'a list of numbers'}, got {_short(x)}")
+    try:
+        with np.errstate(over="ignore"):
+            return np.asarray(v, float)
+    except (ValueError, OverflowError):
+        raise _E(path, "is ragged (rows of different lengths)") from None
+
+
+def _npz_headers(zf: zipfile.ZipFile, path: str) -> dict:
+    """name -> (shape, dtype) of the arrays of an ``.npz`` from their headers alone (a header
+    claiming a huge shape is refused before anything is allocated)."""
+    fmt = np.lib.format
+    out, total = {}, 0
+    for info in zf.infolist():
+        name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        with zf.open(info) as fh:
+            try:
+                version = fmt.read_magic(fh)
+                read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+                shape, _, dtype = read[version](fh)
+            except (ValueError, KeyError, OSError, EOFError):
+                raise _E(path, f"member {info.filename!r} is not a numpy array") from None
+        if dtype.kind not in "iuf":
+            raise _E(join("spectrum", name), f"must hold numbers, got dtype {dtype}")
+        total += math.prod(shape) * dtype.itemsize
+        if total > MAX_SPECTRUM_BYTES:
+            raise _E(path, f"arrays larger than the limit of {MAX_SPECTRUM_BYTES:_} bytes")
+        out[name] = shape
+    return out
+
+
+def _read_npz(cfg: dict, spec: dict) -> dict:
+    path = "spectrum.file"
+    for key in spec:
+        if key != "file":
+            raise _E(f"spectrum.{key}", "cannot be given with spectrum.file (it has the arrays)")
+    name = _get(spec, "file", "spectrum", str)
+    f = regular_file(name, path, _E, cfg.get("_base", "."))
+    try:
+        with zipfile.ZipFile(f) as zf:
+            check_keys(_npz_headers(zf, path), _ARRAYS, path, _E, "array")
+        with np.load(f, allow_pickle=False) as z:
+            return {k: np.asarray(z[k], float) for k in z.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise _E(path, f"cannot read {str(f)!r} as an .npz archive: {err}") from None
 
 
 def _load_arrays(cfg: dict) -> dict:
     spec = _get(cfg, "spectrum", "", dict)
     if "file" in spec:
-        f = Path(cfg.get("_base", ".")) / _get(spec, "file", "spectrum", str)
-        try:
-            with np.load(f) as z:
-                arrays = {k: np.asarray(z[k], float) for k in z.files}
-        except (OSError, ValueError) as err:
-            raise InvalidScanConfig("spectrum.file", f"cannot read {str(f)!r}: {err}") from None
+        arrays = _read_npz(cfg, spec)
     else:
-        arrays = {k: np.asarray(v, float) for k, v in spec.items() if k != "file"}
+        arrays = {k: _inline_array(v, f"spectrum.{k}", _ARRAYS[k]) for k, v in spec.items()}
     for key in ("edges", "counts"):
         if key not in arrays:
-            raise InvalidScanConfig(f"spectrum.{key}", "is required (array in the spectrum)")
+            raise _E(f"spectrum.{key}", "is required (array in the spectrum)")
     e, c = arrays["edges"], np.atleast_2d(arrays["counts"])
     if e.ndim != 1 or e.size < 2 or np.any(~np.isfinite(e)) or np.any(np.diff(e) <= 0):
-        raise InvalidScanConfig("spectrum.edges", "must be finite and strictly increasing")
-    if c.shape[-1] != e.size - 1:
-        raise InvalidScanConfig(
-            "spectrum.counts", f"has {c.shape[-1]} bins but edges define {e.size - 1}"
-        )
+        raise _E("spectrum.edges", "must be finite and strictly increasing (at least 2 edges)")
+    if c.ndim != 2 or c.shape[-1] != e.size - 1:
+        raise _E("spectrum.counts", f"must be [C, N] with N = {e.size - 1} (from the edges), "
+                 f"got shape {list(c.shape)}")  # fmt: skip
     if np.any(~np.isfinite(c)) or np.any(c < 0):
-        raise InvalidScanConfig("spectrum.counts", "must be finite and non-negative")
+        raise _E("spectrum.counts", "must be finite and non-negative")
     arrays["counts"] = c
     for key, ndim in (("comb", 2), ("template", 2), ("peaks", 3)):
         if key in arrays:
             a = arrays[key].reshape((c.shape[0],) * (ndim - 1 - (key == "peaks")) + (-1,)) \
                 if arrays[key].ndim == 1 else arrays[key]  # fmt: skip
             if a.ndim != ndim or a.shape[0] != c.shape[0] or a.shape[-1] != c.shape[-1]:
-                raise InvalidScanConfig(
+                raise _E(
                     f"spectrum.{key}",
                     f"must have shape {'[C, K, N]' if key == 'peaks' else '[C, N]'} with "
                     f"C = {c.shape[0]}, N = {c.shape[-1]}; got {list(a.shape)}",
                 )
             if np.any(~np.isfinite(a)) or np.any(a < 0):
-                raise InvalidScanConfig(f"spectrum.{key}", "must be finite and non-negative")
+                raise _E(f"spectrum.{key}", "must be finite and non-negative")
             arrays[key] = a
     return arrays
 
 
+# column -> (bounds of every entry, what it means)
+_COLUMN_BOUNDS = {
+    "sigma": {"lo": 0.0, "lo_open": True},
+    "alpha_l": {"lo": 0.0, "lo_open": True},
+    "alpha_r": {"lo": 0.0, "lo_open": True},
+    "n_l": {"lo": 1.0, "lo_open": True},  # > 1: a normalisable tail
+    "n_r": {"lo": 1.0, "lo_open": True},
+    "efficiency": {"lo": 0.0, "lo_open": True},
+    "comb_fraction": {"lo": 0.0, "hi": 1.0},
+    "unit": {"lo": 0.0, "lo_open": True},
+}
+
+
 def _tables(sig: dict, n_cat: int, kind: str) -> tuple:
-    tables = _get(sig, "tables", "signal", list)
+    tables = _get(sig, "tables", "signal", (list, tuple))
     if len(tables) != n_cat:
-        raise InvalidScanConfig(
-            "signal.tables", f"needs one table per category ({n_cat}), got {len(tables)}"
-        )
+        raise _E("signal.tables", f"needs one table per category ({n_cat}), got {len(tables)}")
     out = []
     for i, t in enumerate(tables):
         path = f"signal.tables[{i}]"
         if not isinstance(t, dict):
-            raise InvalidScanConfig(path, "must be a table of columns")
-        unknown = sorted(set(t) - _TABLE_NAMES)
-        if unknown:
-            raise InvalidScanConfig(
-                f"{path}.{unknown[0]}", f"unknown column; known: {sorted(_TABLE_NAMES)}"
-            )
+            raise _E(path, "must be a table of columns")
+        check_keys(t, _TABLE_NAMES, path, _E, "column")
         _get(t, "sigma", path)
-        masses = _get(t, "mass", path)
-        cols = {k: v for k, v in t.items() if k != "mass"}
-        table = MassTable(masses, cols, kind=kind, path=path)
-        for k in ("sigma", "alpha_l", "n_l", "alpha_r", "n_r", "efficiency"):
-            if k in cols and np.any(np.asarray(cols[k], float) <= 0):
-                raise InvalidScanConfig(f"{path}.{k}", "must be positive")
-        for k in ("n_l", "n_r"):
-            if k in cols and np.any(np.asarray(cols[k], float) <= 1):
-                raise InvalidScanConfig(f"{path}.{k}", "must be > 1 (normalisable tail)")
-        out.append(table)
+        masses = numbers(_get(t, "mass", path), f"{path}.mass", _E)
+        cols = {
+            k: numbers(v, f"{path}.{k}", _E, **_COLUMN_BOUNDS.get(k, {}))
+            for k, v in t.items()
+            if k != "mass"
+        }
+        for k, v in cols.items():
+            if len(v) != len(masses):
+                raise _E(f"{path}.{k}", f"has {len(v)} entries but mass has {len(masses)}")
+        out.append(MassTable(masses, cols, kind=kind, path=path))
     return tuple(out)
+
+
+def _step_sigma_count(table: MassTable, start: float, stop: float, k: float) -> float:
+    """About how many masses m_{i+1} = m_i + k σ(m_i) fit in [start, stop]:
+    ∫ dm / (k σ(m)), σ linearly interpolated (held beyond the table, as the table does)."""
+    x = np.asarray(table.masses, float)
+    y = np.asarray(table.values["sigma"], float)
+    grid = np.union1d(np.linspace(start, stop, 4097), x[(x > start) & (x < stop)])
+    s = np.interp(grid, x, y)
+    if not np.all(s > 0):
+        raise _E(f"{table.path or 'signal.tables[0]'}.sigma", "must be positive")
+    inv = 1.0 / s
+    return 1.0 + float(np.sum(0.5 * (inv[1:] + inv[:-1]) * np.diff(grid))) / k
 
 
 def scan_masses(cfg_scan: dict, table: MassTable) -> np.ndarray:
     """Hypothesis masses: a list, ``{start, stop, n}`` (uniform) or ``{start, stop, step}`` /
-    ``{start, stop, step_sigma}`` (m_{i+1} = m_i + step_sigma · σ(m_i), σ from the table)."""
+    ``{start, stop, step_sigma}`` (m_{i+1} = m_i + step_sigma · σ(m_i), σ from the table).
+
+    At most :data:`MAX_HYPOTHESES` masses: the count is bounded (estimated for
+    ``step_sigma``) before any list is generated; errors name ``scan.masses.<key>``."""
     m = _get(cfg_scan, "masses", "scan")
     path = "scan.masses"
-    if isinstance(m, list):
-        masses = np.asarray(m, float)
+    limit = f"more than the limit of {MAX_HYPOTHESES:_} hypothesis masses"
+    if isinstance(m, list | tuple):
+        masses = np.asarray(numbers(m, path, _E, max_size=MAX_HYPOTHESES), float)
     elif isinstance(m, dict):
+        check_keys(m, _MASSES_KEYS, path, _E)
         start, stop = _number(m, "start", path), _number(m, "stop", path)
         if stop <= start:
-            raise InvalidScanConfig(path, f"stop ({stop}) must exceed start ({start})")
+            raise _E(path, f"stop ({stop!r}) must exceed start ({start!r})")
+        given = [k for k in ("n", "step", "step_sigma") if k in m]
+        if len(given) != 1:
+            what = ("only one of " + ", ".join(given)) if given else "one of n, step or step_sigma"
+            raise _E(path, f"needs {what} besides start and stop")
         if "n" in m:
-            masses = np.linspace(start, stop, int(_number(m, "n", path, positive=True)))
+            n = integer(m["n"], f"{path}.n", _E, lo=1, hi=MAX_HYPOTHESES)
+            masses = np.linspace(start, stop, n)
         elif "step" in m:
-            masses = np.arange(start, stop + 1e-12, _number(m, "step", path, positive=True))
-        elif "step_sigma" in m:
+            step = _number(m, "step", path, positive=True)
+            if (stop - start) / step + 1 > MAX_HYPOTHESES:
+                raise _E(f"{path}.step", f"{step!r} from {start!r} to {stop!r} gives {limit}")
+            masses = np.arange(start, stop + 1e-12, step)
+        else:
             k = _number(m, "step_sigma", path, positive=True)
-            sig_jit = jax.jit(lambda x: table(x)["sigma"])  # one compile, µs per step
-            sig = lambda x: float(sig_jit(x))  # noqa: E731
+            estimate = _step_sigma_count(table, start, stop, k)
+            if estimate > MAX_HYPOTHESES:
+                raise _E(
+                    f"{path}.step_sigma",
+                    f"{k!r} from {start!r} to {stop!r} gives about {estimate:.3g} masses, {limit}",
+                )
+            sig = table.host_function("sigma")  # the table's own arithmetic, on the host
             out = [start]
-            while out[-1] + k * sig(out[-1]) <= stop + 1e-12 and len(out) < 10_000_000:
+            while out[-1] + k * sig(out[-1]) <= stop + 1e-12:
+                if len(out) >= MAX_HYPOTHESES:  # the estimate was off: still bounded
+                    raise _E(f"{path}.step_sigma", f"{k!r} from {start!r} gives {limit}")
                 out.append(out[-1] + k * sig(out[-1]))
             masses = np.asarray(out)
-        else:
-            raise InvalidScanConfig(path, "needs n, step or step_sigma besides start and stop")
     else:
-        raise InvalidScanConfig(path, f"must be a list or a table, got {m!r}")
+        raise _E(path, f"must be a list or a table, got {_short(m)}")
     if masses.size == 0 or np.any(~np.isfinite(masses)):
-        raise InvalidScanConfig(path, "no finite hypothesis masses")
+        raise _E(path, "no finite hypothesis masses")
     return masses
 
 
+def _vetoes(win: dict) -> np.ndarray:
+    path = "window.vetoes"
+    v = _get(win, "vetoes", "window", (list, tuple), [])
+    out = []
+    for i, pair in enumerate(v):
+        p = f"{path}[{i}]"
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise _E(p, f"must be a pair [low, high], got {_short(pair)}")
+        lo, hi = (number(x, f"{p}[{j}]", _E) for j, x in enumerate(pair))
+        if not lo < hi:
+            raise _E(p, f"each veto must be [low, high] with low < high, got {pair!r}")
+        out.append((lo, hi))
+    return np.asarray(out, float).reshape(-1, 2)
+
+
+def _levels(sc: dict) -> tuple:
+    cl = _get(sc, "cl", "scan", default=[0.95])
+    values = [cl] if isinstance(cl, int | float) and not isinstance(cl, bool) else cl
+    if not isinstance(values, list | tuple) or not values:
+        raise _E("scan.cl", f"must be a non-empty list of levels in (0, 1), got {_short(cl)}")
+    return tuple(
+        number(x, "scan.cl" if values is not cl else f"scan.cl[{i}]", _E,
+               lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+        for i, x in enumerate(values)
+    )  # fmt: skip
+
+
 def build_mass_scan(cfg: dict):
-    """Validate ``cfg`` and return ``(scan, masses, cl)``; nothing is compiled."""
-    unknown = sorted(set(cfg) - _SECTIONS - {"_base"})
-    if unknown:
-        raise InvalidScanConfig(unknown[0], f"unknown section; known: {sorted(_SECTIONS)}")
+    """Validate ``cfg`` and return ``(scan, masses, cl)``; nothing is compiled.
+
+    Raises :class:`~jaxlike.exceptions.InvalidScanConfig` naming the field: unknown keys
+    (with the closest known name), wrong types, values out of range, sizes beyond the limits
+    of this module, unreadable or special spectrum files."""
+    if not isinstance(cfg, dict):
+        raise _E("", f"the scan config must be a table/object, got {type(cfg).__name__}")
+    _check_structure(cfg)
+    sig, bkg = cfg["signal"], cfg["background"]
+    win, sc = cfg["window"], cfg["scan"]
+    # the settings first (cheap), then the spectrum file
+    shape = _choice(sig, "shape", "signal", SIGNAL_SHAPES, "gauss")
+    kind = _choice(sig, "interpolation", "signal", _INTERPOLATIONS, "linear")
+    rel_eff = _number(sig, "rel_eff", "signal", 0.0, lo=0.0, hi=1.0, hi_open=True)
+    rel_res = _number(sig, "rel_res", "signal", 0.0, lo=0.0, hi=1.0, hi_open=True)
+    background = _choice(bkg, "kind", "background", BACKGROUNDS)
+    if background in ("bernstein", "chebyshev"):
+        order = integer(_get(bkg, "order", "background"), "background.order", _E,
+                        lo=0, hi=MAX_ORDER)  # fmt: skip
+        n_coeffs = order
+    else:
+        if "order" in bkg:
+            raise _E("background.order", f"only bernstein and chebyshev take an order, "
+                     f"not {background!r}")  # fmt: skip
+        n_coeffs = 1 if background == "exponential" else 0
+    w_lo = _number(win, "lo", "window", positive=True)
+    w_hi = _number(win, "hi", "window", positive=True)
+    n_bins = integer(_get(win, "n_bins", "window"), "window.n_bins", _E, lo=1, hi=MAX_WINDOW_BINS)
+    vetoes = _vetoes(win)
+    cl = _levels(sc)
+    mu_max = _number(sc, "mu_max", "scan", 0.0, lo=0.0)
+    skip_vetoed = _get(sc, "skip_vetoed", "scan", bool, True)
+
     arrays = _load_arrays(cfg)
     counts, edges = arrays["counts"], arrays["edges"]
     n_cat, n_fine = counts.shape
-    sig = _get(cfg, "signal", "", dict)
-    shape = _get(sig, "shape", "signal", str, "gauss")
-    if shape not in SIGNAL_SHAPES:
-        raise InvalidScanConfig("signal.shape", f"unknown shape {shape!r}; known: {SIGNAL_SHAPES}")
-    kind = _get(sig, "interpolation", "signal", str, "linear")
     tables = _tables(sig, n_cat, kind)
-    conversion = np.asarray(_get(sig, "conversion", "signal", list, [1.0] * n_cat), float)
-    if conversion.shape != (n_cat,) or np.any(~(conversion > 0)):
-        raise InvalidScanConfig("signal.conversion", f"needs {n_cat} positive numbers")
-    rel_eff = _number(sig, "rel_eff", "signal", 0.0)
-    rel_res = _number(sig, "rel_res", "signal", 0.0)
-    if not (0 <= rel_eff < 1 and 0 <= rel_res < 1):
-        raise InvalidScanConfig("signal.rel_eff", "relative uncertainties must be in [0, 1)")
-    if "comb_fraction" in str([list(t.values) for t in tables]) and "comb" not in arrays:
-        raise InvalidScanConfig("spectrum.comb", "comb_fraction is tabulated but no comb template")
-
-    bkg = _get(cfg, "background", "", dict)
-    background = _get(bkg, "kind", "background", str)
-    if background not in BACKGROUNDS:
-        raise InvalidScanConfig(
-            "background.kind", f"unknown shape {background!r}; known: {BACKGROUNDS}"
-        )
-    if background in ("bernstein", "chebyshev"):
-        order = int(_number(bkg, "order", "background"))
-        if order < 0 or order > 12:
-            raise InvalidScanConfig("background.order", f"must be in 0…12, got {order}")
-        n_coeffs = order
-    else:
-        n_coeffs = 1 if background == "exponential" else 0
+    conversion = np.asarray(
+        numbers(_get(sig, "conversion", "signal", None, [1.0] * n_cat), "signal.conversion", _E,
+                lo=0.0, lo_open=True),
+        float,
+    )  # fmt: skip
+    if conversion.shape != (n_cat,):
+        raise _E("signal.conversion", f"needs {n_cat} positive numbers (one per category), "
+                 f"got {conversion.size}")  # fmt: skip
+    if any("comb_fraction" in t.values for t in tables) and "comb" not in arrays:
+        raise _E("spectrum.comb", "comb_fraction is tabulated but no comb template")
     if background == "template" and "template" not in arrays:
-        raise InvalidScanConfig("spectrum.template", "background kind 'template' needs it")
+        raise _E("spectrum.template", "background kind 'template' needs it")
 
-    win = _get(cfg, "window", "", dict)
-    w_lo = _number(win, "lo", "window", positive=True)
-    w_hi = _number(win, "hi", "window", positive=True)
-    n_bins = int(_number(win, "n_bins", "window", positive=True))
-    vetoes = np.asarray(_get(win, "vetoes", "window", list, []), float).reshape(-1, 2)
-    if np.any(vetoes[:, 1] <= vetoes[:, 0]):
-        raise InvalidScanConfig("window.vetoes", "each veto must be [low, high] with low < high")
-
-    sc = _get(cfg, "scan", "", dict)
     masses = scan_masses(sc, tables[0])
-    if _get(sc, "skip_vetoed", "scan", bool, True) and len(vetoes):
+    if skip_vetoed and len(vetoes):
         # a peak centred in a vetoed range has no signal bins near its core: not testable
         inside = np.any(
             (masses[:, None] > vetoes[None, :, 0]) & (masses[:, None] < vetoes[None, :, 1]), axis=1
         )
         masses = masses[~inside]
         if masses.size == 0:
-            raise InvalidScanConfig("scan.masses", "every hypothesis mass lies in a vetoed range")
+            raise _E("scan.masses", "every hypothesis mass lies in a vetoed range")
     for i, t in enumerate(tables):
         t.check_range(masses, path="scan.masses" if i == 0 else f"signal.tables[{i}].mass")
     sigma = np.asarray(tables[0](jnp.asarray(masses))["sigma"])
     check_windows(edges, masses, w_lo * sigma, w_hi * sigma, n_bins, path="window")
-    cl = np.atleast_1d(np.asarray(_get(sc, "cl", "scan", default=[0.95]), float))
-    if np.any(~((cl > 0) & (cl < 1))):
-        raise InvalidScanConfig("scan.cl", f"levels must lie in (0, 1), got {cl.tolist()}")
-    mu_max = _number(sc, "mu_max", "scan", 0.0)
 
     zeros = np.zeros((n_cat, n_fine))
     peaks = arrays.get("peaks", np.zeros((n_cat, 0, n_fine)))

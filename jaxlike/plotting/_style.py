@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["GREEN", "YELLOW", "figure", "output_path", "save", "style"]
+__all__ = ["GREEN", "YELLOW", "figure", "file_stems", "output_path", "save", "style"]
 
 GREEN, YELLOW = "#00cc00", "#ffcc00"  # ±1σ, ±2σ bands
 
@@ -43,6 +43,22 @@ def output_path(path, fmt=None) -> Path:
     if fmt not in ("png", "pdf"):
         raise ValueError(f"unsupported figure format {fmt!r} (png or pdf)")
     return path.with_suffix(f".{fmt}")
+
+
+def file_stems(names) -> list[str]:
+    """File-name stems for ``names`` (channels, parameters): every character outside
+    ``[A-Za-z0-9_.+-]`` becomes ``_``; stems that then coincide — also when they differ only in
+    case, which collide on macOS and Windows — get ``-2``, ``-3``, ... appended (never another
+    stem), so no figure overwrites another. The first occurrence keeps the plain stem.
+
+    >>> file_stems(["SR/1", "SR_1", "sr_1", "CR"])
+    ['SR_1', 'SR_1-2', 'sr_1-3', 'CR']
+    """
+    import re
+
+    from .._strict import unique_names
+
+    return unique_names([re.sub(r"[^A-Za-z0-9_.+-]", "_", str(n)) for n in names])
 
 
 def save(fig, path) -> Path:

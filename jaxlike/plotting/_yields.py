@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._style import figure, output_path, save, style
+from ._style import figure, file_stems, output_path, save, style
 
 __all__ = ["plot_yields", "plot_all_yields"]
 
@@ -65,13 +65,15 @@ def plot_yields(table, channel, path, *, edges=None, logy=False, fmt=None):
 
 
 def plot_all_yields(table, folder, *, fmt="png", logy=False):
-    """One stacked histogram per channel, ``<folder>/<channel>_<kind>.<fmt>``; returns the paths."""
-    import re
+    """One stacked histogram per channel, ``<folder>/<channel>_<kind>.<fmt>``; returns the paths.
+
+    Channel names are made file-safe by :func:`~jaxlike.plotting._style.file_stems`: two
+    channels whose safe names coincide get distinct files (``-2`` appended), never one file."""
     from pathlib import Path
 
     folder = Path(folder)
-    safe = lambda c: re.sub(r"[^A-Za-z0-9_.+-]", "_", c)  # noqa: E731
+    stems = file_stems(table.channels)
     return [
-        plot_yields(table, c, folder / f"{safe(c)}_{table.kind}.{fmt}", logy=logy)
-        for c in table.channels
+        plot_yields(table, c, folder / f"{stem}_{table.kind}.{fmt}", logy=logy)
+        for c, stem in zip(table.channels, stems, strict=True)
     ]
