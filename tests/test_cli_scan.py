@@ -193,7 +193,7 @@ def _edit(section, key, value):
 @pytest.mark.parametrize(
     ("edit", "field"),
     [
-        (_edit("background", "kind", "spline"), "background.kind: unknown shape 'spline'"),
+        (_edit("background", "kind", "spline"), "background.kind: unknown value 'spline'"),
         (_edit("window", "lo", 200.0), "window"),
         (_edit("scan", "masses", [0.5, 2.0]), "scan.masses: hypothesis mass 0.5"),
         (_edit("signal", "shape", "voigt"), "signal.shape"),
@@ -380,3 +380,127 @@ def test_patch_scan_patchset_and_folder(capsys, tmp_path):
     code, text, err = run(capsys, "plot", out, "-o", tmp_path / "excl.png")
     assert code == 0, err
     assert (tmp_path / "excl.png").read_bytes()[:8] == PNG
+
+
+# -- integrity of the results file ---------------------------------------------------------------
+
+
+def _flip(path, dataset, row):
+    """Invert two bytes of ``row`` of a (contiguous) dataset in the raw file."""
+    with h5py.File(path, "r") as f:
+        ds = f[dataset]
+        offset = ds.id.get_offset() + row * ds.dtype.itemsize * int(np.prod(ds.shape[1:]))
+    with open(path, "r+b") as fh:
+        fh.seek(offset + 2)
+        raw = fh.read(2)
+        fh.seek(offset + 2)
+        fh.write(bytes(b ^ 0xFF for b in raw))
+
+
+def test_damaged_rows_are_refused_by_plot_and_recomputed_by_resume(capsys, scanned, tmp_path):
+    damaged = tmp_path / "damaged.h5"
+    shutil.copy(scanned.out, damaged)
+    _flip(damaged, "results/mu_hat", 2)
+    code, out, err = run(capsys, "plot", damaged, "-o", tmp_path / "b.png")
+    assert code == 2 and "row 2 failed their checksum" in one_error_line(err, "plot")
+    code, out, err = run(capsys, "scan", scanned.cfg, "-o", damaged, "--resume", "--json",
+                         "--no-progress")  # fmt: skip
+    assert code == 0, err
+    (line,) = err.splitlines()
+    assert line.startswith("jaxlike scan: warning: ") and "row 2 failed their checksum" in line
+    summary = json.loads(out)
+    assert (summary["computed"], summary["resumed"]) == (1, 4)
+    full, resumed = read_results(scanned.out)[1], read_results(damaged)[1]
+    for key, value in full.items():  # the same chunk size: bit for bit
+        np.testing.assert_array_equal(resumed[key], value, err_msg=key)
+
+
+def test_resume_identity_uses_canonical_numbers(capsys, scanned, tmp_path):
+    cfg = make_config()
+    cfg["window"]["lo"], cfg["window"]["hi"] = 5, 5  # the file has 5.0
+    code, out, err = run(capsys, "scan", write(tmp_path / "c.json", cfg), "-o", scanned.out,
+                         "--resume")  # fmt: skip
+    assert code == 0, err
+    assert "5 (0 computed, 5 resumed)" in out
+
+
+def test_resume_with_another_chunk_size_is_refused(capsys, scanned, tmp_path):
+    partial = tmp_path / "partial.h5"
+    shutil.copy(scanned.out, partial)
+    with h5py.File(partial, "r+") as f:
+        f["done"][3:] = False
+    before = partial.read_bytes()
+    code, out, err = run(capsys, "scan", scanned.cfg, "-o", partial, "--resume",
+                         "--chunk-size", "2")  # fmt: skip
+    assert code == 2 and out == ""
+    assert "chunk size differs (file 5, this scan 2" in one_error_line(err, "scan")
+    assert partial.read_bytes() == before
+
+
+def test_example_resume_with_another_seed_changes_nothing(capsys, monkeypatch, scanned, tmp_path):
+    def write_tiny(folder, seed=0):
+        cfg = make_config()
+        cfg["spectrum"]["counts"][0][7] += seed
+        return Path(write(Path(folder) / "tiny_scan.json", cfg))
+
+    monkeypatch.setattr(jaxlike.examples, "SCAN_EXAMPLES", {"alp": write_tiny}, raising=False)
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    write_tiny(folder)
+    shutil.copy(scanned.out, folder / "scan.h5")  # the scan of the seed 0 example
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    code, out, err = run(capsys, "scan", "--example", "alp", "--seed", "3", "--resume", "-o", folder)
+    assert code == 2 and out == ""
+    assert "cannot resume" in one_error_line(err, "scan")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    code, out, err = run(capsys, "scan", "--example", "alp", "--resume", "-o", folder, "--json")
+    assert code == 0, err
+    assert (json.loads(out)["computed"], json.loads(out)["resumed"]) == (0, 5)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "brazil.png", "scan.h5", "significance.png", "tiny_scan.json"
+    ]  # fmt: skip
+
+
+def test_full_disk_unwritable_folder_and_os_errors_are_one_line(capsys, monkeypatch, scanned,
+                                                                tmp_path):  # fmt: skip
+    import os
+
+    import jaxlike.scan._store as store
+
+    usage = shutil.disk_usage(tmp_path)._replace(free=1000)
+    with monkeypatch.context() as m:
+        m.setattr(store.shutil, "disk_usage", lambda path: usage)
+        code, out, err = run(capsys, "scan", scanned.cfg, "-o", tmp_path / "s.h5")
+    assert code == 2 and out == ""
+    assert "not enough disk space" in one_error_line(err, "scan")
+    assert list(tmp_path.iterdir()) == []  # no results file, no temporary file
+
+    real_access = os.access
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    with monkeypatch.context() as m:  # as root, os.access says yes to everything
+        m.setattr(os, "access", lambda p, mode: Path(p) != readonly and real_access(p, mode))
+        code, out, err = run(capsys, "scan", scanned.cfg, "-o", readonly / "s.h5")
+        assert code == 2 and out == ""
+        assert f"folder {readonly} is not writable" in one_error_line(err, "scan")
+        spec = json.loads(json.dumps(BKG))
+        spec["channels"][0]["samples"].append(_signal(100, 0)[0]["value"])
+        ws = write(tmp_path / "ws.json", spec)
+        code, out, err = run(capsys, "grid", ws, "--x", "mu:0:1:2", "--y", "bkg_norm:-1:1:2",
+                             "-o", readonly / "g.h5")  # fmt: skip
+        assert code == 2 and "is not writable" in one_error_line(err, "grid")
+    if os.geteuid() != 0:  # a real read-only folder
+        readonly.chmod(0o555)
+        try:
+            code, _, err = run(capsys, "scan", scanned.cfg, "-o", readonly / "s.h5")
+            assert code == 2 and "is not writable" in one_error_line(err, "scan")
+        finally:
+            readonly.chmod(0o755)
+
+    def enospc(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "x.h5"))
+
+    monkeypatch.setattr(jaxlike.scan, "mass_scan", enospc)
+    code, out, err = run(capsys, "scan", scanned.cfg, "-o", tmp_path / "x.h5")
+    assert code == 2 and out == ""
+    assert one_error_line(err, "scan").endswith("x.h5: No space left on device")

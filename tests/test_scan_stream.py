@@ -130,16 +130,23 @@ def test_kill_and_resume(tmp_path):
 
 
 def test_kill_at_any_moment_leaves_a_resumable_file(tmp_path):
-    """A fast scan (1 row per chunk, two flushes each) killed mid-stream, twice; then resumed
-    with another chunk size, so partly done chunks are recomputed and only their missing rows
+    """A fast scan (1 row per chunk, two flushes each) killed mid-stream, twice; every done row
+    passes its checksum. A resume with another chunk size is refused (results depend on it in
+    the last digits); with the file's chunk size recorded as 64 (partly done chunks, as after
+    damaged rows were reset), partly done chunks are recomputed and only their missing rows
     written."""
     path, h = tmp_path / "scan.h5", 2000
     for markers in (5, 40):
         kill_after(path, markers=markers, delay=0.002, h=h, chunk=1)
         with ScanStore.open(path) as st:
             assert markers <= st.done.sum() < h
-            assert np.isfinite(st.read_results()["mu_hat"][st.done]).all()
+            assert np.isfinite(st.read_results()["mu_hat"][st.done]).all()  # verified
+            assert st.attrs["chunk_size"] == 1
     kw = {**KW, "store": path, "resume": True}
+    with pytest.raises(InvalidScanFile, match="chunk size differs .file 1, this scan 64"):
+        run_scan(worker.scan_fn, worker.hypotheses(h), chunk_size=64, **kw)
+    with h5py.File(path, "r+") as f:
+        f.attrs["chunk_size"] = 64
     out = run_scan(worker.scan_fn, worker.hypotheses(h), chunk_size=64, **kw)
     assert_same(out, run_scan(worker.scan_fn, worker.hypotheses(h), chunk_size=64, **KW))
 
@@ -169,7 +176,7 @@ def test_store_layout_and_read_results(stored, reference):
     assert_same(hyps, worker.hypotheses(H))
     assert attrs["config"] == {"toy": 1} and attrs["model_digest"] == "toy"
     assert attrs["config_digest"] == _store._digest(_store.canonical_json({"toy": 1}))
-    assert attrs["done"].all() and attrs["format_version"] == 1
+    assert attrs["done"].all() and attrs["format_version"] == 2 and attrs["chunk_size"] == 8
     assert {"jaxlike_version", "jax_version", "created"} <= set(attrs)
     resume(stored).close()  # the same scan: accepted
 
@@ -239,7 +246,7 @@ def test_failed_creation_leaves_no_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(_store, "_write_layout", fail_after_writing)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(InvalidScanFile, match="c.h5: cannot write the scan file .disk full"):
         ScanStore.create(tmp_path / "c.h5", hyps, spec)
     assert list(tmp_path.iterdir()) == []
 

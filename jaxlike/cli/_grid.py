@@ -37,33 +37,53 @@ __all__ = ["add_parser", "cmd_grid", "parse_axis", "parse_assignments"]
 EXIT_NOT_CONVERGED = 3
 
 
+#: most points of one grid axis, and of the whole grid (each point is a fit)
+MAX_AXIS_POINTS = 100_000
+MAX_GRID_POINTS = 10_000_000
+
+
 def parse_axis(text: str):
-    """``NAME:LO:HI:N`` → (NAME, N evenly spaced values from LO to HI, both included)."""
-    name, sep, rest = str(text).rpartition(":")
-    parts = text.rsplit(":", 3)
-    if len(parts) != 4 or not parts[0]:
-        raise argparse.ArgumentTypeError(f"invalid axis {text!r} (expected NAME:LO:HI:N)")
+    """``NAME:LO:HI:N`` → (NAME, N evenly spaced values from LO to HI, both included).
+
+    LO and HI are finite numbers with LO < HI (LO = HI only for N = 1); N is an integer in
+    1 … :data:`MAX_AXIS_POINTS`."""
+    usage = f"invalid axis {text!r} (expected NAME:LO:HI:N)"
+    parts = str(text).rsplit(":", 3)
+    if len(parts) != 4 or not parts[0].strip():
+        raise argparse.ArgumentTypeError(usage)
     name, lo, hi, n = parts
     try:
         lo, hi, n = float(lo), float(hi), int(n)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid axis {text!r} (expected NAME:LO:HI:N)") from None
-    if n < 1 or not (np.isfinite(lo) and np.isfinite(hi)) or (n > 1 and not hi > lo):
-        raise argparse.ArgumentTypeError(f"invalid axis {text!r}: need LO < HI and N >= 1")
-    return name, np.linspace(lo, hi, n)
+        raise argparse.ArgumentTypeError(usage) from None
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise argparse.ArgumentTypeError(f"invalid axis {text!r}: LO and HI must be finite")
+    if n < 1 or n > MAX_AXIS_POINTS:
+        raise argparse.ArgumentTypeError(
+            f"invalid axis {text!r}: N must be in 1...{MAX_AXIS_POINTS:_}"
+        )
+    if (n > 1 and not hi > lo) or (n == 1 and hi < lo):
+        raise argparse.ArgumentTypeError(f"invalid axis {text!r}: need LO < HI")
+    return name.strip(), np.linspace(lo, hi, n)
 
 
 def parse_assignments(text: str) -> dict:
-    """``A=1,B=2`` → {"A": 1.0, "B": 2.0}."""
+    """``A=1,B=2`` → {"A": 1.0, "B": 2.0}; values finite, each name once."""
     out = {}
     for item in str(text).split(","):
         name, eq, value = item.strip().rpartition("=")
+        name = name.strip()
         try:
             if not eq or not name:
                 raise ValueError
-            out[name.strip()] = float(value)
+            x = float(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"invalid assignment {item!r} (NAME=VALUE)") from None
+        if not np.isfinite(x):
+            raise argparse.ArgumentTypeError(f"invalid assignment {item!r}: value not finite")
+        if name in out:
+            raise argparse.ArgumentTypeError(f"{name!r} is assigned twice in {text!r}")
+        out[name] = x
     return out
 
 
@@ -132,13 +152,29 @@ def _output(args) -> Path:
 
 def cmd_grid(args) -> int:
     """``jaxlike grid``: run the grid, print the summary; bad input is one line and exit 2."""
+    from jaxlike.cli._scan import os_error, scan_warnings
     from jaxlike.exceptions import JaxlikeError
     from jaxlike.scan import Progress, profile_grid
+    from jaxlike.scan._stream import stored_chunk_size
 
     try:
         fixed = {}
         for item in args.fix or []:
+            again = sorted(set(fixed) & set(item))
+            if again:
+                raise CliError(f"--fix {again[0]} is given twice")
             fixed.update(item)
+        x_name, y_name = args.x[0], args.y[0]
+        if x_name == y_name:
+            raise CliError(f"--x and --y are the same parameter {x_name!r}")
+        for name in (x_name, y_name):
+            if name in fixed:
+                raise CliError(f"--fix {name}: it is a grid axis (--x/--y set its values)")
+        if len(args.x[1]) * len(args.y[1]) > MAX_GRID_POINTS:
+            raise CliError(
+                f"the grid has {len(args.x[1]) * len(args.y[1]):_} points, more than the limit "
+                f"of {MAX_GRID_POINTS:_}"
+            )
         model, data = _model(args)
         names = set(model.config.par_names) | set(model.config.par_map)
         for name in [args.x[0], args.y[0], *fixed, *(args.reference or {})]:
@@ -149,10 +185,14 @@ def cmd_grid(args) -> int:
             raise CliError(f"--plot {args.plot}: folder does not exist")
         reporter = Progress(enabled=not args.no_progress, label="grid rows")
         t0 = time.monotonic()
-        res = profile_grid(
-            model, data, args.x, args.y, fixed=fixed, store=str(out), resume=args.resume,
-            overwrite=args.overwrite, chunk_size=args.chunk_size, progress=reporter,
-        )  # fmt: skip
+        chunk = args.chunk_size
+        if chunk is None and args.resume and out.exists():  # a resume uses the file's
+            chunk = stored_chunk_size(out)
+        with scan_warnings("grid"):
+            res = profile_grid(
+                model, data, args.x, args.y, fixed=fixed, store=str(out), resume=args.resume,
+                overwrite=args.overwrite, chunk_size=chunk, progress=reporter,
+            )  # fmt: skip
         seconds = time.monotonic() - t0
         summary = {"output": str(out), **res.summary(), "seconds": round(seconds, 3)}
         n_y = len(res.y)  # rows of the sweep are the unit of progress and of the store
@@ -167,6 +207,8 @@ def cmd_grid(args) -> int:
             summary["plot"] = str(path)
     except (CliError, JaxlikeError, KeyboardInterrupt) as err:
         return resumable_error("grid", err, "grid points")
+    except OSError as err:  # disk full, no permission, ... while writing: one line, exit 2
+        return resumable_error("grid", os_error(err), "grid points")
     print(dump(summary) if args.json else _text(summary))
     bad = summary["not_converged"]
     if bad or not summary["global_fit"]["converged"]:

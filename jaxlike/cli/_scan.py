@@ -16,11 +16,16 @@ limit did not converge (the results are still written).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
+import os
 import re
+import shutil
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +41,15 @@ from jaxlike.cli._io import (
     resumable_error,
 )
 
-__all__ = ["add_parser", "cmd_scan", "parse_bytes", "EXAMPLES", "EXIT_NOT_CONVERGED"]
+__all__ = [
+    "add_parser",
+    "cmd_scan",
+    "os_error",
+    "parse_bytes",
+    "scan_warnings",
+    "EXAMPLES",
+    "EXIT_NOT_CONVERGED",
+]
 
 #: names accepted by ``--example`` (writers in :data:`jaxlike.examples.SCAN_EXAMPLES`)
 EXAMPLES = ("alp", "bka", "zprime")
@@ -139,6 +152,8 @@ def cmd_scan(args) -> int:
             summary, code = _mass_scan(args, Path(args.config), args.output)
     except (CliError, JaxlikeError, KeyboardInterrupt) as err:
         return resumable_error("scan", err, "hypotheses")
+    except OSError as err:  # disk full, no permission, ... while writing: one line, exit 2
+        return resumable_error("scan", os_error(err), "hypotheses")
     print(dump(summary) if args.json else _summary_text(summary))
     if code:
         bad = summary["not_converged"]
@@ -150,6 +165,34 @@ def cmd_scan(args) -> int:
             file=sys.stderr,
         )
     return code
+
+
+def os_error(err: OSError) -> CliError:
+    """A one-line :class:`CliError` of an ``OSError`` (file name and reason)."""
+    reason = err.strerror or " ".join(str(err).split()) or type(err).__name__
+    return CliError(f"{err.filename}: {reason}" if err.filename else reason)
+
+
+@contextlib.contextmanager
+def scan_warnings(command: str):
+    """Within the block, a :class:`~jaxlike.scan.ScanFileWarning` (damaged rows recomputed,
+    an unverifiable file) is printed as one line ``jaxlike COMMAND: warning: ...`` on stderr,
+    every time it occurs; other warnings are shown as usual."""
+    from jaxlike.scan._store import ScanFileWarning
+
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, ScanFileWarning):
+                text = " ".join(str(message).split())
+                print(f"jaxlike {command}: warning: {text}", file=sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        warnings.simplefilter("always", ScanFileWarning)
+        yield
 
 
 # -- inputs --------------------------------------------------------------------------------------
@@ -202,8 +245,8 @@ def _differences(old, new, where=""):
             for i, (a, b) in enumerate(zip(old, new, strict=True))
             for d in _differences(a, b, f"{where}[{i}]")
         ]
-    if old == new and type(old) is type(new):
-        return []
+    if old == new and (type(old) is type(new) or _number(old) and _number(new)):
+        return []  # 20 and 20.0 are the same value (the config digest agrees)
 
     def short(v):
         text = json.dumps(v)
@@ -212,9 +255,15 @@ def _differences(old, new, where=""):
     return [f"{where or '<top level>'} (file {short(old)}, now {short(new)})"]
 
 
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
 def _resume_shortcut(out: Path, config: dict, hypotheses: dict, digest):
     """Before compiling a resume: refuse a file written by another config (naming the first
-    differing field); return its results if it is complete and belongs to this scan."""
+    differing field), model, hypotheses or format; return its results if it is complete,
+    belongs to this scan and every row passes its checksum (damaged rows: None, so that the
+    resume recomputes them)."""
     from jaxlike.scan import ScanStore
 
     if not out.exists():
@@ -228,10 +277,11 @@ def _resume_shortcut(out: Path, config: dict, hypotheses: dict, digest):
                 f"cannot resume {out}: it was written with another config, {diff[0]}{more}; "
                 "use --overwrite or another -o"
             )
+        store.check_same_scan(hypotheses, config, digest())
         if not store.done.all():
             return None
-        store.check_same_scan(hypotheses, config, digest())
-        return store.read_results()
+        results = store.read_results(verify=False)
+        return None if store.verify(results).size else results
 
 
 def _execute(fn, n: int, shortcut, args, out: Path):
@@ -244,16 +294,27 @@ def _execute(fn, n: int, shortcut, args, out: Path):
     if shortcut is not None:
         return shortcut, (time.monotonic() - t0, 0.0, 0, n)
     reporter = Progress(enabled=not args.no_progress)
-    results = fn(
-        store=str(out),
-        resume=args.resume,
-        overwrite=args.overwrite,
-        chunk_size=args.chunk_size,
-        memory_budget_bytes=args.memory_budget,
-        progress=reporter,
-    )
+    with scan_warnings("scan"):
+        results = fn(
+            store=str(out),
+            resume=args.resume,
+            overwrite=args.overwrite,
+            chunk_size=_chunk_size(args, out),
+            memory_budget_bytes=args.memory_budget,
+            progress=reporter,
+        )
     now = time.monotonic()
     return results, (now - t0, now - reporter.t0, reporter.computed, reporter.resumed)
+
+
+def _chunk_size(args, out: Path):
+    """``--chunk-size``; when resuming without it (and without ``--memory-budget``), the chunk
+    size recorded in the file, which a resume must use (see :mod:`jaxlike.scan._stream`)."""
+    from jaxlike.scan._stream import stored_chunk_size
+
+    if args.chunk_size is None and args.memory_budget is None and args.resume and out.exists():
+        return stored_chunk_size(out)
+    return args.chunk_size
 
 
 # -- mass scans ----------------------------------------------------------------------------------
@@ -526,13 +587,43 @@ def _example(args):
     out = folder / "scan.h5"
     if out.exists() and not (args.resume or args.overwrite):
         raise CliError(f"{out} already exists; pass --resume to continue it or --overwrite")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        kwargs = {} if args.seed is None else {"seed": args.seed}
-        config = Path(SCAN_EXAMPLES[args.example](folder, **kwargs))
-    except OSError as err:
-        raise CliError(f"cannot write the example to {folder}: {err.strerror or err}") from None
+    config = _write_example(SCAN_EXAMPLES[args.example], args, folder, out)
     summary, code = _mass_scan(args, config, out)
     plots = plot_scan(out, folder / "brazil.png", significance=folder / "significance.png")
     summary = {"config": str(config), **summary, "plots": [str(p) for p in plots]}
     return summary, code
+
+
+def _write_example(writer, args, folder: Path, out: Path) -> Path:
+    """Write the example's files into ``folder`` and return its config path. They are written
+    to a temporary folder inside it first; when resuming an existing ``out``, they are moved
+    into place only once that file is known to belong to this example (config, model, e.g. the
+    ``--seed`` of its spectrum), so a refused resume leaves the folder as it was."""
+    import jaxlike.scan as js
+
+    def cannot(err):
+        return CliError(f"cannot write the example to {folder}: {err.strerror or err}")
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".jaxlike-example-", dir=folder))
+    except OSError as err:
+        raise cannot(err) from None
+    try:
+        try:
+            kwargs = {} if args.seed is None else {"seed": args.seed}
+            written = Path(writer(tmp, **kwargs))
+        except OSError as err:
+            raise cannot(err) from None
+        if args.resume and out.exists():
+            ident, scan, masses, cl = _load_mass_config(written)
+            full = {"kind": "mass", "cl": list(cl), **ident}
+            _resume_shortcut(out, full, {"mass": masses}, lambda: js.scan_digest(scan))
+        try:
+            for f in sorted(tmp.iterdir()):
+                os.replace(f, folder / f.name)
+        except OSError as err:
+            raise cannot(err) from None
+        return folder / written.relative_to(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,46 +1,93 @@
 """Results storage of hypothesis scans: one HDF5 file per scan, filled chunk by chunk.
 
-Layout (``format_version`` 1)::
+Layout (``format_version`` 2)::
 
     /hypotheses/<name>   [H, ...]   the scanned coordinates (one dataset per pytree leaf)
     /results/<name>      [H, ...]   per-hypothesis results, preallocated with a fill value
     /done                [H] bool   row i holds its final result
-    attrs: config (canonical JSON), config_digest = sha256(config), model_digest,
-           jaxlike_version, jax_version, created (UTC, ISO 8601), format_version, user attrs
+    /row_crc32           [H] uint32 checksum of row i (see Integrity), 0 until it is done
+    attrs: config (canonical JSON), config_digest, model_digest, jaxlike_version, jax_version,
+           created (UTC, ISO 8601), format_version, chunk_size, user attrs
 
 A leaf of a nested hypothesis pytree is named by its key path joined with ``/`` (so
 ``{"sig": {"yield": a}}`` is stored as ``hypotheses/sig/yield``); a bare array is named
 ``hypothesis``. Fill values: NaN for floating/complex results, the dtype's minimum (signed
 integers) or maximum (unsigned), ``False`` for booleans.
 
+Identity. ``config_digest`` is the sha256 of the canonical JSON of the configuration with every
+whole float written as an integer (:func:`config_digest`), so ``lo = 20`` and ``lo = 20.0`` are
+the same scan. ``chunk_size`` is the number of rows per vmapped call that computed the file:
+batched fits iterate in lockstep and XLA compiles each batch size differently, so results may
+differ in the last digits between chunk sizes, and a resume must use the file's chunk size.
+
 Crash safety. The file is built under a temporary name and renamed into place, so a failed
 creation leaves nothing at ``path``. Every dataset is allocated at creation (HDF5 early
-allocation), so later writes only overwrite raw bytes at fixed offsets and never touch file
-metadata; :meth:`ScanStore.write_chunk` writes the results, flushes, then sets ``done`` and
-flushes again. A process killed at any instant (SIGKILL included) therefore leaves a readable
-file in which every row marked done holds its result; rows already done are never rewritten.
+allocation, contiguous layout), so later writes only overwrite raw bytes at fixed offsets and
+never touch file metadata; :meth:`ScanStore.write_chunk` writes the results and their checksums,
+flushes, then sets ``done`` and flushes again. A process killed at any instant (SIGKILL
+included) therefore leaves a readable file in which every row marked done holds its result and
+checksum; a row whose write was cut short is not marked done and is simply computed again.
+
+Integrity. ``row_crc32[i]`` is the CRC-32 of row i: its index (int64), then the little-endian
+bytes of its hypothesis coordinates and of its results, datasets in sorted name order. A done
+row whose checksum does not match (a flipped bit on disk, a damaged copy, a ``done`` flag set
+on a row never written) is *damaged*: :meth:`ScanStore.read_results` and :func:`read_results`
+refuse the file with :class:`~jaxlike.exceptions.InvalidScanFile` naming the rows;
+:meth:`ScanStore.open_for_resume` marks them not done (in the file too) and warns
+(:class:`ScanFileWarning`), so the resumed scan computes them again; :func:`merge_stores`
+refuses a damaged input. A per-row checksum rather than HDF5's Fletcher-32 filter, which needs
+chunked storage whose chunk index is file metadata rewritten by writes.
+
+Older files. ``format_version`` 1 files (no checksums) are read with a
+:class:`ScanFileWarning` that their rows cannot be verified; resuming or merging them is
+refused (rerun the scan). Files of a newer format are refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
 import hashlib
 import json
 import os
+import re
 import secrets
+import shutil
+import warnings
+import zlib
 from pathlib import Path
 
 import h5py
 import jax
 import numpy as np
 
-from ..exceptions import InvalidScanConfig, InvalidScanFile
+from ..exceptions import InvalidScanConfig, InvalidScanFile, JaxlikeError
 
-__all__ = ["FORMAT_VERSION", "ScanStore", "canonical_json", "merge_stores", "read_results"]
+__all__ = [
+    "FORMAT_VERSION",
+    "ScanFileWarning",
+    "ScanStore",
+    "canonical_json",
+    "config_digest",
+    "merge_stores",
+    "read_results",
+    "store_bytes",
+]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE = (1, FORMAT_VERSION)  # format versions this jaxlike reads (1: without checksums)
 _RESERVED = "config config_digest model_digest jaxlike_version jax_version created format_version"
-_RESERVED = tuple(_RESERVED.split())
+_RESERVED_V1 = tuple(_RESERVED.split())
+_RESERVED = (*_RESERVED_V1, "chunk_size")
+_CHECKSUM = "row_crc32"
+_SHOWN_ROWS = 10  # damaged rows named in a message
+_MARGIN = 2**20  # bytes of HDF5 metadata and slack on top of the data of a new file
+
+
+class ScanFileWarning(UserWarning):
+    """A scan file had damaged rows (recomputed on resume) or cannot be verified (an older
+    format without row checksums)."""
 
 
 def canonical_json(config) -> str:
@@ -69,6 +116,24 @@ def canonical_json(config) -> str:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _whole_floats_as_ints(obj):
+    """``obj`` (parsed JSON) with every float holding a whole number written as an int."""
+    if isinstance(obj, float) and obj.is_integer():
+        return int(obj)
+    if isinstance(obj, dict):
+        return {k: _whole_floats_as_ints(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_whole_floats_as_ints(v) for v in obj]
+    return obj
+
+
+def config_digest(config) -> str:
+    """sha256 of the canonical JSON of ``config`` with whole floats written as integers: the
+    identity of a scan configuration, so ``{"lo": 20}`` and ``{"lo": 20.0}`` agree (booleans
+    stay distinct from 0 and 1)."""
+    return _digest(canonical_json(_whole_floats_as_ints(json.loads(canonical_json(config)))))
 
 
 def _key_name(key) -> str:
@@ -134,8 +199,72 @@ def _early(dtype, shape, fill):
     return {"shape": shape, "dtype": dtype, "fillvalue": fill, "dcpl": dcpl}
 
 
-def _write_layout(f, hyps, n, spec, config_text, model_digest, attrs):
-    """Fill a new (temporary) file: hypotheses, NaN-filled results, ``done`` and attributes."""
+def _row_bytes(arr) -> np.ndarray:
+    """[n, k] uint8: the little-endian bytes of each row of ``arr`` [n, ...]."""
+    a = np.asarray(arr)
+    if a.dtype.kind == "b":
+        a = a.astype(np.uint8)
+    a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+    return a.reshape(a.shape[0], -1).view(np.uint8).reshape(a.shape[0], -1)
+
+
+def _row_checksums(start: int, hyps: dict, results: dict) -> np.ndarray:
+    """CRC-32 of rows [start, start + n): row index (int64), then the bytes of its hypothesis
+    and result rows (``{name: array [n, ...]}``, each in sorted name order)."""
+    n = len(next(iter(results.values())))
+    index = np.arange(start, start + n, dtype="<i8")[:, None].view(np.uint8)
+    parts = [index] + [_row_bytes(hyps[k]) for k in sorted(hyps)]
+    rows = np.concatenate(parts + [_row_bytes(results[k]) for k in sorted(results)], axis=1)
+    return np.fromiter((zlib.crc32(r) for r in rows), np.uint32, count=n)
+
+
+def store_bytes(hypotheses, result_spec) -> int:
+    """Size (bytes) of the data of a new scan file: hypotheses, results, ``done``, checksums
+    (HDF5 metadata comes on top; a few kB)."""
+    hyps, n = flatten_hypotheses(hypotheses)
+    total = sum(a.nbytes for a in hyps.values()) + n * (1 + 4)
+    for shape, dtype in _normalise_spec(result_spec).values():
+        total += n * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return int(total)
+
+
+def check_free_space(path, nbytes: int):
+    """Raise :class:`~jaxlike.exceptions.InvalidScanFile` unless the folder of ``path`` has
+    room for ``nbytes`` plus a 1 MiB margin (checked before anything is compiled or written)."""
+    folder = Path(path).parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:  # no such folder (reported when the file is created) or no statistics
+        return
+    need = int(nbytes) + _MARGIN
+    if free < need:
+        raise InvalidScanFile(
+            f"{path}: not enough disk space in {folder} ({_size(free)} free, the results "
+            f"file needs {_size(need)})"
+        )
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
+
+
+def check_chunk_size(path, stored, chunk_size):
+    """Raise :class:`~jaxlike.exceptions.InvalidScanFile` if a file computed in chunks of
+    ``stored`` rows is resumed with chunks of ``chunk_size`` (0 or None: not recorded)."""
+    stored, chunk_size = int(stored or 0), int(chunk_size or 0)
+    if stored and chunk_size and stored != chunk_size:
+        raise InvalidScanFile(
+            f"{path}: cannot resume, chunk size differs (file {stored}, this scan {chunk_size}; "
+            f"results depend on it in the last digits): resume with chunk size {stored}"
+        )
+
+
+def _write_layout(f, hyps, n, spec, config_text, model_digest, attrs, chunk_size=0):
+    """Fill a new (temporary) file: hypotheses, NaN-filled results, ``done``, checksums and
+    attributes."""
     import jaxlike  # late: the package is fully imported by the time a store is created
 
     for name, arr in hyps.items():
@@ -143,15 +272,17 @@ def _write_layout(f, hyps, n, spec, config_text, model_digest, attrs):
     for name, (shape, dtype) in spec.items():
         f.create_dataset(f"results/{name}", **_early(dtype, (n, *shape), _fill_value(dtype)))
     f.create_dataset("done", **_early(bool, (n,), False))
+    f.create_dataset(_CHECKSUM, **_early(np.uint32, (n,), 0))
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     meta = {
         "config": config_text,
-        "config_digest": _digest(config_text),
+        "config_digest": config_digest(json.loads(config_text)),
         "model_digest": str(model_digest),
         "jaxlike_version": jaxlike.__version__,
         "jax_version": jax.__version__,
         "created": created,
         "format_version": FORMAT_VERSION,
+        "chunk_size": int(chunk_size or 0),
     }
     for key, value in (attrs or {}).items():
         if key in _RESERVED:
@@ -218,21 +349,37 @@ class ScanStore:
         self.path = Path(path)
         self._file = file
         try:
+            self.attrs = {k: _plain(v) for k, v in file.attrs.items()}
+            version = self.attrs.get("format_version")
+            if version not in _READABLE and version is not None:
+                raise _NewerFormat(f"format_version {version}")
+            #: whether rows carry checksums (False: a format_version 1 file, not verifiable)
+            self.verifiable = version != 1
+            reserved = _RESERVED if self.verifiable else _RESERVED_V1
             self.done = np.asarray(file["done"][...], dtype=bool)
             self._results = _datasets(file["results"])
             hyps = _datasets(file["hypotheses"])
-            self.attrs = {k: _plain(v) for k, v in file.attrs.items()}
-            missing = [k for k in _RESERVED if k not in self.attrs]
+            self._checksum = file[_CHECKSUM] if self.verifiable else None
+            missing = [k for k in reserved if k not in self.attrs]
             if missing or self.done.ndim != 1 or not self._results or not hyps:
                 raise KeyError(f"missing attributes {missing}" if missing else "bad layout")
-            for name, ds in {**hyps, **self._results}.items():
+            extra = {_CHECKSUM: self._checksum} if self.verifiable else {}
+            for name, ds in {**hyps, **self._results, **extra}.items():
                 if ds.shape[:1] != self.done.shape:
                     raise KeyError(f"{name} has {ds.shape[0]} rows, done has {self.done.size}")
             self._hyp_names = sorted(hyps)
+        except _NewerFormat as e:
+            file.close()
+            raise InvalidScanFile(
+                f"{path}: {e}, written by a newer jaxlike (this one reads {list(_READABLE)})"
+            ) from None
         except (KeyError, OSError, ValueError, TypeError, AttributeError) as e:
             file.close()
             raise InvalidScanFile(f"{path}: not a jaxlike scan file ({_one_line(e)})") from None
         self.result_spec = {k: (ds.shape[1:], ds.dtype) for k, ds in self._results.items()}
+        self._hyp_cache = None
+        #: done rows found damaged (and reset) by :meth:`open_for_resume`
+        self.damaged = np.zeros(0, np.int64)
 
     @classmethod
     def create(
@@ -245,6 +392,7 @@ class ScanStore:
         model_digest: str = "",
         attrs=None,
         overwrite: bool = False,
+        chunk_size: int = 0,
     ) -> ScanStore:
         """Create the file of a new scan and open it for writing.
 
@@ -260,6 +408,12 @@ class ScanStore:
                 the results belongs in ``config``, which resume checks.
             overwrite: replace an existing file; otherwise an existing ``path`` is refused with
                 :class:`~jaxlike.exceptions.InvalidScanFile`.
+            chunk_size: rows per vmapped call of the scan (stored; a resume must use the same,
+                see :meth:`check_same_scan`); 0: not recorded, not checked.
+
+        The free disk space is checked first (:func:`store_bytes`); an ``OSError`` while
+        writing (disk full, no permission) becomes :class:`~jaxlike.exceptions.InvalidScanFile`
+        with one line, and the temporary file is removed.
         """
         path = Path(path)
         hyps, n = flatten_hypotheses(hypotheses)
@@ -267,29 +421,66 @@ class ScanStore:
         text = canonical_json(config)
         if path.exists() and not overwrite:
             raise InvalidScanFile(_exists_message(path))
+        check_free_space(path, store_bytes(hyps, spec))
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        f = None
         try:
-            with h5py.File(tmp, "w") as f:
-                _write_layout(f, hyps, n, spec, text, model_digest, attrs)
+            f = h5py.File(tmp, "w")
+            _reserve(tmp, store_bytes(hyps, spec) + _MARGIN)
+            _write_layout(f, hyps, n, spec, text, model_digest, attrs, chunk_size)
+            f.close()
             _publish(tmp, path, overwrite)
+        except (OSError, ValueError, RuntimeError) as e:  # h5py reports a full disk as any
+            if isinstance(e, JaxlikeError):
+                raise
+            _abandon(f, tmp)
+            raise InvalidScanFile(f"{path}: cannot write the scan file ({_os_reason(e)})") from None
+        except BaseException:
+            _abandon(f, tmp)
+            raise
         finally:
             tmp.unlink(missing_ok=True)
         return cls(_open(path, "r+"), path)
 
     @classmethod
     def open_for_resume(
-        cls, path, *, hypotheses, config=None, model_digest: str = "", result_spec=None
+        cls,
+        path,
+        *,
+        hypotheses,
+        config=None,
+        model_digest: str = "",
+        result_spec=None,
+        chunk_size: int = 0,
     ) -> ScanStore:
         """Open an existing scan file for writing the rows it has not done yet.
 
         Refuses (:class:`~jaxlike.exceptions.InvalidScanFile`, one line naming the field) a file
-        whose config digest, model digest, hypothesis coordinates or result names/shapes/dtypes
-        (when ``result_spec`` is given) differ from this scan's, and an unreadable, truncated
-        or incomplete file.
+        whose config digest, model digest, hypothesis coordinates, result names/shapes/dtypes
+        (when ``result_spec`` is given) or chunk size (when both are recorded) differ from this
+        scan's, a file of another format version, and an unreadable, truncated or incomplete
+        file. Done rows whose checksum fails (:meth:`verify`) are marked not done, in the file
+        too, with a :class:`ScanFileWarning` naming them, so that they are computed again;
+        ``damaged`` lists them.
         """
         store = cls.open(path, "r+")
         try:
-            store.check_same_scan(hypotheses, config, model_digest, result_spec)
+            store.check_same_scan(hypotheses, config, model_digest, result_spec, chunk_size)
+            bad = store.verify()
+            if bad.size:
+                store._file["done"][bad] = False
+                store._file.flush()
+                store.done[bad] = False
+                warnings.warn(
+                    f"{path}: {_rows(bad)} failed their checksum (damaged on disk); "
+                    "they are computed again",
+                    ScanFileWarning,
+                    stacklevel=2,
+                )
+            store.damaged = bad
+        except OSError as e:
+            store.close()
+            raise InvalidScanFile(f"{path}: unreadable data ({_one_line(e)})") from None
         except BaseException:
             store.close()
             raise
@@ -300,14 +491,20 @@ class ScanStore:
         """Open an existing scan file as is (``mode`` "r" or "r+"), checking only its layout."""
         return cls(_open(path, mode), path)
 
-    def check_same_scan(self, hypotheses, config=None, model_digest: str = "", result_spec=None):
+    def check_same_scan(
+        self, hypotheses, config=None, model_digest: str = "", result_spec=None, chunk_size=0
+    ):
         """Raise :class:`~jaxlike.exceptions.InvalidScanFile` (naming the field) unless this file
         belongs to the scan described by the arguments (see :meth:`open_for_resume`)."""
         where = f"{self.path}: cannot resume, "
         text = canonical_json(config)
-        if self.attrs["format_version"] != FORMAT_VERSION:
-            raise InvalidScanFile(where + f"format_version is {self.attrs['format_version']}")
-        if self.attrs["config_digest"] != _digest(text):
+        version = self.attrs["format_version"]
+        if version != FORMAT_VERSION:
+            raise InvalidScanFile(
+                where + f"format_version is {version}, this jaxlike writes {FORMAT_VERSION}"
+                + (" (files without row checksums); rerun the scan" if version == 1 else "")
+            )
+        if self.attrs["config_digest"] != config_digest(json.loads(text)):
             old, new = json.loads(self.attrs["config"]), json.loads(text)
             keys = ["<top level>"]
             if isinstance(old, dict) and isinstance(new, dict):
@@ -335,6 +532,7 @@ class ScanStore:
                     k for k in {*spec, *self.result_spec} if spec.get(k) != self.result_spec.get(k)
                 )
                 raise InvalidScanFile(where + f"result names/shapes/dtypes differ: {diff}")
+        check_chunk_size(self.path, self.attrs.get("chunk_size"), chunk_size)
 
     def write_chunk(self, start: int, results) -> int:
         """Store the results of rows [start, start + n) and mark them done; returns how many
@@ -353,21 +551,76 @@ class ScanStore:
                 f"need {sorted(self.result_spec)}, equally long and within "
                 f"{len(self.done)} rows from {start}; got {shapes}",
             )
+        if not self.verifiable:
+            raise InvalidScanFile(f"{self.path}: format_version 1 files are read only")
         runs = _runs(~self.done[start : start + n])
-        for a, b in runs:
-            for name, ds in self._results.items():
-                shape, dtype = self.result_spec[name]
-                ds[start + a : start + b] = values[name][a:b].reshape(b - a, *shape).astype(dtype)
-        self._file.flush()
-        for a, b in runs:
-            self._file["done"][start + a : start + b] = True
-            self.done[start + a : start + b] = True
-        self._file.flush()
+        try:
+            for a, b in runs:
+                rows = {}
+                for name, ds in self._results.items():
+                    shape, dtype = self.result_spec[name]
+                    rows[name] = values[name][a:b].reshape(b - a, *shape).astype(dtype)
+                    ds[start + a : start + b] = rows[name]
+                hyps = self._hypothesis_rows(start + a, start + b)
+                self._checksum[start + a : start + b] = _row_checksums(start + a, hyps, rows)
+            self._file.flush()
+            for a, b in runs:
+                self._file["done"][start + a : start + b] = True
+                self.done[start + a : start + b] = True
+            self._file.flush()
+        except (OSError, RuntimeError) as e:
+            raise InvalidScanFile(f"{self.path}: cannot write results ({_os_reason(e)})") from None
         return int(sum(b - a for a, b in runs))
 
-    def read_results(self) -> dict[str, np.ndarray]:
-        """``{name: array [H, ...]}`` of all results (rows not done hold the fill value)."""
-        return {name: ds[...] for name, ds in self._results.items()}
+    def _hypothesis_rows(self, a: int, b: int) -> dict[str, np.ndarray]:
+        if self._hyp_cache is None:
+            self._hyp_cache = self.read_hypotheses()
+        return {k: v[a:b] for k, v in self._hyp_cache.items()}
+
+    def verify(self, results=None) -> np.ndarray:
+        """Indices of the done rows whose stored checksum does not match their bytes (damaged
+        rows; empty if none). ``results``: the already read :meth:`read_results` output
+        (``verify=False``). A format_version 1 file has no checksums: nothing to report."""
+        if not self.verifiable:
+            return np.zeros(0, np.int64)
+        done = np.flatnonzero(self.done)
+        if not done.size:
+            return done
+        results = self.read_results(verify=False) if results is None else results
+        stored = self._checksum[...]
+        bad = []
+        for a, b in _runs(self.done):
+            rows = {k: v[a:b] for k, v in results.items()}
+            ok = _row_checksums(int(a), self._hypothesis_rows(a, b), rows) == stored[a:b]
+            bad.append(np.flatnonzero(~ok) + a)
+        return np.concatenate(bad).astype(np.int64)
+
+    def read_results(self, verify: bool = True) -> dict[str, np.ndarray]:
+        """``{name: array [H, ...]}`` of all results (rows not done hold the fill value).
+
+        With ``verify`` (default) every done row is checked against its checksum and damaged
+        rows raise :class:`~jaxlike.exceptions.InvalidScanFile` naming them; a format_version 1
+        file (no checksums) is returned with a :class:`ScanFileWarning`.
+        """
+        try:
+            results = {name: ds[...] for name, ds in self._results.items()}
+        except (OSError, ValueError) as e:
+            raise InvalidScanFile(f"{self.path}: unreadable data ({_one_line(e)})") from None
+        if verify and not self.verifiable:
+            warnings.warn(
+                f"{self.path}: format_version 1 file without row checksums; its results "
+                "cannot be verified",
+                ScanFileWarning,
+                stacklevel=2,
+            )
+        elif verify:
+            bad = self.verify(results)
+            if bad.size:
+                raise InvalidScanFile(
+                    f"{self.path}: {_rows(bad)} failed their checksum (damaged on disk); "
+                    "resume the scan to compute them again"
+                )
+        return results
 
     def read_hypotheses(self) -> dict[str, np.ndarray]:
         """``{name: array [H, ...]}`` of the stored hypothesis coordinates."""
@@ -385,6 +638,57 @@ class ScanStore:
         self.close()
 
 
+def _reserve(tmp: Path, nbytes: int):
+    """Allocate ``nbytes`` of disk for the new file before HDF5 writes into it, so that a full
+    disk fails here, as a plain ``OSError``, and never inside HDF5 (which cannot close a file
+    whose metadata it cannot write). HDF5 truncates the file to its real size on close.
+    Skipped where the file system cannot preallocate."""
+    with open(tmp, "r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, int(nbytes))
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+        except AttributeError:  # no posix_fallocate on this platform
+            pass
+
+
+def _abandon(f, tmp: Path):
+    """Close a half-written temporary file whatever state HDF5 is in. When the disk is full,
+    closing fails (HDF5 cannot write its metadata) and leaves the file open, and HDF5 crashed
+    the interpreter when it retried at exit; truncating the file first frees its space, so
+    the metadata fits and the close succeeds (the file is removed afterwards anyway)."""
+    if f is None or not f.id.valid:
+        return
+    with contextlib.suppress(OSError):
+        os.truncate(tmp, 0)
+    for _ in range(2):
+        with contextlib.suppress(Exception):
+            f.close()
+        if not f.id.valid:
+            return
+
+
+class _NewerFormat(Exception):
+    pass
+
+
+def _rows(rows) -> str:
+    """``rows 3, 7 (2 of them)``: the first row indices of a list, for messages."""
+    rows = [int(r) for r in rows]
+    shown = ", ".join(map(str, rows[:_SHOWN_ROWS])) + (", ..." if len(rows) > _SHOWN_ROWS else "")
+    return f"row {shown}" if len(rows) == 1 else f"rows {shown} ({len(rows)} rows)"
+
+
+def _os_reason(err: Exception) -> str:
+    """The short reason of an error of the file system (HDF5's messages run over lines)."""
+    code = getattr(err, "errno", None)
+    if not isinstance(code, int) or code <= 0:
+        found = re.search(r"errno = (\d+)", str(err))
+        code = int(found.group(1)) if found else None
+    return os.strerror(code) if code else _one_line(err)[:200]
+
+
 def _plain(value):
     if isinstance(value, bytes):
         return value.decode()
@@ -397,12 +701,15 @@ def read_results(path) -> tuple[dict, dict, dict]:
     """``(hypotheses, results, attrs)`` of a scan file, as NumPy arrays and Python values.
 
     ``attrs["config"]`` is the parsed configuration (a dict) and ``attrs["done"]`` the boolean
-    mask of rows holding final results (the others hold the fill value).
+    mask of rows holding final results (the others hold the fill value). Every done row is
+    verified against its checksum: damaged rows raise
+    :class:`~jaxlike.exceptions.InvalidScanFile` naming them (see the module docstring).
     """
     store = ScanStore.open(path)
     try:
         attrs = dict(store.attrs, config=json.loads(store.attrs["config"]), done=store.done.copy())
-        return store.read_hypotheses(), store.read_results(), attrs
+        results = store.read_results()
+        return store.read_hypotheses(), results, attrs
     except (OSError, ValueError) as e:
         raise InvalidScanFile(f"{path}: unreadable data ({_one_line(e)})") from None
     finally:
@@ -415,7 +722,8 @@ def merge_stores(paths, out, *, overwrite: bool = False) -> Path:
     Every input must come from the same scan (config digest, model digest, hypotheses and
     result spec), else :class:`~jaxlike.exceptions.InvalidScanFile` names the file and field.
     A row is done in ``out`` if it is done in any input (the first such input supplies it);
-    user attributes come from the first file. Returns ``Path(out)``.
+    user attributes and the chunk size come from the first file. An input with damaged rows
+    (failed checksums) is refused. Returns ``Path(out)``.
     """
     paths = [Path(p) for p in paths]
     if not paths:
@@ -423,13 +731,14 @@ def merge_stores(paths, out, *, overwrite: bool = False) -> Path:
     with ScanStore.open(paths[0]) as first:
         hyps, config = first.read_hypotheses(), json.loads(first.attrs["config"])
         digest, spec = first.attrs["model_digest"], first.result_spec
+        chunk = int(first.attrs.get("chunk_size", 0) or 0)
         user = {k: v for k, v in first.attrs.items() if k not in _RESERVED}
-    with ScanStore.create(
-        out, hyps, spec, config=config, model_digest=digest, attrs=user, overwrite=overwrite
-    ) as merged:
+    kw = {"config": config, "model_digest": digest, "attrs": user, "chunk_size": chunk}
+    with ScanStore.create(out, hyps, spec, overwrite=overwrite, **kw) as merged:
         for p in paths:
             with ScanStore.open(p) as src:
-                src.check_same_scan(hyps, config, digest, spec)
+                src.check_same_scan(hyps, config, digest, spec, chunk)
+                results = src.read_results()  # refuses damaged rows
                 for a, b in _runs(src.done):
-                    merged.write_chunk(int(a), {k: ds[a:b] for k, ds in src._results.items()})
+                    merged.write_chunk(int(a), {k: v[a:b] for k, v in results.items()})
     return Path(out)

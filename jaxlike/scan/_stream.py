@@ -18,7 +18,18 @@ per row, so this errs on the safe side. Where no memory analysis is available,
 m = 4 × (argument + output bytes), a guess that fits elementwise work and small fits.
 
 Resume. With a store file, each chunk whose rows are all done is skipped; a chunk with any row
-not done is recomputed and only its missing rows are written (see :mod:`._store`).
+not done is recomputed and only its missing rows are written (see :mod:`._store`). Done rows
+whose checksum fails are marked not done first (a :class:`~jaxlike.scan.ScanFileWarning`), so
+they are recomputed. The chunk size is part of a scan's identity: the fits of a chunk run as
+one batched program, and XLA compiles each batch size differently (other fusions and
+vectorisation, hence other rounding), so an iterative fit may stop one step earlier or later
+and a result differ in the last digits (~1e-5 relative for a mass scan). A resume with another
+chunk size is therefore refused; :func:`run_scan` with ``resume=True`` and neither
+``chunk_size`` nor ``memory_budget_bytes`` uses the file's.
+
+Disk. Before compiling, the size of a new results file is checked against the free space of
+its folder; an ``OSError`` while creating or writing the file (disk full, no permission)
+raises :class:`~jaxlike.exceptions.InvalidScanFile` with one line.
 
 Multi-host (one process per host, e.g. one SLURM task per node)::
 
@@ -54,9 +65,12 @@ from ._store import (
     ScanStore,
     _exists_message,
     _fill_value,
+    check_chunk_size,
+    check_free_space,
     flatten_hypotheses,
     merge_stores,
     read_results,
+    store_bytes,
 )
 
 __all__ = [
@@ -135,6 +149,16 @@ def choose_chunk_size(fn, hypotheses, memory_budget_bytes: int, *, devices=None)
     return d * max(1, int(memory_budget_bytes) // per)
 
 
+def stored_chunk_size(path):
+    """The chunk size recorded in an existing scan file, or None (not recorded, unreadable:
+    the file is checked properly when it is opened for resume)."""
+    try:
+        with ScanStore.open(path) as st:
+            return int(st.attrs.get("chunk_size", 0) or 0) or None
+    except InvalidScanFile:
+        return None
+
+
 def process_store_path(path, process_index: int, process_count: int) -> Path:
     """The store file of one process: ``scan.h5`` → ``scan.p{i}.h5`` (unchanged if P = 1)."""
     p = Path(path)
@@ -211,8 +235,9 @@ def _resolve_chunk_size(fn, hyps, n, devices, pcount, chunk_size, budget) -> int
     return min(chunk, -(-n // (pcount * d)) * d)  # no larger than this process's share
 
 
-def _compile(fn, hyps, chunk, mesh):
-    """Lower and compile ``fn`` once for a sharded chunk; returns (compiled, result_spec)."""
+def _compile(fn, hyps, chunk, mesh, before_compile=None):
+    """Lower and compile ``fn`` once for a sharded chunk; returns (compiled, result_spec).
+    ``before_compile(result_spec)`` runs between tracing and the (slow) XLA compilation."""
     sharding = NamedSharding(mesh, PartitionSpec("hyp"))
     args = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(
@@ -232,7 +257,10 @@ def _compile(fn, hyps, chunk, mesh):
     bad = {k: v.shape for k, v in out.items() if v.shape[:1] != (chunk,)}
     if bad:
         raise InvalidScanConfig("fn", f"outputs need a leading axis of {chunk}, got {bad}")
-    return lowered.compile(), {k: (v.shape[1:], v.dtype) for k, v in out.items()}
+    spec = {k: (v.shape[1:], v.dtype) for k, v in out.items()}
+    if before_compile is not None:
+        before_compile(spec)
+    return lowered.compile(), spec
 
 
 def _chunk(hyps, start, stop, chunk):
@@ -319,8 +347,10 @@ def run_scan(
             (:func:`choose_chunk_size`); default chunk size :data:`DEFAULT_CHUNK_SIZE`.
         devices: local devices to shard over (default ``jax.local_devices()``).
         progress: True/False, or a :class:`Progress` to report to.
-        resume: continue ``store`` if it exists (refused if it belongs to a different scan);
-            only chunks with rows not done are computed. Creates the file if it is missing.
+        resume: continue ``store`` if it exists (refused if it belongs to a different scan or
+            was computed with another chunk size; without ``chunk_size`` and
+            ``memory_budget_bytes`` the file's chunk size is used); only chunks with rows not
+            done (or damaged, see :mod:`._store`) are computed. Creates the file if missing.
         overwrite: replace an existing ``store`` (without it, and without ``resume``, an
             existing file is refused with :class:`~jaxlike.exceptions.InvalidScanFile`).
         config, model_digest, attrs: identity and metadata of the scan stored in the file
@@ -345,17 +375,25 @@ def run_scan(
         for p in {own, Path(store)}:
             if p.exists():
                 raise InvalidScanFile(_exists_message(p))
+    resuming = own is not None and resume and own.exists()
+    stored = stored_chunk_size(own) if resuming else None
+    if stored and chunk_size is None and memory_budget_bytes is None:
+        chunk_size = stored
     chunk = _resolve_chunk_size(fn, hyps, n, devices, pcount, chunk_size, memory_budget_bytes)
+    check_chunk_size(own, stored, chunk)  # before the compilation
     mesh = scan_mesh(devices)
-    compiled, spec = _compile(fn, hyps, chunk, mesh)
+
+    def check_disk(spec):  # before the compilation: a full disk is found in seconds
+        if own is not None and not resuming:
+            check_free_space(own, store_bytes(hyps, spec))
+
+    compiled, spec = _compile(fn, hyps, chunk, mesh, before_compile=check_disk)
+    ident = {"config": config, "model_digest": model_digest, "chunk_size": chunk}
     if own is None:
         sink = _MemoryResults(n, spec)
-    elif resume and own.exists():
-        sink = ScanStore.open_for_resume(
-            own, hypotheses=hyps, config=config, model_digest=model_digest, result_spec=spec
-        )
+    elif resuming:
+        sink = ScanStore.open_for_resume(own, hypotheses=hyps, result_spec=spec, **ident)
     else:
-        ident = {"config": config, "model_digest": model_digest}
         sink = ScanStore.create(own, hyps, spec, attrs=attrs, overwrite=overwrite, **ident)
     try:
         mine = [k for k in range(-(-n // chunk)) if k % pcount == pidx]
