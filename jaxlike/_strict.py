@@ -202,7 +202,31 @@ def read_config(path, exc, what: str = "config", field: str | None = None) -> di
         fail(f"is not valid {fmt}: {'too deeply nested' if type(err) is RecursionError else err}")
     if not isinstance(cfg, dict):
         fail(f"must be a table/object, not {type(cfg).__name__}")
+    bad = _invalid_text(cfg)
+    if bad is not None:
+        raise exc(bad, "not valid Unicode (a lone surrogate escape)")
     return cfg
+
+
+def _invalid_text(obj, path: str = "") -> str | None:
+    """JSON path of the first string or key that is not valid Unicode (a lone UTF-16
+    surrogate such as ``"\\ud800"``: it cannot be printed, written or used as a file name)."""
+    stack = [(obj, path)]
+    while stack:
+        node, where = stack.pop()
+        items = ()
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return where.encode("utf-8", "backslashreplace").decode() or "<top level>"
+        elif isinstance(node, dict):
+            items = [(f"{where}.{k}" if where else str(k), v) for k, v in node.items()]
+            items += [(where or "<top level>", k) for k in node]
+        elif isinstance(node, list):
+            items = [(f"{where}[{i}]", v) for i, v in enumerate(node)]
+        stack.extend((v, w) for w, v in items)
+    return None
 
 
 _UMASK: list[int] = []

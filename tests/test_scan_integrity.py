@@ -69,9 +69,21 @@ def test_flipped_bytes_are_detected_on_read_and_recomputed_on_resume(stored, ref
     np.testing.assert_array_equal(res["mu_hat"], reference["mu_hat"])
 
 
+def reseal(path):
+    """Seal a file again after a deliberate edit of its attributes (a file as some other
+    jaxlike would have written it)."""
+    _store._seal(path)
+
+
+def unseal(path):
+    """Strip the user block holding the seal: the layout of a format-1 file (HDF5 addresses
+    are relative to the superblock, so the rest stays a valid HDF5 file)."""
+    path.write_bytes(path.read_bytes()[_store._USERBLOCK :])
+
+
 def test_damaged_coordinates_and_done_flags_are_detected(stored, tmp_path):
-    flip_bytes(stored, "hypotheses/signal", 3)
-    with pytest.raises(InvalidScanFile, match="row 3 failed their checksum"):
+    flip_bytes(stored, "hypotheses/signal", 3)  # coordinates never change: under the seal
+    with pytest.raises(InvalidScanFile, match="does not match its seal"):
         read_results(stored)
     fresh = tmp_path / "fresh.h5"
     ScanStore.create(fresh, worker.hypotheses(4), {"x": ((), "f8")}).close()
@@ -86,13 +98,16 @@ def test_format_version_1_is_read_unverified_and_not_resumed(stored, reference):
         del f["row_crc32"]
         del f.attrs["chunk_size"]
         f.attrs["format_version"] = 1
+    unseal(stored)
     with pytest.warns(ScanFileWarning, match="format_version 1 .* cannot be verified"):
         _, res, _ = read_results(stored)
     np.testing.assert_array_equal(res["mu_hat"], reference["mu_hat"])
     with pytest.raises(InvalidScanFile, match="format_version is 1, this jaxlike writes 2"):
         run_scan(worker.scan_fn, worker.hypotheses(H), store=stored, resume=True, **KW)
+    stored.write_bytes(bytes(_store._USERBLOCK) + stored.read_bytes())  # room for a seal
     with h5py.File(stored, "r+") as f:
         f.attrs["format_version"] = 9
+    reseal(stored)
     with pytest.raises(InvalidScanFile, match="format_version 9, written by a newer jaxlike"):
         read_results(stored)
 

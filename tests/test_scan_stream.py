@@ -147,6 +147,7 @@ def test_kill_at_any_moment_leaves_a_resumable_file(tmp_path):
         run_scan(worker.scan_fn, worker.hypotheses(h), chunk_size=64, **kw)
     with h5py.File(path, "r+") as f:
         f.attrs["chunk_size"] = 64
+    _store._seal(path)  # as if written with chunk size 64
     out = run_scan(worker.scan_fn, worker.hypotheses(h), chunk_size=64, **kw)
     assert_same(out, run_scan(worker.scan_fn, worker.hypotheses(h), chunk_size=64, **KW))
 

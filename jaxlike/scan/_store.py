@@ -38,6 +38,16 @@ refuse the file with :class:`~jaxlike.exceptions.InvalidScanFile` naming the row
 refuses a damaged input. A per-row checksum rather than HDF5's Fletcher-32 filter, which needs
 chunked storage whose chunk index is file metadata rewritten by writes.
 
+The rest of the file is sealed: its first 4096 bytes (an HDF5 user block, which the HDF5
+library skips) hold ``JAXLIKE-SCAN-SEAL``, the file size, the byte ranges of the datasets that
+change after creation (results, ``done``, ``row_crc32``, the superblock's consistency flags)
+and the CRC-32 of every other byte
+(HDF5 metadata, coordinates, attributes), which never change after creation. Every open checks
+the seal with plain reads *before* HDF5 sees the file, since a damaged object header or heap
+can make the HDF5 library loop forever (a zeroed attribute heap did) or crash; a mismatch is
+an :class:`~jaxlike.exceptions.InvalidScanFile`. Editing a file's attributes or datasets with
+h5py breaks the seal, on purpose.
+
 Older files. ``format_version`` 1 files (no checksums) are read with a
 :class:`ScanFileWarning` that their rows cannot be verified; resuming or merging them is
 refused (rerun the scan). Files of a newer format are refused.
@@ -83,6 +93,87 @@ _RESERVED = (*_RESERVED_V1, "chunk_size")
 _CHECKSUM = "row_crc32"
 _SHOWN_ROWS = 10  # damaged rows named in a message
 _MARGIN = 2**20  # bytes of HDF5 metadata and slack on top of the data of a new file
+
+
+#: HDF5 user block of a format-2 file: jaxlike's seal (see Integrity in the module docstring)
+_USERBLOCK = 4096
+_SEAL_MAGIC = b"JAXLIKE-SCAN-SEAL\n"
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: datasets whose raw bytes change after creation (left out of the seal)
+_MUTABLE = ("results/", "done", _CHECKSUM)
+
+
+def _mutable_ranges(f) -> list[tuple[int, int]]:
+    """(offset, size) of the raw data of every dataset written after creation, and of the
+    superblock's file-consistency flags, which the HDF5 library sets while a file is open for
+    writing (and leaves set when the writer is killed)."""
+    with open(f.filename, "rb") as fh:
+        fh.seek(_USERBLOCK + 8)
+        version = fh.read(1)
+    # superblock v0/v1: 4 flag bytes at offset 20; v2/v3: flags at 11 and a checksum at 44
+    ranges = [(_USERBLOCK + 20, 4)] if version in (b"\x00", b"\x01") else [(_USERBLOCK, 48)]
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and name.startswith(_MUTABLE):
+            ranges.append((int(obj.id.get_offset()), int(obj.id.get_storage_size())))
+
+    f.visititems(visit)
+    return sorted(ranges)
+
+
+def _sealed_crc(raw: bytes, ranges) -> int:
+    """CRC-32 of the file after the user block, the mutable raw-data ranges left out."""
+    crc, pos = 0, _USERBLOCK
+    for off, size in ranges:
+        crc = zlib.crc32(raw[pos:off], crc)
+        pos = off + size
+    return zlib.crc32(raw[pos:], crc)
+
+
+def _seal(path: Path) -> None:
+    """Write the seal of a just-created file into its user block: the file size, the mutable
+    ranges and the CRC-32 of everything else (all HDF5 metadata, the hypotheses, attributes).
+    Metadata never changes after creation (early allocation, fixed offsets)."""
+    with h5py.File(path, "r+") as f:  # closing r+ trims the space reserved by _reserve
+        ranges = _mutable_ranges(f)
+    raw = path.read_bytes()
+    body = json.dumps({"size": len(raw), "ranges": ranges, "crc32": _sealed_crc(raw, ranges)})
+    block = _SEAL_MAGIC + body.encode() + b"\n"
+    if len(block) > _USERBLOCK:
+        raise InvalidScanFile(f"{path}: too many result datasets for the file seal")
+    with open(path, "r+b") as fh:
+        fh.write(block.ljust(_USERBLOCK, b"\0"))
+
+
+def _check_seal(path) -> None:
+    """Refuse a file whose sealed bytes changed, before HDF5 reads any of them: a damaged
+    object header or heap can make the HDF5 library loop forever or crash, so the file is
+    checked with plain reads first. A file starting with the HDF5 signature is an older,
+    unsealed format (read by HDF5 as before)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_USERBLOCK)
+            if head.startswith(_HDF5_SIGNATURE):
+                return
+            if not head.startswith(_SEAL_MAGIC):
+                raise InvalidScanFile(f"{path}: not a jaxlike scan file (no seal, no HDF5 header)")
+            try:
+                seal = json.loads(head[len(_SEAL_MAGIC) :].split(b"\n", 1)[0])
+                size, ranges, crc = int(seal["size"]), seal["ranges"], int(seal["crc32"])
+                ranges = [(int(a), int(b)) for a, b in ranges]
+            except (ValueError, KeyError, TypeError) as e:
+                raise InvalidScanFile(f"{path}: damaged seal ({_one_line(e)})") from None
+            fh.seek(0)
+            raw = fh.read(size + 1)
+    except OSError as e:
+        raise InvalidScanFile(f"{path}: cannot read ({_os_reason(e)})") from None
+    if len(raw) != size:
+        raise InvalidScanFile(f"{path}: damaged: {len(raw)} bytes or more, sealed with {size}")
+    if _sealed_crc(raw, ranges) != crc:
+        raise InvalidScanFile(
+            f"{path}: damaged: the file's structure (HDF5 metadata, coordinates or attributes) "
+            "does not match its seal"
+        )
 
 
 class ScanFileWarning(UserWarning):
@@ -318,9 +409,12 @@ def _exists_message(path) -> str:
 def _open(path, mode) -> h5py.File:
     if not Path(path).exists():
         raise InvalidScanFile(f"{path}: no such scan file")
+    if not Path(path).is_file():
+        raise InvalidScanFile(f"{path}: not a regular file")
+    _check_seal(path)
     try:
         return h5py.File(path, mode)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RuntimeError) as e:
         raise InvalidScanFile(f"{path}: not a readable HDF5 file ({_one_line(e)})") from None
 
 
@@ -373,7 +467,7 @@ class ScanStore:
             raise InvalidScanFile(
                 f"{path}: {e}, written by a newer jaxlike (this one reads {list(_READABLE)})"
             ) from None
-        except (KeyError, OSError, ValueError, TypeError, AttributeError) as e:
+        except (KeyError, OSError, ValueError, TypeError, AttributeError, RuntimeError) as e:
             file.close()
             raise InvalidScanFile(f"{path}: not a jaxlike scan file ({_one_line(e)})") from None
         self.result_spec = {k: (ds.shape[1:], ds.dtype) for k, ds in self._results.items()}
@@ -425,10 +519,11 @@ class ScanStore:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         f = None
         try:
-            f = h5py.File(tmp, "w")
+            f = h5py.File(tmp, "w", userblock_size=_USERBLOCK)
             _reserve(tmp, store_bytes(hyps, spec) + _MARGIN)
             _write_layout(f, hyps, n, spec, text, model_digest, attrs, chunk_size)
             f.close()
+            _seal(tmp)
             _publish(tmp, path, overwrite)
         except (OSError, ValueError, RuntimeError) as e:  # h5py reports a full disk as any
             if isinstance(e, JaxlikeError):
@@ -710,7 +805,7 @@ def read_results(path) -> tuple[dict, dict, dict]:
         attrs = dict(store.attrs, config=json.loads(store.attrs["config"]), done=store.done.copy())
         results = store.read_results()
         return store.read_hypotheses(), results, attrs
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
         raise InvalidScanFile(f"{path}: unreadable data ({_one_line(e)})") from None
     finally:
         store.close()
