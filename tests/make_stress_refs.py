@@ -34,7 +34,8 @@ Usage::
 
 Each finished case is saved in ``--parts`` (default ``/tmp/stress_refs_parts/<set>``) and
 skipped when the run is restarted; the npz is assembled at the end (and with ``--assemble``).
-At most 2 worker processes (``--workers``).
+At most one worker process per CPU (``--workers``); ``--skip-seeds K`` leaves the first K
+seeds to another machine (assemble the union of both machines' parts with ``--assemble``).
 """
 
 from __future__ import annotations
@@ -292,8 +293,11 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--parts", default=None, help="folder of per-case results (resumable)")
     ap.add_argument("--assemble", action="store_true", help="only assemble existing parts")
+    ap.add_argument("--skip-seeds", type=int, default=0,
+                    help="leave out the first K seeds (another machine computes them)")
     args = ap.parse_args(argv)
     seeds = list(_stress.SLOW_SEEDS if args.slow else _stress.DEFAULT_SEEDS)[: args.n_per_family]
+    seeds = seeds[args.skip_seeds :]
     fams = args.families or _stress.families()
     parts = Path(args.parts or f"/tmp/stress_refs_parts/{'slow' if args.slow else 'default'}")
     parts.mkdir(parents=True, exist_ok=True)
@@ -312,7 +316,7 @@ def main(argv=None):
     if not args.assemble:
         t0 = time.perf_counter()
         ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(min(max(args.workers, 1), 2), maxtasksperchild=50) as pool:
+        with ctx.Pool(min(max(args.workers, 1), os.cpu_count() or 1), maxtasksperchild=50) as pool:
             for i, (f, s, status, dt) in enumerate(pool.imap_unordered(_worker, tasks), 1):
                 el = time.perf_counter() - t0
                 print(f"[{i}/{len(tasks)} {el:7.0f}s] {f} seed {s}: {status} ({dt:.1f}s)",

@@ -48,6 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ._arrowhead import ArrowheadHessian
+from ._lapack import sym_eigh
 from ._linalg import free_min_eigvec, hess_diag, hess_quad, hess_select, masked_solve
 
 __all__ = ["MinimizeState", "minimize", "autodiff_fgh", "STATUS", "BREAKPOINT_VALUES"]
@@ -486,7 +488,66 @@ def _probe(value, st, lo, hi, fixed, probe):
     i, j = k // _PROBE_POINTS, k % _PROBE_POINTS
     best = vals.reshape(-1)[k]
     found = best < st.f - (1e-7 + 1e-13 * jnp.abs(st.f))
-    return found, st.x.at[jnp.asarray(idx)[i]].set(grid[i, j])
+    return found, st.x.at[jnp.asarray(idx)[i]].set(grid[i, j]), best
+
+
+#: half-width of the eigen-direction probe, in standard deviations along each direction, and
+#: how many of the softest directions also get probe points relaxed by one Newton step
+_EIGEN_PROBE_SIGMAS = 6.0
+_EIGEN_RELAX_DIRECTIONS = 3
+
+
+def _eigen_probe(value, st, lo, hi, fixed):
+    """Probe along the eigenvectors of the Hessian at a certified end point: for each
+    eigenvector v_k of H restricted to the free parameters (eigenvalue w_k of 2NLL), f at
+    x̂ + s v_k for :data:`_PROBE_POINTS` values of s in ±:data:`_EIGEN_PROBE_SIGMAS` σ_k,
+    σ_k = √(2 / w_k) (capped at the widest probed range), each point clipped to the box.
+    Where parameters are strongly correlated (two normalisations on near-identical shapes, a
+    normsys pulling with them), the other well of a double well lies along a soft eigen-
+    direction, not along a coordinate: the coordinate probe cannot see it from x̂ (moving one
+    coordinate alone climbs the steep direction). All free parameters take part (``probe``
+    only switches the search on). Same return as :func:`_probe`. Dense Hessians only (a
+    structured arrowhead Hessian keeps the coordinate probe)."""
+    idx = np.arange(st.x.shape[0])  # all free parameters: per-bin γ relax with the others
+    k = idx.size
+    h = st.hess
+    free = ~fixed[idx]
+    both = free[:, None] & free[None, :]
+    scale = jnp.max(jnp.where(free, jnp.abs(jnp.diagonal(h)), 0.0)) + 1.0
+    a = jnp.where(both, h, 0.0) + jnp.diag(jnp.where(free, 0.0, 1e6 * scale))
+    w, v = sym_eigh(a)
+    usable = (w > 1e-12 * scale) & (w < 1e5 * scale) & jnp.all(jnp.isfinite(v), axis=0)
+    span = jnp.max(jnp.where(free, hi[idx] - lo[idx], 0.0))
+    half = jnp.minimum(_EIGEN_PROBE_SIGMAS * jnp.sqrt(2.0 / jnp.where(usable, w, 1.0)), span)
+    t = jnp.linspace(-1.0, 1.0, _PROBE_POINTS, dtype=st.x.dtype)
+
+    def point(c, s):
+        step = jnp.zeros_like(st.x).at[jnp.asarray(idx)].set(v[:, c] * s)
+        return jnp.clip(st.x + step, lo, hi)
+
+    pts = jax.vmap(lambda c: jax.vmap(lambda s: point(c, s))(t * half[c]))(jnp.arange(k))
+    vals = jax.vmap(jax.vmap(value))(pts)  # [k, G]
+    vals = jnp.where(usable[:, None] & jnp.isfinite(vals), vals, jnp.inf)
+    # along the softest directions, relax the others by one Newton step of the quadratic
+    # model at x̂ (the gradient at the probe point, H's other eigenpairs): the far well of a
+    # curved valley is off the straight eigen-line by more than its depth
+    m = min(_EIGEN_RELAX_DIRECTIONS, k)
+    soft = jnp.argsort(jnp.where(usable, w, jnp.inf))[:m]
+    sel = pts[soft]  # [m, G, n]
+    grads = jax.vmap(jax.vmap(jax.grad(value)))(sel)[..., idx]  # [m, G, k]
+    c = grads @ v  # gradient in eigen coordinates
+    keep = usable[None, :] & (jnp.arange(k)[None, :] != soft[:, None])  # [m, k]
+    step_e = jnp.where(keep[:, None, :], -c / jnp.where(usable, w, 1.0), 0.0)
+    step = jnp.zeros_like(sel).at[..., jnp.asarray(idx)].set(step_e @ v.T)
+    relaxed = jnp.clip(sel + jnp.where(jnp.isfinite(step), step, 0.0), lo, hi)
+    rvals = jax.vmap(jax.vmap(value))(relaxed)
+    rvals = jnp.where(usable[soft][:, None] & jnp.isfinite(rvals), rvals, jnp.inf)
+    all_pts = jnp.concatenate([pts.reshape(-1, st.x.shape[0]), relaxed.reshape(-1, st.x.shape[0])])
+    all_vals = jnp.concatenate([vals.reshape(-1), rvals.reshape(-1)])
+    j = jnp.argmin(all_vals)
+    best = all_vals[j]
+    found = best < st.f - (1e-7 + 1e-13 * jnp.abs(st.f))
+    return found, all_pts[j], best
 
 
 def _sweep(value, x, lo, hi, fixed, probe, passes=2):
@@ -540,8 +601,10 @@ def minimize(
     runs look for a lower one, each one certified, the lowest certified minimum kept:
 
     1. *Coordinate probe* (``probe``, a static mask of parameters; default: all):
-       f along each probed coordinate over its range from the best point (see :func:`_probe`);
-       a lower grid point is a restart. At most :data:`_MAX_PROBE_ROUNDS` such restarts.
+       f along each probed coordinate over its range from the best point (see :func:`_probe`)
+       and along each eigenvector of the probed Hessian block (:func:`_eigen_probe`: wells
+       along correlated directions); the lowest lower grid point is a restart. At most
+       :data:`_MAX_PROBE_ROUNDS` such restarts.
     2. *Double wells* at kinks: a kink at 0 whose far side descends from the kink (or met
        concave on the way) is explored, the coordinate mirrored (largest far-side slope
        first). Each new best point makes every other kink a candidate again: a greedy descent
@@ -613,7 +676,12 @@ def minimize(
         a round without a run)."""
         retry = (best.status != 0) & ~retried
         if probe.any():
-            has_probe, x_probe = _probe(value, best, lo, hi, fixed, probe)
+            has_probe, x_probe, f_probe = _probe(value, best, lo, hi, fixed, probe)
+            if not isinstance(best.hess, ArrowheadHessian):
+                has_eig, x_eig, f_eig = _eigen_probe(value, best, lo, hi, fixed)
+                take = has_eig & (~has_probe | (f_eig < f_probe))
+                x_probe = jnp.where(take, x_eig, x_probe)
+                has_probe = has_probe | has_eig
             has_probe = has_probe & (probes < _MAX_PROBE_ROUNDS) & (best.status == 0)
         else:
             has_probe, x_probe = jnp.asarray(False), best.x
