@@ -209,8 +209,10 @@ def _load_mass_config(path: Path):
     from jaxlike.parametric import build_mass_scan, load_config
     from jaxlike.scan import canonical_json
 
-    if not path.is_file():
+    if not path.exists():
         raise CliError(f"{path}: no such scan config file")
+    if not path.is_file():
+        raise CliError(f"{path}: the scan config is not a regular file")
     try:
         cfg = load_config(path)
         if "channels" in cfg:
