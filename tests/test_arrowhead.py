@@ -432,7 +432,7 @@ def test_factored_covariance_consumers(monkeypatch):
     dense = jaxlike.fit(with_hessian_layout(model, "dense"), data)
     monkeypatch.setattr(fit_module, "DENSE_COVARIANCE_MAX", 10)
     _, _, hess = _vgh(with_hessian_layout(model, "arrowhead"), dense.bestfit, data)
-    cov = fit_module._covariance(hess, dense.fixed)
+    cov = fit_module.fit_covariance(hess, dense.fixed, dense.at_bound)
     assert isinstance(cov, ArrowheadCovariance) and cov.shape == dense.covariance.shape
     res = eqx.tree_at(
         lambda r: (r.covariance, r.uncertainties),

@@ -114,6 +114,18 @@ def _covariance(hess, fixed):
     return jnp.where(ok, 2.0 * inv, jnp.nan)
 
 
+def fit_covariance(hess, fixed, at_bound):
+    """The covariance reported by a fit: V = 2 H⁻¹ on the free parameters (:func:`_covariance`).
+
+    A minimum on a bound can have an indefinite full Hessian (2NLL keeps falling beyond the
+    bound). The local (delta-method) covariance of the bound-constrained estimator then holds
+    the parameters on their bounds: their uncertainty is 0, the others' come from the Hessian
+    of the rest, V = 2 (H_FF)⁻¹ with F = free and not on a bound."""
+    cov = _covariance(hess, fixed)
+    indefinite = jnp.any(jnp.isnan(covariance_diagonal(cov))) & jnp.any(at_bound)
+    return jax.lax.cond(indefinite, lambda: _covariance(hess, fixed | at_bound), lambda: cov)
+
+
 def model_breakpoints(model):
     """Static [npars, 3] mask of the model's interpolation breakpoints at α = −1, 0, +1
     (see :mod:`jaxlike.fit._newton`), or None for a smooth model."""
@@ -178,14 +190,7 @@ def fit_arrays(
     )
     span = jnp.maximum(hi - lo, 1.0)
     at_bound = ((st.x <= lo + 1e-9 * span) | (st.x >= hi - 1e-9 * span)) & ~fixed
-    cov = _covariance(st.hess, fixed)
-    # A minimum on a bound can have an indefinite full Hessian (2NLL falls off beyond the
-    # bound). The local (delta-method) covariance of the constrained estimator then holds the
-    # parameters on their bounds: their uncertainty is 0, the others' come from the rest.
-    indefinite = jnp.any(jnp.isnan(covariance_diagonal(cov))) & jnp.any(at_bound)
-    cov = jax.lax.cond(
-        indefinite, lambda: _covariance(st.hess, fixed | at_bound), lambda: cov
-    )
+    cov = fit_covariance(st.hess, fixed, at_bound)
     return FitResult(
         bestfit=_on_breakpoints(st.x, model_breakpoints(model)),
         uncertainties=jnp.sqrt(covariance_diagonal(cov)),
