@@ -189,22 +189,14 @@ def check_poi_free(model, lo, hi, fixed):
 
 
 def check_poi_values(model, values, lo, hi):
-    """Refuse tested POI values that are not finite or lie outside the POI bounds [lo, hi]
-    (the conditional fit would hold μ where the free fit can never go, so q̃μ and CLs are
-    meaningless). Skipped for traced values."""
-    if _traced(values, lo, hi):
+    """Refuse tested POI values that are not finite (skipped for traced values). A value
+    beyond the POI bounds is allowed, as in pyhf: the conditional fit holds μ there while the
+    free fit stays within the bounds (a limit scan past the suggested range needs that)."""
+    if _traced(values):
         return
-    poi, name = model.config.poi_index, model.config.poi_name
     v = np.asarray(values, dtype=float)
     if not np.all(np.isfinite(v)):
         raise InvalidParameters(f"the tested POI value must be finite, got {v[~np.isfinite(v)][0]}")
-    lo_p, hi_p = float(np.min(np.asarray(lo)[..., poi])), float(np.max(np.asarray(hi)[..., poi]))
-    bad = v[(v < lo_p) | (v > hi_p)]
-    if bad.size:
-        raise InvalidParameters(
-            f"the tested POI value {bad.reshape(-1)[0]:g} lies outside the bounds of '{name}' "
-            f"[{lo_p:g}, {hi_p:g}]; widen them (par_bounds or the measurement's bounds)"
-        )
 
 
 def _fits_on_data(model, data, init, lo, hi, fixed, poi, mu_a, signed):
