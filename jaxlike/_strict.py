@@ -31,6 +31,7 @@ from pathlib import Path
 __all__ = [
     "MAX_CONFIG_BYTES",
     "atomic_write",
+    "invalid_text",
     "check_keys",
     "directory",
     "integer",
@@ -202,13 +203,13 @@ def read_config(path, exc, what: str = "config", field: str | None = None) -> di
         fail(f"is not valid {fmt}: {'too deeply nested' if type(err) is RecursionError else err}")
     if not isinstance(cfg, dict):
         fail(f"must be a table/object, not {type(cfg).__name__}")
-    bad = _invalid_text(cfg)
+    bad = invalid_text(cfg)
     if bad is not None:
         raise exc(bad, "not valid Unicode (a lone surrogate escape)")
     return cfg
 
 
-def _invalid_text(obj, path: str = "") -> str | None:
+def invalid_text(obj, path: str = "") -> str | None:
     """JSON path of the first string or key that is not valid Unicode (a lone UTF-16
     surrogate such as ``"\\ud800"``: it cannot be printed, written or used as a file name)."""
     stack = [(obj, path)]

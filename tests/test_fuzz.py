@@ -64,6 +64,25 @@ def time_limit(seconds: float, label: str):
         signal.signal(signal.SIGALRM, old)
 
 
+_REFUSED = object()
+
+
+def guarded(fn, label: str, seconds: float = 30):
+    """``fn()`` under a time limit: its value, or ``_REFUSED`` for a clean
+    :class:`JaxlikeError` (with a message); any other exception fails the test as a
+    traceback, and :class:`Hang` propagates."""
+    try:
+        with time_limit(seconds, label):
+            return fn()
+    except JaxlikeError as err:
+        assert str(err).strip(), f"{label}: empty error message"
+        return _REFUSED
+    except Hang:
+        raise
+    except Exception:  # noqa: BLE001
+        pytest.fail(f"{label}: traceback\n{traceback.format_exc()}")
+
+
 def _seeds(kind: str, slow: bool):
     n = (N_SLOW if slow else N_DEFAULT)[kind]
     start = SLOW_SEED_OFFSET if slow else 0
@@ -95,17 +114,18 @@ def _pyhf_logpdf(spec):
 
 def _check_library_case(spec, label):
     """Workspace → model → data → logpdf: a JaxlikeError, or pyhf's value to 1e-9."""
-    try:
+
+    def evaluate():
         ws = jaxlike.Workspace(spec)
         model = ws.model()
         data = ws.data(model)
         init = np.asarray(model.config.suggested_init())
-        value = float(model.logpdf(init, data))
-    except JaxlikeError as err:
-        assert str(err).strip(), f"{label}: empty error message"
+        return init, float(model.logpdf(init, data))
+
+    got = guarded(evaluate, label, 60)
+    if got is _REFUSED:
         return "refused"
-    except Exception:  # noqa: BLE001
-        pytest.fail(f"{label}: traceback\n{traceback.format_exc()}")
+    init, value = got
     ref, ref_init = _pyhf_logpdf(spec)
     assert ref is not None, f"{label}: jaxlike accepted a workspace pyhf refuses (logpdf {value})"
     assert math.isfinite(value), f"{label}: accepted, but logpdf {value} at the initial values"
@@ -119,8 +139,7 @@ def _library_cases(slow):
     for seed in _seeds("library", slow):
         spec, label = _mutated_workspace(seed)
         label = f"seed {seed}: {label}"
-        with time_limit(60, label):
-            outcomes[_check_library_case(spec, label)] += 1
+        outcomes[_check_library_case(spec, label)] += 1
     return outcomes
 
 
@@ -260,16 +279,7 @@ def _text_cases(tmp_path, slow):
         label = f"seed {seed}: {what}"
         path = tmp_path / "ws.json"
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
-        # the library: a JaxlikeError or a workspace
-        try:
-            with time_limit(30, label):
-                jaxlike.Workspace.load(path)
-        except JaxlikeError:
-            pass
-        except Hang:
-            raise
-        except Exception:  # noqa: BLE001
-            pytest.fail(f"{label}: traceback from Workspace.load\n{traceback.format_exc()}")
+        guarded(lambda: jaxlike.Workspace.load(path), f"{label} (Workspace.load)")
         code, out, err = run_cli(["inspect", str(path)], label=label)
         check_cli_contract(code, out, err, label)
         codes[code] += 1
@@ -331,24 +341,17 @@ def _patch_cases(slow):
     for seed in _seeds("patch", slow):
         ops = _patch_case(seed)
         label = f"seed {seed}: {json.dumps(ops, default=str)[:300]}"
-        try:
-            with time_limit(30, label):
-                result = apply_patch(BASE_WORKSPACE, ops)
-        except JaxlikeError:
+        result = guarded(lambda: apply_patch(BASE_WORKSPACE, ops), label)
+        if result is _REFUSED:
             outcomes["refused"] += 1
             continue
-        except Hang:
-            raise
-        except Exception:  # noqa: BLE001
-            pytest.fail(f"{label}: traceback\n{traceback.format_exc()}")
         ref = _reference_patch(ops)
         assert ref is not None, f"{label}: applied a patch that RFC 6902 (jsonpatch) refuses"
         assert _same(result, ref), f"{label}: result differs from jsonpatch's"
         outcomes["applied"] += 1
         # a patched document is an input like any other: refused or equal to pyhf
         if isinstance(result, dict) and outcomes["applied"] % 3 == 0:
-            with time_limit(60, label):
-                _check_library_case(result, label)
+            _check_library_case(result, label)
     return outcomes
 
 
@@ -433,18 +436,11 @@ def _config_cases(folder, base, slow):
         label = f"seed {seed}: config {what}"
         path = folder / "fuzz.json"
         path.write_text(json.dumps(cfg, default=str), encoding="utf-8", errors="surrogatepass")
-        try:
-            with time_limit(60, label):
-                scan, masses, *_ = build_mass_scan(load_config(path))
-        except JaxlikeError as err:
-            assert str(err).strip(), label
+        built = guarded(lambda: build_mass_scan(load_config(path)), label, 60)
+        if built is _REFUSED:
             outcomes["refused"] += 1
             continue
-        except Hang:
-            raise
-        except Exception:  # noqa: BLE001
-            pytest.fail(f"{label}: traceback\n{traceback.format_exc()}")
-        m = np.asarray(masses)
+        m = np.asarray(built[1])
         assert m.size and np.all(np.isfinite(m)), f"{label}: masses {m[:5]}"
         outcomes["built"] += 1
     return outcomes

@@ -27,7 +27,6 @@ __all__ = [
     "floats",
     "dump",
     "emit",
-    "atomic_write",
     "warn",
 ]
 
@@ -46,15 +45,19 @@ def resumable_error(command: str, err: BaseException, done: str) -> int:
     return 2
 
 
-def nonneg_int(text: str) -> int:
-    """argparse type: an integer ≥ 0 (seeds)."""
+def _int_at_least(text: str, low: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
+        value = low - 1
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}")
     return value
+
+
+def nonneg_int(text: str) -> int:
+    """argparse type: an integer ≥ 0 (seeds)."""
+    return _int_at_least(text, 0, "an integer >= 0")
 
 
 def finite_float(text: str) -> float:
@@ -78,13 +81,7 @@ def cl_level(text: str) -> float:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
+    return _int_at_least(text, 1, "a positive integer")
 
 
 def results_file(path, resume: bool, overwrite: bool) -> Path:
@@ -193,31 +190,12 @@ def emit(text: str, output_file: str | None = None) -> None:
         buffer.write(data)
         buffer.flush()
         return
-    atomic_write(output_file, data)
+    from jaxlike._strict import atomic_write
 
-
-def atomic_write(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a fresh temporary file in the same folder, renamed
-    into place: a failure (full disk, permissions) leaves ``path`` as it was and no temporary
-    file behind; a planted symlink at a temporary name cannot redirect the write."""
-    import os
-    import tempfile
-
-    out = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or ".")
+        atomic_write(output_file, lambda tmp: tmp.write_bytes(data))
     except OSError as err:
-        raise CliError(f"cannot write '{path}': {err.strerror or err}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, out)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise CliError(f"cannot write '{path}': {err.strerror or err}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        raise CliError(f"cannot write '{output_file}': {err.strerror or err}") from None
 
 
 def warn(message: str) -> None:

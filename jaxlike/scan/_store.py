@@ -738,14 +738,14 @@ def _reserve(tmp: Path, nbytes: int):
     disk fails here, as a plain ``OSError``, and never inside HDF5 (which cannot close a file
     whose metadata it cannot write). HDF5 truncates the file to its real size on close.
     Skipped where the file system cannot preallocate."""
+    if not hasattr(os, "posix_fallocate"):  # not on this platform (macOS)
+        return
     with open(tmp, "r+b") as fh:
         try:
             os.posix_fallocate(fh.fileno(), 0, int(nbytes))
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 raise
-        except AttributeError:  # no posix_fallocate on this platform
-            pass
 
 
 def _abandon(f, tmp: Path):
@@ -765,7 +765,8 @@ def _abandon(f, tmp: Path):
 
 
 class _NewerFormat(Exception):
-    pass
+    """Raised inside :class:`ScanStore` for a ``format_version`` newer than this jaxlike
+    reads; turned into an :class:`~jaxlike.exceptions.InvalidScanFile` naming it."""
 
 
 def _rows(rows) -> str:

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jaxlike._strict import invalid_text
 from jaxlike.exceptions import InvalidSpecification
 
 __all__ = ["MAX_DEPTH", "parse_json", "read_json_file"]
@@ -68,34 +69,6 @@ def _constant(token: str):
     raise ValueError(f"{token} is not a JSON value (RFC 8259 has no NaN or Infinity)")
 
 
-def _check_strings(obj: Any, source: str) -> None:
-    """Raise on the first string or key that is not valid Unicode (a lone surrogate)."""
-    stack = [(obj, "")]
-    while stack:
-        node, path = stack.pop()
-        if isinstance(node, str):
-            _valid_text(node, path, source)
-        elif isinstance(node, dict):
-            for key, value in node.items():
-                sub = f"{path}.{key}" if path else str(key)
-                _valid_text(key, path or "<top level>", source, what="key")
-                stack.append((value, sub))
-        elif isinstance(node, list):
-            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
-
-
-def _valid_text(text: str, path: str, source: str, what: str = "string") -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        shown = text.encode("utf-8", "backslashreplace").decode("ascii", "replace")
-        raise InvalidSpecification(
-            path.encode("utf-8", "backslashreplace").decode("utf-8"),
-            f"{source}: {what} {shown!r} is not valid Unicode (lone surrogate at position "
-            f"{err.start})",
-        ) from None
-
-
 def parse_json(text: str, source: str = "JSON document", error=InvalidSpecification) -> Any:
     """Decode the JSON ``text`` strictly (RFC 8259); ``source`` names it in error messages.
 
@@ -117,7 +90,9 @@ def parse_json(text: str, source: str = "JSON document", error=InvalidSpecificat
         ) from None
     except (ValueError, RecursionError) as err:
         raise error("", f"{source} is not valid JSON: {err}") from None
-    _check_strings(obj, source)
+    bad = invalid_text(obj)
+    if bad is not None:
+        raise error(bad, f"{source}: not valid Unicode (a lone surrogate escape)")
     return obj
 
 
