@@ -8,7 +8,9 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from . import exceptions  # noqa: E402
+# physics: the built-in rates of the reweight modifier (B→Kνν̄ in the WET) register on import;
+# physics plugs into the model layer from above, the model never imports it
+from . import exceptions, physics  # noqa: E402, F401
 from .fit import FitResult, fit, fixed_poi_fit  # noqa: E402
 from .infer import (  # noqa: E402
     HypoTestResult,

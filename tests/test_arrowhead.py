@@ -30,8 +30,8 @@ import pytest
 
 import jaxlike
 from jaxlike.fit import ArrowheadCovariance, ArrowheadHessian
-from jaxlike.fit._arrowhead import ArrowLayout
-from jaxlike.fit._linalg import (
+from jaxlike.linalg import ArrowLayout
+from jaxlike.linalg import (
     free_inverse,
     free_min_eigvec,
     hess_diag,

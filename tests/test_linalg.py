@@ -5,7 +5,7 @@ import jax
 import numpy as np
 
 import jaxlike  # noqa: F401  (float64)
-from jaxlike.fit._linalg import spd_solve
+from jaxlike.linalg import spd_solve
 
 
 def _spd(rng, shape, n):

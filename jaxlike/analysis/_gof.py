@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
-from ..model._model import poisson_logpdf
+from ..model import poisson_logpdf
 from ._common import batch_fit, bounds, constraint_info, nominal_fit
 
 __all__ = ["GoodnessOfFit", "goodness_of_fit", "saturated_twice_nll"]
@@ -66,11 +66,12 @@ def _toys(model, pars, keys):
     cfg = model.config
     nu = model.expected_actualdata(pars)
     aux_mean = model.expected_auxdata(pars)
-    par, aux_idx, _, _ = model._constraint_plan("normal")
-    sigma = model._constraint_scales("normal") if len(par) else None
     gauss = np.zeros(cfg.nauxdata, dtype=bool)
-    gauss[np.asarray(aux_idx, dtype=int)] = True
-    width = jnp.zeros(cfg.nauxdata).at[aux_idx].set(sigma) if len(par) else jnp.zeros(0)
+    width = jnp.zeros(cfg.nauxdata, nu.dtype)
+    for term in model.constraint_terms():
+        if term.kind == "normal":
+            gauss[np.asarray(term.aux, dtype=int)] = True
+            width = width.at[term.aux].set(term.scale)
 
     def one(key):
         k_main, k_pois, k_norm = jax.random.split(key, 3)
@@ -78,7 +79,7 @@ def _toys(model, pars, keys):
         if cfg.nauxdata == 0:
             return main
         pois = jax.random.poisson(k_pois, aux_mean, dtype=jnp.int64).astype(nu.dtype)
-        if len(par):
+        if gauss.any():
             norm = aux_mean + width * jax.random.normal(k_norm, aux_mean.shape, nu.dtype)
             aux = jnp.where(gauss, norm, pois)
         else:

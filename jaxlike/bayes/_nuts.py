@@ -11,7 +11,7 @@ import numpy as np
 
 from ..exceptions import InvalidParameters
 from ._posterior import Posterior
-from ._priors import Prior, log_prior, resolve_prior
+from ._priors import NumpyroPrior, Prior, resolve_prior, stack_priors
 
 __all__ = ["sample_posterior", "log_posterior", "free_parameter_mask"]
 
@@ -23,22 +23,9 @@ _JITTER = 0.1  # per-chain init jitter: this many posterior σ, in the unconstra
 
 # -- parameter bookkeeping -----------------------------------------------------------------------
 def free_parameter_mask(model):
-    """Boolean [npars]: parameters without a constraint term (they need a prior).
-
-    HistFactory models read ``config.par_map[...].constraint``; models without a ``par_map``
-    (the window model of :mod:`jaxlike.parametric`) put their ``nauxdata`` unit-Gaussian
-    constrained nuisances last, as the model protocol fixes.
-    """
-    cfg = model.config
-    mask = np.ones(cfg.npars, bool)
-    par_map = getattr(cfg, "par_map", None)
-    if par_map is not None:
-        for p in par_map.values():
-            if p.constraint is not None:
-                mask[p.slice] = False
-    elif cfg.nauxdata:
-        mask[cfg.npars - cfg.nauxdata :] = False
-    return mask
+    """Boolean [npars]: parameters without a constraint term (they need a prior), from
+    :meth:`jaxlike.model.Likelihood.constraint_kinds`."""
+    return np.array([k is None for k in model.constraint_kinds()], dtype=bool)
 
 
 class _Layout(eqx.Module):
@@ -46,15 +33,17 @@ class _Layout(eqx.Module):
     fixed value does not recompile, only a different *count* of each prior kind does).
 
     base: θ with the fixed values filled [npars]; idx: positions of the sampled parameters;
-    lo, hi: their sampling bounds; groups: prior kind -> (positions into θ, a, b, params);
-    dists: tuple of (position, numpyro distribution)."""
+    lo, hi: their sampling bounds; groups: tuple of (positions into θ, the resolved priors of
+    one class stacked into one prior with array fields, see :func:`~._priors.stack_priors`);
+    dists: tuple of (position, :class:`~._priors.NumpyroPrior`). Each is evaluated by its
+    ``log_prob``."""
 
     base: jax.Array
     idx: jax.Array
     lo: jax.Array
     hi: jax.Array
-    groups: dict
-    dists: tuple
+    groups: tuple[tuple[jax.Array, Prior], ...]
+    dists: tuple[tuple[jax.Array, NumpyroPrior], ...]
 
 
 def _forward(z, lo, hi):
@@ -102,10 +91,10 @@ def _theta(z, layout):
 
 def _log_prior_total(theta, layout):
     total = jnp.zeros((), theta.dtype)
-    for kind, (pos, a, b, params) in layout.groups.items():
-        total = total + jnp.sum(log_prior(kind, theta[pos], a, b, params))
-    for pos, dist in layout.dists:
-        total = total + dist.log_prob(theta[pos])
+    for pos, prior in layout.groups:
+        total = total + jnp.sum(prior.log_prob(theta[pos]))
+    for pos, prior in layout.dists:
+        total = total + prior.log_prob(theta[pos])
     return total
 
 
@@ -166,28 +155,18 @@ def _prepare(model, priors, fixed, base):
     for i in np.flatnonzero(free & ~fixed_mask):
         name = names[i]
         prior = priors.get(name)
-        kind, a, b, params = resolve_prior(name, prior, *bounds[i])
-        bounds[i] = (a, b)
+        resolved = resolve_prior(name, prior, *bounds[i])
+        bounds[i] = resolved.support
         described[name] = repr(prior if prior is not None else "Uniform()")
-        if kind == "dist":
-            dists.append((jnp.asarray(i), params))
+        if isinstance(resolved, NumpyroPrior):
+            dists.append((jnp.asarray(i), resolved))
             continue
-        g = groups.setdefault(kind, ([], [], [], []))
+        g = groups.setdefault(type(resolved), ([], []))  # one vectorised group per class
         g[0].append(i)
-        g[1].append(a)
-        g[2].append(b)
-        g[3].append(params)
-    jgroups = {}
-    for kind, (pos, a, b, params) in groups.items():
-        params = (
-            tuple(jnp.asarray(col, float) for col in zip(*params, strict=True)) if params[0] else ()
-        )
-        jgroups[kind] = (
-            jnp.asarray(pos, jnp.int32),
-            jnp.asarray(a, float),
-            jnp.asarray(b, float),
-            params,
-        )
+        g[1].append(resolved)
+    jgroups = tuple(
+        (jnp.asarray(pos, jnp.int32), stack_priors(members)) for pos, members in groups.values()
+    )
     sampled = ~fixed_mask
     idx = np.flatnonzero(sampled)
     layout = _Layout(

@@ -6,21 +6,14 @@ import re
 
 import numpy as np
 
-from jaxlike.cli._format import table
-from jaxlike.cli._io import emit, read_spec
+from ..model import MODIFIERS
+from ._format import table
+from ._io import emit, read_spec
 
 __all__ = ["cmd_inspect", "CONSTRAINTS"]
 
-#: Constraint term of each modifier type (pyhf's paramset classes).
-CONSTRAINTS = {
-    "normfactor": "unconstrained",
-    "shapefactor": "unconstrained",
-    "normsys": "constrained_by_normal",
-    "histosys": "constrained_by_normal",
-    "lumi": "constrained_by_normal",
-    "staterror": "constrained_by_normal",
-    "shapesys": "constrained_by_poisson",
-}
+#: Constraint term of each modifier type, as pyhf names it (from the modifier table).
+CONSTRAINTS = {t: m.constraint_label for t, m in MODIFIERS.items() if m.constraint != "rate"}
 
 
 def _measurements(spec: dict, used: str) -> list[list[str]]:

@@ -4,7 +4,7 @@ A parameter that touches exactly one bin of the main data (a staterror, shapesys
 shapefactor γ, unless one modifier name is shared by several channels; never a normsys or
 histosys α) is *local*; all others are *global*. Local parameters of different bins do not
 couple: the likelihood is a sum over bins and the constraint terms are diagonal, so the Hessian
-is the arrowhead of :mod:`jaxlike.fit._arrowhead` (A global-global, C local-global, one small
+is the arrowhead of :mod:`jaxlike.linalg` (A global-global, C local-global, one small
 block D_b per bin). This module builds A, C and D directly from the closed-form terms of
 :mod:`jaxlike.model._hessian` (same notation), never the dense P×P matrix:
 
@@ -31,12 +31,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
 from ..exceptions import InvalidModel
-from ..fit._arrowhead import ArrowheadHessian, ArrowLayout
+from ..linalg import ArrowheadHessian, ArrowLayout
 from ._hessian import (
     _constraint_terms,
     _exclusive_products,
@@ -65,24 +64,13 @@ MAX_BLOCK = 8
 HESSIAN_LAYOUTS = ("auto", "dense", "arrowhead")
 
 
-class _LayoutModel(Model):
-    """A :class:`~jaxlike.Model` whose Hessian form is chosen explicitly (same likelihood)."""
-
-    hessian_layout: str = eqx.field(static=True, default="auto")
-
-
-def with_hessian_layout(model, layout):
+def with_hessian_layout(model: Model, layout: str) -> Model:
     """``model`` with the Hessian form of ``value_grad_hess`` (and so of every fit) set to
     ``layout``: ``"auto"`` (the rule of this module), ``"dense"`` or ``"arrowhead"`` (block form;
     not with reweight modifiers). The likelihood is unchanged; the fit compiles separately."""
     if layout not in HESSIAN_LAYOUTS:
         raise InvalidModel("hessian_layout", f"must be one of {HESSIAN_LAYOUTS}, got {layout!r}")
-    fields = {
-        f.name: getattr(model, f.name)
-        for f in dataclasses.fields(model)
-        if f.name != "hessian_layout"
-    }
-    return _LayoutModel(**fields, hessian_layout=layout)
+    return dataclasses.replace(model, hessian_layout=layout)
 
 
 @functools.lru_cache(maxsize=64)
@@ -116,15 +104,15 @@ def _layout(config, wiring):
     return ArrowLayout(P, glob, loc, ub)
 
 
-def arrowhead_layout(model):
-    """The :class:`~jaxlike.fit._arrowhead.ArrowLayout` if ``model``'s Hessian is built in
+def arrowhead_layout(model: Model):
+    """The :class:`~jaxlike.linalg.ArrowLayout` if ``model``'s Hessian is built in
     arrowhead form, else None (dense). See the module docstring for the rule."""
-    mode = getattr(model, "hessian_layout", "auto")
+    mode = model.hessian_layout
     if mode not in HESSIAN_LAYOUTS:
         raise InvalidModel("hessian_layout", f"must be one of {HESSIAN_LAYOUTS}, got {mode!r}")
-    if mode == "dense" or not hasattr(model, "wiring"):
+    if mode == "dense":
         return None
-    if getattr(model, "reweight", ()):
+    if model.reweight:
         if mode == "arrowhead":
             raise InvalidModel(
                 "hessian_layout", "the arrowhead Hessian does not support reweight modifiers"
@@ -184,7 +172,7 @@ def arrowhead_value_grad_hess(model, pars, data, lay):
     value and gradient are those of :func:`jaxlike.model._hessian.value_grad_hess`)."""
     pars, data = jnp.asarray(pars), jnp.asarray(data)
     cfg, w = model.config, model.wiring
-    P, nmain = cfg.npars, cfg.nmaindata
+    nmain = cfg.nmaindata
     n, aux = data[:nmain], data[nmain:]
     S, B = model.nominal.shape
     G, nb, k = lay.G, lay.nb, lay.k

@@ -26,20 +26,11 @@ from ..exceptions import InvalidModel
 from . import _tables as T
 from ._config import ConstraintSegment, ModelConfig, ParamSet
 from ._interp import ADDITIVE_CODES, MULTIPLICATIVE_CODES
+from ._modifiers import MODIFIER_TYPES, MODIFIERS
 from ._reweight import get_rate
 
-__all__ = ["build_model", "MODIFIER_TYPES", "DEFAULT_MODIFIER_SETTINGS"]
+__all__ = ["build_model", "DEFAULT_MODIFIER_SETTINGS"]
 
-MODIFIER_TYPES = (
-    "histosys",
-    "lumi",
-    "normfactor",
-    "normsys",
-    "reweight",
-    "shapefactor",
-    "shapesys",
-    "staterror",
-)
 DEFAULT_MODIFIER_SETTINGS = {
     "normsys": {"interpcode": "code4"},
     "histosys": {"interpcode": "code4p"},
@@ -153,22 +144,16 @@ class _Layout:
 
 def _requirement(mtype, layout, c, sample, mod, path):
     """Default parameter-set requirement of one modifier occurrence (pyhf defaults)."""
-    n = layout.nbins[c]
-    if mtype in ("histosys", "normsys"):
-        return dict(
-            kind="normal", n=1, scalar=True, inits=(0.0,), bounds=((-5.0, 5.0),), aux=(0.0,)
-        )
-    if mtype == "lumi":
+    row = MODIFIERS[mtype]
+    if mtype == "lumi":  # init, bounds and width come from the measurement's lumi config
         return dict(kind="lumi", n=1, scalar=True, inits=None, bounds=None, aux=None)
-    if mtype == "normfactor":
-        return dict(kind="free", n=1, scalar=True, inits=(1.0,), bounds=((0.0, 10.0),))
-    if mtype == "shapefactor":
-        return dict(kind="free", n=n, scalar=False, inits=(1.0,) * n, bounds=((0.0, 10.0),) * n)
-    if mtype == "shapesys":
-        return dict(
-            kind="shapesys", n=n, scalar=False, inits=(1.0,) * n, bounds=((1e-10, 10.0),) * n
-        )
-    raise AssertionError(mtype)
+    n = layout.nbins[c] if row.per_bin else 1
+    kind = {None: "free", "normal": "normal", "poisson": "shapesys"}[row.constraint]
+    req = dict(kind=kind, n=n, scalar=not row.per_bin, inits=(row.init,) * n,
+               bounds=(row.bounds,) * n)  # fmt: skip
+    if kind == "normal":
+        req["aux"] = (0.0,) * n
+    return req
 
 
 def _collect_requirements(layout):

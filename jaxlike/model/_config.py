@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..exceptions import InvalidParameters
+from ._contract import LikelihoodConfig
 
 __all__ = ["ParamSet", "ConstraintSegment", "ModelConfig"]
 
@@ -85,7 +86,7 @@ class ConstraintSegment:
     dynamic_aux: bool = False
 
 
-class ModelConfig:
+class ModelConfig(LikelihoodConfig):
     """Parameter layout of a model, mirroring ``pyhf.pdf._ModelConfig``.
 
     Attributes: ``channels``, ``channel_nbins``, ``channel_slices``, ``samples``, ``modifiers``

@@ -171,7 +171,7 @@ def value_grad_hess(model, pars, data):
     """(2NLL, ∇ 2NLL, ∇² 2NLL) at ``pars`` for ``data`` (see module docstring).
 
     For a model with many per-bin parameters (:func:`jaxlike.model._arrowhead.arrowhead_layout`)
-    the Hessian is an :class:`~jaxlike.fit._arrowhead.ArrowheadHessian` (block form, never the
+    the Hessian is an :class:`~jaxlike.linalg.ArrowheadHessian` (block form, never the
     dense P×P matrix; ``.todense()`` gives it); otherwise a dense [P, P] array.
     """
     from ._arrowhead import arrowhead_layout, arrowhead_value_grad_hess

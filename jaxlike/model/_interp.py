@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..exceptions import InvalidArgument
+
 __all__ = [
     "MULTIPLICATIVE_CODES",
     "ADDITIVE_CODES",
@@ -231,7 +233,7 @@ _NORMSYS_PARTS = {
 
 def _check_normsys(code):
     if code not in _NORMSYS:
-        raise ValueError(f"normsys interpolation code {code!r} not in {MULTIPLICATIVE_CODES}")
+        raise InvalidArgument(f"normsys interpolation code {code!r} not in {MULTIPLICATIVE_CODES}")
 
 
 def normsys_factor(code: str, alpha, lo, hi):
@@ -388,5 +390,5 @@ def histosys_delta(code: str, alpha, lo, nom, hi):
       δ⁺ = hi − nom, δ⁻ = nom − lo (value, slope and curvature continuous at ±1).
     """
     if code not in _HISTOSYS:
-        raise ValueError(f"histosys interpolation code {code!r} not in {ADDITIVE_CODES}")
+        raise InvalidArgument(f"histosys interpolation code {code!r} not in {ADDITIVE_CODES}")
     return _HISTOSYS[code](alpha, lo, nom, hi)

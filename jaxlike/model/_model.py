@@ -25,7 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
+from ..exceptions import InvalidArgument
 from ._config import ModelConfig
+from ._contract import ConstraintTerm, Likelihood
 from ._interp import histosys_delta, normsys_log_factor, normsys_sign
 from ._tables import Wiring
 
@@ -102,12 +104,16 @@ def normal_logpdf(x, mu, sigma):
     return -0.5 * ((x - mu) / sigma) ** 2 - jnp.log(sigma) - _HALF_LOG_2PI
 
 
-class Model(eqx.Module):
-    """A HistFactory probability model (pyhf-compatible), as a JAX pytree.
+class Model(Likelihood):
+    """A HistFactory probability model (pyhf-compatible), as a JAX pytree: a
+    :class:`~jaxlike.model.Likelihood` with a closed-form Hessian.
 
     Build it with :meth:`jaxlike.Workspace.model` or :func:`jaxlike.model.build_model`.
     Parameters and data vectors use pyhf's order (``config.par_names``; observations of the
-    sorted channels followed by ``config.auxdata``).
+    sorted channels followed by ``config.auxdata``). ``hessian_layout`` (static) chooses the
+    form of the Hessian of :meth:`value_grad_hess`: ``"auto"`` (the rule of
+    :func:`jaxlike.model.arrowhead_layout`), ``"dense"`` or ``"arrowhead"``; set it with
+    :func:`jaxlike.model.with_hessian_layout`.
     """
 
     config: ModelConfig = eqx.field(static=True)
@@ -121,6 +127,7 @@ class Model(eqx.Module):
     shapesys_unc: jax.Array
     staterror_unc: jax.Array
     reweight: tuple = ()  # ReweightGroup per reweight modifier (see _reweight.py)
+    hessian_layout: str = eqx.field(static=True, default="auto")
 
     # -- main model ----------------------------------------------------------------------------
     def _factors(self, pars):
@@ -209,6 +216,25 @@ class Model(eqx.Module):
             scale = scale.at[dyn[:, 0]].set(per_mod[dyn[:, 1], dyn[:, 2]])
         return scale
 
+    def constraint_terms(self):
+        """The Gaussian (σ: normsys/histosys 1, lumi σ_lumi, staterror σ_b) and Poisson
+        (τ_b = (ν⁰/δ)² of shapesys) constraint terms, as :class:`ConstraintTerm`s."""
+        terms = []
+        for kind in ("normal", "poisson"):
+            par, aux, _, _ = self._constraint_plan(kind)
+            if len(par):
+                terms.append(ConstraintTerm(kind, par, aux, self._constraint_scales(kind)))
+        return tuple(terms)
+
+    def constraint_kinds(self):
+        """Per parameter ``"normal"``, ``"poisson"`` or None, from the parameter sets (static,
+        no array work)."""
+        kinds = [None] * self.config.npars
+        for p in self.config.par_map.values():
+            for i in range(p.start, p.start + p.n_parameters):
+                kinds[i] = p.constraint
+        return tuple(kinds)
+
     def _segment_scale(self, seg):
         """σ (normal) or τ (poisson) of one constraint segment."""
         par, *_ = self._constraint_plan(seg.kind)
@@ -248,13 +274,6 @@ class Model(eqx.Module):
                 out = out.at[aux].set(vals)
         return out
 
-    def expected_data(self, pars, include_auxdata=True):
-        """Expected main data followed (by default) by the expected auxiliary data."""
-        main = self.expected_actualdata(pars)
-        if not include_auxdata:
-            return main
-        return jnp.concatenate([main, self.expected_auxdata(pars)])
-
     def constraint_logpdf(self, auxdata, pars):
         """Σ log N(a | θ, σ) over Gaussian-constrained and Σ log Pois(a | γ τ) over
         Poisson-constrained parameters."""
@@ -280,10 +299,6 @@ class Model(eqx.Module):
         data = jnp.asarray(data)
         n = self.config.nmaindata
         return self.mainlogpdf(data[:n], pars) + self.constraint_logpdf(data[n:], pars)
-
-    def twice_nll(self, pars, data):
-        """−2 log L, the objective minimised by every fit."""
-        return -2.0 * self.logpdf(pars, data)
 
     def value_grad_hess(self, pars, data):
         """(−2 log L, its gradient, its exact Hessian) at ``pars``: the one call per iteration of
@@ -320,6 +335,21 @@ class Model(eqx.Module):
                 fixed = fixed.at[sl].set(fixed[sl] | self._segment_fixed(seg))
         return fixed
 
+    def probe_mask(self):
+        """Static [npars] mask of the parameters the minimiser's coordinate probe scans: the
+        scalar parameter sets (normalisations, normsys/histosys α, lumi, free parameters), not
+        the per-bin γ of staterror/shapesys/shapefactor (thousands in large models; they enter
+        one bin each and cannot hide a second well that the others do not)."""
+        mask = np.zeros(self.config.npars, bool)
+        for p in self.config.par_map.values():
+            if p.is_scalar:
+                mask[p.start : p.start + p.n_parameters] = True
+        return mask
+
+    def batch_shape(self):
+        """Leading batch shape of a stacked model: ``nominal`` is [..., samples, bins]."""
+        return tuple(self.nominal.shape[:-2])
+
     def make_data(self, observations):
         """Data vector from main observations (sorted-channel order) and default auxdata."""
         return jnp.concatenate([jnp.asarray(observations, float), self.auxdata()])
@@ -355,11 +385,11 @@ def stack_models(models):
     """
     models = list(models)
     if not models:
-        raise ValueError("stack_models needs at least one model")
+        raise InvalidArgument("stack_models needs at least one model")
     first = models[0]
     for i, m in enumerate(models[1:], 1):
         if m.config != first.config or m.wiring != first.wiring:
-            raise ValueError(
+            raise InvalidArgument(
                 f"model {i} has a different layout (parameters or modifier wiring) than model 0"
             )
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *models)

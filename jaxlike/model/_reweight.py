@@ -43,7 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..exceptions import InvalidModel
+from ..exceptions import InvalidArgument, InvalidModel
+from ._quadrature import gauss_legendre_nodes
 
 __all__ = [
     "RateParameter",
@@ -120,34 +121,27 @@ class RateSpec:
 def register_rate(spec: RateSpec, *, replace: bool = False) -> RateSpec:
     """Register a rate under ``spec.name`` (``replace=True`` to overwrite an existing one)."""
     if spec.name in _REGISTRY and not replace:
-        raise ValueError(f"a rate named {spec.name!r} is already registered")
+        raise InvalidArgument(f"a rate named {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec
 
 
 def registered_rates() -> list[str]:
-    """Names of all registered rates (built-ins from :mod:`jaxlike.physics` included)."""
-    _load_builtins()
+    """Names of all registered rates (the built-ins of :mod:`jaxlike.physics` register when
+    ``jaxlike`` is imported)."""
     return sorted(_REGISTRY)
 
 
 def get_rate(name: str, path: str = "rate") -> RateSpec:
     """The registered :class:`RateSpec` ``name``; InvalidModel naming ``path`` if unknown."""
-    _load_builtins()
     if name not in _REGISTRY:
         raise InvalidModel(path, f"unknown rate {name!r} (registered: {sorted(_REGISTRY)})")
     return _REGISTRY[name]
 
 
-def _load_builtins():
-    from .. import physics  # noqa: F401  (registers the B→Kνν̄ rates)
-
-
 def _gauss_legendre(edges, domain, nodes):
     """Quadrature nodes and weights [J, nodes] of each truth bin ∩ domain, and the mask of the
     bins that overlap the domain."""
-    from ..physics import gauss_legendre_nodes
-
     return gauss_legendre_nodes(edges, nodes, clip=domain)
 
 
@@ -175,8 +169,8 @@ class ReweightGroup(eqx.Module):
     acts on and the wiring of its rate parameters into the model's parameter vector."""
 
     name: str = eqx.field(static=True)
-    rate: str = eqx.field(static=True)
-    null: str = eqx.field(static=True)
+    rate: RateSpec = eqx.field(static=True)  # the rate object itself, not a registry key
+    null: RateSpec = eqx.field(static=True)
     par_slices: tuple[tuple[str, int, int, bool], ...] = eqx.field(static=True)
     frac: jax.Array  # [S, B, J]: n_bj / Σ_j n_bj
     mask: jax.Array  # [S, B]: where the modifier acts
@@ -203,7 +197,7 @@ class ReweightGroup(eqx.Module):
 
     def weights_of_phi(self, phi):
         """w_j(φ) for the rate-parameter vector φ (rate parameters only)."""
-        alt = get_rate(self.rate)
+        alt = self.rate
         if self.basis_ints is not None:  # separable rate: contract precomputed integrals
             ints = alt.combine(self.basis_ints, self._split(phi), self.inputs)
             safe = jnp.where(self.inside, self.null_ints, 1.0)
@@ -343,8 +337,8 @@ def build_groups(entries, par_map, S, B, dtype=float):
         slices = tuple((p.name, par_map[p.name].start, p.n, p.n == 1) for p in alt.parameters)
         g = ReweightGroup(
             name=name,
-            rate=alt.name,
-            null=null.name,
+            rate=alt,
+            null=null,
             par_slices=slices,
             frac=jnp.asarray(frac),
             mask=jnp.asarray(mask),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..exceptions import InvalidModel
+from ._modifiers import TEMPLATE_TYPES
 from ._reweight import build_groups, parse_reweight
 
 __all__ = ["Wiring", "build_tables", "staterror_sigmas_np", "shapesys_factors_np"]
@@ -254,7 +255,7 @@ def _direct_slots(tables, lay, start, npars, scalar, per_bin):
     return slots
 
 
-_TYPES = ("histosys", "lumi", "normfactor", "normsys", "shapefactor", "shapesys", "staterror")
+_TYPES = TEMPLATE_TYPES
 
 
 def _vec(values, path, n):
@@ -277,8 +278,9 @@ def _ratio(data, key, path):
         raise InvalidModel(f"{path}.{key}", f"normsys {key} = {v} must be a positive finite ratio")
     if not np.isfinite(v * np.log(v) ** 2):  # the code-4 coefficients hold v·ln²v
         raise InvalidModel(
-            f"{path}.{key}", f"normsys {key} = {v:g} is too large: its interpolation "
-            "coefficients (v·ln²v) overflow float64"
+            f"{path}.{key}",
+            f"normsys {key} = {v:g} is too large: its interpolation "
+            "coefficients (v·ln²v) overflow float64",
         )
     return v
 

@@ -40,8 +40,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..exceptions import InvalidParameters
-from ..fit._newton import autodiff_fgh
-from ..model import histosys_delta, normal_logpdf, poisson_logpdf
+from ..model import (
+    ConstraintTerm,
+    Likelihood,
+    LikelihoodConfig,
+    histosys_delta,
+    normal_logpdf,
+    poisson_logpdf,
+)
 from ..shapes import bernstein_binned, chebyshev_binned, exponential_binned
 
 __all__ = ["WindowModel", "WindowConfig", "SIGNAL_SHAPES", "BACKGROUNDS"]
@@ -55,7 +61,7 @@ _COEFF_BOUNDS = {"bernstein": (0.0, 1e4), "chebyshev": (-10.0, 10.0), "exponenti
 _NUISANCE_BOUNDS = (-5.0, 5.0)
 
 
-class WindowConfig:
+class WindowConfig(LikelihoodConfig):
     """Parameter layout of a :class:`WindowModel` (the ``model.config`` of the protocol).
 
     Parameter order: ``mu`` (POI), then per category ``bkg_c``, its shape coefficients
@@ -119,8 +125,10 @@ class WindowConfig:
         return jnp.concatenate(rows, axis=0)
 
 
-class WindowModel(eqx.Module):
-    """The likelihood of one hypothesis in C categories × W window bins (module docstring).
+class WindowModel(Likelihood):
+    """The likelihood of one hypothesis in C categories × W window bins (module docstring), a
+    :class:`~jaxlike.model.Likelihood`: NUTS, fits and hypothesis tests take it as they take a
+    HistFactory :class:`~jaxlike.Model`.
 
     Array fields are leaves (a batch of hypotheses is a batch of WindowModels under ``vmap``);
     the background kind and the presence of nuisances are static. Build one with
@@ -223,13 +231,6 @@ class WindowModel(eqx.Module):
         pars = jnp.asarray(pars)
         return pars[pars.shape[0] - self.config.nauxdata :]
 
-    def expected_data(self, pars, include_auxdata=True):
-        """Main expected counts followed by the expected global observables (Asimov data)."""
-        main = self.expected_actualdata(pars)
-        if not include_auxdata:
-            return main
-        return jnp.concatenate([main, self.expected_auxdata(pars)])
-
     # -- likelihood ----------------------------------------------------------------------------
     def auxdata(self):
         """Observed global observables (all 0: θ = 0 is the nominal efficiency/resolution)."""
@@ -250,14 +251,15 @@ class WindowModel(eqx.Module):
         main = jnp.sum(jnp.where(mask, poisson_logpdf(n, nu), 0.0))
         return main + jnp.sum(normal_logpdf(aux, self.expected_auxdata(pars), 1.0))
 
-    def twice_nll(self, pars, data):
-        """−2 log L."""
-        return -2.0 * self.logpdf(pars, data)
+    def constraint_terms(self):
+        """The unit Gaussians of θ_eff, θ_res (the last ``nauxdata`` parameters)."""
+        naux, npars = self.config.nauxdata, self.config.npars
+        if not naux:
+            return ()
+        par = np.arange(npars - naux, npars, dtype=np.int32)
+        aux = np.arange(naux, dtype=np.int32)
+        return (ConstraintTerm("normal", par, aux, jnp.ones((naux,), self.counts.dtype)),)
 
-    def value_grad_hess(self, pars, data):
-        """(2NLL, gradient, Hessian) by forward-over-reverse autodiff (few parameters)."""
-        return autodiff_fgh(lambda p: self.twice_nll(p, data))(jnp.asarray(pars))
-
-    def fixed_mask(self):
-        """No parameter is fixed by default."""
-        return jnp.zeros((self.config.npars,), bool)
+    def batch_shape(self):
+        """Leading batch shape of stacked window models: ``counts`` is [..., C, W]."""
+        return tuple(self.counts.shape[:-2])

@@ -14,6 +14,7 @@
 """
 
 from ..exceptions import InvalidCovariance
+from ..model import bins_inside, gauss_legendre_bin_integrals, gauss_legendre_nodes
 from ._bknunu import (
     C_VL_SM,
     EOS_V1_0_17,
@@ -40,7 +41,6 @@ from ._bsz2015 import (
     z_of,
 )
 from ._decorrelate import Decorrelated, decorrelate
-from ._quadrature import bins_inside, gauss_legendre_bin_integrals, gauss_legendre_nodes
 
 __all__ = [
     "BSZ_M_B",
@@ -72,21 +72,11 @@ __all__ = [
     "z_of",
 ]
 
-from ._belle2 import (  # noqa: E402
-    BELLE2_MAPS,
-    TRUTH_EDGES,
-    belle2_wet_workspace,
-    read_number_density,
-)
 from ._rates import FF_PARAMETER, NULL_RATE, WET_PARAMETERS, WET_RATE  # noqa: E402  (registers)
 
 __all__ += [
-    "BELLE2_MAPS",
     "FF_PARAMETER",
     "NULL_RATE",
-    "TRUTH_EDGES",
     "WET_PARAMETERS",
     "WET_RATE",
-    "belle2_wet_workspace",
-    "read_number_density",
 ]

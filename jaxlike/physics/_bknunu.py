@@ -31,8 +31,8 @@ import numpy as np
 from jax import Array
 
 from ..exceptions import InvalidModel
+from ..model import gauss_legendre_bin_integrals
 from ._bsz2015 import PARAMETER_NAMES, form_factors
-from ._quadrature import gauss_legendre_bin_integrals
 
 __all__ = [
     "C_VL_SM",

@@ -19,6 +19,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import Array
 
+from ..exceptions import InvalidArgument
+
 __all__ = [
     "BSZ_M_B",
     "BSZ_M_K",
@@ -80,7 +82,7 @@ def form_factors(q2, alpha) -> tuple[Array, Array, Array]:
     q2 = jnp.asarray(q2)
     alpha = jnp.asarray(alpha)
     if alpha.shape != (8,):
-        raise ValueError(f"alpha: need shape (8,), got {alpha.shape}")
+        raise InvalidArgument(f"alpha: need shape (8,), got {alpha.shape}")
     dz = z_of(q2) - z_of(0.0)
     dz2 = dz * dz
     pole_1m = 1.0 / (1.0 - q2 / BSZ_POLE_PLUS_T**2)

@@ -24,7 +24,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from ..model._reweight import RateParameter, RateSpec, register_rate
+from ..exceptions import InvalidArgument
+from ..model import RateParameter, RateSpec, register_rate
 from ._bknunu import (
     C_VL_SM,
     EOS_V1_0_17,
@@ -48,21 +49,21 @@ def _prepare_wet(inputs):
     """Validate ``ff_mean``/``ff_cov`` (and optional ``vtbvts``) and decorrelate them."""
     for key in ("ff_mean", "ff_cov"):
         if key not in inputs:
-            raise ValueError(f"{key}: missing (BSZ2015 form-factor mean and covariance)")
+            raise InvalidArgument(f"{key}: missing (BSZ2015 form-factor mean and covariance)")
     unknown = set(inputs) - {"ff_mean", "ff_cov", "vtbvts"}
     if unknown:
-        raise ValueError(f"{sorted(unknown)[0]}: unknown input")
+        raise InvalidArgument(f"{sorted(unknown)[0]}: unknown input")
     mean = np.asarray(inputs["ff_mean"], float)
     cov = np.asarray(inputs["ff_cov"], float)
     if mean.shape != (8,):
-        raise ValueError(f"ff_mean: expected 8 values, got shape {list(mean.shape)}")
+        raise InvalidArgument(f"ff_mean: expected 8 values, got shape {list(mean.shape)}")
     try:
         dec = decorrelate(mean, cov)
     except ValueError as err:
-        raise ValueError(f"ff_cov: {err}") from None
+        raise InvalidArgument(f"ff_cov: {err}") from None
     vtbvts = float(inputs.get("vtbvts", EOS_V1_0_17.vtbvts))
     if not (np.isfinite(vtbvts) and vtbvts > 0):
-        raise ValueError(f"vtbvts: must be positive, got {vtbvts}")
+        raise InvalidArgument(f"vtbvts: must be positive, got {vtbvts}")
     return {
         "ff_mean": np.asarray(dec.mean),
         "ff_transform": np.asarray(dec.transform),

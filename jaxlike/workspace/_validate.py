@@ -17,21 +17,12 @@ import math
 import re
 from typing import Any
 
-from jaxlike.exceptions import InvalidPatch, InvalidWorkspace
+from ..exceptions import InvalidPatch, InvalidWorkspace
+from ..model import MODIFIER_TYPES, MODIFIERS
 
 __all__ = ["SCHEMA_VERSION", "MODIFIER_TYPES", "validate_workspace", "validate_patch_operations"]
 
 SCHEMA_VERSION = "1.0.0"
-MODIFIER_TYPES = (
-    "histosys",
-    "lumi",
-    "normfactor",
-    "normsys",
-    "reweight",
-    "shapefactor",
-    "shapesys",
-    "staterror",
-)
 _PARAMETER_LISTS = ("inits", "auxdata", "sigmas", "factors")
 _PATCH_OPS = ("add", "remove", "replace", "move", "copy", "test")
 _POINTER = re.compile(r"^(/([^~]|~[01])*)*$")
@@ -129,20 +120,21 @@ def _check_modifier(mod: Any, path: str, nbins: int) -> None:
     data, dpath = mod["data"], f"{path}.data"
     if mtype not in MODIFIER_TYPES:
         _fail(f"{path}.type", f"unknown modifier type {mtype!r} (expected one of {MODIFIER_TYPES})")
-    if mtype in ("normfactor", "shapefactor", "lumi"):
+    form = MODIFIERS[mtype].data
+    if form == "null":
         if data is not None:
             _fail(dpath, f"{mtype} data must be null, got {_type_name(data)}")
         if mtype == "lumi" and name != "lumi":
             _fail(f"{path}.name", f"a lumi modifier must be named 'lumi', got {name!r}")
-    elif mtype == "normsys":
+    elif form == "ratios":
         _object(data, dpath, ("hi", "lo"))
         _number(data["hi"], f"{dpath}.hi")
         _number(data["lo"], f"{dpath}.lo")
-    elif mtype == "histosys":
+    elif form == "templates":
         _object(data, dpath, ("hi_data", "lo_data"))
         _numbers(data["hi_data"], f"{dpath}.hi_data", "yield", nbins=nbins)
         _numbers(data["lo_data"], f"{dpath}.lo_data", "yield", nbins=nbins)
-    elif mtype == "reweight":  # joint-number-density map; the rate is checked by the model
+    elif form == "rate":  # joint-number-density map; the rate is checked by the model
         _object(data, dpath, ("rate", "null", "edges", "map"), ("inputs", "nodes"))
         _string(data["rate"], f"{dpath}.rate")
         _string(data["null"], f"{dpath}.null")
@@ -152,7 +144,7 @@ def _check_modifier(mod: Any, path: str, nbins: int) -> None:
             _fail(f"{dpath}.map", f"has {len(rows)} rows but the channel has {nbins} bins")
         for i, row in enumerate(rows):
             _numbers(row, f"{dpath}.map[{i}]", "number density", nbins=len(edges) - 1, nonneg=True)
-    else:  # shapesys, staterror: absolute uncertainties per bin (zeros allowed)
+    else:  # "uncertainties" (shapesys, staterror): absolute, per bin (zeros allowed)
         _numbers(data, dpath, "uncertainty", nbins=nbins, nonneg=True)
 
 

@@ -2,7 +2,7 @@
 
 Every Newton step solves (H + λD) d = −g by Cholesky, and every covariance is (½H)⁻¹ from the
 same factorisation; both go through :func:`spd_solve`, which is safe under ``jax.vmap`` on every
-backend (:mod:`jaxlike.fit._lapack`).
+backend (:mod:`jaxlike.linalg._lapack`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,22 @@ import jax.numpy as jnp
 from ._arrowhead import ArrowheadHessian
 from ._lapack import per_matrix_on_cpu, sym_eigh
 
-__all__ = ["spd_solve", "sym_eigh"]
+__all__ = [
+    "spd_solve",
+    "hess_dense",
+    "hess_diag",
+    "hess_quad",
+    "hess_select",
+    "masked_solve",
+    "free_min_eigvec",
+    "free_inverse",
+]
 
 
 @per_matrix_on_cpu
 def spd_solve(a, b):
     """x = A⁻¹ b for a symmetric positive-definite A via Cholesky, A = L Lᵀ (vmap-safe, see
-    :mod:`jaxlike.fit._lapack`).
+    :mod:`jaxlike.linalg._lapack`).
 
     Returns ``(x, ok)``; ``ok`` is False when A is not numerically positive definite (the
     factor has non-finite entries), and then ``x`` is meaningless (computed with L = 1).
@@ -34,7 +43,7 @@ def spd_solve(a, b):
 # -- operations of the minimiser on a Hessian -------------------------------------------------
 # The minimiser touches the Hessian only through these functions, so a structured Hessian (a
 # pytree with the same operations) can replace the dense [n, n] array without changing it.
-# Each dispatches (at trace time) on :class:`~jaxlike.fit._arrowhead.ArrowheadHessian`, the
+# Each dispatches (at trace time) on :class:`~jaxlike.linalg._arrowhead.ArrowheadHessian`, the
 # block form of models with many per-bin parameters.
 
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["per_matrix_on_cpu"]
+__all__ = ["per_matrix_on_cpu", "sym_eigh"]
 
 
 def per_matrix_on_cpu(fn):

@@ -21,17 +21,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from ..exceptions import InvalidArgument
+
 __all__ = ["bins_inside", "gauss_legendre_bin_integrals", "gauss_legendre_nodes"]
 
 
 def _check_edges(edges) -> np.ndarray:
     e = np.asarray(edges, dtype=np.float64)
     if e.ndim != 1 or e.size < 2:
-        raise ValueError(f"edges: need a 1-D array of at least 2 entries, got shape {e.shape}")
+        raise InvalidArgument(f"edges: need a 1-D array of at least 2 entries, got shape {e.shape}")
     if not np.all(np.isfinite(e)):
-        raise ValueError("edges: not finite")
+        raise InvalidArgument("edges: not finite")
     if not np.all(np.diff(e) > 0):
-        raise ValueError("edges: not strictly increasing")
+        raise InvalidArgument("edges: not strictly increasing")
     return e
 
 
@@ -43,7 +45,7 @@ def bins_inside(edges, lo: float, hi: float) -> np.ndarray:
     """
     e = _check_edges(edges)
     if not lo < hi:
-        raise ValueError(f"clip: need lo < hi, got ({lo}, {hi})")
+        raise InvalidArgument(f"clip: need lo < hi, got ({lo}, {hi})")
     return np.minimum(e[1:], hi) > np.maximum(e[:-1], lo)
 
 
@@ -61,7 +63,7 @@ def gauss_legendre_nodes(edges, n_nodes: int = 16, clip: tuple[float, float] | N
     e = _check_edges(edges)
     n_nodes = int(n_nodes)
     if n_nodes < 1:
-        raise ValueError(f"n_nodes: need at least 1, got {n_nodes}")
+        raise InvalidArgument(f"n_nodes: need at least 1, got {n_nodes}")
     x, w = np.polynomial.legendre.leggauss(n_nodes)
     a, b = e[:-1].copy(), e[1:].copy()
     inside = np.ones(a.shape, dtype=bool)
@@ -100,7 +102,7 @@ def gauss_legendre_bin_integrals(
     nbins = nodes.shape[0]
     values = jnp.asarray(fn(jnp.asarray(nodes.reshape(-1))))
     if values.ndim == 0 or values.shape[-1] != nbins * n_nodes:
-        raise ValueError(
+        raise InvalidArgument(
             f"fn: must return an array whose last axis has length nbins*n_nodes = "
             f"{nbins * n_nodes}, got shape {values.shape}"
         )

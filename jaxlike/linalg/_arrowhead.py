@@ -13,11 +13,11 @@ Hessian of 2NLL is an *arrowhead*:
 with A dense G×G, C the L×G coupling and D_b the k×k block of the local parameters of bin b
 (k = the most local parameters on one bin, usually 1 or 2; shorter blocks are padded with
 inert entries). :class:`ArrowheadHessian` stores A, C and D (O(G² + L·G + L·k) numbers instead
-of P²) and the operations of the minimiser (:mod:`jaxlike.fit._linalg` dispatches on it):
+of P²) and the operations of the minimiser (:mod:`jaxlike.linalg._dense` dispatches on it):
 
 - solves by block elimination: Cholesky of every D_b (unrolled over k, element-wise over the
   blocks: no batched LAPACK call), the Schur complement S = A − Cᵀ D⁻¹ C (G×G) and its
-  Cholesky through :func:`~jaxlike.fit._linalg.spd_solve` (safe under ``vmap``). H is positive
+  Cholesky through :func:`~jaxlike.linalg._dense.spd_solve` (safe under ``vmap``). H is positive
   definite iff every D_b and S are, so ``ok`` means the same as the dense Cholesky's;
 - the inverse as :class:`ArrowheadCovariance`: S⁻¹, Y = D⁻¹C and the blocks D_b⁻¹, from which
   the covariance is
@@ -39,10 +39,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..exceptions import InvalidArgument
 from ._lapack import sym_eigh
 
 __all__ = ["ArrowLayout", "ArrowheadHessian", "ArrowheadCovariance", "covariance_diagonal"]
-
 
 
 class ArrowLayout:
@@ -68,7 +68,9 @@ class ArrowLayout:
         inv = np.full(self.n, -1, dtype=np.int64)
         inv[comp[real]] = np.flatnonzero(real)
         if (inv < 0).any() or real.sum() != self.n:
-            raise ValueError("arrowhead layout: every parameter must be global or local once")
+            raise InvalidArgument(
+                "glob, loc: arrowhead layout: every parameter must be global or local once"
+            )
         self.inv = inv.astype(np.int32)
         # parameter -> global position (G: none) and -> flat local position (n_b·k: none)
         self.gpos = np.full(self.n + 1, self.G, dtype=np.int32)
@@ -153,7 +155,7 @@ def _backward(L, y):
 
 
 def _spd_solve(a, b):
-    from ._linalg import spd_solve
+    from ._dense import spd_solve
 
     return spd_solve(a, b)
 
@@ -189,9 +191,7 @@ class ArrowheadHessian(eqx.Module):
         return out if dtype is None else out.astype(dtype)
 
     def diagonal(self):
-        return self.layout.join(
-            jnp.diagonal(self.A), jnp.diagonal(self.D, axis1=-2, axis2=-1)
-        )
+        return self.layout.join(jnp.diagonal(self.A), jnp.diagonal(self.D, axis1=-2, axis2=-1))
 
     def quad(self, v):
         """vᵀ H v."""
@@ -209,9 +209,7 @@ class ArrowheadHessian(eqx.Module):
         fg, fl = lay.split(free, fill=False)
         dfg, dfl = lay.split(jnp.broadcast_to(diag_free, free.shape).astype(self.A.dtype))
         dzg, dzl = lay.split(jnp.broadcast_to(diag_frozen, free.shape).astype(self.A.dtype), 1.0)
-        a = jnp.where(fg[:, None] & fg[None, :], self.A, 0.0) + jnp.diag(
-            jnp.where(fg, dfg, dzg)
-        )
+        a = jnp.where(fg[:, None] & fg[None, :], self.A, 0.0) + jnp.diag(jnp.where(fg, dfg, dzg))
         c = jnp.where(fl[:, :, None] & fg[None, None, :], self.C, 0.0)
         eye = jnp.eye(lay.k, dtype=bool)
         d = jnp.where(fl[:, :, None] & fl[:, None, :], self.D, 0.0)
