@@ -25,7 +25,8 @@ B. The same scan as HistFactory workspaces, one per mass: the window's observed 
    stacked models (patch_scan's per-hypothesis function: hypotest_prepare + hypotest_at +
    upper_limit_prepared). Agreement on the pyhf subset; where CLs differ by more than 5e-4
    (relative) or limits by more than 0.5%, the 2NLL of the five fits of the test are compared
-   (the lower minimum is right; /work/shared/notes/DESIGN.md, "Judging a disagreement").
+   (the lower minimum is right: both minimise the same 2NLL, so the lower value is the better
+   fit).
 C. Global significance: ``scan_toys`` (background-only toys of the whole scan) +
    ``global_significance`` and the Gross–Vitells estimate, on CPU in this process. The toys
    run in batches of ``--toy-batch`` (20) with ``chunk_size=--toy-chunk`` (1 toy = one call

@@ -10,7 +10,9 @@ Every check raises the exception class it is given, ``exc(path, message)`` (an
   strings), finite and in range;
 - :func:`regular_file` resolves a data path against the config's folder and refuses anything
   but a regular file (FIFOs, devices, sockets, folders), before anything opens it;
-- :func:`atomic_write` writes through a unique temporary file in the destination folder.
+- :func:`atomic_write` writes through a unique temporary file in the destination folder;
+- :func:`canonical_json` and :func:`digest` are the one canonical-JSON text and hex digest of
+  the package (scan identities, workspace digests, model and array digests).
 
 Paths in configs are the user's own: relative paths resolve against the config file's folder,
 absolute paths and ``..`` are allowed; only the *kind* of file is restricted.
@@ -19,6 +21,7 @@ absolute paths and ``..`` are allowed; only the *kind* of file is restricted.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 import os
@@ -28,9 +31,13 @@ import tempfile
 import tomllib
 from pathlib import Path
 
+import numpy as np
+
 __all__ = [
     "MAX_CONFIG_BYTES",
     "atomic_write",
+    "canonical_json",
+    "digest",
     "invalid_text",
     "check_keys",
     "directory",
@@ -280,3 +287,49 @@ def unique_names(names, key=str.lower) -> list[str]:
         seen.add(key(candidate))
         out.append(candidate)
     return out
+
+
+def _plain_json(obj):
+    """``json.dumps`` ``default``: NumPy scalars and arrays as Python numbers and lists."""
+    if isinstance(obj, np.generic | np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def canonical_json(obj, *, style: str = "compact") -> str:
+    """The canonical JSON text of ``obj``: keys sorted, NumPy scalars/arrays as numbers/lists.
+
+    ``style="compact"`` (scan identities): no whitespace (separators ``,`` and ``:``), ASCII
+    escapes, NaN and infinities refused (``ValueError``). ``style="pyhf"`` (workspace digests,
+    identical to ``pyhf.utils.digest``): the default separators ``, `` and ``: ``, non-ASCII
+    characters kept (``ensure_ascii=False``). A value that is not JSON raises ``TypeError``.
+    Two objects with the same canonical JSON are the same document."""
+    if style == "compact":
+        kw = {"separators": (",", ":"), "allow_nan": False}
+    elif style == "pyhf":
+        kw = {"ensure_ascii": False}
+    else:
+        raise ValueError(f"unknown canonical JSON style {style!r} (compact or pyhf)")
+    return json.dumps(obj, sort_keys=True, default=_plain_json, **kw)
+
+
+def digest(*parts, algorithm: str = "sha256") -> str:
+    """Hex digest (``hashlib.new(algorithm)``) of the concatenation of ``parts``, each:
+
+    - a ``str``: its UTF-8 bytes (e.g. the text of :func:`canonical_json`);
+    - ``bytes``: as is;
+    - an array (anything else ``np.asarray`` accepts): the text ``f"{dtype}{shape}"`` (UTF-8),
+      then its C-order bytes, so arrays of other dtype or shape never collide.
+
+    ``digest(text)`` = sha256(text), ``digest(a, b)`` = sha256(header(a) ‖ a ‖ header(b) ‖ b)."""
+    h = hashlib.new(algorithm)
+    for part in parts:
+        if isinstance(part, str):
+            h.update(part.encode("utf8"))
+        elif isinstance(part, bytes):
+            h.update(part)
+        else:
+            a = np.ascontiguousarray(np.asarray(part))
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()

@@ -21,7 +21,7 @@ from scipy import integrate, optimize, stats
 from scipy.special import gammaincc, gammainccinv, gammaln
 
 import jaxlike
-from jaxlike.bayes import bayesian_upper_limit, bayesian_upper_limits, counting_workspace
+from jaxlike.bayes import bayesian_upper_limit, bayesian_upper_limits
 from jaxlike.exceptions import (
     InvalidBayesConfig,
     InvalidData,
@@ -30,6 +30,7 @@ from jaxlike.exceptions import (
     PosteriorRangeError,
 )
 from jaxlike.model import build_model
+from jaxlike.workspace import counting_workspace
 
 BOUNDS = (0.0, 50.0)  # one POI range for all models: equal layouts share compilations
 CL = 0.95

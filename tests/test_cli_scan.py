@@ -465,7 +465,7 @@ def test_full_disk_unwritable_folder_and_os_errors_are_one_line(capsys, monkeypa
                                                                 tmp_path):  # fmt: skip
     import os
 
-    import jaxlike.scan._store as store
+    import jaxlike.stream._store as store
 
     usage = shutil.disk_usage(tmp_path)._replace(free=1000)
     with monkeypatch.context() as m:

@@ -199,7 +199,7 @@ BELLE2 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "belle
 @pytest.mark.skipif(not (BELLE2 / "combined_likelihood.json").is_file(), reason="no Belle II data")
 def test_belle2_wet_cross_check():
     """2NLL(6.613, 0, 0) − 2NLL(14, 0, 0) = 7.28 with the FF nuisances fixed at 0."""
-    from jaxlike.physics import belle2_wet_workspace
+    from jaxlike.jobs import belle2_wet_workspace
 
     ws = belle2_wet_workspace(BELLE2)
     model = ws.model()

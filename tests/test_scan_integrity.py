@@ -16,8 +16,8 @@ import pytest
 
 import jaxlike  # noqa: F401  (float64)
 from jaxlike.exceptions import InvalidScanFile
-from jaxlike.scan import Progress, ScanStore, _store, read_results, run_scan
-from jaxlike.scan._store import ScanFileWarning, config_digest
+from jaxlike.scan import Progress, ScanStore, read_results, run_scan
+from jaxlike.stream import ScanFileWarning, _store, config_digest
 
 H = 23
 KW = {"config": {"toy": 1}, "model_digest": "toy", "progress": False}

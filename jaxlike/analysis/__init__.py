@@ -7,7 +7,7 @@ Every product that needs many fits runs them as one chunked, vmapped batch of
 warm-started from the global best fit.
 """
 
-from ._common import ConstraintInfo, batch_fit, constraint_info
+from ._common import ConstraintInfo, batch_fit, constraint_info, resolve_index
 from ._gof import GoodnessOfFit, goodness_of_fit, saturated_twice_nll
 from ._impacts import (
     GroupedImpacts,
@@ -19,7 +19,14 @@ from ._impacts import (
 )
 from ._minos import MinosResult, minos
 from ._pulls import Pulls, correlation_matrix, pulls
-from ._scan import ProfileScan, profile_scan, profile_scan_2d
+from ._scan import (
+    ProfileScan,
+    grid_points,
+    profile_bounds,
+    profile_point_fit,
+    profile_scan,
+    profile_scan_2d,
+)
 from ._yields import YieldTable, postfit_yields, prefit_covariance, prefit_yields, yields
 
 __all__ = [
@@ -35,15 +42,19 @@ __all__ = [
     "constraint_info",
     "correlation_matrix",
     "goodness_of_fit",
+    "grid_points",
     "grouped_impacts",
     "impacts",
     "minos",
+    "profile_bounds",
+    "profile_point_fit",
     "profile_scan",
     "profile_scan_2d",
     "postfit_yields",
     "prefit_covariance",
     "prefit_yields",
     "pulls",
+    "resolve_index",
     "saturated_twice_nll",
     "select_parameters",
     "stat_syst_breakdown",

@@ -3,14 +3,12 @@
 Every product here (impacts, scans, MINOS, toys) is a set of fits of one model that differ only
 in their starting point, their fixed-parameter mask and (for toys) their data. They all run
 through :func:`batch_fit`: ``jax.vmap`` of :func:`jaxlike.fit.fit_arrays` over those three,
-compiled once per model layout and batch size. Batches are cut into equal chunks (padded by
-repeating the first row) so the memory of one call stays bounded and the compiled function is
-reused from chunk to chunk.
+compiled once per model layout and batch size, run by :func:`jaxlike.stream.batched_map` in
+equal chunks (padded by repeating the first row) so the memory of one call stays bounded and
+the compiled function is reused from chunk to chunk.
 """
 
 from __future__ import annotations
-
-import math
 
 import equinox as eqx
 import jax
@@ -19,19 +17,9 @@ import numpy as np
 
 from ..exceptions import InvalidParameters
 from ..fit import fit, fit_arrays
+from ..stream import batched_map
 
 __all__ = ["ConstraintInfo", "batch_fit", "constraint_info", "nominal_fit", "parameter_types"]
-
-#: batch sizes are rounded up to one of 8, 32, 128, ... (capped at the chunk size), so that
-#: different products and calls share compiled functions at most 4x padding
-_BUCKET_BASE, _BUCKET_GROWTH = 8, 4
-
-
-def _bucket(n, chunk):
-    size = _BUCKET_BASE
-    while size < n:
-        size *= _BUCKET_GROWTH
-    return max(1, min(size, chunk))
 
 
 class ConstraintInfo(eqx.Module):
@@ -59,11 +47,7 @@ def _constraint_info(model, aux):
     npars = model.config.npars
     center = jnp.full((npars,), jnp.nan, dtype=aux.dtype)
     width = jnp.zeros((npars,), dtype=aux.dtype)
-    for kind in ("normal", "poisson"):
-        par, aux_idx, _, _ = model._constraint_plan(kind)
-        if not len(par):
-            continue
-        scale = model._constraint_scales(kind)
+    for kind, par, aux_idx, scale in model.constraint_terms():
         if kind == "normal":
             center = center.at[par].set(aux[aux_idx])
             width = width.at[par].set(scale)
@@ -129,10 +113,11 @@ def _batch_fit(model, data, inits, lo, hi, fixed, maxiter, tol):
 def batch_fit(model, data, inits, fixed, *, lo=None, hi=None, chunk=256, maxiter=200, tol=1e-10):
     """Fits of ``model`` for each row of ``inits``/``fixed`` (and of ``data`` if 2-D).
 
-    Fixed parameters are held at their ``inits`` value (clipped to [lo, hi]); the others start
-    there. Rows are processed in equal chunks of at most ``chunk`` fits, each one vmapped call
-    of the same compiled function; a chunk is padded (repeating row 0) to 8, 32, 128, ... fits
-    so that products of different sizes reuse few compiled functions. Returns a
+    Row i minimises 2NLL(θ | data_i) within [lo, hi] from θ = inits_i, the parameters with
+    ``fixed_i`` held at their ``inits_i`` value (clipped to [lo, hi]). The rows run through
+    :func:`jaxlike.stream.batched_map`: at most ``chunk`` fits per vmapped call of one compiled
+    function, each call padded (repeating row 0) to 8, 32, 128, ... fits (``bucket=True``) so
+    that products of different sizes reuse few compiled functions. Returns a
     :class:`~jaxlike.FitResult` of numpy arrays with a leading batch axis.
     """
     cfg = model.config
@@ -146,20 +131,12 @@ def batch_fit(model, data, inits, fixed, *, lo=None, hi=None, chunk=256, maxiter
         lo = bounds[:, 0] if lo is None else lo
         hi = bounds[:, 1] if hi is None else hi
     lo, hi = jnp.asarray(lo, float), jnp.asarray(hi, float)
-    n_chunks = max(1, math.ceil(n / chunk))
-    size = _bucket(math.ceil(n / n_chunks), chunk)
-    pad = n_chunks * size - n
-    rows = np.concatenate([np.arange(n), np.zeros(pad, dtype=int)])
-    parts = []
-    for c in range(n_chunks):
-        sel = rows[c * size : (c + 1) * size]
-        res = _batch_fit(
-            model, jnp.asarray(data[sel]), jnp.asarray(inits[sel]), lo, hi,
-            jnp.asarray(fixed[sel]), maxiter, tol,
-        )  # fmt: skip
-        parts.append(jax.device_get(res))
-    out = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[:n], *parts)
-    return out
+
+    def fits(rows):
+        d, x0, fx = (jnp.asarray(a) for a in rows)
+        return _batch_fit(model, d, x0, lo, hi, fx, maxiter, tol)
+
+    return batched_map(fits, (data, inits, fixed), chunk=chunk, bucket=True, pad="first")
 
 
 def bounds(model, par_bounds=None):

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from ..fit import fit_arrays
 from ._common import batch_fit, bounds, nominal_fit, resolve_index
 
-__all__ = ["ProfileScan", "profile_scan", "profile_scan_2d"]
+__all__ = [
+    "ProfileScan",
+    "grid_points",
+    "profile_bounds",
+    "profile_point_fit",
+    "profile_scan",
+    "profile_scan_2d",
+]
 
 
 class ProfileScan(eqx.Module):
@@ -33,16 +42,57 @@ class ProfileScan(eqx.Module):
     twice_nll_min: jax.Array
 
 
-def _grid_fits(model, data, idx, points, res, par_bounds, chunk):
-    """Conditional fits with parameters ``idx`` fixed at each row of ``points``."""
-    best, fixed = np.asarray(res.bestfit), np.asarray(res.fixed)
-    lo, hi = bounds(model, par_bounds)
+def grid_points(*axes) -> np.ndarray:
+    """The points of the grid ``axes[0] × axes[1] × ...`` as rows [n1·n2·..., k] in C order
+    (the last axis fastest, ``indexing="ij"``): row j·n2 + l of a 2-D grid is
+    (axes[0][j], axes[1][l])."""
+    axes = [np.asarray(a, float).reshape(-1) for a in axes]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(axes))
+
+
+def profile_bounds(lo, hi, fixed, idx, points):
+    """Bounds and fixed mask of the conditional fits of a profile over ``points`` [P, k]:
+    the scanned parameters ``idx`` are fixed, and their bounds widened to the grid,
+    lo_i = min(lo_i, min_p points[p, i]), hi_i = max(hi_i, max_p points[p, i]). Returns new
+    arrays (lo, hi, fixed)."""
+    lo, hi = np.array(lo, float), np.array(hi, float)
+    fixed = np.array(fixed, bool)
+    points = np.asarray(points, float).reshape(len(points), len(idx))
     lo[idx] = np.minimum(lo[idx], points.min(axis=0))
     hi[idx] = np.maximum(hi[idx], points.max(axis=0))
+    fixed[idx] = True
+    return lo, hi, fixed
+
+
+def profile_point_fit(model, data, start, lo, hi, fixed, idx, *, maxiter=200, tol=1e-10):
+    """The conditional fit at one point v of a profile, as a function ``v -> FitResult``:
+
+        θ̂̂(v) = argmin_θ 2NLL(θ | data)  with θ_idx = v, the other non-``fixed`` parameters in
+        [lo, hi], started from ``start`` with θ_idx set to v.
+
+    ``fixed`` must include ``idx`` (see :func:`profile_bounds`). The one per-point fit of every
+    profile: :func:`profile_scan`, :func:`profile_scan_2d` (rows of :func:`batch_fit`) and the
+    stored grids of :func:`jaxlike.scan.profile_grid` (vmapped by the streaming engine).
+    """
+    data, start, lo, hi, fixed = (jnp.asarray(a) for a in (data, start, lo, hi, fixed))
+    idx = np.asarray(idx, dtype=np.int64)
+
+    def one(values):
+        x0 = start.at[idx].set(jnp.asarray(values, start.dtype))
+        return fit_arrays(model, data, x0, lo, hi, fixed, maxiter=maxiter, tol=tol)
+
+    return one
+
+
+def _grid_fits(model, data, idx, points, res, par_bounds, chunk):
+    """Conditional fits with parameters ``idx`` fixed at each row of ``points``: the fit of
+    :func:`profile_point_fit` from the global best fit, run as rows of :func:`batch_fit`
+    (whose compiled function is shared with every other fit product of the model)."""
+    best = np.asarray(res.bestfit)
+    lo, hi, fixed = profile_bounds(*bounds(model, par_bounds), res.fixed, idx, points)
     inits = np.repeat(best[None], len(points), 0)
     inits[:, idx] = points
     masks = np.repeat(fixed[None], len(points), 0)
-    masks[:, idx] = True
     return batch_fit(model, data, inits, masks, lo=lo, hi=hi, chunk=chunk)
 
 
@@ -77,7 +127,11 @@ def profile_scan(model, data, par, values, *, fit_result=None, chunk=256, **fit_
 def profile_scan_2d(model, data, pars, grid1, grid2, *, fit_result=None, chunk=256, **fit_kwargs):
     """2-D profile-likelihood scan of ``pars = (p1, p2)`` over the grid ``grid1 × grid2``.
 
-    ``delta[j, k]`` is Δ2NLL at (grid1[j], grid2[k]); the fits run as one chunked vmapped batch.
+    ``delta[j, k]`` is Δ2NLL at (grid1[j], grid2[k]); the fits run as one chunked vmapped batch
+    in memory (:func:`~jaxlike.analysis.batch_fit`). The grid points (:func:`grid_points`) and
+    the conditional bounds (:func:`profile_bounds`) are those of
+    :func:`jaxlike.scan.profile_grid`, which runs the same profile as a stored, resumable,
+    device-sharded stream (with its own global minimum and row continuation).
     """
     cfg = model.config
     res = nominal_fit(model, data, fit_result, **fit_kwargs)
@@ -85,7 +139,7 @@ def profile_scan_2d(model, data, pars, grid1, grid2, *, fit_result=None, chunk=2
     if len(idx) != 2 or idx[0] == idx[1]:
         raise ValueError("profile_scan_2d needs two different parameters")
     g1, g2 = (np.asarray(g, float).reshape(-1) for g in (grid1, grid2))
-    mesh = np.stack(np.meshgrid(g1, g2, indexing="ij"), axis=-1).reshape(-1, 2)
+    mesh = grid_points(g1, g2)
     out = _grid_fits(model, data, idx, mesh, res, fit_kwargs.get("par_bounds"), chunk)
     shape = (len(g1), len(g2))
     return ProfileScan(

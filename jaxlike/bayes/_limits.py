@@ -8,9 +8,9 @@ The marginal posterior of the POI μ given the observed data n is
     m(\mu) = \int L(\mu, \theta)\, d\theta ,
 
 where L is the full HistFactory likelihood ``model.logpdf``: its constraint terms
-N(a_k | θ_k, σ_k) (and Pois(a_k | γ_k τ_k)) are the priors π(θ) of the nuisances — the
-"one likelihood, three uses" choice of the design notes. Parameters without a constraint
-(free normfactors other than the POI) get a flat prior inside their bounds.
+N(a_k | θ_k, σ_k) (and Pois(a_k | γ_k τ_k)) are the priors π(θ) of the nuisances, so one
+likelihood serves the fits, the hypothesis tests and the posteriors. Parameters without a
+constraint (free normfactors other than the POI) get a flat prior inside their bounds.
 
 m(μ) is computed on a grid of μ values with one conditional fit θ̂̂(μ) per node (all nodes in
 one ``vmap``, so one compiled function), then
@@ -39,7 +39,9 @@ O(h⁴)), normalised with the trapezoid rule, and the credible upper limit U sol
 
 with μ_lo the POI lower bound (0 for a signal strength or a cross section).
 
-Priors on μ: ``"uniform"`` (flat on [μ_lo, μ_max]) or ``"jeffreys"``,
+Priors on μ (modules of :mod:`jaxlike.bayes._priors` with ``log_prob(mu, fisher_information)``,
+also given by name): ``"uniform"`` (:class:`Flat`, flat on [μ_lo, μ_max]) or ``"jeffreys"``
+(:class:`Jeffreys`),
 :math:`\pi(\mu) \propto \sqrt{I(\mu)}` with the Fisher information of the main measurement
 :math:`I(\mu) = \sum_b (\partial\nu_b/\partial\mu)^2/\nu_b` evaluated at θ̂̂(μ); for a counting
 experiment with ν = μs + b this is ∝ 1/√(μs + b). (The Jeffreys prior lowers the limit: it
@@ -54,15 +56,13 @@ Everything after the input checks is one pure traced function of (model, data), 
 :func:`bayesian_upper_limit` works under ``jax.vmap`` over a stacked model
 (:func:`jaxlike.stack_models`); :func:`bayesian_upper_limits` does that in chunks.
 
-:func:`counting_workspace` writes counting experiments (one bin per channel, channels sharing
-the POI) as a pyhf workspace; several channels in one workspace multiply their likelihoods,
-which is how the channels of a search are combined (PHYSICS.md §4).
+Counting experiments (one bin per channel, channels sharing the POI) are written as a pyhf
+workspace by :func:`jaxlike.workspace.counting_workspace`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import equinox as eqx
 import jax
@@ -75,12 +75,12 @@ from ..exceptions import (
     InvalidBayesConfig,
     InvalidData,
     InvalidParameters,
-    InvalidWorkspace,
     PosteriorRangeError,
 )
 from ..fit import fit_arrays, fixed_poi_fit, prepare_fit_inputs
-from ..fit._lapack import per_matrix_on_cpu
-from ..fit._linalg import hess_dense
+from ..linalg import hess_dense, per_matrix_on_cpu
+from ..stream import batched_map
+from ._priors import POI_PRIORS, Jeffreys, PoiPrior, poi_prior
 
 __all__ = [
     "BayesianLimitResult",
@@ -88,10 +88,9 @@ __all__ = [
     "PosteriorRangeError",
     "bayesian_upper_limit",
     "bayesian_upper_limits",
-    "counting_workspace",
 ]
 
-PRIORS = ("uniform", "jeffreys")
+PRIORS = tuple(POI_PRIORS)  # the string forms of the POI priors (Flat, Jeffreys)
 METHODS = ("laplace", "quadrature")
 _MAX_QUADRATURE_DIMS = 3
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -291,7 +290,7 @@ def _posterior_core(
     model,
     data,
     cl,
-    jeffreys,
+    prior: PoiPrior,
     poi_max,
     *,
     explicit_max,
@@ -305,7 +304,8 @@ def _posterior_core(
     maxiter,
     tol,
 ):
-    """Pure function of (model, data, cl, jeffreys, poi_max): see the module docstring."""
+    """Pure function of (model, data, cl, poi_max) for a POI ``prior`` (:class:`Flat` or
+    :class:`Jeffreys`, static): see the module docstring."""
     poi = model.config.poi_index
     d, init, lo, hi, fixed = prepare_fit_inputs(model, data)
     bounds = jnp.stack([lo, hi], axis=-1)
@@ -331,15 +331,14 @@ def _posterior_core(
             logm, ok = _log_marginal_laplace(model, d, fr)
         else:
             logm, ok = _log_marginal_quadrature(model, d, fr, lo, hi, quad_dims, n_quad)
-        logj = 0.5 * jnp.log(_fisher_information(model, fr.bestfit, poi))
-        return logm, logj, fr.converged & ok
+        return logm, _fisher_information(model, fr.bestfit, poi), fr.converged & ok
 
     def evaluate(u):
         """Nodes, log m, log π, fine grid, normalisation and tail estimate on [μ_lo, u]."""
         width = u - mu_lo
         nodes = mu_lo + width * _grid_t(n_grid) ** 2
-        logm, logj, ok = jax.vmap(at_node)(nodes)
-        logpi = jnp.where(jeffreys, logj, 0.0)
+        logm, fisher, ok = jax.vmap(at_node)(nodes)
+        logpi = prior.log_prob(nodes, fisher)
         f = logm + logpi
         ht = 1.0 / (n_grid - 1)
         g = _fd_slopes(f, ht)
@@ -401,7 +400,7 @@ def _posterior_core(
     return BayesianLimitResult(
         upper_limit=limit,
         cl=jnp.asarray(cl, float),
-        jeffreys=jnp.asarray(jeffreys, bool),
+        jeffreys=jnp.asarray(isinstance(prior, Jeffreys)),
         poi_grid=x,
         posterior=p,
         cdf=cum / total,
@@ -424,8 +423,8 @@ _core_jit = eqx.filter_jit(_posterior_core)
 
 
 @eqx.filter_jit
-def _core_batched(models, data, cl, jeffreys, poi_max, **static):
-    return jax.vmap(lambda m, dd, pm: _posterior_core(m, dd, cl, jeffreys, pm, **static))(
+def _core_batched(models, data, cl, prior, poi_max, **static):
+    return jax.vmap(lambda m, dd, pm: _posterior_core(m, dd, cl, prior, pm, **static))(
         models, data, poi_max
     )
 
@@ -441,8 +440,7 @@ def _check_settings(model, cl, prior, method, n_grid, n_fine, n_quad, tail_tol):
         c = np.asarray(cl, dtype=float)
         if c.shape != () or not (0.0 < float(c) < 1.0):
             raise InvalidBayesConfig(f"cl must be a number in (0, 1), got {cl!r}")
-    if prior not in PRIORS:
-        raise InvalidBayesConfig(f"unknown prior {prior!r}; choose one of {PRIORS}")
+    poi_prior(prior)  # InvalidBayesConfig for an unknown prior
     if method not in METHODS:
         raise InvalidBayesConfig(f"unknown method {method!r}; choose one of {METHODS}")
     if int(n_grid) < 8:
@@ -462,19 +460,17 @@ def _check_settings(model, cl, prior, method, n_grid, n_fine, n_quad, tail_tol):
     if int(n_quad) < 1:
         raise InvalidBayesConfig(f"n_quad must be positive, got {n_quad}")
     dims = []
-    for name in cfg.par_order:
-        ps = cfg.par_map[name]
-        for i in range(ps.n_parameters):
-            j = ps.start + i
-            if j == cfg.poi_index or cfg.fixed_static[j]:
-                continue
-            if ps.constraint != "normal":
-                kind = "unconstrained" if ps.constraint is None else f"{ps.constraint}-constrained"
-                raise InvalidBayesConfig(
-                    f"method='quadrature' integrates Gaussian-constrained nuisances only, but "
-                    f"{cfg.par_names[j]!r} is {kind}; use method='laplace'"
-                )
-            dims.append(j)
+    fixed = cfg.suggested_fixed()
+    for j, kind in enumerate(model.constraint_kinds()):
+        if j == cfg.poi_index or fixed[j]:
+            continue
+        if kind != "normal":
+            kind = "unconstrained" if kind is None else f"{kind}-constrained"
+            raise InvalidBayesConfig(
+                f"method='quadrature' integrates Gaussian-constrained nuisances only, but "
+                f"{cfg.par_names[j]!r} is {kind}; use method='laplace'"
+            )
+        dims.append(j)
     if len(dims) > _MAX_QUADRATURE_DIMS:
         raise InvalidBayesConfig(
             f"method='quadrature' handles at most {_MAX_QUADRATURE_DIMS} nuisance parameters, "
@@ -558,7 +554,8 @@ def bayesian_upper_limit(
         model: a :class:`~jaxlike.Model` with a POI (a stacked model under ``jax.vmap`` works).
         data: observations followed by auxdata (``Workspace.data(model)``).
         cl: credibility level in (0, 1).
-        prior: ``"uniform"`` (flat on [μ_lo, μ_max]) or ``"jeffreys"``.
+        prior: ``"uniform"`` (flat on [μ_lo, μ_max]) or ``"jeffreys"``, or the module
+            ``Flat()``/``Jeffreys()`` (:class:`~jaxlike.bayes._priors.PoiPrior`).
         poi_max: upper end μ_max of the prior's support. Default: max(μ̂, μ_lo) + 10 σ̂, doubled
             until the posterior mass beyond it is below ``tail_tol`` of the total (capped at the
             POI upper bound; :class:`PosteriorRangeError` if that is not enough).
@@ -586,6 +583,7 @@ def bayesian_upper_limit(
 
     Example::
 
+        from jaxlike.workspace import counting_workspace
         ws = jaxlike.Workspace(counting_workspace([{"name": "sr", "observed": 3,
                                                      "signal": 2.5, "background": 1.2}]))
         model = ws.model()
@@ -601,7 +599,7 @@ def bayesian_upper_limit(
         model,
         jnp.asarray(data, float),
         jnp.asarray(cl, float),
-        jnp.asarray(prior == "jeffreys"),
+        poi_prior(prior),
         jnp.asarray(poi_max if explicit else jnp.nan, float),
         explicit_max=explicit,
         **static,
@@ -640,7 +638,8 @@ def bayesian_upper_limits(
     For each hypothesis h (a leading axis of ``stacked_model``, see
     :func:`jaxlike.stack_models`) solve ∫_{μ_lo}^{U_h} p_h(μ | n_h) dμ = CL with
     p_h ∝ π(μ) ∫ L_h(μ, θ | n_h) dθ. One compiled function serves all hypotheses; they are
-    processed ``chunk_size`` at a time (the last chunk padded, so it reuses the compilation).
+    processed ``chunk_size`` at a time by :func:`jaxlike.stream.batched_map` (the last chunk
+    padded with its last hypothesis, so it reuses the compilation).
 
     Args:
         stacked_model: a model whose array leaves carry a leading batch axis of length H.
@@ -655,13 +654,10 @@ def bayesian_upper_limits(
     """
     dims = _check_settings(stacked_model, cl, prior, method, n_grid, n_fine, n_quad, tail_tol)
     data = jnp.asarray(data_batch, float)
-    nominal = getattr(stacked_model, "nominal", None)
-    if nominal is not None and nominal.ndim == 3:
-        n_hyp = nominal.shape[0]
-    elif nominal is None and data.ndim == 2:
-        n_hyp = data.shape[0]
-    else:
+    batch = stacked_model.batch_shape()
+    if len(batch) != 1:
         raise InvalidBayesConfig("stacked_model has no batch axis; use jaxlike.stack_models")
+    n_hyp = batch[0]
     _check_data(stacked_model, data)
     if data.ndim == 1:
         data = jnp.broadcast_to(data, (n_hyp, data.shape[0]))
@@ -671,172 +667,11 @@ def bayesian_upper_limits(
     explicit = poi_max is not None
     pm = jnp.broadcast_to(jnp.asarray(poi_max if explicit else jnp.nan, float), (n_hyp,))
     static = _static_kwargs(method, dims, n_grid, n_fine, n_quad, tail_tol, max_widen, maxiter, tol)
-    cl_a, jeff = jnp.asarray(cl, float), jnp.asarray(prior == "jeffreys")
-    size = n_hyp if chunk_size is None else max(1, min(int(chunk_size), n_hyp))
-    parts = []
-    for start in range(0, n_hyp, size):
-        idx = np.minimum(np.arange(start, start + size), n_hyp - 1)  # pad with the last one
-        res = _core_batched(
-            jax.tree_util.tree_map(lambda x, i=idx: x[i], stacked_model),
-            data[idx],
-            cl_a,
-            jeff,
-            pm[idx],
-            explicit_max=explicit,
-            **static,
-        )
-        keep = min(size, n_hyp - start)
-        parts.append(jax.tree_util.tree_map(lambda x, k=keep: x[:k], res))
-    if len(parts) == 1:
-        return parts[0]
-    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
+    cl_a, jeff = jnp.asarray(cl, float), poi_prior(prior)
 
+    def limits(rows):
+        models, dd, pm_rows = rows
+        return _core_batched(models, dd, cl_a, jeff, pm_rows, explicit_max=explicit, **static)
 
-# -- counting experiments ----------------------------------------------------------------------
-def _number(ch, key, path, *, required=True, default=None, positive=False):
-    if key not in ch:
-        if required:
-            raise InvalidWorkspace(path, f"missing {key!r}")
-        return default
-    value = ch[key]
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise InvalidWorkspace(f"{path}.{key}", f"must be a number, got {value!r}") from None
-    if not np.isfinite(value) or value < 0 or (positive and value == 0):
-        need = "positive" if positive else "non-negative"
-        raise InvalidWorkspace(f"{path}.{key}", f"must be a finite {need} number, got {value!r}")
-    return value
-
-
-def counting_workspace(
-    channels,
-    *,
-    poi_name="mu",
-    poi_bounds=None,
-    measurement_name="counting",
-    signal_uncertainty_name="signal_uncertainty",
-):
-    r"""A pyhf workspace (schema 1.0.0 dict) for one or several counting experiments.
-
-    Channel c (one bin) has expected count and likelihood
-
-    .. math::
-
-        \nu_c = \mu\, s_c (1 + r_c\,\alpha_s) + b_c + \delta_c\,\alpha_c, \qquad
-        L = \prod_c \mathrm{Pois}(n_c \mid \nu_c)\; \prod_{\alpha} \mathcal N(0 \mid \alpha, 1),
-
-    so channels combine by multiplying their likelihoods and share the POI μ (a signal
-    strength, or a cross section when ``signal`` is the yield per unit cross section ε·L).
-    The background uncertainty δ_c is absolute and Gaussian: a ``histosys`` with
-    ``lo_data``/``hi_data`` = b_c ∓ δ_c, which pyhf's code4p interpolation makes exactly
-    linear in α (b_c + δ_c α) for symmetric variations. The relative signal uncertainty r_c is
-    a ``histosys`` with ``lo_data``/``hi_data`` = s_c(1 ∓ r_c) on the signal, i.e.
-    ν_s = μ s_c (1 + r_c α_s).
-
-    Args:
-        channels: a list of dicts with keys
-
-            - ``name`` (str, unique), ``observed`` (n_c ≥ 0), ``signal`` (s_c ≥ 0, at least
-              one channel > 0), ``background`` (b_c > 0);
-            - ``background_uncertainty`` (δ_c ≥ 0, absolute, optional) and
-              ``background_uncertainty_name`` (default ``"<name>_bkg_uncertainty"``:
-              uncorrelated between channels; give channels the same name to correlate them
-              fully);
-            - ``signal_uncertainty`` (r_c ≥ 0, relative, optional); all channels share the
-              nuisance ``signal_uncertainty_name`` (fully correlated, like a luminosity or a
-              common efficiency), unless a channel sets its own ``signal_uncertainty_name``.
-        poi_name: name of the POI (a normfactor on every signal sample).
-        poi_bounds: (low, high); default (0, 10 (n_max + 10√n_max + 30)/s_min), far beyond any
-            credible upper limit of these counts.
-        measurement_name: name of the single measurement.
-
-    Returns:
-        A dict for :class:`jaxlike.Workspace`.
-
-    Raises:
-        InvalidWorkspace: a missing key, a negative count or yield, a non-positive background,
-            duplicated channel names, or no channel with signal.
-
-    Example::
-
-        spec = counting_workspace([
-            {"name": "dark_higgs", "observed": 2, "signal": 3.1, "background": 1.4,
-             "background_uncertainty": 0.3},
-            {"name": "idm", "observed": 0, "signal": 1.2, "background": 0.5},
-        ])
-        ws = jaxlike.Workspace(spec)
-    """
-    channels = list(channels)
-    if not channels:
-        raise InvalidWorkspace("channels", "at least one channel is needed")
-    specs, observations, names = [], [], set()
-    n_max, s_min = 0.0, np.inf
-    for i, ch in enumerate(channels):
-        path = f"channels[{i}]"
-        if not isinstance(ch, dict):
-            raise InvalidWorkspace(path, f"must be a dict, got {type(ch).__name__}")
-        name = ch.get("name")
-        if not isinstance(name, str) or not name:
-            raise InvalidWorkspace(f"{path}.name", "must be a non-empty string")
-        if name in names:
-            raise InvalidWorkspace(f"{path}.name", f"duplicated channel name {name!r}")
-        names.add(name)
-        n = _number(ch, "observed", path)
-        s = _number(ch, "signal", path)
-        b = _number(ch, "background", path, positive=True)
-        db = _number(ch, "background_uncertainty", path, required=False, default=0.0)
-        rs = _number(ch, "signal_uncertainty", path, required=False, default=0.0)
-        n_max = max(n_max, n)
-        if s > 0:
-            s_min = min(s_min, s)
-        sig_mods: list[dict[str, Any]] = [{"name": poi_name, "type": "normfactor", "data": None}]
-        if rs > 0:
-            sig_mods.append(
-                {
-                    "name": ch.get("signal_uncertainty_name", signal_uncertainty_name),
-                    "type": "histosys",
-                    "data": {"lo_data": [s * (1.0 - rs)], "hi_data": [s * (1.0 + rs)]},
-                }
-            )
-        bkg_mods: list[dict[str, Any]] = []
-        if db > 0:
-            bkg_mods.append(
-                {
-                    "name": ch.get("background_uncertainty_name", f"{name}_bkg_uncertainty"),
-                    "type": "histosys",
-                    "data": {"lo_data": [b - db], "hi_data": [b + db]},
-                }
-            )
-        specs.append(
-            {
-                "name": name,
-                "samples": [
-                    {"name": "signal", "data": [s], "modifiers": sig_mods},
-                    {"name": "background", "data": [b], "modifiers": bkg_mods},
-                ],
-            }
-        )
-        observations.append({"name": name, "data": [n]})
-    if not np.isfinite(s_min):
-        raise InvalidWorkspace("channels", "no channel has a positive signal yield")
-    if poi_bounds is None:
-        poi_bounds = (0.0, 10.0 * (n_max + 10.0 * math.sqrt(n_max) + 30.0) / s_min)
-    lo, hi = (float(v) for v in poi_bounds)
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise InvalidWorkspace("poi_bounds", f"must be finite with low < high, got {poi_bounds}")
-    init = min(max(1.0, lo), hi)
-    return {
-        "channels": specs,
-        "observations": observations,
-        "measurements": [
-            {
-                "name": measurement_name,
-                "config": {
-                    "poi": poi_name,
-                    "parameters": [{"name": poi_name, "bounds": [[lo, hi]], "inits": [init]}],
-                },
-            }
-        ],
-        "version": "1.0.0",
-    }
+    chunk = None if chunk_size is None else max(1, int(chunk_size))
+    return batched_map(limits, (stacked_model, data, pm), chunk=chunk, pad="last", to_host=False)

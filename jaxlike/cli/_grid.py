@@ -3,7 +3,8 @@
 ::
 
     jaxlike grid WORKSPACE --x C_V:0:20:100 --y C_T:0:20:100 [--fix C_S=0 ...] -o grid.h5
-    jaxlike grid --belle2-wet DIR --x C_V:0:20:100 --y C_T:0:20:100 --plot grid.png \\
+    jaxlike belle2-wet DIR -o wet.json     # the Belle II WET workspace, then
+    jaxlike grid wet.json --x C_V:0:20:100 --y C_T:0:20:100 --plot grid.png \\
         --reference C_V=6.613,C_T=0
 
 Each grid point is a fit with x and y fixed and every other parameter profiled unless
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxlike.cli._format import table
-from jaxlike.cli._io import (
+from ._format import table
+from ._io import (
     CliError,
     dump,
     load_workspace,
@@ -96,11 +97,7 @@ def add_parser(subs) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="exit codes: 0 success, 2 bad input, 3 a fit did not converge (results written)",
     )
-    p.add_argument("workspace", nargs="?", metavar="WORKSPACE", help="pyhf JSON workspace")
-    p.add_argument(
-        "--belle2-wet", metavar="DIR",
-        help="build the Belle II B+→K+νν̄ WET workspace from its release folder instead",
-    )  # fmt: skip
+    p.add_argument("workspace", metavar="WORKSPACE", help="pyhf JSON workspace")
     p.add_argument("--measurement", metavar="NAME", help="measurement to use (default: first)")
     p.add_argument("--x", required=True, type=parse_axis, metavar="NAME:LO:HI:N", help="x axis")
     p.add_argument("--y", required=True, type=parse_axis, metavar="NAME:LO:HI:N", help="y axis")
@@ -126,20 +123,7 @@ def add_parser(subs) -> argparse.ArgumentParser:
 def _model(args):
     import jaxlike
 
-    if (args.workspace is None) == (args.belle2_wet is None):
-        raise CliError("give a WORKSPACE or --belle2-wet DIR (one of them)")
-    if args.belle2_wet is not None:
-        from jaxlike.physics import belle2_wet_workspace
-
-        folder = Path(args.belle2_wet)
-        if not (folder / "combined_likelihood.json").is_file():
-            raise CliError(f"{folder}: no combined_likelihood.json (Belle II release folder)")
-        try:
-            ws = belle2_wet_workspace(folder)
-        except (OSError, ValueError, KeyError) as err:
-            raise CliError(f"{folder}: {err}") from None
-    else:
-        ws = load_workspace(args.workspace)
+    ws = load_workspace(args.workspace)
     model = ws.model(measurement_name=args.measurement)
     if not isinstance(ws, jaxlike.Workspace):  # pragma: no cover - defensive
         raise CliError("not a workspace")
@@ -152,10 +136,10 @@ def _output(args) -> Path:
 
 def cmd_grid(args) -> int:
     """``jaxlike grid``: run the grid, print the summary; bad input is one line and exit 2."""
-    from jaxlike.cli._scan import os_error, scan_warnings
-    from jaxlike.exceptions import JaxlikeError
-    from jaxlike.scan import Progress, profile_grid
-    from jaxlike.scan._stream import stored_chunk_size
+    from ..exceptions import JaxlikeError
+    from ..scan import Progress, profile_grid
+    from ..stream import resume_chunk_size
+    from ._scan import os_error, scan_warnings
 
     try:
         fixed = {}
@@ -185,9 +169,7 @@ def cmd_grid(args) -> int:
             raise CliError(f"--plot {args.plot}: folder does not exist")
         reporter = Progress(enabled=not args.no_progress, label="grid rows")
         t0 = time.monotonic()
-        chunk = args.chunk_size
-        if chunk is None and args.resume and out.exists():  # a resume uses the file's
-            chunk = stored_chunk_size(out)
+        chunk = resume_chunk_size(out, args.chunk_size, resume=args.resume)  # a resume: the file's
         with scan_warnings("grid"):
             res = profile_grid(
                 model, data, args.x, args.y, fixed=fixed, store=str(out), resume=args.resume,
@@ -198,7 +180,7 @@ def cmd_grid(args) -> int:
         n_y = len(res.y)  # rows of the sweep are the unit of progress and of the store
         summary["computed"], summary["resumed"] = reporter.computed * n_y, reporter.resumed * n_y
         if args.plot is not None:
-            from jaxlike.plotting import plot_profile_grid
+            from ..plotting import plot_profile_grid
 
             try:
                 path = plot_profile_grid(res, args.plot, reference=args.reference)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import json
 import os
 import re
 import shutil
@@ -30,13 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxlike.cli._format import table
-from jaxlike.cli._io import (
+from ._format import table
+from ._io import (
     CliError,
     dump,
     load_workspace,
     positive_int,
-    read_json,
     results_file,
     resumable_error,
 )
@@ -58,7 +56,6 @@ EXIT_NOT_CONVERGED = 3
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 _SHOWN = 5  # non-converged hypotheses named in messages
-_ADDED = {"kind", "cl", "test_poi", "poi_max"}  # config keys the scan functions add to the user's
 _DESCRIPTION = """\
   jaxlike scan CONFIG.toml|CONFIG.json [-o scan.h5]      parametric mass scan
   jaxlike scan BKG.json --patchset FILE | --patches DIR  one hypothesis per signal patch
@@ -137,7 +134,7 @@ def add_parser(subs) -> argparse.ArgumentParser:
 
 def cmd_scan(args) -> int:
     """``jaxlike scan``: run the scan, print the summary; bad input is one line and exit 2."""
-    from jaxlike.exceptions import JaxlikeError
+    from ..exceptions import JaxlikeError
 
     try:
         if args.seed is not None and args.example is None:
@@ -178,7 +175,7 @@ def scan_warnings(command: str):
     """Within the block, a :class:`~jaxlike.scan.ScanFileWarning` (damaged rows recomputed,
     an unverifiable file) is printed as one line ``jaxlike COMMAND: warning: ...`` on stderr,
     every time it occurs; other warnings are shown as usual."""
-    from jaxlike.scan._store import ScanFileWarning
+    from ..stream import ScanFileWarning
 
     with warnings.catch_warnings():
         shown = warnings.showwarning
@@ -205,9 +202,9 @@ def _output(path, args) -> Path:
 
 def _load_mass_config(path: Path):
     """(identity config, scan, masses, cl) of a scan config file; errors name the file."""
-    from jaxlike.exceptions import InvalidScanConfig
-    from jaxlike.parametric import build_mass_scan, load_config
-    from jaxlike.scan import canonical_json
+    from ..exceptions import InvalidScanConfig
+    from ..parametric import build_mass_scan, load_config
+    from ..scan import canonical_json
 
     if not path.exists():
         raise CliError(f"{path}: no such scan config file")
@@ -228,69 +225,19 @@ def _load_mass_config(path: Path):
     return ident, scan, masses, cl
 
 
-def _differences(old, new, where=""):
-    """Dotted paths (with both values) where two JSON documents differ."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for k in sorted({*old, *new}, key=str):
-            key = f"{where}.{k}" if where else str(k)
-            if k not in old or k not in new:
-                state = {True: "present", False: "absent"}
-                out.append(f"{key} ({state[k in old]} in the file, {state[k in new]} now)")
-            else:
-                out += _differences(old[k], new[k], key)
-        return out
-    long = isinstance(old, list) and (len(old) > 8 or any(isinstance(v, list | dict) for v in old))
-    if long and isinstance(new, list) and len(old) == len(new):
-        return [
-            d
-            for i, (a, b) in enumerate(zip(old, new, strict=True))
-            for d in _differences(a, b, f"{where}[{i}]")
-        ]
-    if old == new and (type(old) is type(new) or _number(old) and _number(new)):
-        return []  # 20 and 20.0 are the same value (the config digest agrees)
-
-    def short(v):
-        text = json.dumps(v)
-        return text if len(text) <= 40 else text[:37] + "..."
-
-    return [f"{where or '<top level>'} (file {short(old)}, now {short(new)})"]
-
-
-def _number(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _resume_shortcut(out: Path, config: dict, hypotheses: dict, digest):
-    """Before compiling a resume: refuse a file written by another config (naming the first
-    differing field), model, hypotheses or format; return its results if it is complete,
-    belongs to this scan and every row passes its checksum (damaged rows: None, so that the
-    resume recomputes them)."""
-    from jaxlike.scan import ScanStore
-
-    if not out.exists():
-        return None
-    with ScanStore.open(out) as store:
-        diff = _differences(json.loads(store.attrs["config"]), json.loads(json.dumps(config)))
-        diff.sort(key=lambda d: d.split()[0].split("[")[0] in _ADDED)  # the user's fields first
-        if diff:
-            more = f" and {len(diff) - 1} more" if len(diff) > 1 else ""
-            raise CliError(
-                f"cannot resume {out}: it was written with another config, {diff[0]}{more}; "
-                "use --overwrite or another -o"
-            )
-        store.check_same_scan(hypotheses, config, digest())
-        if not store.done.all():
-            return None
-        results = store.read_results(verify=False)
-        return None if store.verify(results).size else results
+def _resume_shortcut(out: Path, identity):
+    """Before compiling a resume: the library's resume rule
+    (:meth:`jaxlike.scan.ScanIdentity.check_resume`): a file of another config (naming the
+    first differing field), model, hypotheses or format is refused; the results of a file
+    that is complete and intact are returned (else None, and the resume computes the rest)."""
+    return identity.check_resume(out, hint="use --overwrite or another -o")
 
 
 def _execute(fn, n: int, shortcut, args, out: Path):
     """``(results, timing)`` of ``fn(store=out, ...)``, or of the ``shortcut`` results of a
     complete file. ``timing``: seconds in all and computing (after the compilation: from the
     start of the progress reporter), hypotheses computed and resumed (counted by it)."""
-    from jaxlike.scan import Progress
+    from ..scan import Progress
 
     t0 = time.monotonic()
     if shortcut is not None:
@@ -311,12 +258,11 @@ def _execute(fn, n: int, shortcut, args, out: Path):
 
 def _chunk_size(args, out: Path):
     """``--chunk-size``; when resuming without it (and without ``--memory-budget``), the chunk
-    size recorded in the file, which a resume must use (see :mod:`jaxlike.scan._stream`)."""
-    from jaxlike.scan._stream import stored_chunk_size
+    size recorded in the file, which a resume must use
+    (:func:`jaxlike.stream.resume_chunk_size`)."""
+    from ..stream import resume_chunk_size
 
-    if args.chunk_size is None and args.memory_budget is None and args.resume and out.exists():
-        return stored_chunk_size(out)
-    return args.chunk_size
+    return resume_chunk_size(out, args.chunk_size, args.memory_budget, resume=args.resume)
 
 
 # -- mass scans ----------------------------------------------------------------------------------
@@ -331,10 +277,8 @@ def _mass_scan(args, config_path: Path, output):
             raise CliError(f"{name} applies to patch scans (a mass scan reads scan.cl)")
     ident, scan, masses, cl = _load_mass_config(config_path)
     out = _output(output, args)
-    full = {"kind": "mass", "cl": list(cl), **ident}  # what mass_scan stores
-    shortcut = None
-    if args.resume:
-        shortcut = _resume_shortcut(out, full, {"mass": masses}, lambda: js.scan_digest(scan))
+    identity = js.mass_scan_identity(scan, masses, cl=cl, config=ident)  # what it stores
+    shortcut = _resume_shortcut(out, identity) if args.resume else None
     fn = functools.partial(js.mass_scan, scan, masses, cl=cl, config=ident)
     results, timing = _execute(fn, len(masses), shortcut, args, out)
     summary = _common(out, "mass", masses, timing)
@@ -441,64 +385,15 @@ def _fmt(x) -> str:
 
 # -- patch scans ---------------------------------------------------------------------------------
 
-_NUMBER = re.compile(r"m?\d+(?:p\d+)?")
-
-
-def _name_values(stems: list[str]) -> tuple[list[list[float]], list[str]]:
-    """Coordinates from HEPData file names (``patch.ERJR_100p0_20p0`` → 100.0, 20.0; ``p`` is
-    the decimal point, a leading ``m`` a minus) when every name has the same number of numeric
-    fields and no two agree; otherwise the index of each file."""
-
-    def numbers(stem):
-        fields = [f for f in stem.split("_") if _NUMBER.fullmatch(f)]
-        return tuple(float(f.replace("m", "-").replace("p", ".")) for f in fields)
-
-    values = [numbers(s) for s in stems]
-    k = {len(v) for v in values}
-    if len(k) == 1 and k != {0} and len(set(values)) == len(values):
-        return [list(v) for v in values], [f"x{j}" for j in range(k.pop())]
-    return [[float(i)] for i in range(len(stems))], ["index"]
-
-
-def _patch_folder(folder: Path, workspace):
-    """A :class:`PatchSet` of the JSON patch files in ``folder`` (sorted by name)."""
-    from jaxlike.exceptions import InvalidPatch
-    from jaxlike.workspace import PatchSet, digest, load_patch
-
-    if not folder.is_dir():
-        raise CliError(f"{folder}: no such folder of patch files")
-    files = sorted(folder.glob("*.json"))
-    if not files:
-        raise CliError(f"{folder}: no *.json patch files")
-    ops = []
-    for f in files:
-        obj = read_json(str(f), "patch")
-        if isinstance(obj, dict) and "patches" in obj:
-            raise CliError(f"{f}: a patchset; pass it with --patchset")
-        try:
-            ops.append(load_patch(obj))
-        except InvalidPatch as err:
-            raise CliError(f"{f}: {err}") from None
-    stems = [re.sub(r"\W", "_", f.stem.removeprefix("patch.")) for f in files]
-    values, labels = _name_values(stems)
-    entries = [
-        {"metadata": {"name": n, "values": v}, "patch": o}
-        for n, v, o in zip(stems, values, ops, strict=True)
-    ]
-    meta = {
-        "description": f"patch files in {folder}",
-        "digests": {"sha256": digest(workspace.to_dict(), "sha256")},
-        "labels": labels,
-    }
-    return PatchSet({"metadata": meta, "patches": entries, "version": "1.0.0"})
-
 
 def _load_patchset(args, workspace):
-    from jaxlike.exceptions import InvalidPatch
-    from jaxlike.workspace import PatchSet
+    from ..exceptions import InvalidPatch
+    from ..workspace import PatchSet
 
     if args.patches is not None:
-        return _patch_folder(Path(args.patches), workspace), "patches"
+        from ..scan import load_patch_folder
+
+        return load_patch_folder(Path(args.patches), workspace), "patches"
     if not Path(args.patchset).is_file():
         raise CliError(f"{args.patchset}: no such patchset file")
     try:
@@ -527,22 +422,12 @@ def _patch_scan(args):
     out = _output(args.output, args)
     names = [p.name for p in patches]
     ident = {"source": source, "labels": list(patches.labels)}
-    full = {"kind": "patches", "cl": list(cl), "test_poi": test_poi}
-    if args.poi_max is not None:
-        if not args.poi_max > 0:
-            raise CliError(f"--poi-max must be positive, not {args.poi_max:g}")
-        full["poi_max"] = float(args.poi_max)
-    full.update(ident)
-    shortcut = None
-    if args.resume:
-        values = np.asarray([[float(v) for v in p.values] for p in patches])
-        hyps = {"index": np.arange(len(names)), "values": values}
-
-        def digest():
-            stacked, data, _, _ = js.stack_patched_models(workspace, patches)
-            return js.scan_digest((stacked, data))
-
-        shortcut = _resume_shortcut(out, full, hyps, digest)
+    if args.poi_max is not None and not args.poi_max > 0:
+        raise CliError(f"--poi-max must be positive, not {args.poi_max:g}")
+    identity = js.patch_scan_identity(
+        workspace, patches, cl=cl, test_poi=test_poi, poi_max=args.poi_max, config=ident
+    )
+    shortcut = _resume_shortcut(out, identity) if args.resume else None
     fn = functools.partial(
         js.patch_scan,
         workspace,
@@ -573,12 +458,12 @@ def _patch_scan(args):
 
 def _example(args):
     """Write the example into the folder, scan it, and plot it there."""
-    from jaxlike.cli._plot import plot_scan
+    from ._plot import plot_scan
 
     if args.config is not None:
         raise CliError("--example takes no CONFIG argument")
     try:
-        from jaxlike.examples import SCAN_EXAMPLES
+        from ..examples import SCAN_EXAMPLES
     except ImportError:
         raise CliError("the bundled scan examples are not available in this jaxlike") from None
     if args.example not in SCAN_EXAMPLES:
@@ -619,8 +504,7 @@ def _write_example(writer, args, folder: Path, out: Path) -> Path:
             raise cannot(err) from None
         if args.resume and out.exists():
             ident, scan, masses, cl = _load_mass_config(written)
-            full = {"kind": "mass", "cl": list(cl), **ident}
-            _resume_shortcut(out, full, {"mass": masses}, lambda: js.scan_digest(scan))
+            _resume_shortcut(out, js.mass_scan_identity(scan, masses, cl=cl, config=ident))
         try:
             for f in sorted(tmp.iterdir()):
                 os.replace(f, folder / f.name)

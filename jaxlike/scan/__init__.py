@@ -1,11 +1,31 @@
-"""Hypothesis scans as streams: chunk, shard over devices, store in HDF5, resume.
+"""Hypothesis scans: mass scans, patch scans, 2-D profile grids and look-elsewhere toys.
 
-The generic layer knows nothing of physics: :func:`run_scan` evaluates a pure function on a
-pytree of hypotheses (leading axis H) chunk by chunk, and :class:`ScanStore` keeps the results
-in one crash-safe HDF5 file per scan.
+Each scan is a pure per-hypothesis function run by the streaming engine
+:func:`jaxlike.stream.run_scan` (chunked, sharded over devices, stored in one crash-safe HDF5
+file per scan, resumable); the engine's public names (``run_scan``, ``ScanStore``,
+``canonical_json``, ``merge_stores``, ``read_results``, ``Progress``, ...) are re-exported
+here so that existing code keeps working.
 """
 
+from ..stream import (
+    DEFAULT_CHUNK_SIZE,
+    FORMAT_VERSION,
+    Progress,
+    ScanFileWarning,
+    ScanStore,
+    canonical_json,
+    choose_chunk_size,
+    hypothesis_bytes,
+    initialize_distributed,
+    merge_stores,
+    process_store_path,
+    read_results,
+    run_scan,
+    scan_mesh,
+    shard_batch,
+)
 from ._grid import DEFAULT_GRID_CHUNK, ProfileGrid, chi2_2dof_threshold, profile_grid
+from ._identity import ScanIdentity
 from ._lee import (
     GlobalSignificance,
     GrossVitells,
@@ -15,20 +35,15 @@ from ._lee import (
     scan_toys,
     upcrossings,
 )
-from ._mass import mass_scan, scan_digest
-from ._patches import patch_scan, stack_patched_models
-from ._progress import Progress
-from ._store import FORMAT_VERSION, ScanStore, canonical_json, merge_stores, read_results
-from ._stream import (
-    DEFAULT_CHUNK_SIZE,
-    choose_chunk_size,
-    hypothesis_bytes,
-    initialize_distributed,
-    process_store_path,
-    run_scan,
-    scan_mesh,
-    shard_batch,
+from ._mass import mass_scan, mass_scan_identity, scan_digest
+from ._patches import (
+    load_patch_folder,
+    patch_name_values,
+    patch_scan,
+    patch_scan_identity,
+    stack_patched_models,
 )
+from ._results import MassScanResult, PatchScanResult, ToyScan
 
 __all__ = [
     "DEFAULT_GRID_CHUNK",
@@ -39,8 +54,13 @@ __all__ = [
     "FORMAT_VERSION",
     "GlobalSignificance",
     "GrossVitells",
+    "MassScanResult",
+    "PatchScanResult",
     "Progress",
+    "ScanFileWarning",
+    "ScanIdentity",
     "ScanStore",
+    "ToyScan",
     "background_expectation",
     "canonical_json",
     "choose_chunk_size",
@@ -48,9 +68,13 @@ __all__ = [
     "gross_vitells",
     "hypothesis_bytes",
     "initialize_distributed",
+    "load_patch_folder",
     "mass_scan",
+    "mass_scan_identity",
     "merge_stores",
+    "patch_name_values",
     "patch_scan",
+    "patch_scan_identity",
     "process_store_path",
     "read_results",
     "run_scan",

@@ -14,10 +14,17 @@ so Δ2NLL ≥ 0 always. By Wilks' theorem Δ2NLL follows a χ² distribution wit
 freedom, so the region Δ2NLL < F⁻¹_χ²₂(CL) = −2 ln(1 − CL) is a CL confidence region:
 Δ2NLL < 2.2958 (68.27 %) and < 5.9915 (95 %).
 
-Execution. Each grid point is one box-constrained Newton fit (:func:`jaxlike.fit.minimize` on
-the model's exact ``value_grad_hess``) with x and y fixed; the fits are ``jax.vmap``-ed and run
-chunk by chunk through :func:`~jaxlike.scan.run_scan` (compiled once, sharded over devices,
-stored in HDF5 with the grid configuration as its identity, resumable, with a progress line).
+The grid points and the conditional bounds are those of
+:func:`jaxlike.analysis.profile_scan_2d` (:func:`~jaxlike.analysis.grid_points`,
+:func:`~jaxlike.analysis.profile_bounds`); this is its stored, resumable, sharded form.
+
+Execution. Each grid point is the conditional fit of every profile,
+:func:`jaxlike.analysis.profile_point_fit` (x and y fixed); with ``sweep`` (the default) a row
+is instead a continuation, every point a bare Newton run (:func:`jaxlike.fit.minimize` on the
+model's exact ``value_grad_hess``) from its neighbour's solution. The fits are
+``jax.vmap``-ed and run chunk by chunk through :func:`~jaxlike.stream.run_scan` (compiled once,
+sharded over devices, stored in HDF5 with the grid configuration as its identity, resumable,
+with a progress line).
 Every fit starts from the global best fit θ̂ with (x, y) set to the grid point (``warm_start``;
 otherwise from the model's suggested initial values), which keeps the iterations per fit small.
 On a CPU a vmapped ``while_loop`` runs its lanes in lockstep until the slowest converges, so
@@ -33,10 +40,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..analysis import grid_points, profile_bounds, profile_point_fit
 from ..exceptions import InvalidParameters, InvalidScanConfig
 from ..fit import fit, minimize, model_breakpoints
+from ..stream import compiled, run_scan
 from ._mass import scan_digest
-from ._stream import run_scan
 
 __all__ = [
     "DEFAULT_GRID_CHUNK",
@@ -50,8 +58,6 @@ __all__ = [
 DEFAULT_GRID_CHUNK = 32
 #: rows per vmapped call of a row sweep (each row is a sequence of ny fits)
 DEFAULT_SWEEP_CHUNK = 8
-
-_FN_CACHE: dict = {}  # identity of (model, data, setup) -> vmapped per-point fit (compiled once)
 
 
 def chi2_2dof_threshold(cl: float) -> float:
@@ -142,28 +148,19 @@ def _axis(cfg, spec, which):
 
 
 def _point_fn(model, data, init, lo, hi, fixed, ix, iy, maxiter, tol):
-    """The vmapped per-point fit: hypotheses {"x", "y"} → 2NLL, θ̂̂, status, iterations."""
-    data, init, lo, hi, fixed = (jnp.asarray(a) for a in (data, init, lo, hi, fixed))
+    """The vmapped per-point fit: hypotheses {"x", "y"} → 2NLL, θ̂̂, status, iterations. The fit
+    is :func:`jaxlike.analysis.profile_point_fit`, the one conditional fit of every profile."""
+    point = profile_point_fit(model, data, init, lo, hi, fixed, [ix, iy], maxiter=maxiter, tol=tol)
 
     def one(h):
-        x0 = init.at[ix].set(h["x"]).at[iy].set(h["y"])
-        st = minimize(
-            lambda p: model.value_grad_hess(p, data),
-            x0,
-            lo,
-            hi,
-            fixed,
-            breaks=model_breakpoints(model),
-            maxiter=maxiter,
-            tol=tol,
-        )
+        r = point(jnp.stack([h["x"], h["y"]]))
         return {
-            "twice_nll": st.f,
-            "bestfit": st.x,
-            "converged": st.status == 0,
-            "status": st.status,
-            "iterations": st.iterations,
-            "edm": st.edm,
+            "twice_nll": r.twice_nll,
+            "bestfit": r.bestfit,
+            "converged": r.converged,
+            "status": r.status,
+            "iterations": r.iterations,
+            "edm": r.edm,
         }
 
     return jax.vmap(one)
@@ -233,7 +230,7 @@ def profile_grid(
             parameter's name (``"ff_bsz2015"``) fixes all its components. The model's own fixed
             parameters stay fixed.
         store, resume, overwrite, chunk_size, memory_budget_bytes, devices, progress: as in
-            :func:`~jaxlike.scan.run_scan` (HDF5 results, rows (i, j) in C order; resuming a
+            :func:`~jaxlike.stream.run_scan` (HDF5 results, rows (i, j) in C order; resuming a
             file written for another grid, model or ``fixed`` is refused). Default chunk
             :data:`DEFAULT_GRID_CHUNK`.
         warm_start: start each fit from the global best fit (else from suggested inits).
@@ -279,24 +276,21 @@ def profile_grid(
     g_nll, g_ok = float(global_fit.twice_nll), bool(global_fit.converged)
     start = g_best.copy() if warm_start and g_ok and np.isfinite(g_nll) else init.copy()
     start[list(fix)] = list(fix.values())
-    for i, v in ((ix, xv), (iy, yv)):
-        lo[i], hi[i] = min(lo[i], v.min()), max(hi[i], v.max())
-        mask[i] = True
+    lo, hi, mask = profile_bounds(
+        lo, hi, mask, [ix, iy], [[xv.min(), yv.min()], [xv.max(), yv.max()]]
+    )
 
     data = np.asarray(data, float)
     digest = scan_digest((model, data))
-    key = (digest, ix, iy, start.tobytes(), lo.tobytes(), hi.tobytes(), mask.tobytes(),
-           maxiter, tol, bool(sweep), yv.tobytes() if sweep else b"")  # fmt: skip
-    if key not in _FN_CACHE:
-        if len(_FN_CACHE) >= 4:
-            _FN_CACHE.pop(next(iter(_FN_CACHE)))
-        if sweep:
-            _FN_CACHE[key] = _row_fn(model, data, start, lo, hi, mask, ix, iy, yv, maxiter, tol)
-        else:
-            _FN_CACHE[key] = _point_fn(model, data, start, lo, hi, mask, ix, iy, maxiter, tol)
-    fn = _FN_CACHE[key]
-    mx, my = np.meshgrid(xv, yv, indexing="ij")
-    hypotheses = {"x": xv} if sweep else {"x": mx.ravel(), "y": my.ravel()}
+    key = ("profile_grid", digest, ix, iy, start.tobytes(), lo.tobytes(), hi.tobytes(),
+           mask.tobytes(), maxiter, tol, bool(sweep), yv.tobytes() if sweep else b"")  # fmt: skip
+    if sweep:
+        build = lambda: _row_fn(model, data, start, lo, hi, mask, ix, iy, yv, maxiter, tol)  # noqa: E731
+    else:
+        build = lambda: _point_fn(model, data, start, lo, hi, mask, ix, iy, maxiter, tol)  # noqa: E731
+    fn = compiled(key, build)
+    points = grid_points(xv, yv)  # rows (i, j) in C order, as analysis.profile_scan_2d
+    hypotheses = {"x": xv} if sweep else {"x": points[:, 0].copy(), "y": points[:, 1].copy()}
     names = cfg.par_names
     config = {
         "kind": "profile_grid",

@@ -11,7 +11,7 @@ exceeds the local one p_local = 1 − Φ(u) by the trials factor p_global/p_loca
   the full fine spectrum (:func:`background_expectation`), scanned at every mass with the same
   2-fit local significance as the observed scan
   (:func:`jaxlike.parametric.hypothesis_significance`), so the correlations between
-  overlapping windows are those of the real scan. One row of :func:`~jaxlike.scan.run_scan` is
+  overlapping windows are those of the real scan. One row of :func:`~jaxlike.stream.run_scan` is
   one toy: its spectrum is generated inside the compiled function from
   ``fold_in(key(seed), toy_index)`` (nothing large is stored, toy k is the same whatever the
   chunking), the masses are vmapped inside the row, and only a few numbers per toy come back.
@@ -21,20 +21,18 @@ exceeds the local one p_local = 1 − Φ(u) by the trials factor p_global/p_loca
 Example::
 
     scan, masses, _ = build_mass_scan(cfg)
-    z_obs = np.asarray(mass_scan(scan, masses)["significance"])
+    z_obs = np.asarray(mass_scan(scan, masses).significance)
     toys = scan_toys(scan, masses, n_toys=1000, seed=1)
-    res = global_significance(z_obs, toys["max_z"], toy_upcrossings=toys["n_upcrossings"],
-                              u0=toys["u0"])
+    res = global_significance(z_obs, toys.max_z, toy_upcrossings=toys.n_upcrossings,
+                              u0=toys.u0)
     res.z_global, res.trials_factor, res.gv.z_global
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
 
@@ -44,13 +42,14 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
+from .._strict import digest
 from ..exceptions import InvalidScanConfig
-from ..fit._newton import autodiff_fgh, minimize
+from ..fit import autodiff_fgh, minimize
 from ..parametric import MassScan, hypothesis_significance
 from ..shapes import bernstein_integrals, check_windows, fine_cumsum, veto_mask
+from ..stream import Progress, compiled, run_scan
 from ._mass import scan_digest
-from ._progress import Progress
-from ._stream import run_scan
+from ._results import ToyScan
 
 __all__ = [
     "GlobalSignificance",
@@ -199,7 +198,7 @@ def background_expectation(scan: MassScan, order: int = 4, *, include_peaks=True
     B_ik the integral over fine bin i of the Bernstein basis polynomial b_{k,order} (u = scaled
     mass), R_ji the scan's peaking-background templates normalised to unit sum
     (``include_peaks``). The model is linear in non-negative coefficients, so the fit is convex
-    and needs no starting shape (flat start, :func:`jaxlike.fit._newton.minimize` with autodiff
+    and needs no starting shape (flat start, :func:`jaxlike.fit.minimize` with autodiff
     derivatives); ν ≥ 0 everywhere, also inside vetoes (the polynomial is interpolated there).
     Because the overall scale is free, the ML solution has Σ_kept ν = Σ_kept n; the fitted ν is
     rescaled by that exact profile of the normalisation, so this holds to rounding.
@@ -264,32 +263,16 @@ def _one_toy(scan, masses, expectation, u0, curves, row):
     return out
 
 
-def _digest(*arrays) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+def _toy_fn(scan, masses, expectation, u0, curves, scan_id):
+    """The vmapped toy function, one per (model digest, masses, expectation, u0, curves):
+    reusing the same Python function lets JAX reuse its compilation (another seed, more toys
+    with ``first_toy``, a resumed store: no recompile; :func:`jaxlike.stream.compiled`)."""
 
+    def build():
+        one = partial(_one_toy, scan, jnp.asarray(masses), jnp.asarray(expectation), u0, curves)
+        return jax.vmap(one)
 
-#: recent toy functions: reusing the same Python function lets JAX reuse its compilation
-#: (another seed, more toys with ``first_toy``, a resumed store: no recompile)
-_TOY_FNS: OrderedDict = OrderedDict()
-
-
-def _toy_fn(scan, masses, expectation, u0, curves):
-    key = (id(scan), _digest(masses, expectation), u0, curves)
-    hit = _TOY_FNS.get(key)
-    if hit is not None and hit[0] is scan:
-        _TOY_FNS.move_to_end(key)
-        return hit[1]
-    one = partial(_one_toy, scan, jnp.asarray(masses), jnp.asarray(expectation), u0, curves)
-    fn = jax.vmap(one)
-    _TOY_FNS[key] = (scan, fn)  # holds the scan, so its id is not reused while cached
-    while len(_TOY_FNS) > 4:
-        _TOY_FNS.popitem(last=False)
-    return fn
+    return compiled(("scan_toys", scan_id, digest(masses, expectation), u0, curves), build)
 
 
 def _check_masses(scan, masses):
@@ -332,25 +315,26 @@ def scan_toys(
     store=None,
     resume=False,
     overwrite=False,
-) -> dict:
+) -> ToyScan:
     """Background-only toys of the whole scan: the largest local significance of each toy.
 
     Toy k (k = first_toy … first_toy + n_toys − 1) is the fine spectrum n ~ Poisson(expectation)
     drawn with ``jax.random.fold_in(jax.random.key(seed), k)`` (reproducible, independent of the
     chunking and of the device count), scanned with
     :func:`~jaxlike.parametric.hypothesis_significance` at every mass (vmapped). Rows of
-    :func:`~jaxlike.scan.run_scan` are toys: one compiled function, ``chunk_size`` toys (×
+    :func:`~jaxlike.stream.run_scan` are toys: one compiled function, ``chunk_size`` toys (×
     len(masses) fits) in memory at a time — default ⌈512 / len(masses)⌉ toys per chunk.
     ``expectation`` [C, N] defaults to :func:`background_expectation` (scan, ``order``).
     Fits that do not converge count as NaN (``n_failed``) and are left out of the maximum.
     Calls with the same scan, masses, expectation, u0 and chunking reuse the compiled function
     (only ``seed``/``first_toy``/``n_toys`` differ). ``store``/``resume``/``overwrite`` keep
-    the rows in an HDF5 file as :func:`~jaxlike.scan.run_scan` does.
+    the rows in an HDF5 file as :func:`~jaxlike.stream.run_scan` does.
 
-    Returns a dict: ``toy`` [T] indices; ``max_z`` [T] largest local Z; ``argmax`` [T] its mass
-    index; ``n_upcrossings`` [T] of ``u0``; ``n_failed`` [T]; with ``return_curves`` also ``z``
-    [T, M]; and ``seed``, ``u0``, ``masses``, ``rate`` (toys × masses computed per second,
-    compilation excluded) and ``elapsed_s`` (wall time, compilation included).
+    Returns a :class:`ToyScan`: ``toy`` [T] indices; ``max_z`` [T] largest local Z; ``argmax``
+    [T] its mass index; ``n_upcrossings`` [T] of ``u0``; ``n_failed`` [T]; with
+    ``return_curves`` also ``z`` [T, M]; and ``seed``, ``u0``, ``masses``, ``rate`` (toys ×
+    masses computed per second, compilation excluded) and ``elapsed_s`` (wall time,
+    compilation included).
     """
     m = _check_masses(scan, masses)
     n_toys, first_toy, seed = int(n_toys), int(first_toy), int(seed)
@@ -359,7 +343,8 @@ def scan_toys(
     if expectation is None:
         expectation = background_expectation(scan, order)
     e = _check_expectation(scan, expectation)
-    fn = _toy_fn(scan, m, e, float(u0), bool(return_curves))
+    scan_id = scan_digest(scan)
+    fn = _toy_fn(scan, m, e, float(u0), bool(return_curves), scan_id)
     if chunk_size is None and memory_budget_bytes is None:
         chunk_size = -(-FITS_PER_CHUNK // m.size)
     toys = np.arange(first_toy, first_toy + n_toys, dtype=np.int64)
@@ -381,15 +366,15 @@ def scan_toys(
         devices=devices,
         progress=reporter,
         config=ident,
-        model_digest=scan_digest(scan) + _digest(e),
+        model_digest=scan_id + digest(e),
         attrs={"kind": "lee_toys", "seed": seed},
     )
     now = time.monotonic()
     run_s = now - reporter.t0  # run_scan starts the reporter after compiling
     rate = reporter.computed / run_s if run_s > 0 else math.nan
-    out = dict(out)
-    out.update(toy=toys, seed=seed, u0=float(u0), masses=m, rate=rate * m.size, elapsed_s=now - t0)
-    return out
+    return ToyScan.from_results(
+        out, toy=toys, seed=seed, u0=float(u0), masses=m, rate=rate * m.size, elapsed_s=now - t0
+    )
 
 
 # -- global significance from toys ---------------------------------------------------------------

@@ -4,16 +4,15 @@
 
 from __future__ import annotations
 
-import hashlib
-
-import equinox as eqx
 import jax
 import numpy as np
 
 from ..parametric import MassScan, hypothesis_results
-from ._stream import run_scan
+from ..stream import compiled, run_scan, tree_digest
+from ._identity import ScanIdentity
+from ._results import MassScanResult
 
-__all__ = ["mass_scan", "scan_digest", "DEFAULT_SCAN_CHUNK"]
+__all__ = ["mass_scan", "mass_scan_identity", "scan_digest", "DEFAULT_SCAN_CHUNK"]
 
 #: hypotheses per vmapped call when neither ``chunk_size`` nor a memory budget is given. The
 #: fits of a chunk iterate in lockstep (a vmapped ``while_loop`` runs until its slowest lane
@@ -21,30 +20,30 @@ __all__ = ["mass_scan", "scan_digest", "DEFAULT_SCAN_CHUNK"]
 #: 8–10 s in chunks of 16–64 on 2 cores. Accelerators want larger chunks (pass ``chunk_size``).
 DEFAULT_SCAN_CHUNK = 32
 
-_FN_CACHE: dict = {}  # (digest, cl) -> the vmapped per-hypothesis function (compiled once)
+#: the digest of a model (and data) in scan files: :func:`jaxlike.stream.tree_digest`
+scan_digest = tree_digest
 
 
 def _scan_fn(scan, cl, digest):
-    key = (digest, cl)
-    if key not in _FN_CACHE:
-        if len(_FN_CACHE) >= 4:
-            _FN_CACHE.pop(next(iter(_FN_CACHE)))
-        _FN_CACHE[key] = jax.vmap(lambda h: hypothesis_results(scan, h["mass"], cl))
-    return _FN_CACHE[key]
+    """The vmapped per-mass function, one per (model digest, CL levels): its compilation is
+    reused by later scans of the same model (:func:`jaxlike.stream.compiled`)."""
+    return compiled(
+        ("mass_scan", digest, cl),
+        lambda: jax.vmap(lambda h: hypothesis_results(scan, h["mass"], cl)),
+    )
 
 
-def scan_digest(obj) -> str:
-    """sha256 over the static structure and every array leaf (bytes) of a pytree: two scans
-    with the same digest compute the same numbers. Used to refuse resuming a file written by
-    another model."""
-    leaves, treedef = jax.tree.flatten(eqx.filter(obj, eqx.is_array))
-    h = hashlib.sha256(str(treedef).encode())
-    h.update(str(eqx.partition(obj, eqx.is_array)[1]).encode())
-    for leaf in leaves:
-        a = np.ascontiguousarray(np.asarray(leaf))
-        h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+def mass_scan_identity(scan: MassScan, masses, *, cl=(0.95,), config=None) -> ScanIdentity:
+    """What :func:`mass_scan` stores as its identity: configuration
+    ``{"kind": "mass", "cl": [...], **config}``, hypotheses ``{"mass": masses}`` and the
+    model digest :func:`scan_digest` (scan)."""
+    cl = tuple(float(x) for x in np.atleast_1d(cl))
+    return ScanIdentity(
+        config={"kind": "mass", "cl": list(cl), **(config or {})},
+        hypotheses={"mass": np.asarray(masses, float)},
+        digest=lambda: scan_digest(scan),
+        added=("kind", "cl"),
+    )
 
 
 def mass_scan(
@@ -60,23 +59,26 @@ def mass_scan(
     devices=None,
     progress=True,
     config=None,
-) -> dict:
+) -> MassScanResult:
     """Fit, local significance and observed/expected CLs limits at every mass.
 
     One compiled, vmapped :func:`~jaxlike.parametric.hypothesis_results` serves every chunk
     (and later calls with the same scan and levels; default chunks of
     :data:`DEFAULT_SCAN_CHUNK` hypotheses);
-    results are ``{name: array [H, ...]}`` (see :data:`~jaxlike.parametric.RESULT_FIELDS`;
-    ``ul_*`` have an axis over ``cl``) and, with ``store``, an HDF5 file whose attributes hold
-    the configuration, the model digest and the CL levels (see :func:`run_scan`).
+    results are a :class:`MassScanResult` of arrays [H, ...] (fields
+    :data:`~jaxlike.parametric.RESULT_FIELDS`; ``ul_*`` have an axis over ``cl``) and, with
+    ``store``, an HDF5 file whose attributes hold the configuration
+    (:func:`mass_scan_identity`), the model digest and the CL levels (see
+    :func:`~jaxlike.stream.run_scan`).
     """
     cl = tuple(float(x) for x in np.atleast_1d(cl))
-    digest = scan_digest(scan)
+    ident = mass_scan_identity(scan, masses, cl=cl, config=config)
+    digest = ident.digest()
     if chunk_size is None and memory_budget_bytes is None:
         chunk_size = DEFAULT_SCAN_CHUNK
-    return run_scan(
+    out = run_scan(
         _scan_fn(scan, cl, digest),
-        {"mass": np.asarray(masses, float)},
+        ident.hypotheses,
         store=store,
         resume=resume,
         overwrite=overwrite,
@@ -84,7 +86,8 @@ def mass_scan(
         memory_budget_bytes=memory_budget_bytes,
         devices=devices,
         progress=progress,
-        config={"kind": "mass", "cl": list(cl), **(config or {})},
+        config=ident.config,
         model_digest=digest,
         attrs={"kind": "mass", "cl": list(cl)},
     )
+    return MassScanResult.from_results(out)

@@ -4,10 +4,13 @@ A background-only workspace plus one signal patch per hypothesis (a pyhf PatchSe
 patch files) is brought to one model layout by :func:`jaxlike.unify_patches`; the patched
 models are stacked along a hypothesis axis, so one compiled, vmapped function computes the CLs
 at the test POI and the observed/expected upper limits of every hypothesis, chunk by chunk
-through :func:`~jaxlike.scan.run_scan` (sharded, stored in HDF5, resumable).
+through :func:`~jaxlike.stream.run_scan` (sharded, stored in HDF5, resumable).
 """
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -17,11 +20,75 @@ import numpy as np
 from ..exceptions import InvalidPatch
 from ..infer import hypotest_at, hypotest_prepare, upper_limit_prepared
 from ..model import stack_models
-from ..workspace import PatchSet, Workspace, unify_patches
+from ..stream import run_scan
+from ..workspace import PatchSet, Workspace, digest, load_patch, unify_patches
+from ._identity import ScanIdentity
 from ._mass import DEFAULT_SCAN_CHUNK, scan_digest
-from ._stream import run_scan
+from ._results import PatchScanResult
 
-__all__ = ["patch_scan", "stack_patched_models"]
+__all__ = [
+    "load_patch_folder",
+    "patch_name_values",
+    "patch_scan",
+    "patch_scan_identity",
+    "stack_patched_models",
+]
+
+_NUMBER = re.compile(r"m?\d+(?:p\d+)?")
+
+
+def patch_name_values(stems: list[str]) -> tuple[list[list[float]], list[str]]:
+    """Coordinates from HEPData file names (``patch.ERJR_100p0_20p0`` → 100.0, 20.0; ``p`` is
+    the decimal point, a leading ``m`` a minus) when every name has the same number of numeric
+    fields and no two agree, labelled ``x0``, ``x1``, ...; otherwise the index of each file,
+    labelled ``index``."""
+
+    def numbers(stem):
+        fields = [f for f in stem.split("_") if _NUMBER.fullmatch(f)]
+        return tuple(float(f.replace("m", "-").replace("p", ".")) for f in fields)
+
+    values = [numbers(s) for s in stems]
+    k = {len(v) for v in values}
+    if len(k) == 1 and k != {0} and len(set(values)) == len(values):
+        return [list(v) for v in values], [f"x{j}" for j in range(k.pop())]
+    return [[float(i)] for i in range(len(stems))], ["index"]
+
+
+def load_patch_folder(folder, workspace: Workspace) -> PatchSet:
+    """A :class:`~jaxlike.workspace.PatchSet` of the JSON patch files in ``folder``.
+
+    Files ``*.json`` in name order, each a plain list of operations (or one patchset entry);
+    a patch is named after its file (``patch.`` prefix dropped, other characters than
+    letters, digits and ``_`` replaced by ``_``), its coordinates come from the name
+    (:func:`patch_name_values`), and the patchset records the sha256 digest of ``workspace``.
+    Raises :class:`~jaxlike.exceptions.InvalidPatch` naming the folder or file: no such
+    folder, no patch file, a whole patchset among the files, an invalid patch."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InvalidPatch(str(folder), "no such folder of patch files")
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise InvalidPatch(str(folder), "no *.json patch files")
+    ops = []
+    for f in files:
+        try:
+            ops.append(load_patch(f))
+        except InvalidPatch as err:
+            if err.path == "patches":
+                raise InvalidPatch(str(f), "a patchset; pass it with --patchset") from None
+            raise InvalidPatch(str(f), str(err)) from None
+    stems = [re.sub(r"\W", "_", f.stem.removeprefix("patch.")) for f in files]
+    values, labels = patch_name_values(stems)
+    entries = [
+        {"metadata": {"name": n, "values": v}, "patch": o}
+        for n, v, o in zip(stems, values, ops, strict=True)
+    ]
+    meta = {
+        "description": f"patch files in {folder}",
+        "digests": {"sha256": digest(workspace.to_dict(), "sha256")},
+        "labels": labels,
+    }
+    return PatchSet({"metadata": meta, "patches": entries, "version": "1.0.0"})
 
 
 def _named(patches):
@@ -58,6 +125,39 @@ def stack_patched_models(workspace: Workspace, patches, signal_name="signal"):
     return stack_models(models), data, names, values
 
 
+def _identity(names, values, cl, test_poi, poi_max, config, model_digest) -> ScanIdentity:
+    cfg = {"kind": "patches", "cl": list(cl), "test_poi": float(test_poi)}
+    if poi_max is not None:
+        cfg["poi_max"] = float(poi_max)
+    cfg.update(config or {})
+    hyps = {"index": np.arange(len(names)), "values": values}
+    return ScanIdentity(cfg, hyps, model_digest, ("kind", "cl", "test_poi", "poi_max"))
+
+
+def patch_scan_identity(
+    workspace: Workspace,
+    patches,
+    *,
+    cl=(0.95,),
+    test_poi=1.0,
+    poi_max=None,
+    config=None,
+    signal_name="signal",
+) -> ScanIdentity:
+    """What :func:`patch_scan` stores as its identity: configuration ``{"kind": "patches",
+    "cl", "test_poi"[, "poi_max"], **config}``, hypotheses ``index`` and ``values`` (the
+    patches' coordinates) and the model digest of the stacked, unified patched models and
+    their data (built only when the digest is asked for)."""
+    cl = tuple(float(x) for x in np.atleast_1d(cl))
+    names, values, _ = _named(patches)
+
+    def model_digest():
+        stacked, data, _, _ = stack_patched_models(workspace, patches, signal_name)
+        return scan_digest((stacked, data))
+
+    return _identity(names, values, cl, test_poi, poi_max, config, model_digest)
+
+
 def patch_scan(
     workspace: Workspace,
     patches,
@@ -74,12 +174,13 @@ def patch_scan(
     config=None,
     signal_name="signal",
     poi_max=None,
-) -> dict:
+) -> PatchScanResult:
     """CLs at ``test_poi`` (q̃μ, observed + 5 expected) and observed/expected upper limits at
     every level of ``cl`` for every patch, in one compiled vmapped function.
 
-    Returns ``{"cls_obs" [H], "cls_exp" [H, 5], "ul_obs" [H, ncl], "ul_exp" [H, ncl, 5],
-    "mu_hat" [H], "cls_converged" [H], "limit_converged" [H, ncl], "converged" [H]}``; the store
+    Returns a :class:`PatchScanResult`: ``cls_obs`` [H], ``cls_exp`` [H, 5], ``ul_obs``
+    [H, ncl], ``ul_exp`` [H, ncl, 5], ``mu_hat`` [H], ``cls_converged`` [H],
+    ``limit_converged`` [H, ncl], ``converged`` [H]; the store
     holds hypotheses ``index`` and ``values`` (PatchSet coordinates, or the index for plain
     patches) and the patch names in the attribute ``patch_names``.
 
@@ -111,16 +212,12 @@ def patch_scan(
             "converged": ht.converged & jnp.all(ul.converged),
         }
 
-    hyps = {"index": np.arange(len(names)), "values": values}
+    ident = _identity(names, values, cl, test_poi, poi_max, config, None)
     if chunk_size is None and memory_budget_bytes is None:
         chunk_size = DEFAULT_SCAN_CHUNK
-    cfg = {"kind": "patches", "cl": list(cl), "test_poi": float(test_poi)}
-    if poi_max is not None:
-        cfg["poi_max"] = float(poi_max)
-    cfg.update(config or {})
-    return run_scan(
+    out = run_scan(
         jax.vmap(single),
-        hyps,
+        ident.hypotheses,
         store=store,
         resume=resume,
         overwrite=overwrite,
@@ -128,7 +225,8 @@ def patch_scan(
         memory_budget_bytes=memory_budget_bytes,
         devices=devices,
         progress=progress,
-        config=cfg,
+        config=ident.config,
         model_digest=scan_digest((stacked, data)),
         attrs={"kind": "patches", "cl": list(cl), "patch_names": names},
     )
+    return PatchScanResult.from_results(out)

@@ -9,17 +9,22 @@ Example:
     >>> ws = Workspace.load("BkgOnly.json").patch(load_patch("patch.json"))  # doctest: +SKIP
 """
 
-from jaxlike.workspace._patch import Patch, PatchSet, apply_patch, digest, load_patch
-from jaxlike.workspace._unify import unify_patches
-from jaxlike.workspace._validate import validate_patch_operations, validate_workspace
-from jaxlike.workspace._workspace import Workspace
+from ._counting import counting_workspace
+from ._json import parse_json, read_json_file
+from ._patch import Patch, PatchSet, apply_patch, digest, load_patch
+from ._unify import unify_patches
+from ._validate import validate_patch_operations, validate_workspace
+from ._workspace import Workspace
 
 __all__ = [
     "Workspace",
     "PatchSet",
     "Patch",
     "apply_patch",
+    "counting_workspace",
     "load_patch",
+    "parse_json",
+    "read_json_file",
     "digest",
     "validate_workspace",
     "validate_patch_operations",

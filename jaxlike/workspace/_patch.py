@@ -9,15 +9,15 @@ the input is never modified.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from jaxlike.exceptions import InvalidPatch
-from jaxlike.workspace._validate import SCHEMA_VERSION, validate_patch_operations
+from .._strict import canonical_json
+from .._strict import digest as _digest
+from ..exceptions import InvalidPatch
+from ._validate import SCHEMA_VERSION, validate_patch_operations
 
 __all__ = ["Patch", "PatchSet", "apply_patch", "load_patch", "digest"]
 
@@ -36,8 +36,7 @@ def digest(obj: Any, algorithm: str = "sha256") -> str:
         >>> digest({"a": 2.0, "b": 3.0, "c": 1.0})
         'a38f6093800189b79bc22ef677baf90c75705af2cfc7ff594159eca54eaa7928'
     """
-    text = json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf8")
-    return hashlib.new(algorithm, text).hexdigest()
+    return _digest(canonical_json(obj, style="pyhf"), algorithm=algorithm)
 
 
 def _json_equal(a: Any, b: Any) -> bool:
@@ -168,7 +167,7 @@ def apply_patch(doc: Any, patch: Any, *, prefix: str = "patch") -> Any:
 
 
 def _read_json(path: str | Path, error) -> Any:
-    from jaxlike.workspace._json import read_json_file
+    from ._json import read_json_file
 
     return read_json_file(path, "patch", error)
 
@@ -416,7 +415,7 @@ class PatchSet:
         ``workspace`` may be a Workspace or a spec dict. With ``verify=True`` (default) its
         digests must match the patchset's, as in ``pyhf.PatchSet.apply``.
         """
-        from jaxlike.workspace._workspace import Workspace
+        from ._workspace import Workspace
 
         patch = self[key]
         if verify:

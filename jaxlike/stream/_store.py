@@ -58,12 +58,12 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
-import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
+import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -72,6 +72,8 @@ import h5py
 import jax
 import numpy as np
 
+from .._strict import canonical_json as _canonical_json
+from .._strict import digest as _hash
 from ..exceptions import InvalidScanConfig, InvalidScanFile, JaxlikeError
 
 __all__ = [
@@ -79,7 +81,10 @@ __all__ = [
     "ScanFileWarning",
     "ScanStore",
     "canonical_json",
+    "check_chunk_size",
+    "check_free_space",
     "config_digest",
+    "flatten_hypotheses",
     "merge_stores",
     "read_results",
     "store_bytes",
@@ -182,31 +187,17 @@ class ScanFileWarning(UserWarning):
 
 
 def canonical_json(config) -> str:
-    """The canonical JSON text of a scan configuration: sorted keys, no whitespace, no NaN.
+    """The canonical JSON text of a scan configuration: sorted keys, no whitespace, no NaN
+    (:func:`jaxlike._strict.canonical_json`, compact style; None is ``{}``).
 
     NumPy scalars and arrays are converted to Python numbers and lists. Two configurations
     are the same scan iff their canonical JSON (hence their sha256 ``config_digest``) agree.
+    A value that is not JSON raises :class:`~jaxlike.exceptions.InvalidScanConfig`.
     """
-
-    def default(obj):
-        if isinstance(obj, np.generic | np.ndarray):
-            return obj.tolist()
-        raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
-
     try:
-        return json.dumps(
-            {} if config is None else config,
-            sort_keys=True,
-            separators=(",", ":"),
-            allow_nan=False,
-            default=default,
-        )
+        return _canonical_json({} if config is None else config)
     except (TypeError, ValueError) as e:
         raise InvalidScanConfig("config", f"not canonical JSON: {e}") from None
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _whole_floats_as_ints(obj):
@@ -224,7 +215,7 @@ def config_digest(config) -> str:
     """sha256 of the canonical JSON of ``config`` with whole floats written as integers: the
     identity of a scan configuration, so ``{"lo": 20}`` and ``{"lo": 20.0}`` agree (booleans
     stay distinct from 0 and 1)."""
-    return _digest(canonical_json(_whole_floats_as_ints(json.loads(canonical_json(config)))))
+    return _hash(canonical_json(_whole_floats_as_ints(json.loads(canonical_json(config)))))
 
 
 def _key_name(key) -> str:
@@ -356,7 +347,7 @@ def check_chunk_size(path, stored, chunk_size):
 def _write_layout(f, hyps, n, spec, config_text, model_digest, attrs, chunk_size=0):
     """Fill a new (temporary) file: hypotheses, NaN-filled results, ``done``, checksums and
     attributes."""
-    import jaxlike  # late: the package is fully imported by the time a store is created
+    version = sys.modules["jaxlike"].__version__  # the package is imported by now
 
     for name, arr in hyps.items():
         f.create_dataset(f"hypotheses/{name}", data=arr)
@@ -369,7 +360,7 @@ def _write_layout(f, hyps, n, spec, config_text, model_digest, attrs, chunk_size
         "config": config_text,
         "config_digest": config_digest(json.loads(config_text)),
         "model_digest": str(model_digest),
-        "jaxlike_version": jaxlike.__version__,
+        "jaxlike_version": version,
         "jax_version": jax.__version__,
         "created": created,
         "format_version": FORMAT_VERSION,
@@ -596,7 +587,8 @@ class ScanStore:
         version = self.attrs["format_version"]
         if version != FORMAT_VERSION:
             raise InvalidScanFile(
-                where + f"format_version is {version}, this jaxlike writes {FORMAT_VERSION}"
+                where
+                + f"format_version is {version}, this jaxlike writes {FORMAT_VERSION}"
                 + (" (files without row checksums); rerun the scan" if version == 1 else "")
             )
         if self.attrs["config_digest"] != config_digest(json.loads(text)):

@@ -19,7 +19,7 @@ m = 4 × (argument + output bytes), a guess that fits elementwise work and small
 
 Resume. With a store file, each chunk whose rows are all done is skipped; a chunk with any row
 not done is recomputed and only its missing rows are written (see :mod:`._store`). Done rows
-whose checksum fails are marked not done first (a :class:`~jaxlike.scan.ScanFileWarning`), so
+whose checksum fails are marked not done first (a :class:`~jaxlike.stream.ScanFileWarning`), so
 they are recomputed. The chunk size is part of a scan's identity: the fits of a chunk run as
 one batched program, and XLA compiles each batch size differently (other fusions and
 vectorisation, hence other rounding), so an iterative fit may stop one step earlier or later
@@ -33,20 +33,20 @@ raises :class:`~jaxlike.exceptions.InvalidScanFile` with one line.
 
 Multi-host (one process per host, e.g. one SLURM task per node)::
 
-    import jaxlike.scan as js
+    import jaxlike.stream as js
     js.initialize_distributed()          # jax.distributed.initialize from SLURM / env vars
     out = js.run_scan(fn, hyps, store="scan.h5", resume=True)
 
 Process p of P computes the chunks k with k mod P = p on its own devices
 (``jax.local_devices()``) and writes ``scan.p{p}.h5`` (:func:`process_store_path`). When every
 process is done (a barrier over ``jax.distributed``), process 0 merges the per-process files into
-``scan.h5`` (:func:`~jaxlike.scan.merge_stores`; the folder must be shared by the hosts) and every
+``scan.h5`` (:func:`~jaxlike.stream.merge_stores`; the folder must be shared by the hosts) and every
 process returns the full results; without a store the results are all-gathered instead. The
 processes need no collectives while computing, and re-submitting the job with ``resume=True``
 continues every per-process file. Passing ``process_index``/``process_count`` explicitly
 partitions the chunks the same way without ``jax.distributed`` (e.g. a SLURM job array): each
 run writes its own file and returns its own rows only (others hold the fill value); merge the
-files afterwards with :func:`~jaxlike.scan.merge_stores`.
+files afterwards with :func:`~jaxlike.stream.merge_stores`.
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ..exceptions import InvalidScanConfig, InvalidScanFile
+from ._batch import take_rows
 from ._progress import Progress
+from ._resume import stored_chunk_size
 from ._store import (
     ScanStore,
     _exists_message,
@@ -147,16 +149,6 @@ def choose_chunk_size(fn, hypotheses, memory_budget_bytes: int, *, devices=None)
     d = len(jax.local_devices() if devices is None else list(devices))
     per = hypothesis_bytes(fn, hypotheses)
     return d * max(1, int(memory_budget_bytes) // per)
-
-
-def stored_chunk_size(path):
-    """The chunk size recorded in an existing scan file, or None (not recorded, unreadable:
-    the file is checked properly when it is opened for resume)."""
-    try:
-        with ScanStore.open(path) as st:
-            return int(st.attrs.get("chunk_size", 0) or 0) or None
-    except InvalidScanFile:
-        return None
 
 
 def process_store_path(path, process_index: int, process_count: int) -> Path:
@@ -265,13 +257,7 @@ def _compile(fn, hyps, chunk, mesh, before_compile=None):
 
 def _chunk(hyps, start, stop, chunk):
     """Rows [start, stop) padded to ``chunk`` rows by repeating the last one."""
-
-    def take(a):
-        rows = a[start:stop]
-        pad = chunk - (stop - start)
-        return np.concatenate([rows, np.repeat(rows[-1:], pad, axis=0)]) if pad else rows
-
-    return jax.tree.map(take, hyps)
+    return take_rows(hyps, start, stop, chunk, pad="last")
 
 
 def _execute(compiled, hyps, n, todo, chunk, mesh, sink, reporter):
