@@ -1,6 +1,6 @@
 """Bayesian benchmarks on the Belle II B⁺→K⁺νν̄ WET model: jaxlike NUTS beside emcee on pyhf.
 
-The model is ``jaxlike.physics.belle2_wet_workspace`` (239 parameters: C_V, C_S, C_T ∈ [0, 20]
+The model is ``jaxlike.jobs.belle2_wet_workspace`` (239 parameters: C_V, C_S, C_T ∈ [0, 20]
 with uniform priors, 8 unit-Gaussian form-factor nuisances ``ff_bsz2015`` and the 228 published
 nuisance parameters; the signal of 3 channels is multiplied per bin by
 r_i(C, FF) = Σ_j n_ij w_j / Σ_j n_ij).
@@ -77,8 +77,8 @@ from _common import (  # noqa: E402
 
 import jaxlike  # noqa: E402
 from jaxlike.bayes import log_posterior, sample_posterior  # noqa: E402
-from jaxlike.physics import belle2_wet_workspace  # noqa: E402
-from jaxlike.physics._belle2 import BELLE2_MAPS, REMOVED, read_number_density  # noqa: E402
+from jaxlike.jobs import BELLE2_MAPS, belle2_wet_workspace, read_number_density  # noqa: E402
+from jaxlike.jobs.belle2 import REMOVED  # noqa: E402
 
 COEFFS = ("C_V", "C_S", "C_T")
 FF = "ff_bsz2015"
@@ -302,7 +302,7 @@ def _profile_grid():
         from jaxlike.scan import profile_grid
     except ImportError:
         try:
-            from jaxlike.scan._grid import profile_grid
+            from jaxlike.scan import profile_grid
         except ImportError:
             return None
     return profile_grid

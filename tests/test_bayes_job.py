@@ -1,5 +1,6 @@
-"""The posterior job (configuration → NUTS → summary, HDF5, corner plots) and
-``jaxlike posterior``, on a one-bin model with a parameter that enters only squared."""
+"""The posterior job (:mod:`jaxlike.jobs.posterior`: configuration → NUTS → summary, HDF5,
+corner plots) and ``jaxlike posterior``, on a one-bin model with a parameter that enters only
+squared."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ import json
 import numpy as np
 import pytest
 
-from jaxlike.bayes import Posterior, load_posterior_config, run_posterior_job
+from jaxlike.bayes import Posterior
 from jaxlike.cli import main
 from jaxlike.exceptions import InvalidScanConfig
+from jaxlike.jobs import (
+    WET_POSTERIOR_CONFIG,
+    load_posterior_config,
+    read_posterior_config,
+    run_posterior_job,
+    write_wet_posterior_config,
+)
 
 #: ν = c² s + b: c enters only squared (like a Wilson coefficient), bounds [0, 5]
 WS = {
@@ -112,3 +120,33 @@ def test_cli(tmp_path, capsys):
     assert main(["posterior", str(tmp_path / "missing.toml")]) == 2
     assert "missing.toml: cannot read" in capsys.readouterr().err
     assert main(["posterior"]) == 2
+
+
+def test_cli_no_variants_and_read_posterior_config(tmp_path, capsys):
+    path = _config(
+        tmp_path, variant=[{"name": "square", "priors": {"c": {"type": "uniform_in_square"}}}]
+    )
+    raw = read_posterior_config(path)
+    assert raw["_base"] == str(tmp_path) and raw["variant"][0]["name"] == "square"
+    out = tmp_path / "o"
+    argv = ["posterior", str(path), "-o", str(out), "--samples", "200", "--warmup", "100"]
+    rc = main([*argv, "--no-variants", "--json"])
+    assert rc == 3  # the degenerate MLE, as in test_cli
+    summary = json.loads(capsys.readouterr().out)
+    assert list(summary["posteriors"]) == ["nominal"]
+    assert not (out / "posterior_square.h5").exists()
+
+
+def test_wet_posterior_config_names_the_workspace_relative_to_it(tmp_path):
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "wet.json").write_text(json.dumps(WS))
+    (tmp_path / "cfg").mkdir()
+    ws, cfg_path = tmp_path / "ws" / "wet.json", tmp_path / "cfg" / "wet.json"
+    written = write_wet_posterior_config(cfg_path, ws)
+    assert written["model"] == {"workspace": "../ws/wet.json"}
+    assert {k: v for k, v in written.items() if k != "model"} == {
+        k: v for k, v in WET_POSTERIOR_CONFIG.items() if k != "model"
+    }
+    cfg = load_posterior_config(cfg_path)
+    assert [name for name, _ in cfg["variants"]] == ["truncated_normal", "uniform_in_square"]
+    assert not list((tmp_path / "cfg").glob(".*tmp*"))

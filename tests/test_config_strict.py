@@ -19,8 +19,6 @@ import numpy as np
 import pytest
 
 from jaxlike._strict import atomic_write, unique_names
-from jaxlike.bayes import load_posterior_config
-from jaxlike.bayes._job import _atomic
 from jaxlike.cli import main
 from jaxlike.cli._grid import parse_axis, parse_assignments
 from jaxlike.exceptions import (
@@ -29,9 +27,11 @@ from jaxlike.exceptions import (
     InvalidScanConfig,
     JaxlikeError,
 )
+from jaxlike.jobs import load_posterior_config
+from jaxlike.jobs.posterior import _atomic
 from jaxlike.parametric import build_mass_scan, load_config, scan_masses
 from jaxlike.parametric._config import MAX_HYPOTHESES
-from jaxlike.plotting._style import file_stems
+from jaxlike.plotting import file_stems
 
 EDGES = np.linspace(1.0, 3.0, 201)
 TAB = [1.0, 2.0, 3.0]

@@ -131,6 +131,28 @@ def test_plot_functions_write_png_and_pdf(fitted, tmp_path):
         plotting.plot_pulls(pulls, tmp_path / "missing" / "pulls.png")
 
 
+def test_limit_figures_are_public(tmp_path):
+    """The figures of ``jaxlike plot SCAN.h5`` (Brazil band, significance, exclusion map)."""
+    rng = np.random.default_rng(0)
+    x = np.linspace(1.0, 5.0, 12)
+    exp = np.sort(rng.uniform(0.5, 3.0, (12, 5)), axis=1)
+    grid = np.array([(a, b) for a in np.linspace(0, 1, 5) for b in np.linspace(0, 2, 4)])
+    cls_obs, cls_exp = rng.uniform(0, 0.2, len(grid)), rng.uniform(0, 0.2, (len(grid), 5))
+    written = [
+        plotting.plot_brazil_band(x, exp[:, 2] * 1.1, exp, tmp_path / "brazil.png", logy=True),
+        plotting.plot_significance(x, rng.normal(0, 2, 12), tmp_path / "z", fmt="pdf"),
+        plotting.plot_exclusion(grid, cls_obs, cls_exp, tmp_path / "excl.png", labels=["a", "b"]),
+    ]
+    assert [p.name for p in written] == ["brazil.png", "z.pdf", "excl.png"]
+    for p in written:
+        assert p.read_bytes()[: 8 if p.suffix == ".png" else 4] == (
+            PNG if p.suffix == ".png" else PDF
+        )
+    with pytest.warns(plotting.NoContourWarning, match="no exclusion contour"):
+        plotting.plot_exclusion(grid[:2], cls_obs[:2], cls_exp[:2], tmp_path / "two.png")
+    assert (tmp_path / "two.png").stat().st_size > 0
+
+
 # -- command line ----------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
-"""The Belle II B+ → K+ νν̄ WET reinterpretation (PHYSICS.md §2) built from the real release:
+"""The Belle II B+ → K+ νν̄ WET reinterpretation built from the real release:
 model structure, the reweighted templates at the SM point, the published cross-check Δ2NLL
-values, the MLE, JSON round trip, and an independent pyhf construction (slow)."""
+values, the MLE, JSON round trip, ``jaxlike belle2-wet`` (the job writing the plain workspace)
+and an independent pyhf construction (slow)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import pytest
 from conftest import DATA
 
 import jaxlike
+from jaxlike.cli import main
 from jaxlike.exceptions import InvalidModel
-from jaxlike.physics import C_VL_SM, FF_PARAMETER, belle2_wet_workspace
+from jaxlike.jobs import belle2_wet_workspace, load_posterior_config
+from jaxlike.physics import C_VL_SM, FF_PARAMETER
 
 BK = DATA / "belle2_bknunu"
 FF_ZERO = {f"{FF_PARAMETER}[{i}]": 0.0 for i in range(8)}
@@ -138,6 +141,32 @@ def test_json_round_trip(wet, tmp_path):
         if m["type"] == "reweight"
     ]
     assert len(rw) == 3 and {m["data"]["rate"] for m in rw} == {"bknunu_wet_bsz2015"}
+
+
+def test_cli_writes_the_plain_workspace(wet, tmp_path, capsys):
+    ws, _, _ = wet
+    out, cfg = tmp_path / "wet.json", tmp_path / "wet_posterior.json"
+    argv = ["belle2-wet", str(BK), "-o", str(out), "--posterior-config", str(cfg), "--json"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary == {
+        "workspace": str(out),
+        "parameters": 239,
+        "poi": "C_V",
+        "channels": len(ws.channels),
+        "posterior_config": str(cfg),
+    }
+    assert jaxlike.Workspace.load(out) == ws  # plain JSON, reweight modifiers included
+    assert load_posterior_config(cfg)["model"] == {"workspace": "wet.json"}
+    assert not list(tmp_path.glob(".*tmp*"))
+    # a folder without the release files, a missing output folder: one line, exit 2
+    assert main(["belle2-wet", str(tmp_path), "-o", str(tmp_path / "x.json")]) == 2
+    assert "combined_likelihood.json" in capsys.readouterr().err
+    assert main(["belle2-wet", str(BK), "-o", str(tmp_path / "no" / "x.json")]) == 2
+    assert "folder does not exist" in capsys.readouterr().err
+    # generic commands take the workspace file, no Belle II folder
+    assert main(["grid", "--belle2-wet", str(BK), "--x", "C_V:0:20:2", "--y", "C_T:0:2:2"]) == 2
+    assert "unrecognized arguments: --belle2-wet" in capsys.readouterr().err
 
 
 def test_bad_release_files(tmp_path):

@@ -29,30 +29,39 @@ divergences, HDI/mode/upper limits, HDF5 and ArviZ export).
 
 :func:`bayesian_upper_limit` gives credible upper limits on the POI of a search (uniform or
 Jeffreys prior, nuisances marginalised by a Laplace approximation or Gauss–Hermite quadrature,
-vmappable over the hypotheses of a scan); :func:`counting_workspace` writes counting
-experiments, several channels multiplying their likelihoods.
+vmappable over the hypotheses of a scan); :func:`jaxlike.workspace.counting_workspace` writes
+counting experiments, several channels multiplying their likelihoods.
+
+The configured posterior analysis (config file → NUTS → summary, HDF5 and corner plots) is an
+application of this package: :mod:`jaxlike.jobs.posterior` (``jaxlike posterior CONFIG``).
 """
 
-from ._job import WET_POSTERIOR_CONFIG, load_posterior_config, run_posterior_job
-from ._limits import (
-    BayesianLimitResult,
-    bayesian_upper_limit,
-    bayesian_upper_limits,
-    counting_workspace,
-)
+from ._limits import BayesianLimitResult, bayesian_upper_limit, bayesian_upper_limits
 from ._nuts import free_parameter_mask, log_posterior, sample_posterior
 from ._posterior import Posterior, hdi, kde_mode
-from ._priors import LogUniform, Prior, TruncatedNormal, Uniform, UniformInSquare
+from ._priors import (
+    PRIOR_KINDS,
+    Flat,
+    Jeffreys,
+    LogUniform,
+    PoiPrior,
+    Prior,
+    TruncatedNormal,
+    Uniform,
+    UniformInSquare,
+    as_prior,
+)
 
 __all__ = [
     "BayesianLimitResult",
-    "WET_POSTERIOR_CONFIG",
-    "load_posterior_config",
-    "run_posterior_job",
     "bayesian_upper_limit",
     "bayesian_upper_limits",
-    "counting_workspace",
+    "PRIOR_KINDS",
+    "as_prior",
+    "Flat",
+    "Jeffreys",
     "LogUniform",
+    "PoiPrior",
     "Posterior",
     "Prior",
     "TruncatedNormal",

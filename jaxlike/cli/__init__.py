@@ -6,6 +6,6 @@ prints the same JSON as ``pyhf cls``). Run it as ``jaxlike ...`` or ``python -m 
 or call :func:`main` with a list of arguments.
 """
 
-from jaxlike.cli._main import main
+from ._main import main
 
 __all__ = ["main"]

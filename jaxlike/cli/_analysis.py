@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxlike.cli._format import table
-from jaxlike.cli._io import CliError, build, dump, emit, nonneg_int, warn
+from ._format import table
+from ._io import CliError, build, dump, emit, nonneg_int, warn
 
 #: Most toys `jaxlike gof --toys` runs (one vmapped batch of fits).
 MAX_TOYS = 1_000_000
@@ -149,7 +149,7 @@ def draw(fn, *args, **kwargs):
 
 
 def draw_yields(t, folder, fmt, logy=False):
-    from jaxlike import plotting
+    from .. import plotting
 
     try:
         return plotting.plot_all_yields(t, folder, fmt=fmt, logy=logy)
@@ -159,7 +159,7 @@ def draw_yields(t, folder, fmt, logy=False):
 
 def cmd_ranking(args) -> int:
     """``jaxlike ranking``: impacts of every nuisance parameter on the POI, largest first."""
-    from jaxlike import analysis, plotting
+    from .. import analysis, plotting
 
     check_top(args.top)
     _, model, data = build(args)
@@ -219,7 +219,7 @@ def cmd_ranking(args) -> int:
 
 def cmd_gof(args) -> int:
     """``jaxlike gof``: saturated-model goodness of fit, χ² (and toy) p-value."""
-    from jaxlike import analysis
+    from .. import analysis
 
     if args.toys < 0:
         raise CliError(f"--toys must not be negative, not {args.toys}")
@@ -289,7 +289,7 @@ def _yields_json(t):
 
 
 def yield_table(model, data, postfit, res, n_samples=0, seed=0):
-    from jaxlike import analysis
+    from .. import analysis
 
     if postfit:
         return analysis.postfit_yields(model, data, res, n_samples=n_samples, seed=seed)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxlike.cli._format import band, table
-from jaxlike.cli._io import CliError, build, dump, emit, floats, scalar, warn
+from ._format import band, table
+from ._io import CliError, build, dump, emit, floats, scalar, warn
 
 __all__ = ["cmd_cls", "cmd_fit", "cmd_limit", "cmd_example", "EXIT_NOT_CONVERGED"]
 
@@ -23,7 +23,8 @@ def _converged(result) -> bool:
 
 
 def _finite(*values) -> bool:
-    return bool(np.all(np.isfinite(np.concatenate([np.ravel(np.asarray(v, float)) for v in values]))))
+    flat = [np.ravel(np.asarray(v, float)) for v in values]
+    return bool(np.all(np.isfinite(np.concatenate(flat))))
 
 
 def cmd_cls(args) -> int:
@@ -121,8 +122,10 @@ def cmd_fit(args) -> int:
         )
         return EXIT_NOT_CONVERGED
     if int(result.n_local_minima) > 1:
-        warn("the likelihood has a second local minimum (a concave interpolation kink); "
-             "the lower one is reported")
+        warn(
+            "the likelihood has a second local minimum (a concave interpolation kink); "
+            "the lower one is reported"
+        )
     return 0
 
 
@@ -162,7 +165,8 @@ def cmd_limit(args) -> int:
 def cmd_example(args) -> int:
     """``jaxlike example``: fit, CLs at mu = 1 and the 95 % CL limit of the bundled example."""
     import jaxlike
-    from jaxlike.examples import make_example_workspace, write_example_workspace
+
+    from ..examples import make_example_workspace, write_example_workspace
 
     if args.output is not None:
         try:

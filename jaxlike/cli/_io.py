@@ -110,7 +110,7 @@ def read_json(path: str, what: str) -> Any:
     Strict (see :func:`jaxlike.workspace.parse_json`): invalid JSON, numbers beyond float64,
     deep nesting, lone surrogates and special files (FIFOs, devices) are one clear error.
     """
-    from jaxlike.workspace._json import read_json_file
+    from ..workspace import read_json_file
 
     return read_json_file(path, what)
 
@@ -190,7 +190,7 @@ def emit(text: str, output_file: str | None = None) -> None:
         buffer.write(data)
         buffer.flush()
         return
-    from jaxlike._strict import atomic_write
+    from .._strict import atomic_write
 
     try:
         atomic_write(output_file, lambda tmp: tmp.write_bytes(data))

@@ -15,8 +15,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from jaxlike.cli import _analysis, _grid, _plot, _posterior, _scan
-from jaxlike.cli._io import CliError, cl_level, finite_float, nonneg_int
+from . import _analysis, _grid, _jobs, _plot, _posterior, _scan
+from ._io import CliError, cl_level, finite_float, nonneg_int
 
 __all__ = ["main", "build_parser", "EXIT_BAD_INPUT", "EXIT_INTERNAL"]
 
@@ -61,7 +61,7 @@ def _add_backend(sub: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``jaxlike`` argument parser with its subcommands."""
-    from jaxlike import __version__
+    from .. import __version__
 
     parser = _Parser(
         prog="jaxlike",
@@ -105,11 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     _plot.add_parser(subs)
     _analysis.add_parsers(subs)
     _posterior.add_parser(subs)
+    _jobs.add_parsers(subs)
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    from jaxlike.cli import _commands, _inspect
+    from . import _commands, _inspect
 
     handlers = {
         "cls": _commands.cmd_cls,
@@ -124,6 +125,7 @@ def _run(args: argparse.Namespace) -> int:
         "gof": _analysis.cmd_gof,
         "yields": _analysis.cmd_yields,
         "posterior": _posterior.cmd_posterior,
+        "belle2-wet": _jobs.cmd_belle2_wet,
     }
     return handlers[args.command](args)
 
@@ -165,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["inspect", "workspace.json"])  # doctest: +SKIP
         0
     """
-    from jaxlike.exceptions import JaxlikeError
+    from ..exceptions import JaxlikeError
 
     # one OpenBLAS thread for JAX's CPU LAPACK calls (read when scipy's OpenBLAS loads, at the
     # first Cholesky): a threaded OpenBLAS made a 239×239 Cholesky ~100× slower on a busy

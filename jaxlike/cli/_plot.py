@@ -8,22 +8,23 @@
   (solid) and expected (dashed, ±1σ dotted) exclusion contours CLs = 1 − CL; with one
   coordinate (or plain patch files): the Brazil band versus that coordinate.
 
-matplotlib draws off-screen (Agg, no pyplot state); the mplhep ROOT style is used when mplhep is
-installed, else a plain built-in style.
+The figures are drawn by :mod:`jaxlike.plotting` (:func:`~jaxlike.plotting.plot_brazil_band`,
+:func:`~jaxlike.plotting.plot_significance`, :func:`~jaxlike.plotting.plot_exclusion`):
+matplotlib off-screen (Agg, no pyplot state), the mplhep ROOT style when mplhep is installed,
+else a plain built-in style.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from jaxlike.cli import _analysis
-from jaxlike.cli._io import CliError, build, cl_level, finite_float
-from jaxlike.plotting._style import GREEN, YELLOW, figure, save
-from jaxlike.plotting._style import style as _style
+from . import _analysis
+from ._io import CliError, build, cl_level, finite_float
 
 __all__ = ["add_parser", "cmd_plot", "cmd_plot_workspace", "is_workspace", "plot_scan"]
 
@@ -69,7 +70,7 @@ def add_parser(subs):
 
 def cmd_plot(args) -> int:
     """``jaxlike plot``: write the figures; a missing or corrupt file is one line and exit 2."""
-    from jaxlike.exceptions import JaxlikeError
+    from ..exceptions import JaxlikeError
 
     if is_workspace(args.scan):
         return cmd_plot_workspace(args)
@@ -99,10 +100,13 @@ def plot_scan(path, output, *, significance=None, fmt=None, cl=None, logy=False,
     ``output`` is the main figure (Brazil band or exclusion map); ``significance`` the
     significance figure of a mass scan (default ``significance.<fmt>`` beside ``output``).
     """
-    from jaxlike.scan import read_results
+    from .. import plotting
+    from ..scan import read_results
 
     hyps, res, attrs = read_results(path)
     fmt = fmt or (Path(output).suffix[1:].lower() or "png")
+    if fmt not in ("png", "pdf"):
+        raise CliError(f"{output}: unsupported figure format {fmt!r} (png or pdf)")
     output = Path(output).with_suffix(f".{fmt}")
     levels = [float(x) for x in np.atleast_1d(attrs.get("cl", [0.95]))]
     j = 0 if cl is None else _level(levels, cl, path)
@@ -112,26 +116,27 @@ def plot_scan(path, output, *, significance=None, fmt=None, cl=None, logy=False,
         x, order = hyps["mass"], np.argsort(hyps["mass"])
         obs, exp, label = _limits(res, j, units, path)
         ylabel = f"{100 * levels[j]:g}% CL upper limit {label}"
-        fig = _brazil(x[order], obs[order], exp[order], "mass hypothesis", ylabel, logy)
-        _save(fig, output)
+        _draw(plotting.plot_brazil_band, x[order], obs[order], exp[order], output,
+              xlabel="mass hypothesis", ylabel=ylabel, logy=logy)  # fmt: skip
         if "significance" not in res:
             return [output]
-        _save(_significance(x[order], res["significance"][order]), sig)
+        _draw(plotting.plot_significance, x[order], res["significance"][order], sig)
         return [output, sig]
     if kind == "patches" and "values" in hyps:
         values, config = np.asarray(hyps["values"], float), attrs.get("config") or {}
         labels = list(config.get("labels") or [])
         if values.ndim == 2 and values.shape[1] == 2:
             test_poi = float(config.get("test_poi", 1.0))
-            fig = _exclusion(values, res, 1.0 - levels[j], test_poi, labels, levels[j])
+            _draw(plotting.plot_exclusion, values, res["cls_obs"], res["cls_exp"], output,
+                  cl=levels[j], test_poi=test_poi, labels=labels)  # fmt: skip
         else:
             x = values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else hyps["index"]
             xlabel = labels[0] if len(labels) == 1 and values.shape[1] == 1 else "patch index"
             obs, exp, label = _limits(res, j, units, path)
             order = np.argsort(x)
             ylabel = f"{100 * levels[j]:g}% CL upper limit {label}"
-            fig = _brazil(x[order], obs[order], exp[order], xlabel, ylabel, logy)
-        _save(fig, output)
+            _draw(plotting.plot_brazil_band, x[order], obs[order], exp[order], output,
+                  xlabel=xlabel, ylabel=ylabel, logy=logy)  # fmt: skip
         return [output]
     raise CliError(f"{path}: not a mass or patch scan (kind {kind!r}); nothing to plot")
 
@@ -161,91 +166,27 @@ def _limits(res, j, units, path):
     return obs, np.sort(exp, axis=1), label
 
 
-def _figure():
-    return figure()
+def _draw(plot, *args, **kwargs) -> None:
+    """Call the plotting function ``plot``: a figure without its exclusion contour is one
+    warning line on stderr, an unwritable file one error line (exit 2)."""
+    from ..plotting import NoContourWarning
 
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
 
-def _save(fig, path: Path) -> None:
-    try:
-        save(fig, path)
-    except OSError as err:
-        raise CliError(f"cannot write '{path}': {err.strerror or err}") from None
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, NoContourWarning):
+                text = " ".join(str(message).split())
+                print(f"jaxlike plot: warning: {text}", file=sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
 
-
-def _brazil(x, obs, exp, xlabel, ylabel, logy):
-    with _style():
-        fig, ax = _figure()
-        ax.fill_between(x, exp[:, 0], exp[:, 4], color=YELLOW, lw=0, label="expected ±2σ")
-        ax.fill_between(x, exp[:, 1], exp[:, 3], color=GREEN, lw=0, label="expected ±1σ")
-        ax.plot(x, exp[:, 2], "k--", label="expected")
-        ax.plot(x, obs, "k-", marker="o" if len(x) < 30 else None, ms=3, label="observed")
-        ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(x.min(), x.max()) if len(x) > 1 else None)
-        if logy:
-            ax.set_yscale("log")
-        else:
-            ax.set_ylim(bottom=0)
-        ax.legend(loc="best")
-    return fig
-
-
-def _significance(x, z):
-    z = np.asarray(z, float)
-    with _style():
-        fig, ax = _figure()
-        ax.plot(x, z, "k-", marker="o" if len(x) < 30 else None, ms=3, label="local significance")
-        for level, color in ((3, "tab:orange"), (5, "tab:red")):
-            ax.axhline(level, color=color, ls="--", lw=1, label=f"{level}σ")
-        ax.axhline(0, color="grey", lw=0.8)
-        finite = z[np.isfinite(z)] if np.any(np.isfinite(z)) else np.zeros(1)
-        ax.set_ylim(min(-1.0, finite.min() - 0.5), max(5.5, finite.max() + 0.5))
-        ax.set(xlabel="mass hypothesis", ylabel="local significance Z [σ]")
-        if len(x) > 1:
-            ax.set_xlim(x.min(), x.max())
-        ax.legend(loc="best")
-    return fig
-
-
-def _exclusion(values, res, alpha, test_poi, labels, cl):
-    """CLs_obs on a 2-D grid with observed/expected CLs = alpha contours (tricontour)."""
-    import warnings
-
-    from matplotlib.colors import LogNorm
-    from matplotlib.lines import Line2D
-    from matplotlib.tri import Triangulation
-
-    x, y = values[:, 0], values[:, 1]
-    cls = np.asarray(res["cls_obs"], float)
-    exp = np.sort(np.asarray(res["cls_exp"], float), axis=1)
-    ok = np.isfinite(cls) & np.all(np.isfinite(exp), axis=1)
-    with _style():
-        fig, ax = _figure()
-        shown = np.clip(cls, 1e-6, 1.0)
-        points = ax.scatter(x, y, c=shown, norm=LogNorm(shown.min(), 1.0), s=30, zorder=3)
-        fig.colorbar(points, ax=ax, label=f"observed CLs at μ = {test_poi:g}")
-        handles = []
+        warnings.showwarning = show
+        warnings.simplefilter("always", NoContourWarning)
         try:
-            tri = Triangulation(x[ok], y[ok])
-            for z, style, name in (
-                (cls[ok], "-", "observed"),
-                (exp[ok, 2], "--", "expected"),
-                (exp[ok, 1], ":", "expected ±1σ"),
-                (exp[ok, 3], ":", None),
-            ):
-                with warnings.catch_warnings():  # a level outside the data range: no line
-                    warnings.simplefilter("ignore", UserWarning)
-                    ax.tricontour(tri, z, levels=[alpha], colors="k", linestyles=style)
-                if name:
-                    handles.append(Line2D([], [], color="k", ls=style, label=name))
-        except (ValueError, RuntimeError) as err:  # too few or collinear points
-            print(f"jaxlike plot: warning: no exclusion contour ({err})", file=sys.stderr)
-        for v, axis in ((x, ax.set_xlim), (y, ax.set_ylim)):
-            pad = 0.05 * (v.max() - v.min()) or 0.5
-            axis(v.min() - pad, v.max() + pad)
-        names = labels if len(labels) == 2 else ["coordinate 1", "coordinate 2"]
-        ax.set(xlabel=names[0], ylabel=names[1], title=f"{100 * cl:g}% CL exclusion")
-        if handles:
-            ax.legend(handles=handles, loc="best")
-    return fig
+            plot(*args, **kwargs)
+        except OSError as err:
+            raise CliError(f"cannot write '{args[-1]}': {err.strerror or err}") from None
 
 
 def add_plot_options(p) -> None:
@@ -306,10 +247,9 @@ def _parse_what(text):
 
 
 def _scan_figure(model, data, res, par, path):
-    from jaxlike import analysis, plotting
-    from jaxlike.analysis._common import resolve_index
+    from .. import analysis, plotting
 
-    i = resolve_index(model.config, par)
+    i = analysis.resolve_index(model.config, par)
     best, sigma = float(res.bestfit[i]), float(res.uncertainties[i])
     if not (math.isfinite(sigma) and sigma > 0):
         raise CliError(f"scan:{par}: the parameter is fixed or has no Hessian uncertainty")
@@ -321,7 +261,7 @@ def _scan_figure(model, data, res, par, path):
 
 def cmd_plot_workspace(args) -> int:
     """``jaxlike plot WORKSPACE --what ...``: figures of the fit products into ``-o`` (a folder)."""
-    from jaxlike import analysis, plotting
+    from .. import analysis, plotting
 
     what = _parse_what(args.what)
     _analysis.check_top(args.top)
@@ -332,10 +272,8 @@ def cmd_plot_workspace(args) -> int:
     if res is None:
         return _analysis.EXIT_NOT_CONVERGED
     folder = _analysis.make_folder(args.output or ".")
-    from jaxlike.plotting._style import file_stems
-
     scans = [w[5:] for w in what if w.startswith("scan:")]  # gamma[0] -> scan_gamma_0.png
-    safe = file_stems(p.replace("[", "_").replace("]", "") for p in scans)
+    safe = plotting.file_stems(p.replace("[", "_").replace("]", "") for p in scans)
     stems = dict(zip(scans, safe, strict=True))  # distinct files, one per parameter
     paths = []
     pulls = analysis.pulls(model, data, res) if {"pulls", "ranking"} & set(what) else None

@@ -1,13 +1,12 @@
-"""``jaxlike posterior``: NUTS posterior of a configured analysis (see jaxlike.bayes._job)."""
+"""``jaxlike posterior``: NUTS posterior of a configured analysis (see jaxlike.jobs.posterior)."""
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 
-from jaxlike.cli._io import CliError, nonneg_int, positive_int
+from ._io import nonneg_int, positive_int
 
 EXIT_NOT_CONVERGED = 3
 RHAT_MAX = 1.01
@@ -19,15 +18,16 @@ def add_parser(subs) -> argparse.ArgumentParser:
         "posterior",
         help="NUTS posterior of a configured analysis (e.g. the Belle II WET reinterpretation)",
         description="Sample the posterior of the model in CONFIG (TOML/JSON: [model], [sampler], "
-        "[priors], [report], [[variant]]; see jaxlike/bayes/_job.py) with NumPyro NUTS, or of "
-        "the Belle II B+ -> K+ nu nu WET reinterpretation with --belle2-wet DIR (uniform priors "
-        "on C_V, C_S, C_T in [0, 20] plus the truncated-normal and uniform-in-C^2 variants). "
+        "[priors], [report], [[variant]]; see jaxlike/jobs/posterior.py) with NumPyro NUTS. "
+        "For the Belle II B+ -> K+ nu nu WET reinterpretation, 'jaxlike belle2-wet DIR -o "
+        "wet_workspace.json --posterior-config wet_posterior.json' writes the workspace and "
+        "the configuration (uniform priors on C_V, C_S, C_T in [0, 20] plus the "
+        "truncated-normal and uniform-in-C^2 variants). "
         "Writes posterior*.h5, summary.json and corner*.png.",
         epilog="exit codes: 0 success, 2 bad input, 3 MLE not converged or R-hat >= 1.01 or "
         "divergent transitions (results still written)",
     )
-    p.add_argument("config", nargs="?", metavar="CONFIG", help="posterior configuration")
-    p.add_argument("--belle2-wet", metavar="DIR", help="Belle II release folder (WET analysis)")
+    p.add_argument("config", metavar="CONFIG", help="posterior configuration (TOML or JSON)")
     p.add_argument("-o", "--output", metavar="DIR", default="posterior", help="output folder")
     p.add_argument("--chains", type=positive_int, help="number of chains")
     p.add_argument("--warmup", type=positive_int, help="warmup iterations per chain")
@@ -39,26 +39,13 @@ def add_parser(subs) -> argparse.ArgumentParser:
 
 
 def cmd_posterior(args) -> int:
-    from jaxlike.bayes import WET_POSTERIOR_CONFIG, run_posterior_job
+    """``jaxlike posterior CONFIG``: run the posterior job, print its summary."""
+    from ..jobs import load_posterior_config, read_posterior_config, run_posterior_job
 
-    if (args.config is None) == (args.belle2_wet is None):
-        raise CliError("give either CONFIG or --belle2-wet DIR")
-    if args.config is None:
-        config = copy.deepcopy(WET_POSTERIOR_CONFIG)
-        config["model"] = {"belle2_wet": args.belle2_wet}
-    else:
-        from jaxlike.bayes import load_posterior_config
-
-        load_posterior_config(args.config)  # validate before anything else
-        config = args.config
+    load_posterior_config(args.config)  # validate before anything else
+    config = args.config
     if args.no_variants:
-        if not isinstance(config, dict):
-            from pathlib import Path
-
-            from jaxlike.bayes._job import _read_raw
-
-            config = _read_raw(Path(config))
-        config = dict(config, variant=[])
+        config = dict(read_posterior_config(config), variant=[])
     overrides = {
         k: v
         for k, v in {

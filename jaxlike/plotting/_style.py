@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..exceptions import InvalidArgument
+
 __all__ = ["GREEN", "YELLOW", "figure", "file_stems", "output_path", "save", "style"]
 
 GREEN, YELLOW = "#00cc00", "#ffcc00"  # ±1σ, ±2σ bands
@@ -41,7 +43,7 @@ def output_path(path, fmt=None) -> Path:
     path = Path(path)
     fmt = fmt or (path.suffix[1:].lower() or "png")
     if fmt not in ("png", "pdf"):
-        raise ValueError(f"unsupported figure format {fmt!r} (png or pdf)")
+        raise InvalidArgument(f"fmt: unsupported figure format {fmt!r} (png or pdf)")
     return path.with_suffix(f".{fmt}")
 
 

@@ -12,21 +12,35 @@ with w_j = ∫σ_WET/∫σ_HPQCD over the 100 truth-q² bins (sentinel bin [−1
 result has C_V, C_S, C_T ∈ [0, 20] and the 8 decorrelated BSZ2015 nuisances in addition to
 the 228 published nuisance parameters: 239 parameters. The workspace is plain JSON (maps,
 edges and form-factor inputs embedded), see :mod:`jaxlike.model._reweight`.
+
+This is an application of the library, not part of it: :func:`write_belle2_wet_workspace`
+(``jaxlike belle2-wet DIR -o wet_workspace.json``) writes the plain pyhf-JSON workspace once,
+and every generic tool (``jaxlike fit``, ``grid``, ``posterior``, :class:`jaxlike.Workspace`)
+takes that file like any other workspace.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
+from .._strict import atomic_write, directory, regular_file
 from ..exceptions import InvalidModel
+from ..physics import NULL_RATE, WET_RATE, load_bk_formfactors
 from ..workspace import Workspace
-from ._bknunu import load_bk_formfactors
-from ._rates import NULL_RATE, WET_RATE
 
-__all__ = ["BELLE2_MAPS", "TRUTH_EDGES", "belle2_wet_workspace", "read_number_density"]
+__all__ = [
+    "BELLE2_FILES",
+    "BELLE2_MAPS",
+    "TRUTH_EDGES",
+    "belle2_release_folder",
+    "belle2_wet_workspace",
+    "read_number_density",
+    "write_belle2_wet_workspace",
+]
 
 #: channel prefix (as in combined_likelihood.json) → (signal sample, number-density file)
 BELLE2_MAPS = {
@@ -37,6 +51,25 @@ BELLE2_MAPS = {
 #: truth-q² edges of the maps: a sentinel bin [−1, 0], then 100 bins up to 22.885 GeV²
 TRUTH_EDGES = np.concatenate([[-1.0], np.linspace(0.0, 22.885, 101)])
 REMOVED = ("mu", "corr_ff_c1", "corr_ff_c2", "corr_ff_c3")
+#: the files of the release folder that the WET workspace is built from
+BELLE2_FILES = (
+    "combined_likelihood.json",
+    "bk_formfactors.json",
+    *(f for _, f in BELLE2_MAPS.values()),
+)
+
+
+def belle2_release_folder(data_dir, field="belle2_wet", exc=InvalidModel, base=None):
+    """``data_dir`` (resolved against ``base``) checked to be a Belle II release folder
+    before anything is opened: a folder holding a regular ``combined_likelihood.json``; the
+    other files of :data:`BELLE2_FILES` that exist must be regular files too (a FIFO or a
+    device is refused, never opened). Errors raise ``exc(field, message)``."""
+    folder = directory(data_dir, field, exc, base)
+    regular_file(folder / BELLE2_FILES[0], field, exc)
+    for f in BELLE2_FILES[1:]:
+        if os.path.lexists(folder / f):  # read when needed; never a FIFO or a device
+            regular_file(folder / f, field, exc)
+    return folder
 
 
 def read_number_density(path, nbins=None):
@@ -124,3 +157,25 @@ def belle2_wet_workspace(
             p for p in meas["config"].get("parameters", []) if p["name"] not in REMOVED
         ]
     return Workspace(spec)
+
+
+def write_belle2_wet_workspace(data_dir, path, *, indent=None, **options):
+    """Build the WET workspace of ``data_dir`` (:func:`belle2_wet_workspace`, ``options`` are
+    its keyword arguments) and write it as plain pyhf JSON (with its ``reweight`` modifiers) to
+    ``path``, atomically: through a unique temporary file in the same folder, renamed onto
+    ``path``, so an interrupted run leaves no half-written workspace.
+
+    The release folder is checked first (:func:`belle2_release_folder`); a file that cannot be
+    read or parsed raises :class:`~jaxlike.exceptions.InvalidModel` naming it. Returns the
+    :class:`~jaxlike.Workspace` written.
+    """
+    folder = belle2_release_folder(data_dir)
+    try:
+        ws = belle2_wet_workspace(folder, **options)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        if isinstance(err, InvalidModel):
+            raise
+        raise InvalidModel(str(folder), f"cannot build the WET workspace: {err}") from None
+    text = ws.to_json(indent=indent) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return ws

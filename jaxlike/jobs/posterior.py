@@ -4,7 +4,8 @@ The configuration (TOML or JSON, or a dict) is validated before anything is comp
 
     [model]
     workspace = "ws.json"            # any workspace (reweight modifiers included), or
-    belle2_wet = "../shared/data/belle2_bknunu"   # the Belle II WET reinterpretation
+    belle2_wet = "../shared/data/belle2_bknunu"   # job shortcut: the Belle II WET workspace
+                                     # (jaxlike.jobs.belle2) built from the release folder
     measurement = "..."              # optional
 
     [sampler]                        # sample_posterior's settings
@@ -40,10 +41,15 @@ finite and in range; variant names must be distinct (case-insensitively) and not
 ``nominal``. ``model.workspace`` / ``model.belle2_wet`` are relative to the config file's
 folder (absolute paths and ``..`` are taken as written) and must be a regular file / a folder
 of regular files: a FIFO or device is refused before it is opened.
+
+This is a job (an application of :mod:`jaxlike.bayes`), run by ``jaxlike posterior CONFIG``.
+:func:`write_wet_posterior_config` writes :data:`WET_POSTERIOR_CONFIG` for a WET workspace
+written by ``jaxlike belle2-wet`` (:func:`jaxlike.jobs.write_belle2_wet_workspace`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
@@ -56,23 +62,30 @@ import numpy as np
 from .._strict import (
     atomic_write,
     check_keys,
-    directory,
     integer,
     join,
     number,
     read_config,
     regular_file,
 )
+from ..bayes import PRIOR_KINDS, sample_posterior
 from ..exceptions import InvalidPosteriorConfig
-from ._priors import LogUniform, TruncatedNormal, Uniform, UniformInSquare
+from ..fit import fit
+from ..plotting import plot_corner
+from ..workspace import Workspace
+from .belle2 import belle2_release_folder, belle2_wet_workspace
 
-__all__ = ["load_posterior_config", "run_posterior_job", "WET_POSTERIOR_CONFIG"]
+__all__ = [
+    "WET_POSTERIOR_CONFIG",
+    "load_posterior_config",
+    "read_posterior_config",
+    "run_posterior_job",
+    "write_wet_posterior_config",
+]
 
+#: prior ``type`` → (prior module, the keys it accepts): the library's own table of kinds
 _PRIORS = {
-    "uniform": (Uniform, ("low", "high")),
-    "truncated_normal": (TruncatedNormal, ("loc", "scale", "low", "high")),
-    "log_uniform": (LogUniform, ("low", "high")),
-    "uniform_in_square": (UniformInSquare, ("low", "high")),
+    k: (cls, tuple(f.name for f in dataclasses.fields(cls))) for k, cls in PRIOR_KINDS.items()
 }
 _SAMPLER = {
     "chains": "num_chains",
@@ -84,7 +97,8 @@ _SAMPLER = {
     "max_tree_depth": "max_tree_depth",
 }
 
-#: The Belle II WET posterior of PHYSICS.md §2 (uniform priors on the positive octant) with
+#: The Belle II B+ → K+ νν̄ WET posterior (Wilson coefficients of the weak effective theory,
+#: from the Belle II likelihood; uniform priors on the positive octant) with
 #: the two prior-sensitivity variants of the issue: truncated N(SM, 20) and uniform in C².
 WET_POSTERIOR_CONFIG = {
     "model": {"belle2_wet": "../shared/data/belle2_bknunu"},
@@ -165,9 +179,13 @@ def _priors(spec, path):
     return out
 
 
-def _read_raw(path):
-    """The raw configuration dict of a TOML/JSON file (``_base``: its folder). Only a regular
-    file is read (a FIFO or device is refused); a UTF-8 byte order mark is accepted."""
+def read_posterior_config(path):
+    """The raw (not yet validated) configuration dict of the TOML/JSON file ``path``, with
+    ``_base`` set to the file's folder, so that :func:`load_posterior_config` and
+    :func:`run_posterior_job` given the dict (e.g. after editing it) resolve relative paths as
+    for the file. Only a regular file is read (a FIFO or device is refused); a UTF-8 byte order
+    mark is accepted. Raises :class:`~jaxlike.exceptions.InvalidPosteriorConfig`."""
+    path = Path(path)
     raw = read_config(path, _E, "posterior config", field=str(path))
     return dict(raw, _base=str(path.parent))
 
@@ -194,7 +212,7 @@ def _sampler(spec):
         elif k == "target_accept":
             v = number(v, path, _E, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
         elif k == "dense_mass" and not (isinstance(v, bool) or v == "auto"):
-            _fail(path, f"must be true, false or \"auto\", got {v!r}")
+            _fail(path, f'must be true, false or "auto", got {v!r}')
         out[_SAMPLER[k]] = v
     return out
 
@@ -248,14 +266,7 @@ def _model_files(model, base):
     """The resolved workspace file or Belle II folder of the ``model`` section, checked to
     be a regular file / a folder of regular files before anything opens them."""
     if "belle2_wet" in model:
-        from ..physics._belle2 import BELLE2_MAPS
-
-        folder = directory(model["belle2_wet"], "model.belle2_wet", _E, base)
-        regular_file(folder / "combined_likelihood.json", "model.belle2_wet", _E)
-        for f in ("bk_formfactors.json", *(f for _, f in BELLE2_MAPS.values())):
-            if os.path.lexists(folder / f):  # read when needed; never a FIFO or a device
-                regular_file(folder / f, "model.belle2_wet", _E)
-        return folder
+        return belle2_release_folder(model["belle2_wet"], "model.belle2_wet", _E, base)
     return regular_file(model["workspace"], "model.workspace", _E, base)
 
 
@@ -274,7 +285,7 @@ def load_posterior_config(source):
     if isinstance(source, dict):
         raw, base = source, Path(source.get("_base", Path.cwd()))
     else:
-        raw = _read_raw(Path(source))
+        raw = read_posterior_config(source)
         base = Path(raw["_base"])
     raw = {k: v for k, v in raw.items() if k != "_base"}
     check_keys(raw, _SECTIONS, "", _E, "section")
@@ -301,15 +312,11 @@ def load_posterior_config(source):
 
 
 def _build_model(spec, base):
-    import jaxlike
-
     path = _model_files(spec, base)  # checked again right before it is opened
     if "belle2_wet" in spec:
-        from ..physics import belle2_wet_workspace
-
         ws = belle2_wet_workspace(path)
     else:
-        ws = jaxlike.Workspace.load(path)
+        ws = Workspace.load(path)
     model = ws.model(measurement_name=spec.get("measurement"))
     return model, ws.data(model)
 
@@ -355,10 +362,6 @@ def run_posterior_job(config, out_dir, *, overrides=None, progress=print):
     Returns:
         the summary dict written to ``summary.json``.
     """
-    import jaxlike
-
-    from ._nuts import sample_posterior
-
     cfg = load_posterior_config(config)
     say = progress or (lambda *_: None)
     out = Path(out_dir)
@@ -370,7 +373,7 @@ def run_posterior_job(config, out_dir, *, overrides=None, progress=print):
         model.config.par_index(n)  # InvalidParameters naming an unknown parameter
     sampler = {**cfg["sampler"], **(overrides or {})}
     t0 = time.perf_counter()
-    mle = jaxlike.fit(model, data)
+    mle = fit(model, data)
     summary = {
         "model": {"npars": model.config.npars, "par_names_reported": names},
         "mle": {
@@ -405,8 +408,6 @@ def run_posterior_job(config, out_dir, *, overrides=None, progress=print):
             f"{entry['divergences']} divergences"
         )
         if names:
-            from ..plotting import plot_corner
-
             mirrored = post.mirrored(rep.get("mirror", [])) if rep.get("mirror") else post
             _atomic(
                 out / f"corner{tag}.png",
@@ -417,3 +418,21 @@ def run_posterior_job(config, out_dir, *, overrides=None, progress=print):
     summary["total_wall_time_s"] = time.perf_counter() - t0
     _atomic(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
     return summary
+
+
+def write_wet_posterior_config(path, workspace):
+    """Write :data:`WET_POSTERIOR_CONFIG` as a JSON posterior configuration to ``path``
+    (atomically), with ``model.workspace`` naming the WET workspace file ``workspace`` (e.g.
+    written by ``jaxlike belle2-wet``) relative to the configuration's folder when it can be
+    (absolute otherwise), so ``jaxlike posterior PATH`` runs the Belle II WET posterior with its
+    two prior variants. Returns the configuration dict written."""
+    path = Path(path)
+    ws = Path(workspace)
+    try:
+        where = os.path.relpath(ws.resolve(), path.parent.resolve())
+    except ValueError:  # another drive (Windows)
+        where = str(ws.resolve())
+    config = {**WET_POSTERIOR_CONFIG, "model": {"workspace": Path(where).as_posix()}}
+    text = json.dumps(config, indent=2) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return config

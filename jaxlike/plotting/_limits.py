@@ -1,0 +1,136 @@
+"""Figures of a limit scan: the Brazil band of upper limits, the local significance, and the
+CLs exclusion map of a two-coordinate patch scan (what ``jaxlike plot SCAN.h5`` draws)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ._style import GREEN, YELLOW, figure, output_path, save, style
+
+__all__ = ["NoContourWarning", "plot_brazil_band", "plot_exclusion", "plot_significance"]
+
+
+class NoContourWarning(UserWarning):
+    """:func:`plot_exclusion` drew no exclusion contour (too few or collinear points)."""
+
+
+def plot_brazil_band(
+    x, observed, expected, path, *, xlabel="mass hypothesis", ylabel="upper limit on μ",
+    logy=False, fmt=None,
+):  # fmt: skip
+    """The Brazil band of upper limits versus ``x``: the observed limit (solid, with markers
+    below 30 points), the expected median (dashed) and the expected ±1σ (green) and ±2σ
+    (yellow) bands.
+
+    Args:
+        x: the hypotheses' coordinate [H] (e.g. the mass), in drawing order.
+        observed: observed upper limits [H].
+        expected: expected upper limits [H, 5], sorted along the last axis
+            (−2σ, −1σ, median, +1σ, +2σ).
+        path: the figure file (PNG or PDF by suffix or ``fmt``).
+        xlabel, ylabel: the axis labels.
+        logy: a logarithmic limit axis (else linear from 0).
+
+    Returns the path written.
+    """
+    x = np.asarray(x)
+    obs = np.asarray(observed)
+    exp = np.asarray(expected)
+    with style():
+        fig, ax = figure()
+        ax.fill_between(x, exp[:, 0], exp[:, 4], color=YELLOW, lw=0, label="expected ±2σ")
+        ax.fill_between(x, exp[:, 1], exp[:, 3], color=GREEN, lw=0, label="expected ±1σ")
+        ax.plot(x, exp[:, 2], "k--", label="expected")
+        ax.plot(x, obs, "k-", marker="o" if len(x) < 30 else None, ms=3, label="observed")
+        ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(x.min(), x.max()) if len(x) > 1 else None)
+        if logy:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
+        ax.legend(loc="best")
+    return save(fig, output_path(path, fmt))
+
+
+def plot_significance(x, z, path, *, xlabel="mass hypothesis", fmt=None):
+    """The local significance ``z`` [σ] versus ``x`` with the 3σ and 5σ lines; the axis
+    spans at least [−1, 5.5]. Non-finite values are left out of the axis range.
+
+    Returns the path written (PNG or PDF by the suffix of ``path`` or ``fmt``).
+    """
+    x = np.asarray(x)
+    z = np.asarray(z, float)
+    with style():
+        fig, ax = figure()
+        ax.plot(x, z, "k-", marker="o" if len(x) < 30 else None, ms=3, label="local significance")
+        for level, color in ((3, "tab:orange"), (5, "tab:red")):
+            ax.axhline(level, color=color, ls="--", lw=1, label=f"{level}σ")
+        ax.axhline(0, color="grey", lw=0.8)
+        finite = z[np.isfinite(z)] if np.any(np.isfinite(z)) else np.zeros(1)
+        ax.set_ylim(min(-1.0, finite.min() - 0.5), max(5.5, finite.max() + 0.5))
+        ax.set(xlabel=xlabel, ylabel="local significance Z [σ]")
+        if len(x) > 1:
+            ax.set_xlim(x.min(), x.max())
+        ax.legend(loc="best")
+    return save(fig, output_path(path, fmt))
+
+
+def plot_exclusion(values, cls_obs, cls_exp, path, *, cl=0.95, test_poi=1.0, labels=None, fmt=None):
+    """The CLs exclusion map of hypotheses on two coordinates: the observed CLs at the tested
+    POI value as coloured points (log scale), and the contours CLs = 1 − ``cl`` of the observed
+    (solid), the expected median (dashed) and the expected ±1σ (dotted) CLs, drawn on a
+    Delaunay triangulation of the points with finite values.
+
+    Args:
+        values: the hypotheses' coordinates [H, 2].
+        cls_obs: observed CLs [H].
+        cls_exp: expected CLs [H, 5] (−2σ … +2σ, sorted here).
+        path: the figure file (PNG or PDF by suffix or ``fmt``).
+        cl: the confidence level of the contours.
+        test_poi: the POI value CLs was computed at (named on the colour bar).
+        labels: the two axis labels (default "coordinate 1", "coordinate 2").
+
+    Without enough non-collinear points for a contour the map is drawn without one and a
+    :class:`NoContourWarning` is issued. Returns the path written.
+    """
+    from matplotlib.colors import LogNorm
+    from matplotlib.lines import Line2D
+    from matplotlib.tri import Triangulation
+
+    values = np.asarray(values, float)
+    alpha = 1.0 - cl
+    labels = list(labels or [])
+    x, y = values[:, 0], values[:, 1]
+    cls = np.asarray(cls_obs, float)
+    exp = np.sort(np.asarray(cls_exp, float), axis=1)
+    ok = np.isfinite(cls) & np.all(np.isfinite(exp), axis=1)
+    with style():
+        fig, ax = figure()
+        shown = np.clip(cls, 1e-6, 1.0)
+        points = ax.scatter(x, y, c=shown, norm=LogNorm(shown.min(), 1.0), s=30, zorder=3)
+        fig.colorbar(points, ax=ax, label=f"observed CLs at μ = {test_poi:g}")
+        handles = []
+        try:
+            tri = Triangulation(x[ok], y[ok])
+            for z, ls, name in (
+                (cls[ok], "-", "observed"),
+                (exp[ok, 2], "--", "expected"),
+                (exp[ok, 1], ":", "expected ±1σ"),
+                (exp[ok, 3], ":", None),
+            ):
+                with warnings.catch_warnings():  # a level outside the data range: no line
+                    warnings.simplefilter("ignore", UserWarning)
+                    ax.tricontour(tri, z, levels=[alpha], colors="k", linestyles=ls)
+                if name:
+                    handles.append(Line2D([], [], color="k", ls=ls, label=name))
+        except (ValueError, RuntimeError) as err:  # too few or collinear points
+            warnings.warn(f"no exclusion contour ({err})", NoContourWarning, stacklevel=2)
+        for v, axis in ((x, ax.set_xlim), (y, ax.set_ylim)):
+            pad = 0.05 * (v.max() - v.min()) or 0.5
+            axis(v.min() - pad, v.max() + pad)
+        names = labels if len(labels) == 2 else ["coordinate 1", "coordinate 2"]
+        ax.set(xlabel=names[0], ylabel=names[1], title=f"{100 * cl:g}% CL exclusion")
+        if handles:
+            ax.legend(handles=handles, loc="best")
+    return save(fig, output_path(path, fmt))
