@@ -21,6 +21,8 @@ __all__ = [
     "InvalidBayesConfig",
     "InvalidPosteriorConfig",
     "PosteriorRangeError",
+    "InvalidArgument",
+    "FitNotConverged",
 ]
 
 
@@ -81,7 +83,7 @@ class InvalidBayesConfig(JaxlikeError, ValueError):
 
 
 class InvalidPosteriorConfig(InvalidScanConfig, InvalidBayesConfig):
-    """A posterior job configuration (:mod:`jaxlike.bayes._job`) is malformed at ``path``.
+    """A posterior job configuration (:mod:`jaxlike.jobs.posterior`) is malformed at ``path``.
     Both an :class:`InvalidScanConfig` (as before it had its own class) and an
     :class:`InvalidBayesConfig`."""
 
@@ -89,3 +91,18 @@ class InvalidPosteriorConfig(InvalidScanConfig, InvalidBayesConfig):
 class PosteriorRangeError(JaxlikeError):
     """The posterior of the POI does not fall off within the POI range: the mass beyond the
     largest allowed μ exceeds the tolerance (raise the POI upper bound or pass ``poi_max``)."""
+
+
+class InvalidArgument(JaxlikeError, ValueError):
+    """An argument of a library function is outside its domain (bin edges not increasing, an
+    unknown interpolation code, models of different layouts stacked, ...). The message starts
+    with the argument's name. Also a :class:`ValueError`."""
+
+
+class FitNotConverged(JaxlikeError, RuntimeError):
+    """A fit asked to raise on failure (``fit(..., throw=True)``) did not converge. The message
+    names the status text (:class:`jaxlike.fit.RESULTS`); ``.status`` is its integer code."""
+
+    def __init__(self, message: str, status: int | None = None):
+        self.status = status
+        super().__init__(message)

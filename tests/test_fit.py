@@ -1,6 +1,6 @@
 """Maximum-likelihood fits (jaxlike.fit) against converged pyhf and MINUIT, and batched fits.
 
-DESIGN.md: when two fitters disagree, the lower 2NLL is right. So the assertion against pyhf is
+When two fitters disagree, the lower 2NLL (of one exact function) is right. So the assertion against pyhf is
 "jaxlike's minimum is not above converged pyhf's" (2NLL <= pyhf + 1e-6), with pyhf's numpy
 backend and SLSQP at tolerance 1e-10; uncertainties are compared with MINUIT's HESSE.
 """
@@ -202,6 +202,41 @@ def test_nonfinite_start_is_flagged(cases):
     assert int(res.status) == 3, res.message()
     ok = jaxlike.fit(model, jnp.array([2.0, 5.0]))
     assert int(ok.status) == 0 and abs(float(ok.bestfit[0]) - 1.0) < 1e-6  # μ̂ = 7/7
+
+
+def test_status_is_a_results_enumeration_and_throw_raises():
+    """RESULTS is the one definition of the fit status: the stored integer codes are its
+    positions and STATUS their texts; ``throw=True`` raises naming the text (FitNotConverged
+    eagerly, an equinox runtime error under jit)."""
+    from jaxlike.exceptions import FitNotConverged
+    from jaxlike.fit import RESULTS, STATUS
+
+    assert len(STATUS) == len(RESULTS) == 6 and STATUS[0] == "converged"
+    assert STATUS[3] == RESULTS[RESULTS.nonfinite_start]
+    channels = [
+        {
+            "name": "c",
+            "samples": [
+                {
+                    "name": "sig",
+                    "data": [3.0, 4.0],
+                    "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+                }
+            ],
+        }
+    ]
+    model = jaxlike.build_model(channels, poi_name="mu")
+    data = jnp.array([2.0, 5.0])
+    ok = jaxlike.fit(model, data, throw=True)
+    assert bool(ok.result == RESULTS.converged) and ok.status_text == "converged"
+    bad = jaxlike.fit(model, data, init_pars=[0.0])
+    assert int(bad.status) == 3 and bool(bad.result == RESULTS.nonfinite_start)
+    with pytest.raises(FitNotConverged, match="not finite at the starting point") as err:
+        jaxlike.fit(model, data, init_pars=[0.0], throw=True)
+    assert err.value.status == 3
+    jitted = jax.jit(lambda d: jaxlike.fit(model, d, init_pars=jnp.zeros(1), throw=True).bestfit)
+    with pytest.raises(Exception, match="not finite at the starting point"):
+        jax.block_until_ready(jitted(data))
 
 
 def test_fixed_poi_fit_needs_a_poi(cases):

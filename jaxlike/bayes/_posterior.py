@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..exceptions import InvalidParameters
+from .._strict import atomic_write
+from ..exceptions import InvalidArgument, InvalidBayesConfig, InvalidParameters
 
 __all__ = ["Posterior", "hdi", "kde_mode"]
 
@@ -45,9 +45,9 @@ def hdi(samples, prob=0.68):
     x = np.sort(np.asarray(samples, float).ravel())
     n = x.size
     if n == 0:
-        raise ValueError("hdi of an empty sample")
+        raise InvalidArgument("samples: hdi of an empty sample")
     if not 0.0 < prob < 1.0:
-        raise ValueError(f"prob must be in (0, 1), got {prob}")
+        raise InvalidBayesConfig(f"prob must be in (0, 1), got {prob}")
     m = min(max(int(np.ceil(prob * n)), 1), n)
     widths = x[m - 1 :] - x[: n - m + 1]
     i = int(np.argmin(widths))
@@ -308,17 +308,14 @@ class Posterior:
 
     # -- I/O -----------------------------------------------------------------------------------
     def to_hdf5(self, path):
-        """Write to HDF5 atomically (a temporary file in the same folder, then ``os.replace``).
+        """Write to HDF5 atomically (:func:`jaxlike._strict.atomic_write`: a temporary file in
+        the same folder, then ``os.replace``; umask permissions).
 
         Datasets: samples, bounds, sampled, rhat, ess, divergences, accept_prob, step_size;
         attributes: par_names, settings (JSON), diagnostics (JSON summary), wall_time."""
         import h5py
 
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".posterior-", suffix=".h5.tmp", dir=folder)
-        os.close(fd)
-        try:
+        def write(tmp):
             with h5py.File(tmp, "w") as f:
                 for key in _ARRAY_FIELDS:
                     f.create_dataset(key, data=np.asarray(getattr(self, key)))
@@ -333,11 +330,8 @@ class Posterior:
                         "divergences": int(np.sum(self.divergences)),
                     }
                 )
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+
+        atomic_write(os.fspath(path), write)
 
     @classmethod
     def from_hdf5(cls, path):

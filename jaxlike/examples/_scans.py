@@ -64,6 +64,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..exceptions import InvalidArgument
+
 __all__ = [
     "write_alp_example",
     "write_bka_example",
@@ -102,7 +104,9 @@ def _phi(t):
 
 
 def _tail(s, a, n):
-    """Mass of a Crystal Ball power-law tail beyond |t| = s ≥ α (PHYSICS.md §3)."""
+    """Mass of a Crystal Ball power-law tail beyond |t| = s ≥ α (t in units of σ, the Gaussian
+    core e^{−t²/2}): ∫_s^∞ A (B + t)^{−n} dt with A = (n/α)^n e^{−α²/2}, B = n/α − α, i.e.
+    n e^{−α²/2} / (α (n − 1)) · (1 + α (s − α)/n)^{1−n}."""
     return n * math.exp(-0.5 * a * a) / (a * (n - 1.0)) * (1.0 + a * (s - a) / n) ** (1.0 - n)
 
 
@@ -136,7 +140,9 @@ def _injection(inject, table: dict):
     m, mu = (float(x) for x in inject)
     lo, hi = table["mass"][0], table["mass"][-1]
     if not (lo <= m <= hi and np.isfinite(mu) and mu >= 0):
-        raise ValueError(f"inject=(mass, mu) needs {lo} <= mass <= {hi} and mu >= 0, got {inject}")
+        raise InvalidArgument(
+            f"inject=(mass, mu) needs {lo} <= mass <= {hi} and mu >= 0, got {inject}"
+        )
     return m, mu
 
 

@@ -1,6 +1,6 @@
 """Fit layer: maximum-likelihood fits that run inside XLA (jit/vmap-able)."""
 
-from ._arrowhead import ArrowheadCovariance, ArrowheadHessian
+from ..linalg import ArrowheadCovariance, ArrowheadHessian
 from ._fit import (
     DENSE_COVARIANCE_MAX,
     FitResult,
@@ -10,11 +10,15 @@ from ._fit import (
     model_breakpoints,
     prepare_fit_inputs,
 )
-from ._newton import STATUS, MinimizeState, minimize
+from ._newton import SEARCH_MAX_PARS, MinimizeState, autodiff_fgh, minimize
+from ._results import RESULTS, STATUS
 
 __all__ = [
     "DENSE_COVARIANCE_MAX",
+    "SEARCH_MAX_PARS",
+    "RESULTS",
     "STATUS",
+    "autodiff_fgh",
     "ArrowheadCovariance",
     "ArrowheadHessian",
     "FitResult",

@@ -9,14 +9,14 @@ initial values or fixed values.
 from __future__ import annotations
 
 import equinox as eqx
-import numpy as np
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from ..exceptions import InvalidData, InvalidParameters
-from ._arrowhead import ArrowheadCovariance, covariance_diagonal
-from ._linalg import free_inverse
-from ._newton import BREAKPOINT_VALUES, STATUS, minimize
+from ..linalg import ArrowheadCovariance, covariance_diagonal, free_inverse
+from ._newton import BREAKPOINT_VALUES, minimize
+from ._results import RESULTS, as_result, raise_if_failed, status_text
 
 __all__ = [
     "DENSE_COVARIANCE_MAX",
@@ -45,9 +45,10 @@ class FitResult(eqx.Module):
             parameters, per fit.
         twice_nll: 2NLL at θ̂.
         converged: the minimiser met its EDM tolerance (see ``status``).
-        status: a :data:`jaxlike.fit.STATUS` key — 0 converged (the certificate below holds),
-            1 max iterations, 2 stalled, 3 non-finite start, 4 degenerate (a parameter without
-            effect), 5 Hessian not positive definite at the end point.
+        status: the integer code of a :class:`jaxlike.fit.RESULTS` item (the stored form;
+            ``result`` is the item, ``status_text`` its text) — 0 converged (the certificate
+            below holds), 1 max iterations, 2 stalled, 3 non-finite start, 4 degenerate (a
+            parameter without effect), 5 Hessian not positive definite at the end point.
         iterations, edm: diagnostics; iterations summed over all runs of the minimiser
             (``maxiter`` caps each run), edm = ½ gᵀH⁻¹g over the free parameters.
         grad_norm: norm of the projected gradient (one-sided at bounds and kinks; 0 on fixed,
@@ -62,20 +63,20 @@ class FitResult(eqx.Module):
             histosys) held a second, different local minimum; the lower one is returned.
     """
 
-    bestfit: jax.Array
-    uncertainties: jax.Array
-    covariance: jax.Array
-    twice_nll: jax.Array
-    converged: jax.Array
-    status: jax.Array
-    iterations: jax.Array
-    edm: jax.Array
-    grad_norm: jax.Array
-    at_bound: jax.Array
-    fixed: jax.Array
-    held: jax.Array
-    degenerate: jax.Array
-    n_local_minima: jax.Array
+    bestfit: Float[Array, "*batch npars"]
+    uncertainties: Float[Array, "*batch npars"]
+    covariance: Float[Array, "*batch npars npars"] | ArrowheadCovariance
+    twice_nll: Float[Array, "*batch"]
+    converged: Bool[Array, "*batch"]
+    status: Int[Array, "*batch"]
+    iterations: Int[Array, "*batch"]
+    edm: Float[Array, "*batch"]
+    grad_norm: Float[Array, "*batch"]
+    at_bound: Bool[Array, "*batch npars"]
+    fixed: Bool[Array, "*batch npars"]
+    held: Bool[Array, "*batch npars"]
+    degenerate: Bool[Array, "*batch npars"]
+    n_local_minima: Int[Array, "*batch"]
 
     @property
     def correlation(self):
@@ -87,10 +88,20 @@ class FitResult(eqx.Module):
             cov = cov.todense()
         return cov / s[..., :, None] / s[..., None, :]
 
+    @property
+    def result(self) -> RESULTS:
+        """The status as a :class:`~jaxlike.fit.RESULTS` item (batched like ``status``)."""
+        return as_result(self.status)
+
+    @property
+    def status_text(self) -> str:
+        """Text of the status (unbatched results): ``RESULTS[result]``."""
+        return status_text(self.status)
+
     def message(self, names=None):
         """Human-readable convergence status (unbatched results); with the model's parameter
         ``names`` it names the degenerate parameters."""
-        text = STATUS.get(int(self.status), "unknown")
+        text = self.status_text
         if names is not None and bool(jnp.any(self.degenerate)):
             bad = [n for n, d in zip(names, self.degenerate.tolist(), strict=True) if d]
             text += f" (degenerate: {', '.join(bad)})"
@@ -128,9 +139,9 @@ def fit_covariance(hess, fixed, at_bound):
 
 def model_breakpoints(model):
     """Static [npars, 3] mask of the model's interpolation breakpoints at α = −1, 0, +1
-    (see :mod:`jaxlike.fit._newton`), or None for a smooth model."""
-    fn = getattr(model, "breakpoints", None)
-    return None if fn is None else fn()
+    (see :mod:`jaxlike.fit._newton`), or None for a smooth model
+    (:meth:`jaxlike.model.Likelihood.breakpoints`)."""
+    return model.breakpoints()
 
 
 def _on_breakpoints(x, breaks):
@@ -144,26 +155,19 @@ def _on_breakpoints(x, breaks):
     return x
 
 
-def model_probe_mask(model):
-    """Static [npars] mask of the parameters the minimiser's coordinate probe scans: the
-    scalar parameter sets (normalisations, normsys/histosys α, lumi, free parameters), not the
-    per-bin γ of staterror/shapesys/shapefactor (thousands in large models; they enter one bin
-    each and cannot hide a second well that the others do not). None: the minimiser's default.
-    """
-    cfg = getattr(model, "config", None)
-    par_map = getattr(cfg, "par_map", None)
-    if par_map is None:
-        return None
-    mask = np.zeros(cfg.npars, bool)
-    for p in par_map.values():
-        if p.is_scalar:
-            mask[p.start : p.start + p.n_parameters] = True
-    return mask
-
-
 def fit_arrays(
-    model, data, init, lo, hi, fixed, *, starts=None, search=None, maxiter=200, tol=1e-10
-):
+    model,
+    data: Float[Array, " ndata"],
+    init: Float[Array, " npars"],
+    lo: Float[Array, " npars"],
+    hi: Float[Array, " npars"],
+    fixed: Bool[Array, " npars"],
+    *,
+    starts: Float[Array, "nstarts npars"] | None = None,
+    search: bool | None = None,
+    maxiter: int = 200,
+    tol: float = 1e-10,
+) -> FitResult:
     """Fit with every input an array (the traced core used by fits, tests and scans).
 
     ``starts``: optional further starting points [K, npars] (e.g. the results of related fits;
@@ -183,7 +187,7 @@ def fit_arrays(
         breaks=model_breakpoints(model),
         starts=starts,
         search=search,
-        probe=model_probe_mask(model),
+        probe=model.probe_mask(),
         value=lambda x: model.twice_nll(x, data),
         maxiter=maxiter,
         tol=tol,
@@ -196,7 +200,7 @@ def fit_arrays(
         uncertainties=jnp.sqrt(covariance_diagonal(cov)),
         covariance=cov,
         twice_nll=st.f,
-        converged=st.status == 0,
+        converged=st.converged,
         status=st.status,
         iterations=st.iterations,
         edm=st.edm,
@@ -213,7 +217,19 @@ _fit_jit = eqx.filter_jit(fit_arrays)
 _default_fixed = eqx.filter_jit(lambda model: model.fixed_mask())  # one dispatch, not ~10/segment
 
 
-def prepare_fit_inputs(model, data, init_pars=None, par_bounds=None, fixed_params=None):
+def prepare_fit_inputs(
+    model,
+    data: Float[ArrayLike, " ndata"],
+    init_pars: Float[ArrayLike, " npars"] | None = None,
+    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
+    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+) -> tuple[
+    Float[Array, " ndata"],
+    Float[Array, " npars"],
+    Float[Array, " npars"],
+    Float[Array, " npars"],
+    Bool[Array, " npars"],
+]:
     """Validate and default (data, init, lo, hi, fixed) for a fit of ``model``.
 
     ``fixed_params`` is a boolean mask (length npars) or a dict {name: value}; by default the
@@ -246,7 +262,17 @@ def prepare_fit_inputs(model, data, init_pars=None, par_bounds=None, fixed_param
     return data, init, bounds[..., 0], bounds[..., 1], fixed
 
 
-def fit(model, data, *, init_pars=None, par_bounds=None, fixed_params=None, maxiter=200, tol=1e-10):
+def fit(
+    model,
+    data: Float[ArrayLike, " ndata"],
+    *,
+    init_pars: Float[ArrayLike, " npars"] | None = None,
+    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
+    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    maxiter: int = 200,
+    tol: float = 1e-10,
+    throw: bool = False,
+) -> FitResult:
     """Global maximum-likelihood fit: θ̂ = argmin_θ −2 log L(θ | data) within bounds.
 
     Args:
@@ -255,9 +281,13 @@ def fit(model, data, *, init_pars=None, par_bounds=None, fixed_params=None, maxi
         init_pars, par_bounds: defaults from ``model.config``.
         fixed_params: boolean mask or ``{name: value}``; default: the model's fixed parameters.
         maxiter, tol: iteration cap and EDM tolerance of the Newton minimiser.
+        throw: raise if the fit did not converge: :class:`~jaxlike.exceptions.FitNotConverged`
+            naming the status text, or under ``jit``/``vmap`` an :func:`equinox.error_if`
+            runtime error with that text. Default: report it in the result only.
 
     Returns:
-        :class:`FitResult`; check ``converged`` — a non-converged fit is flagged, never hidden.
+        :class:`FitResult`; check ``converged`` — a non-converged fit is flagged, never hidden
+        (``result``/``status_text`` say why).
 
     Example::
 
@@ -265,23 +295,26 @@ def fit(model, data, *, init_pars=None, par_bounds=None, fixed_params=None, maxi
         mu_hat = res.bestfit[model.config.poi_index]
     """
     d, init, lo, hi, fixed = prepare_fit_inputs(model, data, init_pars, par_bounds, fixed_params)
-    return _fit_jit(model, d, init, lo, hi, fixed, maxiter=maxiter, tol=tol)
+    res = _fit_jit(model, d, init, lo, hi, fixed, maxiter=maxiter, tol=tol)
+    return raise_if_failed(res, res.status, "fit") if throw else res
 
 
 def fixed_poi_fit(
     model,
-    data,
-    poi_value,
+    data: Float[ArrayLike, " ndata"],
+    poi_value: Float[ArrayLike, ""],
     *,
-    init_pars=None,
-    par_bounds=None,
-    fixed_params=None,
-    maxiter=200,
-    tol=1e-10,
-):
+    init_pars: Float[ArrayLike, " npars"] | None = None,
+    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
+    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    maxiter: int = 200,
+    tol: float = 1e-10,
+    throw: bool = False,
+) -> FitResult:
     """Conditional fit θ̂̂(μ): the POI held at ``poi_value``, all other parameters profiled.
 
-    ``poi_value`` may be a traced scalar (vmap over POI values compiles once).
+    ``poi_value`` may be a traced scalar (vmap over POI values compiles once). Other arguments
+    as :func:`fit` (``throw=True``: raise if the fit did not converge).
     """
     poi = model.config.poi_index
     if poi is None:
@@ -291,4 +324,5 @@ def fixed_poi_fit(
     fixed = fixed.at[..., poi].set(True)
     lo = lo.at[..., poi].set(jnp.minimum(lo[..., poi], poi_value))
     hi = hi.at[..., poi].set(jnp.maximum(hi[..., poi], poi_value))
-    return _fit_jit(model, d, init, lo, hi, fixed, maxiter=maxiter, tol=tol)
+    res = _fit_jit(model, d, init, lo, hi, fixed, maxiter=maxiter, tol=tol)
+    return raise_if_failed(res, res.status, "conditional fit") if throw else res

@@ -33,8 +33,9 @@ Where f is smooth (no breakpoints: pyhf's default codes 4/4p) steps 1–2 reduce
 projected Newton method and cost nothing. The result carries a *certificate*
 (:class:`MinimizeState`): the projected gradient (zero on held coordinates), EDM, the reason for
 stopping, and the active set (parameters on bounds, held on breakpoints, degenerate).
-``status == 0`` means the certificate holds: EDM finite and below tolerance over a positive
-definite free block, every held coordinate satisfies its one-sided condition.
+``RESULTS.converged`` (status code 0) means the certificate holds: EDM finite and below
+tolerance over a positive definite free block, every held coordinate satisfies its one-sided
+condition (the status items are :class:`jaxlike.fit.RESULTS`).
 
 Because it is a ``lax.while_loop`` with per-element state, the minimiser works under ``jit``
 and ``vmap`` (each batch element stops when it has converged).
@@ -42,26 +43,30 @@ and ``vmap`` (each batch element stops when it has converged).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jaxtyping import Array, ArrayLike, Bool, Float
 
-from ._arrowhead import ArrowheadHessian
-from ._lapack import sym_eigh
-from ._linalg import free_min_eigvec, hess_diag, hess_quad, hess_select, masked_solve
+from ..linalg import (
+    ArrowheadHessian,
+    free_min_eigvec,
+    hess_diag,
+    hess_quad,
+    hess_select,
+    masked_solve,
+    sym_eigh,
+)
+from ..model import autodiff_value_grad_hess
+from ._results import RESULTS, STATUS, status_code
 
-__all__ = ["MinimizeState", "minimize", "autodiff_fgh", "STATUS", "BREAKPOINT_VALUES"]
-
-STATUS = {
-    0: "converged",
-    1: "maximum iterations reached",
-    2: "stalled above tolerance",
-    3: "objective not finite at the starting point",
-    4: "degenerate: a parameter has no effect on the objective (flat direction)",
-    5: "Hessian not positive definite at the end point (saddle or ridge)",
-}
+__all__ = [
+    "MinimizeState", "minimize", "autodiff_fgh", "RESULTS", "STATUS", "BREAKPOINT_VALUES"
+]  # fmt: skip
 
 #: The breakpoint positions a parameter can have, in the column order of ``breaks`` masks.
 BREAKPOINT_VALUES = (-1.0, 0.0, 1.0)
@@ -77,7 +82,8 @@ class MinimizeState(eqx.Module):
 
     Attributes:
         x, f, grad, hess: end point, objective, one-sided gradient and Hessian there.
-        status: a :data:`STATUS` key (0: the certificate holds).
+        result: a :class:`RESULTS` item (``RESULTS.converged``: the certificate holds);
+            ``status`` is its integer code (a :data:`STATUS` key, 0: converged).
         edm: ½ g_Fᵀ H_FF⁻¹ g_F over the free block F (inf if H_FF is not positive definite).
         proj_grad: projected gradient — g on free coordinates, 0 on fixed ones, on bounds with
             g pointing outwards and on breakpoints where the one-sided condition holds.
@@ -99,7 +105,7 @@ class MinimizeState(eqx.Module):
     nu: jax.Array
     iterations: jax.Array
     edm: jax.Array
-    status: jax.Array  # -1 running, else a STATUS key
+    result: RESULTS
     free: jax.Array
     held: jax.Array
     at_bound: jax.Array
@@ -111,21 +117,18 @@ class MinimizeState(eqx.Module):
 
     @property
     def converged(self):
-        return self.status == 0
+        return self.result == RESULTS.converged
+
+    @property
+    def status(self):
+        """Integer status code of ``result`` (:data:`STATUS`; the stored form)."""
+        return status_code(self.result)
 
 
-def _value_grad_hess(fun, x):
-    def grad_aux(y):
-        v, g = jax.value_and_grad(fun)(y)
-        return g, (v, g)
-
-    h, (v, g) = jax.jacfwd(grad_aux, has_aux=True)(x)
-    return v, g, 0.5 * (h + h.T)
-
-
-def autodiff_fgh(fun):
-    """(value, gradient, Hessian) of a scalar JAX function by forward-over-reverse autodiff."""
-    return lambda x: _value_grad_hess(fun, x)
+def autodiff_fgh(fun: Callable[[Float[Array, " n"]], Float[Array, ""]]) -> Callable:
+    """(value, gradient, Hessian) of a scalar JAX function by forward-over-reverse autodiff
+    (:func:`jaxlike.model.autodiff_value_grad_hess`, the contract's default Hessian)."""
+    return autodiff_value_grad_hess(fun)
 
 
 def _damped_step(h, free, dscale, gf, lam):
@@ -296,7 +299,7 @@ def _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0):
         nu=jnp.asarray(2.0, dtype),
         iterations=jnp.asarray(-1),
         edm=jnp.asarray(jnp.inf, dtype),
-        status=jnp.asarray(-1),
+        result=RESULTS.max_iterations,  # set by the first iteration
         free=~fixed,
         held=no,
         at_bound=no,
@@ -307,10 +310,11 @@ def _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0):
         n_local_minima=jnp.asarray(1),
     )
 
-    def cond(s):
-        return s.status < 0
+    def cond(c):
+        return c[1]
 
-    def body(s):
+    def body(c):
+        s, _ = c
         first = s.iterations < 0
         pc = _pieces(s.x, lo, hi, breaks)
         bound, on_break, across, x_far = _bound_flags(s.x, s.grad, pc, lo, hi)
@@ -366,19 +370,20 @@ def _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0):
         # no coordinate had to change piece, and the step was taken
         edm = jnp.where(first, jnp.inf, jnp.where(lam < 1e-2, edm_here, s.edm))
         small = (edm < tol) & ~first & (s.lam < 1e-2) & ~jnp.any(cross)
-        status = jnp.where(
-            first & ~finite,
-            3,
-            jnp.where(
-                small,
-                0,
-                jnp.where(
-                    lam >= 1e12,
-                    jnp.where((s.edm < stall_tol) & ~jnp.any(cross), 0, 2),
-                    jnp.where(it >= maxiter, 1, -1),
-                ),
+        # the run ends at a non-finite start, on convergence, when no step can decrease f any
+        # more (λ ≥ 1e12: converged at the floating-point floor if EDM < stall_tol) or at maxiter
+        bad_start, stuck = first & ~finite, lam >= 1e12
+        floor = RESULTS.where(
+            (s.edm < stall_tol) & ~jnp.any(cross), RESULTS.converged, RESULTS.stalled
+        )
+        result = RESULTS.where(
+            bad_start,
+            RESULTS.nonfinite_start,
+            RESULTS.where(
+                small, RESULTS.converged, RESULTS.where(stuck, floor, RESULTS.max_iterations)
             ),
         )
+        running = ~bad_start & ~small & ~stuck & (it < maxiter)
         return MinimizeState(
             x=x,
             f=f,
@@ -388,7 +393,7 @@ def _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0):
             nu=nu,
             iterations=it,
             edm=edm,
-            status=status,
+            result=result,
             free=free,
             held=held & ~cross,
             at_bound=bound,
@@ -397,9 +402,9 @@ def _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0):
             proj_grad=jnp.where(free, s.grad, 0.0),
             degenerate=s.degenerate,
             n_local_minima=s.n_local_minima,
-        )
+        ), running
 
-    return lax.while_loop(cond, body, state)
+    return lax.while_loop(cond, body, (state, jnp.asarray(True)))[0]
 
 
 def _certify(fgh, st, lo, hi, fixed, breaks, tol, stall_tol):
@@ -417,16 +422,21 @@ def _certify(fgh, st, lo, hi, fixed, breaks, tol, stall_tol):
     edm = _edm(st.grad, st.hess, free)
     degenerate = _degenerate(st.hess, free, edm)
     pgrad = jnp.where(free, st.grad, 0.0)
-    status = st.status
-    status = jnp.where((status == 0) & jnp.any(cross), 2, status)  # a piece change is pending
     flat = jnp.any(degenerate & (jnp.abs(hess_diag(st.hess)) <= 1e-200))
-    status = jnp.where((status == 0) & flat, 4, status)
-    status = jnp.where((status == 0) & ~jnp.isfinite(edm), 5, status)
-    status = jnp.where((status == 0) & (edm > stall_tol), 2, status)
+    result = st.result
+    # a converged run is demoted, first failing check first: a piece change is pending, a flat
+    # direction, H_FF not positive definite, EDM above the stall tolerance
+    for failed, item in (
+        (jnp.any(cross), RESULTS.stalled),
+        (flat, RESULTS.degenerate),
+        (~jnp.isfinite(edm), RESULTS.not_positive_definite),
+        (edm > stall_tol, RESULTS.stalled),
+    ):
+        result = RESULTS.where((result == RESULTS.converged) & failed, item, result)
     return eqx.tree_at(
-        lambda s: (s.edm, s.free, s.held, s.at_bound, s.proj_grad, s.degenerate, s.status),
+        lambda s: (s.edm, s.free, s.held, s.at_bound, s.proj_grad, s.degenerate, s.result),
         st,
-        (edm, free, held, bound, pgrad, degenerate, status),
+        (edm, free, held, bound, pgrad, degenerate, result),
     )
 
 
@@ -571,22 +581,22 @@ def _sweep(value, x, lo, hi, fixed, probe, passes=2):
 
 
 def minimize(
-    fgh,
-    x0,
-    lo,
-    hi,
-    fixed,
+    fgh: Callable,
+    x0: Float[ArrayLike, " n"],
+    lo: Float[ArrayLike, " n"],
+    hi: Float[ArrayLike, " n"],
+    fixed: Bool[ArrayLike, " n"],
     *,
-    breaks=None,
-    starts=None,
-    probe=None,
-    value=None,
-    search=None,
-    maxiter=200,
-    tol=1e-10,
-    stall_tol=1e-6,
-    lam0=1e-4,
-):
+    breaks: Bool[np.ndarray, "n 3"] | None = None,
+    starts: Float[ArrayLike, "k n"] | None = None,
+    probe: Bool[np.ndarray, " n"] | None = None,
+    value: Callable[[Float[Array, " n"]], Float[Array, ""]] | None = None,
+    search: bool | None = None,
+    maxiter: int = 200,
+    tol: float = 1e-10,
+    stall_tol: float = 1e-6,
+    lam0: float = 1e-4,
+) -> MinimizeState:
     """Minimise f over the box [lo, hi] with ``fixed`` parameters held at ``x0``.
 
     ``fgh(x)`` returns (f, ∇f, ∇²f) — e.g. :func:`autodiff_fgh` of any pure JAX function, or the
@@ -639,7 +649,8 @@ def minimize(
     slots = []
     if search:  # the damped run from x0, the run from its coordinate-descent point
         # (a starting point with a non-finite objective is the caller's error, reported as
-        # status 3, not repaired by a search that happens to overwrite the bad coordinate)
+        # RESULTS.nonfinite_start, not repaired by a search that happens to overwrite the bad
+        # coordinate)
         bad = ~jnp.all(jnp.isfinite(x0)) | ~jnp.isfinite(value(jnp.clip(x0, lo, hi)))
         slots.append(jnp.where(bad, jnp.nan, x0)[None])
         if probe.any():
@@ -674,7 +685,7 @@ def minimize(
         """(any, x1, λ₀, tried', slot', probes', retried') of the next run, by priority:
         retry a failed run, probe restart, kink mirror, next non-empty slot (an empty slot is
         a round without a run)."""
-        retry = (best.status != 0) & ~retried
+        retry = ~best.converged & ~retried
         if probe.any():
             has_probe, x_probe, f_probe = _probe(value, best, lo, hi, fixed, probe)
             if not isinstance(best.hess, ArrowheadHessian):
@@ -682,7 +693,7 @@ def minimize(
                 take = has_eig & (~has_probe | (f_eig < f_probe))
                 x_probe = jnp.where(take, x_eig, x_probe)
                 has_probe = has_probe | has_eig
-            has_probe = has_probe & (probes < _MAX_PROBE_ROUNDS) & (best.status == 0)
+            has_probe = has_probe & (probes < _MAX_PROBE_ROUNDS) & best.converged
         else:
             has_probe, x_probe = jnp.asarray(False), best.x
         w, slope = far(best)
@@ -718,17 +729,19 @@ def minimize(
         # at once (a lax.cond would run both branches under vmap anyway)
         empty = ~jnp.all(jnp.isfinite(x1))
         st = run(jnp.where(empty, best.x, x1), lam)
-        ok1, ok2 = best.status == 0, st.status == 0
-        # a certified run replaces a failed one, except a degenerate one (status 4/5: a valley,
-        # not a point) that it does not undercut: ending the same valley on a bound certifies
-        # one point of many, and the degeneracy must stay reported
-        deg = (best.status == 4) | (best.status == 5)
+        ok1, ok2 = best.converged, st.converged
+        # a certified run replaces a failed one, except a degenerate one (degenerate or not
+        # positive definite: a valley, not a point) that it does not undercut: ending the same
+        # valley on a bound certifies one point of many, and the degeneracy must stay reported
+        deg = (best.result == RESULTS.degenerate) | (best.result == RESULTS.not_positive_definite)
         lower = st.f < best.f - 1e-9 * (1.0 + jnp.abs(best.f))
-        better = ~empty & (
-            (ok2 & ~ok1 & (~deg | lower)) | ((ok1 == ok2) & (st.f < best.f - 1e-12))
-        )
-        other = ~empty & ok1 & ok2 & (jnp.abs(st.f - best.f) > 1e-6) & (
-            jnp.max(jnp.abs(st.x - best.x)) > 1e-4
+        better = ~empty & ((ok2 & ~ok1 & (~deg | lower)) | ((ok1 == ok2) & (st.f < best.f - 1e-12)))
+        other = (
+            ~empty
+            & ok1
+            & ok2
+            & (jnp.abs(st.f - best.f) > 1e-6)
+            & (jnp.max(jnp.abs(st.x - best.x)) > 1e-4)
         )
         its = best.iterations + jnp.where(empty, 0, st.iterations)
         new = hess_select(better, st, best)

@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 from jax.scipy.stats import norm
+from jaxtyping import Array, ArrayLike, Float
+
+from ..exceptions import InvalidArgument
 
 __all__ = ["TEST_STATS", "profile_statistic", "asymptotic_pvalues", "N_SIGMA"]
 
@@ -33,7 +36,13 @@ TEST_STATS = ("qtilde", "q", "q0")
 N_SIGMA = (2.0, 1.0, 0.0, -1.0, -2.0)
 
 
-def profile_statistic(test_stat, mu, twice_nll_cond, twice_nll_free, mu_hat):
+def profile_statistic(
+    test_stat: str,
+    mu: Float[ArrayLike, "*b"],
+    twice_nll_cond: Float[ArrayLike, "*b"],
+    twice_nll_free: Float[ArrayLike, "*b"],
+    mu_hat: Float[ArrayLike, "*b"],
+) -> Float[Array, "*b"]:
     """q̃_μ, q_μ (one-sided) or q_0 from the conditional and free 2NLL minima."""
     t = jnp.clip(twice_nll_cond - twice_nll_free, 0.0)
     if test_stat == "q0":
@@ -41,7 +50,15 @@ def profile_statistic(test_stat, mu, twice_nll_cond, twice_nll_free, mu_hat):
     return jnp.where(mu_hat > mu, 0.0, t)
 
 
-def asymptotic_pvalues(test_stat, q_obs, q_asimov, calc_base_dist="normal"):
+def asymptotic_pvalues(
+    test_stat: str,
+    q_obs: Float[ArrayLike, ""],
+    q_asimov: Float[ArrayLike, ""],
+    calc_base_dist: str = "normal",
+) -> tuple[
+    tuple[Float[Array, ""], Float[Array, ""], Float[Array, ""]],
+    tuple[Float[Array, " 5"], Float[Array, " 5"], Float[Array, " 5"]],
+]:
     """(CLsb, CLb, CLs) observed and the expected bands (arrays of 5, N = 2 … −2)."""
     sq = jnp.sqrt(jnp.clip(q_obs, 0.0))
     sqa = jnp.sqrt(jnp.clip(q_asimov, 0.0))
@@ -55,7 +72,7 @@ def asymptotic_pvalues(test_stat, q_obs, q_asimov, calc_base_dist="normal"):
     elif calc_base_dist == "normal":
         cutoff = -jnp.inf
     else:
-        raise ValueError(
+        raise InvalidArgument(
             f"calc_base_dist must be 'normal' or 'clipped_normal', got {calc_base_dist!r}"
         )
     clsb = norm.cdf(-(t + sqa))

@@ -14,11 +14,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float
 
 from ..exceptions import InvalidParameters
-from ..fit import FitResult, fit_arrays, prepare_fit_inputs
-from ..fit._fit import model_probe_mask
-from ..fit._newton import SEARCH_MAX_PARS
+from ..fit import SEARCH_MAX_PARS, FitResult, fit_arrays, prepare_fit_inputs
 from ._asymptotics import TEST_STATS, asymptotic_pvalues, profile_statistic
 
 __all__ = [
@@ -59,20 +58,20 @@ class HypoTestResult(eqx.Module):
     p-values are ``p0_obs = clsb_obs`` and ``p0_exp = clsb_exp`` (pyhf's convention).
     """
 
-    mu: jax.Array
-    cls_obs: jax.Array
-    cls_exp: jax.Array
-    clsb_obs: jax.Array
-    clb_obs: jax.Array
-    clsb_exp: jax.Array
-    clb_exp: jax.Array
-    q_obs: jax.Array
-    q_asimov: jax.Array
-    mu_hat: jax.Array
-    twice_nll: jax.Array
-    fit_converged: jax.Array
-    fitted_pars: jax.Array
-    converged: jax.Array
+    mu: Float[Array, "*batch"]
+    cls_obs: Float[Array, "*batch"]
+    cls_exp: Float[Array, "*batch 5"]
+    clsb_obs: Float[Array, "*batch"]
+    clb_obs: Float[Array, "*batch"]
+    clsb_exp: Float[Array, "*batch 5"]
+    clb_exp: Float[Array, "*batch 5"]
+    q_obs: Float[Array, "*batch"]
+    q_asimov: Float[Array, "*batch"]
+    mu_hat: Float[Array, "*batch"]
+    twice_nll: Float[Array, "*batch 5"]
+    fit_converged: Bool[Array, "*batch 5"]
+    fitted_pars: Float[Array, "*batch 5 npars"]
+    converged: Bool[Array, "*batch"]
 
     def __iter__(self):
         return iter((self.cls_obs, self.cls_exp))
@@ -105,7 +104,7 @@ def _global(model):
     :func:`jaxlike.fit._newton.minimize`: at most ``SEARCH_MAX_PARS`` scalar parameters). Only
     then do the five fits also start from each other's minima: on larger models those extra
     runs made a vmapped ERJR test 3× slower."""
-    mask = model_probe_mask(model)
+    mask = model.probe_mask()
     n = model.config.npars if mask is None else int(np.sum(mask))
     return n <= SEARCH_MAX_PARS
 
@@ -227,8 +226,13 @@ def _prepare_core(model, data, init, lo, hi, fixed, test_stat, calc_base_dist, s
     )
     asimov = _expected(model, asimov_fit.bestfit)
     free_a = _fit(
-        model, asimov, init, lo, hi, fixed,
-        starts=_start_rows(init, asimov_fit.bestfit, free.bestfit, model=model)
+        model,
+        asimov,
+        init,
+        lo,
+        hi,
+        fixed,
+        starts=_start_rows(init, asimov_fit.bestfit, free.bestfit, model=model),
     )
     return HypoTestPrep(
         data=data,
@@ -248,16 +252,16 @@ def _prepare_core(model, data, init, lo, hi, fixed, test_stat, calc_base_dist, s
 
 
 def hypotest_prepare(
-    data,
+    data: Float[ArrayLike, " ndata"],
     model,
     *,
-    test_stat="qtilde",
-    init_pars=None,
-    par_bounds=None,
-    fixed_params=None,
-    calc_base_dist="normal",
-    signed_fit=False,
-):
+    test_stat: str = "qtilde",
+    init_pars: Float[ArrayLike, " npars"] | None = None,
+    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
+    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    calc_base_dist: str = "normal",
+    signed_fit: bool = False,
+) -> HypoTestPrep:
     """The three μ-independent fits of an asymptotic test (free fit, Asimov construction,
     free fit to Asimov). Pass the result to :func:`hypotest_at`.
 
@@ -275,7 +279,9 @@ def hypotest_prepare(
     return _prepare_core(model, d, init, lo, hi, fixed, test_stat, calc_base_dist, signed_fit)
 
 
-def hypotest_at(prep, model, mu, *, warm_start=False):
+def hypotest_at(
+    prep: HypoTestPrep, model, mu: Float[ArrayLike, ""], *, warm_start: bool = False
+) -> HypoTestResult:
     """Complete a prepared test at POI value ``mu`` (two conditional fits). Traceable in ``mu``.
 
     ``warm_start=False`` starts the conditional fits at the model's initial values, as pyhf does;
@@ -341,17 +347,17 @@ def _scan_jit(prep, model, mus, warm_start):
 
 
 def hypotest(
-    poi_test,
-    data,
+    poi_test: Float[ArrayLike, ""],
+    data: Float[ArrayLike, " ndata"],
     model,
     *,
-    test_stat="qtilde",
-    init_pars=None,
-    par_bounds=None,
-    fixed_params=None,
-    warm_start=False,
-    calc_base_dist="normal",
-):
+    test_stat: str = "qtilde",
+    init_pars: Float[ArrayLike, " npars"] | None = None,
+    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
+    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    warm_start: bool = False,
+    calc_base_dist: str = "normal",
+) -> HypoTestResult:
     """Asymptotic CLs test of POI value ``poi_test`` (pyhf's ``infer.hypotest``).
 
     Returns a :class:`HypoTestResult`; ``cls_obs, cls_exp = jaxlike.hypotest(1.0, data, model)``
@@ -373,17 +379,17 @@ def hypotest(
 
 
 def hypotest_scan(
-    poi_values,
-    data,
+    poi_values: Float[ArrayLike, " nmu"],
+    data: Float[ArrayLike, " ndata"],
     model,
     *,
-    test_stat="qtilde",
-    init_pars=None,
-    par_bounds=None,
-    fixed_params=None,
-    warm_start=False,
-    calc_base_dist="normal",
-):
+    test_stat: str = "qtilde",
+    init_pars: Float[ArrayLike, " npars"] | None = None,
+    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
+    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    warm_start: bool = False,
+    calc_base_dist: str = "normal",
+) -> HypoTestResult:
     """Hypothesis tests at many POI values in one compiled, vmapped call.
 
     The μ-independent fits are shared; every field of the result gets a leading axis.
@@ -401,7 +407,14 @@ def hypotest_scan(
     return _scan_jit(prep, model, jnp.asarray(poi_values, dtype=float), warm_start)
 
 
-def discovery_significance(data, model, *, init_pars=None, par_bounds=None, fixed_params=None):
+def discovery_significance(
+    data: Float[ArrayLike, " ndata"],
+    model,
+    *,
+    init_pars: Float[ArrayLike, " npars"] | None = None,
+    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
+    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+) -> HypoTestResult:
     """Discovery test with q0: returns the :class:`HypoTestResult` at μ = 0 whose
     ``p0_obs``/``significance_obs`` are the observed and ``p0_exp``/``significance_exp`` the
     expected (μ = 1 Asimov) values; Z = Φ⁻¹(1 − p0) = √q0."""

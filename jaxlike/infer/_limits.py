@@ -16,10 +16,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from ..fit import fit_arrays
 from ._asymptotics import asymptotic_pvalues, profile_statistic
-from ._hypotest import _conditional_inputs, hypotest_prepare
+from ._hypotest import HypoTestPrep, _conditional_inputs, hypotest_prepare
 
 __all__ = ["UpperLimitResult", "upper_limit", "upper_limit_prepared"]
 
@@ -29,12 +30,12 @@ class UpperLimitResult(eqx.Module):
     pyhf's band). ``converged`` is False if a root was not bracketed within the POI range
     (then the limit is NaN) or a fit at the final point did not converge."""
 
-    obs: jax.Array
-    exp: jax.Array
-    cl: jax.Array
-    converged: jax.Array
-    iterations: jax.Array
-    bracket: jax.Array
+    obs: Float[Array, "*ncl"]
+    exp: Float[Array, "*ncl 5"]
+    cl: Float[Array, "*ncl"]
+    converged: Bool[Array, "*ncl"]
+    iterations: Int[Array, ""]
+    bracket: Float[Array, " 2"]
 
     def __iter__(self):
         return iter((self.obs, self.exp))
@@ -196,18 +197,18 @@ def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter):
 
 
 def upper_limit(
-    data,
+    data: Float[ArrayLike, " ndata"],
     model,
     *,
-    cl=0.95,
-    test_stat="qtilde",
-    poi_range=None,
-    rtol=1e-6,
-    maxiter=60,
-    init_pars=None,
-    par_bounds=None,
-    fixed_params=None,
-):
+    cl: Float[ArrayLike, "*ncl"] = 0.95,
+    test_stat: str = "qtilde",
+    poi_range: tuple[float, float] | None = None,
+    rtol: float = 1e-6,
+    maxiter: int = 60,
+    init_pars: Float[ArrayLike, " npars"] | None = None,
+    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
+    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+) -> UpperLimitResult:
     """Observed and expected (±1σ, ±2σ) upper limits on the POI at confidence level ``cl``.
 
     Args:
@@ -231,7 +232,15 @@ def upper_limit(
     return upper_limit_prepared(prep, model, cl=cl, poi_range=poi_range, rtol=rtol, maxiter=maxiter)
 
 
-def upper_limit_prepared(prep, model, *, cl=0.95, poi_range=None, rtol=1e-6, maxiter=60):
+def upper_limit_prepared(
+    prep: HypoTestPrep,
+    model,
+    *,
+    cl: Float[ArrayLike, "*ncl"] = 0.95,
+    poi_range: tuple[float, float] | None = None,
+    rtol: float = 1e-6,
+    maxiter: int = 60,
+) -> UpperLimitResult:
     """:func:`upper_limit` from the μ-independent fits of :func:`hypotest_prepare` (so a caller
     that also needs them — e.g. a significance — fits them once). Same arguments and result."""
     poi = prep.poi

@@ -13,6 +13,7 @@ jit/vmap-able; it returns the statistic and, on request, the two best-fit vector
 from __future__ import annotations
 
 import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Bool, Float
 
 from ..exceptions import InvalidParameters
 from ..fit import fit, fixed_poi_fit
@@ -39,8 +40,14 @@ def _finish(stat, fitted, return_fitted_pars):
 
 
 def tmu(
-    mu, data, model, init_pars=None, par_bounds=None, fixed_params=None, return_fitted_pars=False
-):
+    mu: Float[ArrayLike, ""],
+    data: Float[ArrayLike, " ndata"],
+    model,
+    init_pars: Float[ArrayLike, " npars"] | None = None,
+    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
+    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    return_fitted_pars: bool = False,
+) -> Float[Array, ""] | tuple[Float[Array, ""], tuple[Float[Array, " npars"], ...]]:
     """t_μ, two-sided, POI bounds as given. ``return_fitted_pars`` adds
     (θ̂̂(μ), θ̂) like pyhf."""
     t, _, fitted = _two_fits(mu, data, model, init_pars, par_bounds, fixed_params, False)
@@ -48,32 +55,56 @@ def tmu(
 
 
 def tmu_tilde(
-    mu, data, model, init_pars=None, par_bounds=None, fixed_params=None, return_fitted_pars=False
-):
+    mu: Float[ArrayLike, ""],
+    data: Float[ArrayLike, " ndata"],
+    model,
+    init_pars: Float[ArrayLike, " npars"] | None = None,
+    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
+    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    return_fitted_pars: bool = False,
+) -> Float[Array, ""] | tuple[Float[Array, ""], tuple[Float[Array, " npars"], ...]]:
     """t̃_μ: t_μ with μ̂ ≥ 0 (POI lower bound set to 0)."""
     t, _, fitted = _two_fits(mu, data, model, init_pars, par_bounds, fixed_params, True)
     return _finish(t, fitted, return_fitted_pars)
 
 
 def qmu(
-    mu, data, model, init_pars=None, par_bounds=None, fixed_params=None, return_fitted_pars=False
-):
+    mu: Float[ArrayLike, ""],
+    data: Float[ArrayLike, " ndata"],
+    model,
+    init_pars: Float[ArrayLike, " npars"] | None = None,
+    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
+    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    return_fitted_pars: bool = False,
+) -> Float[Array, ""] | tuple[Float[Array, ""], tuple[Float[Array, " npars"], ...]]:
     """q_μ: one-sided t_μ (0 when μ̂ > μ), POI bounds as given."""
     t, mu_hat, fitted = _two_fits(mu, data, model, init_pars, par_bounds, fixed_params, False)
     return _finish(jnp.where(mu_hat > mu, 0.0, t), fitted, return_fitted_pars)
 
 
 def qmu_tilde(
-    mu, data, model, init_pars=None, par_bounds=None, fixed_params=None, return_fitted_pars=False
-):
+    mu: Float[ArrayLike, ""],
+    data: Float[ArrayLike, " ndata"],
+    model,
+    init_pars: Float[ArrayLike, " npars"] | None = None,
+    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
+    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    return_fitted_pars: bool = False,
+) -> Float[Array, ""] | tuple[Float[Array, ""], tuple[Float[Array, " npars"], ...]]:
     """q̃_μ: q_μ with μ̂ ≥ 0 (POI lower bound set to 0); the statistic for upper limits."""
     t, mu_hat, fitted = _two_fits(mu, data, model, init_pars, par_bounds, fixed_params, True)
     return _finish(jnp.where(mu_hat > mu, 0.0, t), fitted, return_fitted_pars)
 
 
 def q0(
-    mu, data, model, init_pars=None, par_bounds=None, fixed_params=None, return_fitted_pars=False
-):
+    mu: Float[ArrayLike, ""],
+    data: Float[ArrayLike, " ndata"],
+    model,
+    init_pars: Float[ArrayLike, " npars"] | None = None,
+    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
+    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    return_fitted_pars: bool = False,
+) -> Float[Array, ""] | tuple[Float[Array, ""], tuple[Float[Array, " npars"], ...]]:
     """q_0 for discovery: t_0 when μ̂ ≥ μ (= 0), else 0. ``mu`` must be 0, as in pyhf."""
     t, mu_hat, fitted = _two_fits(mu, data, model, init_pars, par_bounds, fixed_params, False)
     return _finish(jnp.where(mu_hat < mu, 0.0, t), fitted, return_fitted_pars)

@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jaxlike._strict import invalid_text
-from jaxlike.exceptions import InvalidSpecification
+from .._strict import invalid_text
+from ..exceptions import InvalidSpecification
 
 __all__ = ["MAX_DEPTH", "parse_json", "read_json_file"]
 

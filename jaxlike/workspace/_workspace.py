@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from jaxlike.exceptions import InvalidWorkspace
-from jaxlike.workspace._patch import Patch, apply_patch
-from jaxlike.workspace._validate import validate_workspace
+from ..exceptions import InvalidArgument, InvalidWorkspace
+from ._patch import Patch, apply_patch
+from ._validate import validate_workspace
 
 __all__ = ["Workspace"]
 
@@ -203,7 +203,7 @@ class Workspace:
     @classmethod
     def load(cls, path: str | Path, validate: bool = True) -> Workspace:
         """Read a workspace JSON file (``"-"`` reads standard input)."""
-        from jaxlike.workspace._json import read_json_file
+        from ._json import read_json_file
 
         spec = read_json_file(path, "workspace", InvalidWorkspace)
         return cls(spec, validate=validate)
@@ -360,9 +360,9 @@ class Workspace:
         ``merge_channels`` (outer joins only) merges the samples of same-named channels.
         """
         if join not in _JOINS:
-            raise ValueError(f"join must be one of {_JOINS}, got {join!r}")
+            raise InvalidArgument(f"join must be one of {_JOINS}, got {join!r}")
         if merge_channels and join == "none":
-            raise ValueError("merge_channels needs an outer join")
+            raise InvalidArgument("merge_channels needs an outer join")
         a, b = Workspace(left)._spec, Workspace(right)._spec
         if a["version"] != b["version"]:
             raise InvalidWorkspace("version", f"cannot combine {a['version']} with {b['version']}")
@@ -388,7 +388,7 @@ class Workspace:
         ``poi_name`` overrides the measurement's POI; other keyword arguments go to
         ``jaxlike.model.build_model``.
         """
-        from jaxlike.model import build_model
+        from ..model import build_model
 
         ws = self.patch(patches) if patches else self
         measurement = ws.get_measurement(measurement_name)
