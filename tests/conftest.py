@@ -1,6 +1,6 @@
 """Shared test data and a session cache of built models.
 
-The reference data live outside the repository (``/work/shared/data``) and are read in place.
+The reference data live outside the repository (``../shared/data`` beside the checkout, or ``$JAXLIKE_DATA``) and are read in place.
 Building a model is cheap, but every new model *layout* costs JAX compiles (1-10 s), so the
 models below are built once per session (:func:`get_case`) and the jitted test functions are
 module-level (fixture ``jitted``): two models with the same layout share one compiled function.

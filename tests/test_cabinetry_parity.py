@@ -5,7 +5,7 @@ held at θ̂_i ± Δθ_prefit and θ̂_i ± Δθ_postfit, all other parameters s
 inits; the impact is μ̂(θ_i fixed) − μ̂. cabinetry always runs with an explicit MIGRAD strategy
 and tolerance here (its defaults, tolerance 0.1, stop early).
 
-Rule for a disagreement (DESIGN.md: the lower minimum wins). An impact agrees when
+Rule for a disagreement (the lower minimum of the same exact 2NLL wins). An impact agrees when
 |Δμ_jaxlike − Δμ_cabinetry| ≤ 2% |Δμ_cabinetry|. Otherwise jaxlike refits the conditional fit at
 *cabinetry's* fixed value (cabinetry's θ̂_i and widths differ slightly from jaxlike's: its
 post-fit widths come from MIGRAD's covariance) and the 2NLL of both conditional minima, each

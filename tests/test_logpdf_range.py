@@ -157,7 +157,7 @@ def _poisson_terms(pm, data):
 def pyhf_rounding_bound(n, lam):
     """Bound on the rounding error of pyhf's Poisson terms n log λ − λ − lgamma(n+1): each of
     the three terms and the two subtractions round to ε relative, so 4ε Σ (|n log λ| + λ +
-    lgamma(n+1)). At ERJR's shapesys τ ≈ 1.9e11 that is ~4e-3 per term (DESIGN.md)."""
+    lgamma(n+1)). At ERJR's shapesys τ ≈ 1.9e11 that is ~4e-3 per term."""
     return 4 * EPS * np.sum(np.abs(xlogy(n, lam)) + np.abs(lam) + gammaln(n + 1.0), axis=-1)
 
 
@@ -244,7 +244,7 @@ def _check_sweep(case_id, every_bin):
 def test_logpdf_over_whole_range_matches_pyhf(case_id):
     """Each parameter over its whole bound range: jaxlike's logpdf finite exactly where pyhf's
     is and equal to it to 1e-9 (relative, absolute below 1), gradient finite. On ERJR
-    (shapesys τ ≈ 1.9e11) pyhf's own value is quantised (~1.5e-4, DESIGN.md): there the
+    (shapesys τ ≈ 1.9e11) pyhf's own value is quantised (~1.5e-4): there the
     reference is the exact logpdf of pyhf's expected data, and pyhf is checked to lie within
     its rounding bound of it."""
     _check_sweep(case_id, every_bin=case_id not in EVERY_BIN_SLOW)

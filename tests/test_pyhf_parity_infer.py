@@ -6,8 +6,8 @@ the data files store for it (``pyhf_0.7.6_local_results["numpy_scipy_SLSQP_toler
 (converged)"]``). Acceptance: CLs_obs within 5e-4 relative, each expected-band entry within
 2e-3 relative + 1e-5 absolute, 95% CL limits within 0.5%.
 
-Where CLs disagree beyond that, the numbers alone cannot say who is right (DESIGN.md, "Judging
-a disagreement with pyhf"): :func:`judge` then runs pyhf's five fits of the test itself and
+Where CLs disagree beyond that, the numbers alone cannot say who is right (the rule for judging
+a disagreement with pyhf): :func:`judge` then runs pyhf's five fits of the test itself and
 requires every one of jaxlike's fits to reach a 2NLL at or below pyhf's, and at least one to be
 clearly lower; then jaxlike's number stands. Both tools' parameter vectors are evaluated with
 jaxlike's 2NLL: pyhf's logpdf rounds at ~1e-4 absolute on the ERJR likelihood (huge shapesys τ),

@@ -1,7 +1,7 @@
 """The model layer against pyhf 0.7.6: logpdf, expected data and parameter layout.
 
 pyhf (numpy backend) is the oracle. logpdf at fixed parameters has no fit ambiguity, so it must
-agree to 1e-9 relative (DESIGN.md, "Judging a disagreement with pyhf"), with one documented
+agree to 1e-9 relative (our rule for judging a disagreement with pyhf), with one documented
 exception: the ATLAS ERJR likelihood, where pyhf's own arithmetic is inexact (see
 :func:`test_erjr_logpdf_against_exact_reference`).
 """

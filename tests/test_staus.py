@@ -6,7 +6,7 @@ higher than ``best + 1e-6``, where ``best`` is the lowest exact 2NLL over the *c
 optimizers (numpy SLSQP 1e-10, MINUIT tolerance 1e-6 strategy 2, pyhf-jax SLSQP 1e-12), stored in
 ``tests/data/staus_refs.json`` by ``tests/make_staus_refs.py`` (pyhf takes minutes here). "Exact"
 is ONE function for both tools' parameter vectors: jaxlike's ``model.logpdf`` (``conftest.logpdf``;
-2NLL = −2 logpdf), as DESIGN.md "Judging a disagreement with pyhf" asks.
+2NLL = −2 logpdf), as the rule for judging a disagreement with pyhf asks.
 
 - the real ``jaxlike.hypotest(1.0, ...)``: its five fits converged, their reported and exact 2NLL
   at or below the references. Its Asimov data come from its own μ = 0 fit; the references' from

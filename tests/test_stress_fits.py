@@ -12,7 +12,7 @@ compiled, vmapped chain per family (``_stress.five_fits``: the starts of ``jaxli
 one traced ``jaxlike.fit.fit_arrays`` in a ``lax.scan``), with pyhf's initial values and
 bounds (POI in [0, 10]). Each must be ``converged`` and reach an exact 2NLL (jaxlike's ``twice_nll`` at
 its best fit) at most ``NLL_TOL`` above the best pyhf optimizer's, both evaluated now with the
-same function (DESIGN.md, "Judging a disagreement with pyhf").
+same function (the rule for judging a disagreement with pyhf).
 
 ``python tests/test_stress_fits.py [refs.npz]`` prints the full table of all families and fits
 (gaps, status) without asserting: the report for whoever works on the minimiser.

@@ -11,7 +11,7 @@ See :mod:`jaxlike.examples._search` for what the workspace models.
 The numbers are synthetic and belong to no experiment.
 """
 
-from jaxlike.examples._scans import (
+from ._scans import (
     ALP_LUMI_FB,
     BKA_MODES,
     SCAN_EXAMPLES,
@@ -22,8 +22,8 @@ from jaxlike.examples._scans import (
     write_bka_example,
     write_zprime_example,
 )
-from jaxlike.examples._search import INJECTED_MU, SR_EDGES, make_example_workspace
-from jaxlike.examples._write import main_example, write_example_workspace
+from ._search import INJECTED_MU, SR_EDGES, make_example_workspace
+from ._write import main_example, write_example_workspace
 
 __all__ = [
     "make_example_workspace",

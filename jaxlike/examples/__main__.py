@@ -2,7 +2,7 @@
 
 import sys
 
-from jaxlike.examples._write import main_example
+from ._write import main_example
 
 if __name__ == "__main__":
     sys.exit(main_example())

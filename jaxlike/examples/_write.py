@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jaxlike.examples._search import make_example_workspace
+from ._search import make_example_workspace
 
 __all__ = ["write_example_workspace", "main_example"]
 
