@@ -72,6 +72,8 @@ def test_belle2_notebook(fast_env):
     assert "mu_bkg_charged" in text  # top of the ranking
 
 
+@pytest.mark.slow  # ~7 min of CI: the scan, the LEE toys and the figures it runs are covered by
+# tests/test_examples_scans.py (the ALP example scan), tests/test_lee.py and test_plotting_cli.py
 def test_alp_notebook(fast_env):
     text = run_notebook("02_alp_mass_scan.ipynb")
     assert "all fits converged: True" in text
@@ -80,6 +82,8 @@ def test_alp_notebook(fast_env):
     assert 0.0 < number(r"global p = ([\d.]+)", text) <= 1.0
 
 
+@pytest.mark.slow  # ~3 min of CI: the rate checks, NUTS posterior and profile map it runs are
+# covered by tests/test_wet.py, test_bayes_job.py, test_bayes_nuts.py and test_grid.py
 @pytest.mark.skipif(not BELLE2.exists(), reason="Belle II likelihood not available")
 def test_wet_notebook(fast_env):
     text = run_notebook("03_wet_posterior.ipynb")
