@@ -1,8 +1,8 @@
 """Maximum-likelihood fits (jaxlike.fit) against converged pyhf and MINUIT, and batched fits.
 
-When two fitters disagree, the lower 2NLL (of one exact function) is right. So the assertion against pyhf is
-"jaxlike's minimum is not above converged pyhf's" (2NLL <= pyhf + 1e-6), with pyhf's numpy
-backend and SLSQP at tolerance 1e-10; uncertainties are compared with MINUIT's HESSE.
+When two fitters disagree, the lower 2NLL (of one exact function) is right. So the assertion
+against pyhf is "jaxlike's minimum is not above converged pyhf's" (2NLL <= pyhf + 1e-6), with
+pyhf's numpy backend and SLSQP at tolerance 1e-10; uncertainties are compared with MINUIT's HESSE.
 """
 
 from __future__ import annotations
@@ -178,13 +178,8 @@ def test_nonconvergence_is_flagged(cases):
     assert res.message() == "maximum iterations reached"
 
 
-def test_nonfinite_start_is_flagged(cases):
-    case = cases("validation/validation_2bin_2channel_shapesys")
-    init = case.model.config.suggested_init()
-    init[1] = np.nan
-    res = jaxlike.fit(case.model, case.data, init_pars=init)
-    assert not bool(res.converged) and int(res.status) == 3
-    # a realistic one: no expected events where events were observed (log 0)
+def _signal_only_model():
+    """One channel, one sample (3, 4 events per unit μ), μ free: ν = μ·(3, 4)."""
     channels = [
         {
             "name": "c",
@@ -197,7 +192,17 @@ def test_nonfinite_start_is_flagged(cases):
             ],
         }
     ]
-    model = jaxlike.build_model(channels, poi_name="mu")
+    return jaxlike.build_model(channels, poi_name="mu")
+
+
+def test_nonfinite_start_is_flagged(cases):
+    case = cases("validation/validation_2bin_2channel_shapesys")
+    init = case.model.config.suggested_init()
+    init[1] = np.nan
+    res = jaxlike.fit(case.model, case.data, init_pars=init)
+    assert not bool(res.converged) and int(res.status) == 3
+    # a realistic one: no expected events where events were observed (log 0)
+    model = _signal_only_model()
     res = jaxlike.fit(model, jnp.array([2.0, 5.0]), init_pars=[0.0])
     assert int(res.status) == 3, res.message()
     ok = jaxlike.fit(model, jnp.array([2.0, 5.0]))
@@ -213,19 +218,7 @@ def test_status_is_a_results_enumeration_and_throw_raises():
 
     assert len(STATUS) == len(RESULTS) == 6 and STATUS[0] == "converged"
     assert STATUS[3] == RESULTS[RESULTS.nonfinite_start]
-    channels = [
-        {
-            "name": "c",
-            "samples": [
-                {
-                    "name": "sig",
-                    "data": [3.0, 4.0],
-                    "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
-                }
-            ],
-        }
-    ]
-    model = jaxlike.build_model(channels, poi_name="mu")
+    model = _signal_only_model()
     data = jnp.array([2.0, 5.0])
     ok = jaxlike.fit(model, data, throw=True)
     assert bool(ok.result == RESULTS.converged) and ok.status_text == "converged"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -170,19 +169,9 @@ def _draw(plot, *args, **kwargs) -> None:
     """Call the plotting function ``plot``: a figure without its exclusion contour is one
     warning line on stderr, an unwritable file one error line (exit 2)."""
     from ..plotting import NoContourWarning
+    from ._scan import one_line_warnings
 
-    with warnings.catch_warnings():
-        shown = warnings.showwarning
-
-        def show(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, NoContourWarning):
-                text = " ".join(str(message).split())
-                print(f"jaxlike plot: warning: {text}", file=sys.stderr)
-            else:
-                shown(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = show
-        warnings.simplefilter("always", NoContourWarning)
+    with one_line_warnings("plot", NoContourWarning):
         try:
             plot(*args, **kwargs)
         except OSError as err:

@@ -171,25 +171,30 @@ def os_error(err: OSError) -> CliError:
 
 
 @contextlib.contextmanager
-def scan_warnings(command: str):
-    """Within the block, a :class:`~jaxlike.scan.ScanFileWarning` (damaged rows recomputed,
-    an unverifiable file) is printed as one line ``jaxlike COMMAND: warning: ...`` on stderr,
-    every time it occurs; other warnings are shown as usual."""
-    from ..stream import ScanFileWarning
-
+def one_line_warnings(command: str, category: type[Warning]):
+    """Within the block, a warning of ``category`` is printed as one line ``jaxlike COMMAND:
+    warning: ...`` on stderr, every time it occurs; other warnings are shown as usual."""
     with warnings.catch_warnings():
         shown = warnings.showwarning
 
-        def show(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, ScanFileWarning):
+        def show(message, cat, filename, lineno, file=None, line=None):
+            if issubclass(cat, category):
                 text = " ".join(str(message).split())
                 print(f"jaxlike {command}: warning: {text}", file=sys.stderr)
             else:
-                shown(message, category, filename, lineno, file, line)
+                shown(message, cat, filename, lineno, file, line)
 
         warnings.showwarning = show
-        warnings.simplefilter("always", ScanFileWarning)
+        warnings.simplefilter("always", category)
         yield
+
+
+def scan_warnings(command: str):
+    """:func:`one_line_warnings` for :class:`~jaxlike.stream.ScanFileWarning` (damaged rows
+    recomputed, an unverifiable file)."""
+    from ..stream import ScanFileWarning
+
+    return one_line_warnings(command, ScanFileWarning)
 
 
 # -- inputs --------------------------------------------------------------------------------------

@@ -12,8 +12,14 @@ from ._fit import (
 )
 from ._newton import SEARCH_MAX_PARS, MinimizeState, autodiff_fgh, minimize
 from ._results import RESULTS, STATUS
+from ._types import Bounds, Data, Fixed, Pars, Scalar
 
 __all__ = [
+    "Bounds",
+    "Data",
+    "Fixed",
+    "Pars",
+    "Scalar",
     "DENSE_COVARIANCE_MAX",
     "SEARCH_MAX_PARS",
     "RESULTS",

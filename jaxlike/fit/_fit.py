@@ -11,12 +11,13 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Bool, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
 from ..exceptions import InvalidData, InvalidParameters
 from ..linalg import ArrowheadCovariance, covariance_diagonal, free_inverse
 from ._newton import BREAKPOINT_VALUES, minimize
 from ._results import RESULTS, as_result, raise_if_failed, status_text
+from ._types import Bounds, Data, Fixed, Pars, Scalar
 
 __all__ = [
     "DENSE_COVARIANCE_MAX",
@@ -219,10 +220,10 @@ _default_fixed = eqx.filter_jit(lambda model: model.fixed_mask())  # one dispatc
 
 def prepare_fit_inputs(
     model,
-    data: Float[ArrayLike, " ndata"],
-    init_pars: Float[ArrayLike, " npars"] | None = None,
-    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
-    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    data: Data,
+    init_pars: Pars | None = None,
+    par_bounds: Bounds | None = None,
+    fixed_params: Fixed | None = None,
 ) -> tuple[
     Float[Array, " ndata"],
     Float[Array, " npars"],
@@ -264,11 +265,11 @@ def prepare_fit_inputs(
 
 def fit(
     model,
-    data: Float[ArrayLike, " ndata"],
+    data: Data,
     *,
-    init_pars: Float[ArrayLike, " npars"] | None = None,
-    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
-    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    init_pars: Pars | None = None,
+    par_bounds: Bounds | None = None,
+    fixed_params: Fixed | None = None,
     maxiter: int = 200,
     tol: float = 1e-10,
     throw: bool = False,
@@ -301,12 +302,12 @@ def fit(
 
 def fixed_poi_fit(
     model,
-    data: Float[ArrayLike, " ndata"],
-    poi_value: Float[ArrayLike, ""],
+    data: Data,
+    poi_value: Scalar,
     *,
-    init_pars: Float[ArrayLike, " npars"] | None = None,
-    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
-    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    init_pars: Pars | None = None,
+    par_bounds: Bounds | None = None,
+    fixed_params: Fixed | None = None,
     maxiter: int = 200,
     tol: float = 1e-10,
     throw: bool = False,

@@ -29,6 +29,7 @@ from jax.scipy.stats import norm
 from jaxtyping import Array, ArrayLike, Float
 
 from ..exceptions import InvalidArgument
+from ..fit import Scalar
 
 __all__ = ["TEST_STATS", "profile_statistic", "asymptotic_pvalues", "N_SIGMA"]
 
@@ -52,8 +53,8 @@ def profile_statistic(
 
 def asymptotic_pvalues(
     test_stat: str,
-    q_obs: Float[ArrayLike, ""],
-    q_asimov: Float[ArrayLike, ""],
+    q_obs: Scalar,
+    q_asimov: Scalar,
     calc_base_dist: str = "normal",
 ) -> tuple[
     tuple[Float[Array, ""], Float[Array, ""], Float[Array, ""]],

@@ -17,7 +17,17 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from ..exceptions import InvalidParameters
-from ..fit import SEARCH_MAX_PARS, FitResult, fit_arrays, prepare_fit_inputs
+from ..fit import (
+    SEARCH_MAX_PARS,
+    Bounds,
+    Data,
+    FitResult,
+    Fixed,
+    Pars,
+    Scalar,
+    fit_arrays,
+    prepare_fit_inputs,
+)
 from ._asymptotics import TEST_STATS, asymptotic_pvalues, profile_statistic
 
 __all__ = [
@@ -252,13 +262,13 @@ def _prepare_core(model, data, init, lo, hi, fixed, test_stat, calc_base_dist, s
 
 
 def hypotest_prepare(
-    data: Float[ArrayLike, " ndata"],
+    data: Data,
     model,
     *,
     test_stat: str = "qtilde",
-    init_pars: Float[ArrayLike, " npars"] | None = None,
-    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
-    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    init_pars: Pars | None = None,
+    par_bounds: Bounds | None = None,
+    fixed_params: Fixed | None = None,
     calc_base_dist: str = "normal",
     signed_fit: bool = False,
 ) -> HypoTestPrep:
@@ -280,7 +290,7 @@ def hypotest_prepare(
 
 
 def hypotest_at(
-    prep: HypoTestPrep, model, mu: Float[ArrayLike, ""], *, warm_start: bool = False
+    prep: HypoTestPrep, model, mu: Scalar, *, warm_start: bool = False
 ) -> HypoTestResult:
     """Complete a prepared test at POI value ``mu`` (two conditional fits). Traceable in ``mu``.
 
@@ -347,14 +357,14 @@ def _scan_jit(prep, model, mus, warm_start):
 
 
 def hypotest(
-    poi_test: Float[ArrayLike, ""],
-    data: Float[ArrayLike, " ndata"],
+    poi_test: Scalar,
+    data: Data,
     model,
     *,
     test_stat: str = "qtilde",
-    init_pars: Float[ArrayLike, " npars"] | None = None,
-    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
-    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    init_pars: Pars | None = None,
+    par_bounds: Bounds | None = None,
+    fixed_params: Fixed | None = None,
     warm_start: bool = False,
     calc_base_dist: str = "normal",
 ) -> HypoTestResult:
@@ -380,13 +390,13 @@ def hypotest(
 
 def hypotest_scan(
     poi_values: Float[ArrayLike, " nmu"],
-    data: Float[ArrayLike, " ndata"],
+    data: Data,
     model,
     *,
     test_stat: str = "qtilde",
-    init_pars: Float[ArrayLike, " npars"] | None = None,
-    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
-    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    init_pars: Pars | None = None,
+    par_bounds: Bounds | None = None,
+    fixed_params: Fixed | None = None,
     warm_start: bool = False,
     calc_base_dist: str = "normal",
 ) -> HypoTestResult:
@@ -408,12 +418,12 @@ def hypotest_scan(
 
 
 def discovery_significance(
-    data: Float[ArrayLike, " ndata"],
+    data: Data,
     model,
     *,
-    init_pars: Float[ArrayLike, " npars"] | None = None,
-    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
-    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    init_pars: Pars | None = None,
+    par_bounds: Bounds | None = None,
+    fixed_params: Fixed | None = None,
 ) -> HypoTestResult:
     """Discovery test with q0: returns the :class:`HypoTestResult` at μ = 0 whose
     ``p0_obs``/``significance_obs`` are the observed and ``p0_exp``/``significance_exp`` the

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from ..fit import fit_arrays
+from ..fit import Bounds, Data, Fixed, Pars, fit_arrays
 from ._asymptotics import asymptotic_pvalues, profile_statistic
 from ._hypotest import HypoTestPrep, _conditional_inputs, hypotest_prepare
 
@@ -197,7 +197,7 @@ def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter):
 
 
 def upper_limit(
-    data: Float[ArrayLike, " ndata"],
+    data: Data,
     model,
     *,
     cl: Float[ArrayLike, "*ncl"] = 0.95,
@@ -205,9 +205,9 @@ def upper_limit(
     poi_range: tuple[float, float] | None = None,
     rtol: float = 1e-6,
     maxiter: int = 60,
-    init_pars: Float[ArrayLike, " npars"] | None = None,
-    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
-    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    init_pars: Pars | None = None,
+    par_bounds: Bounds | None = None,
+    fixed_params: Fixed | None = None,
 ) -> UpperLimitResult:
     """Observed and expected (±1σ, ±2σ) upper limits on the POI at confidence level ``cl``.
 

@@ -13,10 +13,10 @@ jit/vmap-able; it returns the statistic and, on request, the two best-fit vector
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Bool, Float
+from jaxtyping import Array, Float
 
 from ..exceptions import InvalidParameters
-from ..fit import fit, fixed_poi_fit
+from ..fit import Bounds, Data, Fixed, Pars, Scalar, fit, fixed_poi_fit
 
 __all__ = ["tmu", "tmu_tilde", "qmu", "qmu_tilde", "q0"]
 
@@ -40,12 +40,12 @@ def _finish(stat, fitted, return_fitted_pars):
 
 
 def tmu(
-    mu: Float[ArrayLike, ""],
-    data: Float[ArrayLike, " ndata"],
+    mu: Scalar,
+    data: Data,
     model,
-    init_pars: Float[ArrayLike, " npars"] | None = None,
-    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
-    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    init_pars: Pars | None = None,
+    par_bounds: Bounds | None = None,
+    fixed_params: Fixed | None = None,
     return_fitted_pars: bool = False,
 ) -> Float[Array, ""] | tuple[Float[Array, ""], tuple[Float[Array, " npars"], ...]]:
     """t_μ, two-sided, POI bounds as given. ``return_fitted_pars`` adds
@@ -55,12 +55,12 @@ def tmu(
 
 
 def tmu_tilde(
-    mu: Float[ArrayLike, ""],
-    data: Float[ArrayLike, " ndata"],
+    mu: Scalar,
+    data: Data,
     model,
-    init_pars: Float[ArrayLike, " npars"] | None = None,
-    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
-    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    init_pars: Pars | None = None,
+    par_bounds: Bounds | None = None,
+    fixed_params: Fixed | None = None,
     return_fitted_pars: bool = False,
 ) -> Float[Array, ""] | tuple[Float[Array, ""], tuple[Float[Array, " npars"], ...]]:
     """t̃_μ: t_μ with μ̂ ≥ 0 (POI lower bound set to 0)."""
@@ -69,12 +69,12 @@ def tmu_tilde(
 
 
 def qmu(
-    mu: Float[ArrayLike, ""],
-    data: Float[ArrayLike, " ndata"],
+    mu: Scalar,
+    data: Data,
     model,
-    init_pars: Float[ArrayLike, " npars"] | None = None,
-    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
-    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    init_pars: Pars | None = None,
+    par_bounds: Bounds | None = None,
+    fixed_params: Fixed | None = None,
     return_fitted_pars: bool = False,
 ) -> Float[Array, ""] | tuple[Float[Array, ""], tuple[Float[Array, " npars"], ...]]:
     """q_μ: one-sided t_μ (0 when μ̂ > μ), POI bounds as given."""
@@ -83,12 +83,12 @@ def qmu(
 
 
 def qmu_tilde(
-    mu: Float[ArrayLike, ""],
-    data: Float[ArrayLike, " ndata"],
+    mu: Scalar,
+    data: Data,
     model,
-    init_pars: Float[ArrayLike, " npars"] | None = None,
-    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
-    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    init_pars: Pars | None = None,
+    par_bounds: Bounds | None = None,
+    fixed_params: Fixed | None = None,
     return_fitted_pars: bool = False,
 ) -> Float[Array, ""] | tuple[Float[Array, ""], tuple[Float[Array, " npars"], ...]]:
     """q̃_μ: q_μ with μ̂ ≥ 0 (POI lower bound set to 0); the statistic for upper limits."""
@@ -97,12 +97,12 @@ def qmu_tilde(
 
 
 def q0(
-    mu: Float[ArrayLike, ""],
-    data: Float[ArrayLike, " ndata"],
+    mu: Scalar,
+    data: Data,
     model,
-    init_pars: Float[ArrayLike, " npars"] | None = None,
-    par_bounds: Float[ArrayLike, "npars 2"] | None = None,
-    fixed_params: Bool[ArrayLike, " npars"] | dict[str, float] | None = None,
+    init_pars: Pars | None = None,
+    par_bounds: Bounds | None = None,
+    fixed_params: Fixed | None = None,
     return_fitted_pars: bool = False,
 ) -> Float[Array, ""] | tuple[Float[Array, ""], tuple[Float[Array, " npars"], ...]]:
     """q_0 for discovery: t_0 when μ̂ ≥ μ (= 0), else 0. ``mu`` must be 0, as in pyhf."""
