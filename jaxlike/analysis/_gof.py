@@ -61,32 +61,8 @@ def saturated_twice_nll(model, data):
 
 @eqx.filter_jit
 def _toys(model, pars, keys):
-    """Toy datasets [n, nmain + naux]: Poisson main counts around ν(θ̂); Gaussian auxdata
-    θ̂ + σ·N(0, 1); Poisson auxdata ~ Pois(γ̂ τ) (pyhf's sampling of the full pdf)."""
-    cfg = model.config
-    nu = model.expected_actualdata(pars)
-    aux_mean = model.expected_auxdata(pars)
-    gauss = np.zeros(cfg.nauxdata, dtype=bool)
-    width = jnp.zeros(cfg.nauxdata, nu.dtype)
-    for term in model.constraint_terms():
-        if term.kind == "normal":
-            gauss[np.asarray(term.aux, dtype=int)] = True
-            width = width.at[term.aux].set(term.scale)
-
-    def one(key):
-        k_main, k_pois, k_norm = jax.random.split(key, 3)
-        main = jax.random.poisson(k_main, nu, dtype=jnp.int64).astype(nu.dtype)
-        if cfg.nauxdata == 0:
-            return main
-        pois = jax.random.poisson(k_pois, aux_mean, dtype=jnp.int64).astype(nu.dtype)
-        if gauss.any():
-            norm = aux_mean + width * jax.random.normal(k_norm, aux_mean.shape, nu.dtype)
-            aux = jnp.where(gauss, norm, pois)
-        else:
-            aux = pois
-        return jnp.concatenate([main, aux])
-
-    return jax.vmap(one)(keys)
+    """Toy datasets [n, nmain + naux] from the best-fit model (:meth:`Likelihood.sample`)."""
+    return jax.vmap(lambda k: model.sample(pars, k))(keys)
 
 
 @eqx.filter_jit

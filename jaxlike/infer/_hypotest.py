@@ -41,6 +41,10 @@ __all__ = [
 ]
 
 
+#: how p-values are computed: asymptotic formulae, toys, or exact Poisson sums (counting)
+CALCTYPES = ("asymptotics", "toybased", "exact")
+
+
 class HypoTestPrep(eqx.Module):
     """The μ-independent part of a hypothesis test."""
 
@@ -367,14 +371,42 @@ def hypotest(
     fixed_params: Fixed | None = None,
     warm_start: bool = False,
     calc_base_dist: str = "normal",
-) -> HypoTestResult:
-    """Asymptotic CLs test of POI value ``poi_test`` (pyhf's ``infer.hypotest``).
+    calctype: str = "asymptotics",
+    ntoys: int = 2000,
+    seed: int = 0,
+    toy_pars: str = "init",
+    chunk: int | None = 4096,
+    progress: bool = False,
+    toy_search: bool = False,
+):
+    """CLs test of POI value ``poi_test`` (pyhf's ``infer.hypotest``).
 
-    Returns a :class:`HypoTestResult`; ``cls_obs, cls_exp = jaxlike.hypotest(1.0, data, model)``
-    gives the observed CLs and the expected band (5 values, ascending). All five fits are
-    reported in ``twice_nll``/``fit_converged``; ``converged`` is False if any failed.
-    Works under ``jax.jit``/``jax.vmap`` (over data or a stacked model).
+    ``calctype="asymptotics"`` (default): the asymptotic formulae; returns a
+    :class:`HypoTestResult`; ``cls_obs, cls_exp = jaxlike.hypotest(1.0, data, model)`` gives
+    the observed CLs and the expected band (5 values, ascending). All five fits are reported in
+    ``twice_nll``/``fit_converged``; ``converged`` is False if any failed. Works under
+    ``jax.jit``/``jax.vmap`` (over data or a stacked model).
+
+    ``calctype="toybased"``: ``ntoys`` s+b and ``ntoys`` background pseudo-experiments (seed
+    ``seed``, generated at ``toy_pars``: ``"init"`` as pyhf or ``"profiled"``), fitted in
+    vmapped chunks of ``chunk`` toys (``toy_search``: the global search in every toy fit);
+    returns a :class:`~jaxlike.infer.ToyHypoTestResult` with
+    the p-values, their Monte-Carlo errors and the sampled distributions (see
+    :mod:`jaxlike.infer._toys`). Not traceable (it runs a host loop over chunks).
+
+    ``calctype="exact"``: single-bin counting models without nuisance parameters only — the
+    exact Poisson sums (:func:`~jaxlike.infer.counting_pvalues`), as a
+    :class:`~jaxlike.infer.ToyHypoTestResult`-free tuple ``(clsb, clb, cls)``.
     """
+    if calctype not in CALCTYPES:
+        raise InvalidParameters(f"calctype must be one of {CALCTYPES}, got {calctype!r}")
+    if calctype == "exact":
+        from ._counting import counting_parameters, counting_pvalues
+
+        _check(model, test_stat)
+        s, b = counting_parameters(model)
+        n_obs = float(np.asarray(data, float).reshape(-1)[0])
+        return counting_pvalues(poi_test, n_obs, s, b, test_stat)
     prep = hypotest_prepare(
         data,
         model,
@@ -385,6 +417,12 @@ def hypotest(
         calc_base_dist=calc_base_dist,
     )
     check_poi_values(model, poi_test, prep.lo, prep.hi)
+    if calctype == "toybased":
+        from ._toys import toy_hypotest_prepared
+
+        return toy_hypotest_prepared(prep, model, poi_test, ntoys=ntoys, seed=seed,
+                                     toy_pars=toy_pars, chunk=chunk, progress=progress,
+                                     search=toy_search)  # fmt: skip
     return _at_jit(prep, model, poi_test, warm_start)
 
 
@@ -424,10 +462,12 @@ def discovery_significance(
     init_pars: Pars | None = None,
     par_bounds: Bounds | None = None,
     fixed_params: Fixed | None = None,
+    **calc,
 ) -> HypoTestResult:
     """Discovery test with q0: returns the :class:`HypoTestResult` at μ = 0 whose
     ``p0_obs``/``significance_obs`` are the observed and ``p0_exp``/``significance_exp`` the
-    expected (μ = 1 Asimov) values; Z = Φ⁻¹(1 − p0) = √q0."""
+    expected (μ = 1 Asimov) values; Z = Φ⁻¹(1 − p0) = √q0. ``calc``: the calculator
+    options of :func:`hypotest` (``calctype="toybased", ntoys=..., seed=...`` for toy p0)."""
     return hypotest(
         0.0,
         data,
@@ -436,4 +476,5 @@ def discovery_significance(
         init_pars=init_pars,
         par_bounds=par_bounds,
         fixed_params=fixed_params,
+        **calc,
     )

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from ..exceptions import InvalidArgument
 from ..fit import Bounds, Data, Fixed, Pars, fit_arrays
 from ._asymptotics import asymptotic_pvalues, profile_statistic
 from ._hypotest import HypoTestPrep, _conditional_inputs, hypotest_prepare
@@ -45,8 +46,8 @@ def _h(cls, alpha):
     return jnp.sqrt(-2.0 * jnp.log(jnp.clip(cls, 1e-300, 1.0))) - jnp.sqrt(-2.0 * jnp.log(alpha))
 
 
-def _evaluate(prep, model, mu, start_d, start_a):
-    """CLs of the six curves at their own trial μ (mu: [ncl, 6]).
+def _evaluate(prep, model, mu, start_d, start_a, rule="cls"):
+    """CLs (``rule="clsb"``: CLs+b) of the six curves at their own trial μ (mu: [ncl, 6]).
 
     Only the observed curve needs a conditional fit to the data; every curve needs one to the
     Asimov data: 1 + 6 fits per level, run as ONE vmapped fit over [ncl, 7] (data, Asimov × 6)
@@ -78,19 +79,19 @@ def _evaluate(prep, model, mu, start_d, start_a):
     qa = profile_statistic(
         ts, mu, nll[:, 1:], prep.free_fit_asimov.twice_nll, prep.free_fit_asimov.bestfit[poi]
     )
-    (_, _, cls_obs), _ = jax.vmap(lambda x, y: asymptotic_pvalues(ts, x, y, prep.calc_base_dist))(
-        q, qa[:, 0]
-    )
-    _, (_, _, band) = jax.vmap(
+    pick = 0 if rule == "clsb" else 2  # (CLs+b, CLb, CLs)
+    obs, _ = jax.vmap(lambda x, y: asymptotic_pvalues(ts, x, y, prep.calc_base_dist))(q, qa[:, 0])
+    _, exp = jax.vmap(
         jax.vmap(lambda x: asymptotic_pvalues(ts, jnp.zeros_like(x), x, prep.calc_base_dist))
     )(qa)
+    cls_obs, band = obs[pick], exp[pick]
     cls_exp = jnp.diagonal(band[:, 1:, :], axis1=1, axis2=2)  # curve k uses band entry k-1
     cls = jnp.concatenate([cls_obs[:, None], cls_exp], axis=1)
     conv = conv_all[:, 1:] & jnp.concatenate([conv_all[:, :1], jnp.ones((ncl, 5), bool)], axis=1)
     return cls, conv, best[:, 0], best[:, 1:]
 
 
-def _asymptotic_guess(prep, alpha, mu_lo, mu_hi):
+def _asymptotic_guess(prep, alpha, mu_lo, mu_hi, rule="cls"):
     """Wald-approximation limits [ncl, 6]: q(μ) = ((μ − μ̂)/σ)², q_A(μ) = (μ/σ)² with σ the
     Hessian uncertainty of the POI in the free Asimov fit; the first point of a fine grid in
     μ/σ where the asymptotic CLs of each curve falls below α. Only a starting point."""
@@ -102,9 +103,9 @@ def _asymptotic_guess(prep, alpha, mu_lo, mu_hi):
     t = jnp.linspace(0.0, 40.0, 801)[1:]  # μ/σ
     mu = t * sigma + jnp.where(ok, 0.0, 0.0)
     q_obs = jnp.where(mu > mu_hat, ((mu - mu_hat) / sigma) ** 2, 0.0)
-    (_, _, c_obs), (_, _, c_exp) = jax.vmap(
-        lambda a, b: asymptotic_pvalues(ts, a, b, prep.calc_base_dist)
-    )(q_obs, t**2)
+    pick = 0 if rule == "clsb" else 2
+    obs, exp = jax.vmap(lambda a, b: asymptotic_pvalues(ts, a, b, prep.calc_base_dist))(q_obs, t**2)
+    c_obs, c_exp = obs[pick], exp[pick]
     curves = jnp.concatenate([c_obs[:, None], c_exp], axis=1)  # [grid, 6]
     below = curves[None] < alpha[:, None, None]  # [ncl, grid, 6]
     first = jnp.argmax(below, axis=1)
@@ -114,7 +115,7 @@ def _asymptotic_guess(prep, alpha, mu_lo, mu_hi):
 
 
 @eqx.filter_jit
-def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter):
+def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter, rule="cls"):
     """Bracket expansion from the asymptotic guess, then Illinois regula falsi, for all
     curves and levels in lockstep. One :func:`_evaluate` per iteration (compiled once).
 
@@ -131,7 +132,7 @@ def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter):
     sa0 = jnp.broadcast_to(prep.asimov_fit.bestfit, (ncl, 6, npar))
     full = lambda x: jnp.broadcast_to(jnp.asarray(x, al.dtype), (ncl, 6))  # noqa: E731
     lo_known = mu_lo <= 0.0
-    guess = _asymptotic_guess(prep, alpha, mu_lo, mu_hi)
+    guess = _asymptotic_guess(prep, alpha, mu_lo, mu_hi, rule)
     first_c = jnp.where(lo_known, jnp.clip(1.1 * guess, mu_lo, mu_hi), full(mu_lo))
 
     def cond(s):
@@ -143,7 +144,7 @@ def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter):
         illinois = jnp.clip(illinois, jnp.minimum(a, b), jnp.maximum(a, b))
         c = jnp.where(br, illinois, s["next"])
         c = jnp.where(s["done"], b, c)
-        cls_c, cc, sd_new, sa_new = _evaluate(prep, model, c, s["sd"], s["sa"])
+        cls_c, cc, sd_new, sa_new = _evaluate(prep, model, c, s["sd"], s["sa"], rule)
         hc = _h(cls_c, al)
         live = ~s["done"]
         # -- lanes still expanding the bracket upwards
@@ -208,7 +209,10 @@ def upper_limit(
     init_pars: Pars | None = None,
     par_bounds: Bounds | None = None,
     fixed_params: Fixed | None = None,
-) -> UpperLimitResult:
+    rule: str = "cls",
+    calctype: str = "asymptotics",
+    **toys,
+):
     """Observed and expected (±1σ, ±2σ) upper limits on the POI at confidence level ``cl``.
 
     Args:
@@ -216,10 +220,17 @@ def upper_limit(
         poi_range: (low, high) bracket; default (0, POI upper bound). A curve whose CLs does
             not fall below 1 − cl within it yields NaN and ``converged = False``.
         rtol: relative tolerance on μ.
+        rule: ``"cls"`` (CLs = α, the modified frequentist limit) or ``"clsb"`` (CLs+b = α:
+            the one-sided profile-likelihood limit, e.g. Belle II's e⁺e⁻ → γa search).
+        calctype: ``"asymptotics"`` (root finding on the asymptotic formulae) or
+            ``"toybased"``: toys on a POI grid, ``toys`` = ``ntoys``, ``seed``, ``toy_pars``,
+            ``poi_grid``, ``chunk``, ``progress`` (see
+            :func:`~jaxlike.infer.toy_upper_limit_prepared`); returns a
+            :class:`~jaxlike.infer.ToyUpperLimitResult`.
 
     Returns:
         :class:`UpperLimitResult` with ``obs`` (shape ``cl.shape``) and ``exp``
-        (``cl.shape + (5,)``, ascending: N = 2, 1, 0, −1, −2 of the CLs band).
+        (``cl.shape + (5,)``, ascending: N = 2, 1, 0, −1, −2 of the band).
     """
     prep = hypotest_prepare(
         data,
@@ -229,7 +240,19 @@ def upper_limit(
         par_bounds=par_bounds,
         fixed_params=fixed_params,
     )
-    return upper_limit_prepared(prep, model, cl=cl, poi_range=poi_range, rtol=rtol, maxiter=maxiter)
+    if calctype == "toybased":
+        from ._toy_limits import toy_upper_limit_prepared
+
+        return toy_upper_limit_prepared(prep, model, cl=cl, rule=rule, **toys)
+    if calctype != "asymptotics":
+        raise InvalidArgument(
+            f"calctype for limits must be 'asymptotics' or 'toybased', got {calctype!r}"
+        )
+    if toys:
+        raise InvalidArgument(f"toy options {sorted(toys)} need calctype='toybased'")
+    return upper_limit_prepared(
+        prep, model, cl=cl, poi_range=poi_range, rtol=rtol, maxiter=maxiter, rule=rule
+    )
 
 
 def upper_limit_prepared(
@@ -240,9 +263,13 @@ def upper_limit_prepared(
     poi_range: tuple[float, float] | None = None,
     rtol: float = 1e-6,
     maxiter: int = 60,
+    rule: str = "cls",
 ) -> UpperLimitResult:
     """:func:`upper_limit` from the μ-independent fits of :func:`hypotest_prepare` (so a caller
-    that also needs them — e.g. a significance — fits them once). Same arguments and result."""
+    that also needs them — e.g. a significance — fits them once). Same arguments and result
+    (asymptotic; ``rule`` "cls" or "clsb")."""
+    if rule not in ("cls", "clsb"):
+        raise InvalidArgument(f"rule must be 'cls' or 'clsb', got {rule!r}")
     poi = prep.poi
     if poi_range is None:
         lo = jnp.maximum(prep.lo[poi], 0.0)
@@ -257,6 +284,7 @@ def upper_limit_prepared(
         jnp.asarray(poi_range[1], float),
         rtol,
         maxiter,
+        rule,
     )
     obs, exp, conv = root[:, 0], root[:, 1:], jnp.all(ok, axis=1)
     if cls.ndim == 0:

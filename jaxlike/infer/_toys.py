@@ -1,0 +1,369 @@
+r"""Toy-based (frequentist) hypothesis tests: sampled test-statistic distributions, CLs, CLs+b,
+CLb, their Monte-Carlo uncertainties and the expected band.
+
+For a tested POI value μ and a test statistic q (q̃μ, qμ or q0, :mod:`._asymptotics`), the
+p-values are tail fractions of toy distributions (pyhf's ``ToyCalculator``):
+
+.. math::
+    CL_{s+b} = P(q \ge q_{obs} \mid \mu), \qquad CL_b = P(q \ge q_{obs} \mid \mu_A), \qquad
+    CL_s = CL_{s+b} / CL_b,
+
+estimated by the fractions of N toys drawn at μ ("s+b" toys) and at μ_A = 0 (μ_A = 1 for q0,
+where μ = 0 is the tested hypothesis and CL_{s+b} = p0) with q ≥ q_obs. Every toy is fitted twice
+(free and μ-conditional), starting from the initial parameters like the observed data's fits.
+The expected band is pyhf's: the p-values (CLs+b, CLb, CLs) of every background toy taken as
+the observation, at the 2.275, 15.87, 50, 84.13, 97.725 percentiles (ascending, N = 2 … −2).
+
+Toys are generated inside the compiled function: toy i of a set with id r is
+``model.sample(θ_gen, fold_in(fold_in(PRNGKey(seed), r), i))``, so a toy does not depend on the
+chunk size, the device count or the other toys. The nuisance parameters of the generating
+point θ_gen are, by ``toy_pars``:
+
+- ``"init"`` (pyhf's semantics, default): the model's initial values with the POI set;
+- ``"profiled"`` (the LHC recipe): the conditional maximum-likelihood estimate θ̂̂(μ) on the
+  observed data, auxiliary data generated around it.
+
+Monte-Carlo uncertainties: a tail fraction p of n toys has σ_p = √(p(1 − p)/n); CLs (two
+independent sets) σ_CLs = CLs √((σ_{s+b}/CL_{s+b})² + (σ_b/CL_b)²); the expected band's by a
+bootstrap over both toy sets. Toys whose fits did not converge are left out of every fraction
+and counted (``n_failed``); the result is then not ``converged``.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
+
+from ..exceptions import InvalidArgument, InvalidParameters
+from ..fit import fit_arrays
+from ..stream import batched_map
+from ._asymptotics import profile_statistic
+from ._hypotest import HypoTestPrep, _conditional, _conditional_inputs, _start_rows
+
+__all__ = [
+    "EXPECTED_PERCENTILES",
+    "TOY_PARS",
+    "ToyHypoTestResult",
+    "generating_pars",
+    "toy_pvalues",
+    "toy_statistics",
+    "toy_hypotest_prepared",
+]
+
+#: generating points of toys: the model's initial values (pyhf) or the profiled θ̂̂(μ)
+TOY_PARS = ("init", "profiled")
+
+#: percentiles of the background-toy p-values for the expected band (N = 2, 1, 0, −1, −2 σ;
+#: pyhf's ``ToyCalculator.expected_pvalues``)
+EXPECTED_PERCENTILES = (2.27501319, 15.86552539, 50.0, 84.13447461, 97.72498681)
+
+#: toy-set id of the background (μ_A) toys; s+b sets use 1, 2, ... (one per tested μ)
+BACKGROUND_SET = 0
+
+
+class ToyHypoTestResult(eqx.Module):
+    """A toy-based test at ``mu``. Unpacks as ``cls_obs, cls_exp = result`` (like
+    :class:`~jaxlike.infer.HypoTestResult`).
+
+    Attributes:
+        cls_obs, clsb_obs, clb_obs: observed p-values; ``*_err`` their MC standard errors.
+        cls_exp, clsb_exp, clb_exp: expected band [5] (ascending, N = 2 … −2); ``*_exp_err``
+            bootstrap standard errors.
+        q_obs, mu_hat: the observed test statistic and POI estimate.
+        q_sb, q_b: the sampled test statistics [ntoys] of the s+b and background toys (NaN
+            where a toy's fits failed) — histogram them to see the distributions;
+            ``mu_hat_sb``/``mu_hat_b`` the toys' POI estimates.
+        n_failed: toys (of both sets) left out because a fit did not converge.
+        converged: the observed fits converged and no toy failed.
+        gen_sb, gen_b: the generating parameter vectors.
+    """
+
+    mu: Float[Array, ""]
+    cls_obs: Float[Array, ""]
+    clsb_obs: Float[Array, ""]
+    clb_obs: Float[Array, ""]
+    cls_obs_err: Float[Array, ""]
+    clsb_obs_err: Float[Array, ""]
+    clb_obs_err: Float[Array, ""]
+    cls_exp: Float[Array, " 5"]
+    clsb_exp: Float[Array, " 5"]
+    clb_exp: Float[Array, " 5"]
+    cls_exp_err: Float[Array, " 5"]
+    clsb_exp_err: Float[Array, " 5"]
+    clb_exp_err: Float[Array, " 5"]
+    q_obs: Float[Array, ""]
+    mu_hat: Float[Array, ""]
+    q_sb: Float[Array, " ntoys"]
+    q_b: Float[Array, " ntoys"]
+    mu_hat_sb: Float[Array, " ntoys"]
+    mu_hat_b: Float[Array, " ntoys"]
+    n_failed: Int[Array, ""]
+    converged: Bool[Array, ""]
+    gen_sb: Float[Array, " npars"]
+    gen_b: Float[Array, " npars"]
+    test_stat: str = eqx.field(static=True)
+    ntoys: int = eqx.field(static=True)
+    seed: int = eqx.field(static=True)
+    toy_pars: str = eqx.field(static=True)
+
+    def __iter__(self):
+        return iter((self.cls_obs, self.cls_exp))
+
+    @property
+    def p0_obs(self):
+        """For q0: the observed discovery p-value (= CLs+b, pyhf's convention)."""
+        return self.clsb_obs
+
+    @property
+    def p0_exp(self):
+        return self.clsb_exp
+
+    @property
+    def significance_obs(self):
+        """Z = Φ⁻¹(1 − p0) from the toy p-value (q0 only; +inf when no toy reached q_obs)."""
+        return jax.scipy.stats.norm.isf(self.clsb_obs)
+
+
+def check_toy_args(ntoys, toy_pars, seed=0):
+    """Refuse a toy count below 1, an unknown generating point or a non-integer seed."""
+    if isinstance(ntoys, bool) or int(ntoys) != ntoys or ntoys < 1:
+        raise InvalidArgument(f"ntoys must be a positive integer, got {ntoys!r}")
+    if toy_pars not in TOY_PARS:
+        raise InvalidArgument(f"toy_pars must be one of {TOY_PARS}, got {toy_pars!r}")
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise InvalidArgument(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def alternative_mu(test_stat: str) -> float:
+    """μ_A of the background toys: 1 for q0 (the alternative to μ = 0), else 0."""
+    return 1.0 if test_stat == "q0" else 0.0
+
+
+def generating_pars(prep: HypoTestPrep, model, mus, toy_pars: str = "init"):
+    """Generating parameter vectors [K, P] of toys at the POI values ``mus`` [K].
+
+    ``"init"``: the initial values with the POI set (pyhf); ``"profiled"``: the conditional
+    fit θ̂̂(μ) to the observed data (one fit per μ, vmapped)."""
+    mus = jnp.atleast_1d(jnp.asarray(mus, float))
+    if toy_pars == "init":
+        return jnp.broadcast_to(prep.init, mus.shape + prep.init.shape).at[:, prep.poi].set(mus)
+    starts = _start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit, model=model)
+    fits = _profiled(model, prep.data, prep.init, prep.lo, prep.hi, prep.fixed, prep.poi, mus,
+                     starts)  # fmt: skip
+    return fits.bestfit
+
+
+@eqx.filter_jit
+def _profiled(model, data, init, lo, hi, fixed, poi, mus, starts):
+    return jax.vmap(
+        lambda m: fit_arrays(
+            model, data, *_conditional_inputs(init, lo, hi, fixed, poi, m), starts=starts
+        )
+    )(mus)
+
+
+def _toy_row(model, gen, key, toy_set, index, mu, init, lo, hi, fixed, poi, search=False):
+    """One toy: sample at ``gen``, then the μ-conditional fit and the free fit (started also
+    from the conditional minimum with the POI released, which keeps q ≥ 0 honest)."""
+    x = model.sample(gen, jax.random.fold_in(jax.random.fold_in(key, toy_set), index))
+    cond_in = _conditional_inputs(init, lo, hi, fixed, poi, mu)
+    cond = fit_arrays(model, x, *cond_in, search=search)
+    free = fit_arrays(model, x, init, lo, hi, fixed, starts=cond.bestfit[None], search=search)
+    return {
+        "cond": cond.twice_nll,
+        "free": free.twice_nll,
+        "mu_hat": free.bestfit[poi],
+        "ok": cond.converged & free.converged,
+    }
+
+
+def toy_fit_rows(model, gens, key, rows, init, lo, hi, fixed, poi, search=False):
+    """Traceable: the toys of ``rows`` (``{"gen": [M], "set": [M], "index": [M], "mu": [M]}``:
+    the generating row of ``gens``, the toy-set id, the toy index, the tested μ), vmapped.
+    Returns 2NLL of the conditional and free fits, μ̂ and convergence, each [M]."""
+    return jax.vmap(
+        lambda g, s, i, m: _toy_row(
+            model, gens[g], key, s, i, m, init, lo, hi, fixed, poi, search
+        )  # fmt: skip
+    )(rows["gen"], rows["set"], rows["index"], rows["mu"])
+
+
+_toy_fit_rows = eqx.filter_jit(toy_fit_rows)
+
+
+def toy_statistics(
+    prep: HypoTestPrep,
+    model,
+    gens: Float[ArrayLike, "K npars"],
+    rows: dict,
+    *,
+    seed: int = 0,
+    chunk: int | None = 4096,
+    progress=False,
+    search: bool = False,
+) -> dict:
+    """Fit the toys of ``rows`` (see :func:`toy_fit_rows`) in chunks of ``chunk`` (one
+    compiled vmapped function, :func:`jaxlike.stream.batched_map`) and return NumPy arrays
+    ``q`` (the test statistic of ``prep.test_stat`` at each row's μ; NaN where a fit failed),
+    ``t`` (the two-sided t = 2NLL(μ) − 2NLL(μ̂) within the POI bounds, for Feldman–Cousins),
+    ``mu_hat`` and ``ok``."""
+    key = jax.random.PRNGKey(int(seed))
+    gens = jnp.asarray(gens, float)
+    args = (prep.init, prep.lo, prep.hi, prep.fixed, prep.poi)
+
+    def run(batch):
+        return _toy_fit_rows(model, gens, key, batch, *args, search)
+
+    rows = {k: np.asarray(v) for k, v in rows.items()}
+    # bucketed chunk sizes (8, 32, …, 2048, ``chunk``): toy sets of different sizes share compiles
+    out = batched_map(run, rows, chunk=chunk, bucket=True, progress=progress, label="toys")
+    q = np.asarray(
+        profile_statistic(prep.test_stat, rows["mu"], out["cond"], out["free"], out["mu_hat"])
+    )
+    t = np.clip(np.asarray(out["cond"]) - np.asarray(out["free"]), 0.0, None)
+    ok = np.asarray(out["ok"]) & np.isfinite(q)
+    return {
+        "q": np.where(ok, q, np.nan),
+        "t": np.where(ok, t, np.nan),
+        "mu_hat": np.asarray(out["mu_hat"]),
+        "ok": ok,
+    }
+
+
+def _tail_counts(sorted_q, values):
+    """Number of entries of ``sorted_q`` (ascending, NaN-free) ≥ each value (ties count:
+    a relative tolerance of 1e-9 absorbs the rounding of equal statistics)."""
+    tol = 1e-9 * np.maximum(1.0, np.abs(values))
+    return sorted_q.size - np.searchsorted(sorted_q, values - tol, side="left")
+
+
+def toy_pvalues(q_obs, q_sb, q_b):
+    """(CLs+b, CLb, CLs) of observed statistic(s) ``q_obs`` from toy statistics ``q_sb`` and
+    ``q_b`` (NaN entries — failed toys — are left out): tail fractions P(q ≥ q_obs)."""
+    sb = np.sort(np.asarray(q_sb, float)[np.isfinite(q_sb)])
+    b = np.sort(np.asarray(q_b, float)[np.isfinite(q_b)])
+    q_obs = np.asarray(q_obs, float)
+    clsb = _tail_counts(sb, q_obs) / max(sb.size, 1)
+    clb = _tail_counts(b, q_obs) / max(b.size, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cls = np.where(clb > 0, clsb / clb, np.nan)
+    return clsb, clb, cls
+
+
+def expected_pvalues(q_sb, q_b):
+    """pyhf's expected band: the p-values of every background toy as an observation, at
+    :data:`EXPECTED_PERCENTILES` (linear interpolation). Returns (clsb, clb, cls), each [5]."""
+    b = np.asarray(q_b, float)
+    b = b[np.isfinite(b)]
+    if b.size == 0:
+        nan = np.full(5, np.nan)
+        return nan, nan, nan
+    clsb, clb, cls = toy_pvalues(b, q_sb, b)
+    return tuple(np.percentile(v, EXPECTED_PERCENTILES) for v in (clsb, clb, cls))
+
+
+def _binomial_err(p, n):
+    return np.sqrt(np.clip(p * (1.0 - p), 0.0, None) / max(n, 1))
+
+
+def _bootstrap_band_err(q_sb, q_b, seed, n_boot=100):
+    """Bootstrap standard errors [3, 5] of the expected band (both toy sets resampled)."""
+    rng = np.random.default_rng([int(seed), 7919])
+    sb = np.asarray(q_sb, float)[np.isfinite(q_sb)]
+    b = np.asarray(q_b, float)[np.isfinite(q_b)]
+    if sb.size == 0 or b.size == 0:
+        return np.full((3, 5), np.nan)
+    reps = np.stack(
+        [
+            np.stack(expected_pvalues(rng.choice(sb, sb.size), rng.choice(b, b.size)))
+            for _ in range(n_boot)
+        ]
+    )
+    return np.nanstd(reps, axis=0, ddof=1)
+
+
+def toy_hypotest_prepared(
+    prep: HypoTestPrep,
+    model,
+    mu,
+    *,
+    ntoys: int = 2000,
+    seed: int = 0,
+    toy_pars: str = "init",
+    chunk: int | None = 4096,
+    progress=False,
+    search: bool = False,
+) -> ToyHypoTestResult:
+    """The toy-based test at ``mu`` from the μ-independent fits of
+    :func:`~jaxlike.infer.hypotest_prepare` (see the module docstring). ``search``: run the
+    minimiser's global search in every toy fit (default False: local Newton fits from the
+    initial values, the free fit also from the conditional minimum — pyhf's toys are local
+    fits too; the search makes toys ~5× slower)."""
+    check_toy_args(ntoys, toy_pars, seed)
+    ts, poi = prep.test_stat, prep.poi
+    if ts == "q0" and float(mu) != 0.0:
+        raise InvalidParameters(f"the q0 test is at μ = 0, got {mu}")
+    mu = float(mu)
+    cond = _conditional(model, prep.data, prep.init, prep.lo, prep.hi, prep.fixed, poi, mu,
+                        _start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit,
+                                    model=model))  # fmt: skip
+    mu_hat = float(prep.free_fit.bestfit[poi])
+    free_nll = min(float(prep.free_fit.twice_nll), float(cond.twice_nll))
+    q_obs = float(profile_statistic(ts, mu, float(cond.twice_nll), free_nll, mu_hat))
+    gens = generating_pars(prep, model, [mu, alternative_mu(ts)], toy_pars)
+    n = int(ntoys)
+    idx = np.arange(n)
+    rows = {
+        "gen": np.repeat([0, 1], n),
+        "set": np.repeat([1, BACKGROUND_SET], n),
+        "index": np.concatenate([idx, idx]),
+        "mu": np.full(2 * n, mu),
+    }
+    out = toy_statistics(
+        prep, model, gens, rows, seed=seed, chunk=chunk, progress=progress, search=search
+    )
+    q_sb, q_b = out["q"][:n], out["q"][n:]
+    n_sb, n_b = int(np.sum(np.isfinite(q_sb))), int(np.sum(np.isfinite(q_b)))
+    clsb, clb, cls = (float(v) for v in toy_pvalues(q_obs, q_sb, q_b))
+    e_sb, e_b = _binomial_err(clsb, n_sb), _binomial_err(clb, n_b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e_cls = cls * np.sqrt((e_sb / clsb) ** 2 + (e_b / clb) ** 2) if clsb > 0 else 0.0
+        if clsb == 0 and clb > 0:  # no s+b toy reached q_obs: the error of 1/n_sb
+            e_cls = 1.0 / max(n_sb, 1) / clb
+    band = expected_pvalues(q_sb, q_b)
+    band_err = _bootstrap_band_err(q_sb, q_b, seed)
+    n_failed = 2 * n - n_sb - n_b
+    obs_ok = bool(prep.free_fit.converged) and bool(cond.converged)
+    f = lambda x: jnp.asarray(x, float)  # noqa: E731
+    return ToyHypoTestResult(
+        mu=f(mu),
+        cls_obs=f(cls),
+        clsb_obs=f(clsb),
+        clb_obs=f(clb),
+        cls_obs_err=f(e_cls),
+        clsb_obs_err=f(e_sb),
+        clb_obs_err=f(e_b),
+        cls_exp=f(band[2]),
+        clsb_exp=f(band[0]),
+        clb_exp=f(band[1]),
+        cls_exp_err=f(band_err[2]),
+        clsb_exp_err=f(band_err[0]),
+        clb_exp_err=f(band_err[1]),
+        q_obs=f(q_obs),
+        mu_hat=f(mu_hat),
+        q_sb=f(q_sb),
+        q_b=f(q_b),
+        mu_hat_sb=f(out["mu_hat"][:n]),
+        mu_hat_b=f(out["mu_hat"][n:]),
+        n_failed=jnp.asarray(n_failed),
+        converged=jnp.asarray(obs_ok and n_failed == 0),
+        gen_sb=gens[0],
+        gen_b=gens[1],
+        test_stat=ts,
+        ntoys=n,
+        seed=int(seed),
+        toy_pars=toy_pars,
+    )
