@@ -40,6 +40,7 @@ SUMMARY_KEYS = [
     "not_converged",
     "max_significance",
     "limits",
+    "rule",
 ]
 PNG, PDF = b"\x89PNG\r\n\x1a\n", b"%PDF"
 

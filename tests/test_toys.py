@@ -148,10 +148,12 @@ def test_counting_toys_distributions_and_band(counting_toys):
     samples = np.repeat(cls_n, np.round(pmf * 1e6).astype(int))
     exact = np.percentile(samples, [2.27501319, 15.86552539, 50.0, 84.13447461, 97.72498681])
     err = np.maximum(np.asarray(r5.cls_exp_err), 2.0 / NTOYS)
-    # percentiles of a discrete distribution jump: allow the neighbouring atom's value too
+    # five percentiles of one toy set (and the 33 p-values above, same toys): at 3.5σ each the
+    # family of comparisons fails by chance < 1% (this seed's median is 3.1σ off: the MC
+    # fluctuation of the n = 3 atom's CLs+b, which the n_obs = 3 test above also sees; 20 000
+    # toys of other seeds give 0.0812–0.0827 for its exact 0.0818)
     for k in range(5):
-        near = np.abs(cls_n - float(r5.cls_exp[k])).min()
-        assert abs(float(r5.cls_exp[k]) - exact[k]) <= 3 * err[k] or near <= 3 * err[k]
+        assert abs(float(r5.cls_exp[k]) - exact[k]) <= 3.5 * err[k], (k, r5.cls_exp, exact)
     assert np.all(np.diff(np.asarray(r5.cls_exp)) >= 0)
 
 
@@ -358,3 +360,49 @@ def test_bad_toy_arguments_are_refused():
         jaxlike.upper_limit(data, model, ntoys=10)
     with pytest.raises(InvalidParameters, match="q0"):
         jaxlike.hypotest(0.5, data, model, test_stat="q0", calctype="toybased", ntoys=10)
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def test_cli_cls_and_limit_with_toys(tmp_path, capsys):
+    """``jaxlike cls --calctype toybased|exact`` (JSON with MC errors, the distribution plot)
+    and ``jaxlike limit --rule clsb --calctype toybased --poi-grid``; toy flags without
+    ``--calctype toybased`` are one-line errors (exit 2)."""
+    from jaxlike.cli import main
+
+    spec = counting_workspace(
+        [{"name": "sr", "observed": 2, "signal": S, "background": B}], poi_bounds=[0.0, 10.0]
+    )
+    ws = tmp_path / "ws.json"
+    ws.write_text(json.dumps(spec))
+    plot = tmp_path / "q.png"
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = run("cls", ws, "--calctype", "toybased", "--ntoys", "500", "--plot", plot)
+    assert code == 0, err
+    doc = json.loads(out)
+    exact = counting_pvalues(1.0, 2, S, B, "qtilde")
+    assert abs(doc["CLs_obs"] - float(exact[2])) <= 3 * doc["CLs_obs_err"]
+    assert doc["ntoys"] == 500 and doc["failed_toys"] == 0 and len(doc["CLs_exp_err"]) == 5
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, _ = run("cls", ws, "--calctype", "exact")
+    assert code == 0 and json.loads(out)["CLs_obs"] == pytest.approx(float(exact[2]), rel=1e-12)
+    code, out, err = run("limit", ws, "--json", "--rule", "clsb", "--calctype", "toybased",
+                         "--ntoys", "500", "--poi-grid", "0:3:16")  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["rule"] == "clsb" and len(doc["poi_grid"]) == 16
+    assert abs(doc["obs"] - _exact_limit(2, "clsb")) <= 3 * doc["obs_err"] + 0.05
+    for argv, flag in (
+        (("cls", ws, "--ntoys", "10"), "--ntoys"),
+        (("limit", ws, "--poi-grid", "0:1:5"), "--poi-grid"),
+        (("cls", ws, "--plot", plot), "--plot"),
+        (("limit", ws, "--calctype", "toybased", "--poi-grid", "1:0:5"), "--poi-grid"),
+    ):
+        code, _, err = run(*argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and flag in err, err

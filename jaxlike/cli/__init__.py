@@ -1,5 +1,5 @@
-"""The ``jaxlike`` command line: ``cls``, ``fit``, ``limit``, ``inspect``, ``scan``, ``plot``
-and ``example``.
+"""The ``jaxlike`` command line: ``cls``, ``fit``, ``limit``, ``inspect``, ``scan``, ``toys``,
+``plot`` and ``example``.
 
 It mirrors ``pyhf``'s CLI where the two overlap (``jaxlike cls ws.json -p patch.json``
 prints the same JSON as ``pyhf cls``). Run it as ``jaxlike ...`` or ``python -m jaxlike ...``,

@@ -35,9 +35,32 @@ def cmd_cls(args) -> int:
     ``null``) and exits 3."""
     import jaxlike
 
+    toys = _toy_options(args)
+    if args.plot is not None and args.calctype != "toybased":
+        raise CliError("--plot draws the toy distributions: it needs --calctype toybased")
     _, model, data = build(args)
-    result = jaxlike.hypotest(args.test_poi, data, model, test_stat=args.test_stat)
+    if args.calctype == "exact":
+        clsb, clb, cls = jaxlike.hypotest(
+            args.test_poi, data, model, test_stat=args.test_stat, calctype="exact"
+        )
+        out = {"CLs_obs": scalar(cls), "CLsb_obs": scalar(clsb), "CLb_obs": scalar(clb),
+               "calctype": "exact"}  # fmt: skip
+        emit(dump(out, sort_keys=True), args.output_file)
+        return 0
+    result = jaxlike.hypotest(args.test_poi, data, model, test_stat=args.test_stat,
+                              calctype=args.calctype, **toys)  # fmt: skip
     out = {"CLs_exp": floats(result.cls_exp), "CLs_obs": scalar(result.cls_obs)}
+    if toys:
+        out |= {
+            "calctype": "toybased", "ntoys": result.ntoys, "seed": result.seed,
+            "toy_pars": result.toy_pars, "CLs_obs_err": scalar(result.cls_obs_err),
+            "CLsb_obs": scalar(result.clsb_obs), "CLb_obs": scalar(result.clb_obs),
+            "CLs_exp_err": floats(result.cls_exp_err), "failed_toys": int(result.n_failed),
+        }  # fmt: skip
+        if args.plot is not None:
+            from ..plotting import plot_test_statistic
+
+            out["plot"] = str(plot_test_statistic(result, args.plot))
     ok = _converged(result) and _finite(result.cls_obs, result.cls_exp)
     if not ok:
         status = _hypotest_status(result)
@@ -51,6 +74,38 @@ def cmd_cls(args) -> int:
 
 _FIT_NAMES = ("free fit", "conditional fit", "Asimov construction fit", "free Asimov fit",
               "conditional Asimov fit")  # fmt: skip
+
+
+def _toy_options(args) -> dict:
+    """``hypotest``/``upper_limit`` keyword arguments of the toy flags; toy flags without
+    ``--calctype toybased`` are refused."""
+    given = [f for f in ("ntoys", "seed", "toy_pars") if getattr(args, f, None) is not None]
+    if getattr(args, "poi_grid", None) is not None:
+        given.append("poi_grid")
+    if args.calctype != "toybased":
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise CliError(f"{flag} needs --calctype toybased")
+        return {}
+    out = {"ntoys": args.ntoys or 2000, "seed": args.seed or 0,
+           "toy_pars": args.toy_pars or "init"}  # fmt: skip
+    if getattr(args, "poi_grid", None) is not None:
+        out["poi_grid"] = _grid_values(args.poi_grid)
+    return out
+
+
+def _grid_values(text: str):
+    """``LO:HI:N`` → N evenly spaced values (N ≥ 2, LO < HI)."""
+    parts = text.split(":")
+    try:
+        lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
+        if len(parts) != 3 or not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError
+    except (ValueError, IndexError):
+        raise CliError(f"--poi-grid must be LO:HI:N, not {text!r}") from None
+    if n < 2 or not lo < hi:
+        raise CliError(f"--poi-grid needs LO < HI and N ≥ 2, not {text!r}")
+    return np.linspace(lo, hi, n)
 
 
 def _hypotest_status(result) -> str:
@@ -133,7 +188,9 @@ def limit_table(result, cl: float, poi_name: str) -> str:
     """Observed and expected upper limits, one row each."""
     obs, exp = scalar(result.obs), floats(result.exp)
     labels = ["expected -2σ", "expected -1σ", "expected median", "expected +1σ", "expected +2σ"]
-    rows = [["observed", f"{obs:.6g}"]] + [
+    err = getattr(result, "obs_err", None)  # toy-based: the MC error of the observed limit
+    text = f"{obs:.6g}" if err is None else f"{obs:.6g} ± {scalar(err):.2g}"
+    rows = [["observed", text]] + [
         [lab, f"{v:.6g}"] for lab, v in zip(labels, exp, strict=True)
     ]
     return table([f"{100 * cl:g}% CL upper limit", poi_name], rows, "<>")
@@ -145,13 +202,22 @@ def cmd_limit(args) -> int:
 
     if not 0.0 < args.cl < 1.0:
         raise CliError(f"--cl must lie between 0 and 1, not {args.cl:g}")
+    toys = _toy_options(args)
     _, model, data = build(args)
-    result = jaxlike.upper_limit(data, model, cl=args.cl, test_stat=args.test_stat)
+    result = jaxlike.upper_limit(data, model, cl=args.cl, test_stat=args.test_stat,
+                                 rule=args.rule, calctype=args.calctype, **toys)  # fmt: skip
     ok = _converged(result) and _finite(result.obs, result.exp)
-    status = "ok" if ok else "the upper-limit search did not converge (no CLs crossing found)"
+    curve = "CLs+b" if args.rule == "clsb" else "CLs"
+    status = "ok" if ok else f"the upper-limit search did not converge (no {curve} crossing found)"
+    if toys and not ok:
+        status += " within the μ grid; widen it with --poi-grid"
     if args.json:
         doc = {"obs": scalar(result.obs), "exp": floats(result.exp), "cl": args.cl,
+               "rule": args.rule, "calctype": args.calctype,
                "converged": ok, "status": status}  # fmt: skip
+        if toys:
+            doc |= {"obs_err": scalar(result.obs_err), "ntoys": result.ntoys,
+                    "seed": result.seed, "poi_grid": floats(result.poi_grid)}  # fmt: skip
         text = dump(doc)
     else:
         text = limit_table(result, args.cl, model.config.poi_name)

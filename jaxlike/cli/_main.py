@@ -3,9 +3,10 @@
 Exit codes: 0 success, 2 bad input (unreadable file, invalid JSON, invalid workspace or
 patch, usage error; one ``jaxlike: error: ...`` line on standard error, no traceback),
 3 the maximum-likelihood fit of ``fit``/``example``/``ranking``/``gof``/``yields``/``plot
-WORKSPACE`` (a fit or limit of ``scan``, a fit of ``cls``/``limit``) did not converge or gave a
-non-finite result (results still printed or written, non-finite numbers as JSON ``null`` with a
-``status``), 70 an internal error (a bug: one line, the traceback with ``JAXLIKE_DEBUG=1``).
+WORKSPACE`` (a fit or limit of ``scan``, a fit of ``cls``/``limit``, a toy fit of ``toys``) did
+not converge or gave a non-finite result (results still printed or written, non-finite numbers
+as JSON ``null`` with a ``status``), 70 an internal error (a bug: one line, the traceback with
+``JAXLIKE_DEBUG=1``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import _analysis, _grid, _jobs, _plot, _posterior, _scan
-from ._io import CliError, cl_level, finite_float, nonneg_int
+from . import _analysis, _grid, _jobs, _plot, _posterior, _scan, _toys
+from ._io import CliError, cl_level, finite_float, nonneg_int, positive_int
 
 __all__ = ["main", "build_parser", "EXIT_BAD_INPUT", "EXIT_INTERNAL"]
 
@@ -59,6 +60,16 @@ def _add_backend(sub: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_toys(p) -> None:
+    """The toy options of ``cls`` and ``limit`` (used with ``--calctype toybased``)."""
+    p.add_argument("--ntoys", type=positive_int, metavar="N", help="toys per set (2000)")
+    p.add_argument("--seed", type=nonneg_int, metavar="S", help="seed of the toys (0)")
+    p.add_argument(
+        "--toy-pars", choices=["init", "profiled"],
+        help="nuisance values the toys are generated at: init (pyhf, default) or profiled",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``jaxlike`` argument parser with its subcommands."""
     from .. import __version__
@@ -77,7 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--test-poi", type=finite_float, default=1.0, metavar="X", help="POI value tested (1.0)"
     )
     cls.add_argument("--test-stat", choices=["qtilde", "q"], default="qtilde")
-    cls.add_argument("--calctype", choices=["asymptotics"], default="asymptotics")
+    cls.add_argument(
+        "--calctype", choices=["asymptotics", "toybased", "exact"], default="asymptotics",
+        help="asymptotic formulae (default), toys, or exact Poisson sums (one-bin counting)",
+    )  # fmt: skip
+    _add_toys(cls)
+    cls.add_argument(
+        "--plot", metavar="FILE", help="toybased: the test-statistic distributions (PNG/PDF)"
+    )
     _add_backend(cls)
 
     fit = subs.add_parser("fit", help="maximum-likelihood fit of all parameters")
@@ -89,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(limit)
     limit.add_argument("--cl", type=cl_level, default=0.95, help="confidence level (0.95)")
     limit.add_argument("--test-stat", choices=["qtilde", "q"], default="qtilde")
+    limit.add_argument(
+        "--rule", choices=["cls", "clsb"], default="cls",
+        help="CLs = 1 - CL (default) or CLs+b = 1 - CL (one-sided profile likelihood)",
+    )  # fmt: skip
+    limit.add_argument("--calctype", choices=["asymptotics", "toybased"], default="asymptotics")
+    _add_toys(limit)
+    limit.add_argument(
+        "--poi-grid", metavar="LO:HI:N",
+        help="toybased: the μ grid (default: 0 and 15 points around the asymptotic limits)",
+    )  # fmt: skip
     limit.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_backend(limit)
 
@@ -101,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     example.add_argument("--seed", type=nonneg_int, default=0, help="seed of the pseudo-data (0)")
     example.add_argument("--output", metavar="PATH", help="also write the workspace JSON here")
     _scan.add_parser(subs)
+    _toys.add_parser(subs)
     _grid.add_parser(subs)
     _plot.add_parser(subs)
     _analysis.add_parsers(subs)
@@ -119,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
         "inspect": _inspect.cmd_inspect,
         "example": _commands.cmd_example,
         "scan": _scan.cmd_scan,
+        "toys": _toys.cmd_toys,
         "grid": _grid.cmd_grid,
         "plot": _plot.cmd_plot,
         "ranking": _analysis.cmd_ranking,

@@ -127,9 +127,48 @@ def add_parser(subs) -> argparse.ArgumentParser:
         metavar="X",
         help="patch scans: search limits in [0, X] instead of [0, POI upper bound]",
     )
+    p.add_argument(
+        "--rule", choices=("cls", "clsb"), default="cls",
+        help="limit rule: CLs = 1 - CL (default) or CLs+b (one-sided profile likelihood)",
+    )  # fmt: skip
+    p.add_argument(
+        "--calctype", choices=("asymptotics", "toybased"), default="asymptotics",
+        help="toybased: also toy limits (and toy p0) at every hypothesis",
+    )  # fmt: skip
+    p.add_argument("--ntoys", type=positive_int, metavar="N", help="toys per set and μ (1000)")
+    p.add_argument("--toy-seed", type=int, metavar="S", help="seed of the toys (0)")
+    p.add_argument(
+        "--toy-points", type=positive_int, metavar="K",
+        help="μ grid points of the toy limits, the first at 0 (6)",
+    )  # fmt: skip
+    p.add_argument(
+        "--toy-pars", choices=("profiled", "init"),
+        help="nuisance values the toys are generated at (profiled, the default; init as pyhf)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
+
+
+def toy_args(args):
+    """The toy options of ``--calctype toybased`` (None for asymptotic scans); toy flags
+    without it are refused."""
+    given = [f for f in ("ntoys", "toy_seed", "toy_points", "toy_pars") if getattr(args, f)
+             is not None]  # fmt: skip
+    if args.calctype != "toybased":
+        if given:
+            raise CliError(f"--{given[0].replace('_', '-')} needs --calctype toybased")
+        return None
+    if args.toy_seed is not None and args.toy_seed < 0:
+        raise CliError(f"--toy-seed must be ≥ 0, not {args.toy_seed}")
+    if args.toy_points is not None and args.toy_points < 3:
+        raise CliError(f"--toy-points must be ≥ 3, not {args.toy_points}")
+    return {
+        "ntoys": args.ntoys or 1000,
+        "seed": args.toy_seed or 0,
+        "npoints": args.toy_points or 6,
+        "toy_pars": args.toy_pars or "profiled",
+    }
 
 
 def cmd_scan(args) -> int:
@@ -280,16 +319,24 @@ def _mass_scan(args, config_path: Path, output):
         if getattr(args, flag) is not None:
             name = "--" + flag.replace("_", "-")
             raise CliError(f"{name} applies to patch scans (a mass scan reads scan.cl)")
+    toys = toy_args(args)
     ident, scan, masses, cl = _load_mass_config(config_path)
     out = _output(output, args)
-    identity = js.mass_scan_identity(scan, masses, cl=cl, config=ident)  # what it stores
+    identity = js.mass_scan_identity(
+        scan, masses, cl=cl, config=ident, rule=args.rule, toys=toys
+    )  # what it stores
     shortcut = _resume_shortcut(out, identity) if args.resume else None
-    fn = functools.partial(js.mass_scan, scan, masses, cl=cl, config=ident)
+    fn = functools.partial(
+        js.mass_scan, scan, masses, cl=cl, config=ident, rule=args.rule, toys=toys
+    )
     results, timing = _execute(fn, len(masses), shortcut, args, out)
     summary = _common(out, "mass", masses, timing)
     ok = np.asarray(results["fit_converged"], bool) & np.all(
         np.asarray(results["limit_converged"], bool).reshape(len(masses), -1), axis=1
     )
+    if toys is not None:
+        ok &= np.all(np.asarray(results["toy_limit_converged"], bool).reshape(len(masses), -1),
+                     axis=1)  # fmt: skip
     summary.update(_convergence(ok, masses))
     z = np.asarray(results["significance"], float)
     if np.any(np.isfinite(z)):
@@ -297,7 +344,26 @@ def _mass_scan(args, config_path: Path, output):
         p0 = float(results["p0"][i])
         summary["max_significance"] = {"mass": float(masses[i]), "z": float(z[i]), "p0": p0}
     summary["limits"] = _limits(results, masses, cl, "mass")
+    summary["rule"] = args.rule
+    if toys is not None:
+        summary.update(_toy_summary(results, masses, cl, "mass", toys))
     return summary, (EXIT_NOT_CONVERGED if not ok.all() else 0)
+
+
+def _toy_summary(results, coords, cl, coord_name, toys) -> dict:
+    """The toy limits (strongest/weakest, as :func:`_limits`) and the smallest toy p0."""
+    view = {"ul_obs": results["ul_obs_toys"], "ul_exp": results["ul_exp_toys"]}
+    if "ul_obs_toys_phys" in results:
+        view |= {"ul_obs_phys": results["ul_obs_toys_phys"],
+                 "ul_exp_phys": results["ul_exp_toys_phys"]}  # fmt: skip
+    out = {"toys": dict(toys), "toy_limits": _limits(view, coords, cl, coord_name)}
+    p0 = np.asarray(results["p0_toys"], float)
+    if np.any(np.isfinite(p0)):
+        i = int(np.nanargmin(p0))
+        c = coords[i] if isinstance(coords[i], str) else float(coords[i])
+        err = float(np.asarray(results["p0_toys_err"], float)[i])
+        out["min_p0_toys"] = {coord_name: c, "p0": float(p0[i]), "err": err}
+    return out
 
 
 def _common(out, kind, coords, timing) -> dict:
@@ -372,14 +438,22 @@ def _summary_text(s: dict) -> str:
         e = s["excluded"]
         text = f"{e['observed']} observed, {e['expected']} expected (CLs < {e['alpha']:g})"
         rows.append([f"excluded at μ = {e['test_poi']:g}", text])
-    for entry in s["limits"]:
-        units = " (physical units)" if entry["units"] == "physical" else ""
-        for what in ("strongest", "weakest"):
-            if what in entry:
-                lim = entry[what]
-                text = f"{lim['obs']:.4g} at {coord} {_fmt(lim[coord])}"
-                text += f" (expected {lim['exp_median']:.4g}){units}"
-                rows.append([f"{what} {100 * entry['cl']:g}% CL limit", text])
+    kind = "CLs+b" if s.get("rule") == "clsb" else ""
+    for key, label in (("limits", "limit"), ("toy_limits", "toy limit")):
+        for entry in s.get(key, []):
+            units = " (physical units)" if entry["units"] == "physical" else ""
+            for what in ("strongest", "weakest"):
+                if what in entry:
+                    lim = entry[what]
+                    text = f"{lim['obs']:.4g} at {coord} {_fmt(lim[coord])}"
+                    text += f" (expected {lim['exp_median']:.4g}){units}"
+                    name = f"{what} {100 * entry['cl']:g}% CL {kind} {label}".replace("  ", " ")
+                    rows.append([name, text])
+    if "min_p0_toys" in s:
+        p = s["min_p0_toys"]
+        t = s["toys"]
+        text = f"{p['p0']:.3g} ± {p['err']:.2g} at {coord} {_fmt(p[coord])} ({t['ntoys']} toys)"
+        rows.append(["smallest toy p0", text])
     rows += [["plot", plot] for plot in s.get("plots", [])]
     return table(["scan", "summary"], rows, "<<")
 
@@ -429,9 +503,11 @@ def _patch_scan(args):
     ident = {"source": source, "labels": list(patches.labels)}
     if args.poi_max is not None and not args.poi_max > 0:
         raise CliError(f"--poi-max must be positive, not {args.poi_max:g}")
+    toys = toy_args(args)
     identity = js.patch_scan_identity(
-        workspace, patches, cl=cl, test_poi=test_poi, poi_max=args.poi_max, config=ident
-    )
+        workspace, patches, cl=cl, test_poi=test_poi, poi_max=args.poi_max, config=ident,
+        rule=args.rule, toys=toys,
+    )  # fmt: skip
     shortcut = _resume_shortcut(out, identity) if args.resume else None
     fn = functools.partial(
         js.patch_scan,
@@ -441,6 +517,8 @@ def _patch_scan(args):
         test_poi=test_poi,
         config=ident,
         poi_max=args.poi_max,
+        rule=args.rule,
+        toys=toys,
     )
     results, timing = _execute(fn, len(names), shortcut, args, out)
     summary = _common(out, "patches", names, timing)
@@ -455,6 +533,9 @@ def _patch_scan(args):
         "expected": int(np.sum(cls_exp < alpha)),
     }
     summary["limits"] = _limits(results, names, cl, "patch")
+    summary["rule"] = args.rule
+    if toys is not None:
+        summary.update(_toy_summary(results, names, cl, "patch", toys))
     return summary, (EXIT_NOT_CONVERGED if not ok.all() else 0)
 
 

@@ -19,26 +19,54 @@ from ._hypotest import (
     hypotest_scan,
 )
 from ._limits import UpperLimitResult, upper_limit, upper_limit_prepared
+from ._study import (
+    SUMMARY_FIELDS,
+    ToyStudyResult,
+    make_study_result,
+    signed_bounds,
+    study_generator,
+    study_toy_fits,
+    toy_study,
+    toy_study_summary,
+)
 from ._teststat import q0, qmu, qmu_tilde, tmu, tmu_tilde
 from ._toy_limits import (
     LIMIT_RULES,
+    TOY_SCAN_FIELDS,
     FeldmanCousinsResult,
     ToyUpperLimitResult,
     feldman_cousins,
+    toy_limits_traced,
     toy_upper_limit_prepared,
+    traced_poi_grid,
 )
 from ._toys import (
     TOY_PARS,
     ToyHypoTestResult,
     expected_pvalues,
+    first_crossing,
     generating_pars,
+    pvalue_errors,
     toy_hypotest_prepared,
     toy_pvalues,
     toy_statistics,
 )
 
 __all__ = [
+    "SUMMARY_FIELDS",
+    "ToyStudyResult",
+    "make_study_result",
+    "signed_bounds",
+    "study_generator",
+    "study_toy_fits",
+    "toy_study",
+    "toy_study_summary",
     "CALCTYPES",
+    "TOY_SCAN_FIELDS",
+    "toy_limits_traced",
+    "traced_poi_grid",
+    "first_crossing",
+    "pvalue_errors",
     "LIMIT_RULES",
     "TOY_PARS",
     "FeldmanCousinsResult",

@@ -5,7 +5,8 @@ point (generated at μ_k) and ONE set of N background toys (generated at μ_A = 
 pseudo-datasets serve every μ_k, refitted with the POI held at μ_k) give CLs(μ_k) (or CLs+b,
 ``rule="clsb"``) with their MC errors, so a limit costs N (2K + 2K) fits instead of a toy set per
 root-finding step. The limit is the first downward crossing of α = 1 − CL, interpolated linearly
-in log p between the bracketing grid points; its MC error is σ_p / |d log p / dμ| · 1/p there.
+in z = √(−2 ln p) between the bracketing grid points (:func:`~jaxlike.infer.first_crossing`;
+z is nearly linear in μ); its MC error is σ_z / |dz/dμ| there.
 The expected band crosses the grid's expected-p-value curves (pyhf's percentiles of the
 background-toy p-values) the same way. A crossing outside the grid is NaN and not converged.
 
@@ -32,11 +33,12 @@ from ..exceptions import InvalidArgument
 from ._hypotest import HypoTestPrep, _conditional_inputs, _start_rows
 from ._toys import (
     BACKGROUND_SET,
-    _binomial_err,
     alternative_mu,
     check_toy_args,
     expected_pvalues,
+    first_crossing,
     generating_pars,
+    pvalue_errors,
     toy_pvalues,
     toy_statistics,
 )
@@ -143,27 +145,6 @@ def _observed_statistics(prep, model, grid):
     return q, t, ok
 
 
-def _first_crossing(grid, p, alpha, p_err=None):
-    """First downward crossing of ``alpha`` by p(μ) on the grid (log-linear interpolation):
-    (μ, σ_μ, ok). NaN and not ok if p < α at the first point or p ≥ α everywhere."""
-    p = np.asarray(p, float)
-    below = np.flatnonzero(np.isfinite(p) & (p < alpha))
-    if below.size == 0 or below[0] == 0:
-        return np.nan, np.nan, False
-    k = below[0]
-    x0, x1 = grid[k - 1], grid[k]
-    l0, l1 = np.log(max(p[k - 1], 1e-300)), np.log(max(p[k], 1e-300))
-    slope = (l1 - l0) / (x1 - x0)
-    mu = x0 + (np.log(alpha) - l0) / slope if slope < 0 else x1
-    err = np.nan
-    if p_err is not None and slope < 0:
-        # σ of log p at the crossing (interpolated), over the slope of log p
-        w = (mu - x0) / (x1 - x0)
-        rel = (1 - w) * p_err[k - 1] / max(p[k - 1], 1e-300) + w * p_err[k] / max(p[k], 1e-300)
-        err = rel / abs(slope)
-    return float(mu), float(err), True
-
-
 def default_poi_grid(prep, model, cl, rule, npoints=16):
     """The POI's lower bound (where p = 1 for q̃) and ``npoints − 1`` points from 0.5 × the
     smallest to 1.6 × the largest of the asymptotic (same rule) observed and ±2σ expected
@@ -229,26 +210,19 @@ def toy_upper_limit_prepared(
     for j in range(k):
         clsb, clb, c = (float(v) for v in toy_pvalues(q_obs[j], q_sb[j], q_b[j]))
         n_sb, n_b = np.sum(np.isfinite(q_sb[j])), np.sum(np.isfinite(q_b[j]))
-        e_sb, e_b = _binomial_err(clsb, n_sb), _binomial_err(clb, n_b)
-        if rule == "clsb":
-            p_obs[j], p_err[j] = clsb, e_sb
-        else:
-            p_obs[j] = c
-            p_err[j] = (
-                c * np.sqrt((e_sb / clsb) ** 2 + (e_b / clb) ** 2) if clsb > 0 and clb > 0
-                else 1.0 / max(n_sb, 1)
-            )  # fmt: skip
-        p_exp[j] = expected_pvalues(q_sb[j], q_b[j])[pick]
+        e_sb, _, e_cls = (float(v) for v in pvalue_errors(clsb, clb, n_sb, n_b))
+        p_obs[j], p_err[j] = (clsb, e_sb) if rule == "clsb" else (c, e_cls)
+        p_exp[j] = np.asarray(expected_pvalues(q_sb[j], q_b[j])[pick])
     obs, obs_err, exp, conv = [], [], [], []
     n_failed = int(np.sum(~out["ok"]))
     for a in alphas:
-        mu, err, ok = _first_crossing(grid, p_obs, a, p_err)
-        band = [_first_crossing(grid, p_exp[:, i], a) for i in range(5)]
+        mu, ok, err = first_crossing(grid, p_obs, a, p_err, 0.5 / n)
+        band = [first_crossing(grid, p_exp[:, i], a, None, 0.5 / n) for i in range(5)]
         # p_exp is ascending in the band (N = 2 … −2): the limits come out ascending too
-        obs.append(mu)
-        obs_err.append(err)
-        exp.append([b[0] for b in band])
-        conv.append(ok and all(b[2] for b in band) and obs_ok and n_failed == 0)
+        obs.append(float(mu))
+        obs_err.append(float(err))
+        exp.append([float(b[0]) for b in band])
+        conv.append(bool(ok) and all(bool(b[1]) for b in band) and obs_ok and n_failed == 0)
     obs, obs_err, exp, conv = map(np.asarray, (obs, obs_err, exp, conv))
     if cls.ndim == 0:
         obs, obs_err, exp, conv = obs[0], obs_err[0], exp[0], conv[0]
@@ -361,3 +335,133 @@ def feldman_cousins(
         accepted=jnp.asarray(accepted),
         n_failed=n_failed,
     )
+
+
+#: the fields :func:`toy_limits_traced` returns (per hypothesis; ``*_toys`` limits have an axis
+#: over the CL levels, ``ul_exp_toys`` then one over the 5 expected bands)
+TOY_SCAN_FIELDS = (
+    "ul_obs_toys",
+    "ul_exp_toys",
+    "ul_obs_toys_err",
+    "toy_limit_converged",
+    "p0_toys",
+    "p0_toys_err",
+    "toys_failed",
+    "toy_grid",
+    "toy_p_obs",
+)
+
+
+def traced_poi_grid(limits, lo, hi, npoints):
+    """In the trace: 0 and ``npoints − 1`` points from 0.5 × the smallest to 1.6 × the largest
+    finite positive value of ``limits`` (asymptotic observed and expected limits), capped at
+    the POI upper bound ``hi``; [0, hi] when none is finite."""
+    lim = jnp.asarray(limits, float).reshape(-1)
+    good = jnp.isfinite(lim) & (lim > 0)
+    small = jnp.min(jnp.where(good, lim, jnp.inf))
+    large = jnp.max(jnp.where(good, lim, -jnp.inf))
+    any_good = jnp.any(good)
+    start = jnp.where(any_good, jnp.maximum(0.5 * small, lo), hi / npoints)
+    stop = jnp.where(any_good, jnp.minimum(1.6 * large, hi), hi)
+    stop = jnp.where(stop > start, stop, start * 2.0 + 1e-12)
+    t = jnp.linspace(0.0, 1.0, npoints - 1)
+    return jnp.concatenate([jnp.zeros((1,)), start + t * (stop - start)])
+
+
+def toy_limits_traced(
+    prep: HypoTestPrep,
+    model,
+    key,
+    limits,
+    *,
+    ntoys: int,
+    cl=(0.95,),
+    rule: str = "cls",
+    npoints: int = 6,
+    toy_pars: str = "profiled",
+) -> dict:
+    """Toy-based upper limits and the toy p0 of one hypothesis, entirely inside the trace (for
+    scans: vmap over hypotheses). Grid: :func:`traced_poi_grid` around the asymptotic
+    ``limits``, whose first point is μ = 0; at every grid point ``ntoys`` s+b toys (set k + 1)
+    and the one background set (set 0, refitted at each μ_k) as in
+    :func:`toy_upper_limit_prepared`. The background toys at μ = 0 also give the toy p0:
+    q0 = 2NLL(0) − 2NLL(μ̂ ≥ 0) on each, p0 = P(q0 ≥ q0_obs). Returns the
+    :data:`TOY_SCAN_FIELDS`."""
+    from ..fit import fit_arrays
+    from ._asymptotics import profile_statistic
+    from ._toys import _toy_row
+
+    check_rule(rule)
+    poi, ts = prep.poi, prep.test_stat
+    lo_p, hi_p = jnp.maximum(prep.lo[poi], 0.0), prep.hi[poi]
+    grid = traced_poi_grid(limits, lo_p, hi_p, npoints)
+    mu_a = alternative_mu(ts)
+    mus = jnp.append(grid, mu_a)
+    starts = _start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit, model=model)
+    obs_fits = jax.vmap(
+        lambda m: fit_arrays(
+            model, prep.data, *_conditional_inputs(prep.init, prep.lo, prep.hi, prep.fixed,
+                                                   poi, m), starts=starts)
+    )(mus)  # fmt: skip
+    if toy_pars == "profiled":
+        gens = obs_fits.bestfit
+    else:
+        gens = jnp.broadcast_to(prep.init, mus.shape + prep.init.shape).at[:, poi].set(mus)
+    free_nll = jnp.minimum(prep.free_fit.twice_nll, jnp.min(obs_fits.twice_nll))
+    mu_hat = prep.free_fit.bestfit[poi]
+    q_obs = profile_statistic(ts, grid, obs_fits.twice_nll[:-1], free_nll, mu_hat)
+    k = grid.shape[0]
+    idx = jnp.arange(ntoys)
+
+    def row(g, s, i, m):
+        return _toy_row(model, gens[g], key, s, i, m, prep.init, prep.lo, prep.hi, prep.fixed,
+                        poi)  # fmt: skip
+
+    per_k = jax.vmap(jax.vmap(row, in_axes=(None, None, 0, None)), in_axes=(0, 0, None, 0))
+    sb = per_k(jnp.arange(k), jnp.arange(1, k + 1), idx, grid)
+    bg = per_k(jnp.full(k, k), jnp.full(k, BACKGROUND_SET), idx, grid)
+
+    def stat(out):
+        q = profile_statistic(ts, grid[:, None], out["cond"], out["free"], out["mu_hat"])
+        return jnp.where(out["ok"] & jnp.isfinite(q), q, jnp.nan)
+
+    q_sb, q_b = stat(sb), stat(bg)
+    clsb, clb, cls = jax.vmap(toy_pvalues)(q_obs, q_sb, q_b)
+    n_sb = jnp.sum(jnp.isfinite(q_sb), axis=1)
+    n_b = jnp.sum(jnp.isfinite(q_b), axis=1)
+    e_sb, _, e_cls = pvalue_errors(clsb, clb, n_sb, n_b)
+    exp = jax.vmap(expected_pvalues)(q_sb, q_b)  # 3 × [K, 5]
+    pick = 0 if rule == "clsb" else 2
+    p_obs = (clsb, clb, cls)[pick]
+    p_err = e_sb if rule == "clsb" else e_cls
+    p_exp = exp[pick]
+    alphas = 1.0 - jnp.atleast_1d(jnp.asarray(cl, float))
+
+    def limits_at(a):
+        mu, ok, err = first_crossing(grid, p_obs, a, p_err, 0.5 / ntoys)
+        band = [first_crossing(grid, p_exp[:, i], a, None, 0.5 / ntoys) for i in range(5)]
+        return (
+            mu,
+            err,
+            jnp.stack([b[0] for b in band]),
+            ok & jnp.all(jnp.stack([b[1] for b in band])),
+        )
+
+    ul, ul_err, ul_exp, ok = jax.vmap(limits_at)(alphas)
+    failed = 2 * k * ntoys - jnp.sum(n_sb) - jnp.sum(n_b)
+    # toy p0 from the background toys at μ = 0 (grid[0]): t = 2NLL(0) − 2NLL(μ̂ ≥ 0) = q0
+    t0 = jnp.where(bg["ok"][0], jnp.clip(bg["cond"][0] - bg["free"][0], 0.0), jnp.nan)
+    q0_obs = jnp.clip(obs_fits.twice_nll[0] - free_nll, 0.0)
+    p0, _, _ = toy_pvalues(q0_obs, t0, t0)
+    p0_err, _, _ = pvalue_errors(p0, p0, jnp.sum(jnp.isfinite(t0)), 1)
+    return {
+        "ul_obs_toys": ul,
+        "ul_exp_toys": ul_exp,
+        "ul_obs_toys_err": ul_err,
+        "toy_limit_converged": ok & (failed == 0) & jnp.all(obs_fits.converged),
+        "p0_toys": p0,
+        "p0_toys_err": p0_err,
+        "toys_failed": failed,
+        "toy_grid": grid,
+        "toy_p_obs": p_obs,
+    }

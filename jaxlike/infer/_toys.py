@@ -45,6 +45,9 @@ from ._hypotest import HypoTestPrep, _conditional, _conditional_inputs, _start_r
 
 __all__ = [
     "EXPECTED_PERCENTILES",
+    "expected_pvalues",
+    "first_crossing",
+    "pvalue_errors",
     "TOY_PARS",
     "ToyHypoTestResult",
     "generating_pars",
@@ -233,40 +236,82 @@ def toy_statistics(
     }
 
 
-def _tail_counts(sorted_q, values):
-    """Number of entries of ``sorted_q`` (ascending, NaN-free) ≥ each value (ties count:
-    a relative tolerance of 1e-9 absorbs the rounding of equal statistics)."""
-    tol = 1e-9 * np.maximum(1.0, np.abs(values))
-    return sorted_q.size - np.searchsorted(sorted_q, values - tol, side="left")
-
-
 def toy_pvalues(q_obs, q_sb, q_b):
     """(CLs+b, CLb, CLs) of observed statistic(s) ``q_obs`` from toy statistics ``q_sb`` and
-    ``q_b`` (NaN entries — failed toys — are left out): tail fractions P(q ≥ q_obs)."""
-    sb = np.sort(np.asarray(q_sb, float)[np.isfinite(q_sb)])
-    b = np.sort(np.asarray(q_b, float)[np.isfinite(q_b)])
-    q_obs = np.asarray(q_obs, float)
-    clsb = _tail_counts(sb, q_obs) / max(sb.size, 1)
-    clb = _tail_counts(b, q_obs) / max(b.size, 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cls = np.where(clb > 0, clsb / clb, np.nan)
-    return clsb, clb, cls
+    ``q_b`` (last axis: toys; NaN entries — failed toys — are left out): the tail fractions
+    P(q ≥ q_obs), ties included (relative tolerance 1e-9 for the rounding of equal
+    statistics). Traceable (jit/vmap); CLs is NaN where CLb = 0."""
+    q_obs = jnp.asarray(q_obs, float)
+
+    def tail(q):
+        q = jnp.asarray(q, float)
+        ok = jnp.isfinite(q)
+        ordered = jnp.sort(jnp.where(ok, q, -jnp.inf))  # failed toys below every value
+        tol = 1e-9 * jnp.maximum(1.0, jnp.abs(q_obs))
+        count = ordered.shape[-1] - jnp.searchsorted(ordered, q_obs - tol, side="left")
+        return count / jnp.maximum(jnp.sum(ok), 1)
+
+    clsb, clb = tail(q_sb), tail(q_b)
+    return clsb, clb, jnp.where(clb > 0, clsb / jnp.where(clb > 0, clb, 1.0), jnp.nan)
 
 
 def expected_pvalues(q_sb, q_b):
     """pyhf's expected band: the p-values of every background toy as an observation, at
-    :data:`EXPECTED_PERCENTILES` (linear interpolation). Returns (clsb, clb, cls), each [5]."""
-    b = np.asarray(q_b, float)
-    b = b[np.isfinite(b)]
-    if b.size == 0:
-        nan = np.full(5, np.nan)
-        return nan, nan, nan
-    clsb, clb, cls = toy_pvalues(b, q_sb, b)
-    return tuple(np.percentile(v, EXPECTED_PERCENTILES) for v in (clsb, clb, cls))
+    :data:`EXPECTED_PERCENTILES` (linear interpolation; failed toys left out). Returns
+    (clsb, clb, cls), each [5] (NaN without a valid background toy). Traceable."""
+    b = jnp.asarray(q_b, float)
+    ok = jnp.isfinite(b)
+    pv = toy_pvalues(jnp.where(ok, b, 0.0), q_sb, b)
+    pct = jnp.asarray(EXPECTED_PERCENTILES)
+    return tuple(jnp.nanpercentile(jnp.where(ok, v, jnp.nan), pct) for v in pv)
 
 
-def _binomial_err(p, n):
-    return np.sqrt(np.clip(p * (1.0 - p), 0.0, None) / max(n, 1))
+def first_crossing(grid, p, alpha, p_err=None, p_floor=0.0):
+    r"""(μ, ok, σ_μ): the first downward crossing of ``alpha`` by p(μ) sampled on ``grid``.
+
+    Interpolated linearly in z = √(−2 ln p) between the bracketing points — z is nearly
+    linear in μ where p is a Gaussian tail (the asymptotic regime; the same variable the
+    asymptotic limit search uses), so a coarse grid still gives the crossing. p is floored at
+    ``p_floor`` (e.g. half a toy, 0.5/N: a tail no toy reached is not p = 0). Not ok (μ NaN)
+    when p < α already at the first point or nowhere. With ``p_err`` (MC errors of p),
+    σ_μ = σ_z / |dz/dμ| with σ_z = σ_p / (p z) interpolated between the two points (else
+    NaN). Traceable."""
+    grid, p = jnp.asarray(grid, float), jnp.asarray(p, float)
+    below = jnp.isfinite(p) & (p < alpha)
+    k = jnp.argmax(below)
+    ok = jnp.any(below) & (k > 0)
+    km = jnp.maximum(k - 1, 0)
+    floor = jnp.maximum(p_floor, 1e-300)
+    p0, p1 = jnp.clip(p[km], floor, 1.0), jnp.clip(p[k], floor, 1.0)
+    z0, z1 = jnp.sqrt(-2.0 * jnp.log(p0)), jnp.sqrt(-2.0 * jnp.log(p1))
+    za = jnp.sqrt(-2.0 * jnp.log(alpha))
+    dx = jnp.where(k > km, grid[k] - grid[km], 1.0)
+    slope = (z1 - z0) / dx
+    rising = slope > 0
+    mu = jnp.where(rising, grid[km] + (za - z0) / jnp.where(rising, slope, 1.0), grid[k])
+    err = jnp.asarray(jnp.nan)
+    if p_err is not None:
+        p_err = jnp.asarray(p_err, float)
+        w = jnp.clip((mu - grid[km]) / dx, 0.0, 1.0)
+        sz = lambda e, pp, z: e / (pp * jnp.maximum(z, 1e-12))  # noqa: E731
+        s_z = (1 - w) * sz(p_err[km], p0, z0) + w * sz(p_err[k], p1, z1)
+        err = jnp.where(rising & ok, s_z / jnp.where(rising, slope, 1.0), jnp.nan)
+    return jnp.where(ok, mu, jnp.nan), ok, err
+
+
+def pvalue_errors(clsb, clb, n_sb, n_b):
+    """Binomial MC errors (σ_CLs+b, σ_CLb, σ_CLs) of tail fractions from n_sb and n_b toys:
+    σ_p = √(p(1 − p)/n); CLs = CLs+b/CLb of independent sets, relative errors in quadrature
+    (when no s+b toy reached q_obs, the error of one toy, 1/n_sb, over CLb). Traceable."""
+    e_sb = jnp.sqrt(jnp.clip(clsb * (1 - clsb), 0.0) / jnp.maximum(n_sb, 1))
+    e_b = jnp.sqrt(jnp.clip(clb * (1 - clb), 0.0) / jnp.maximum(n_b, 1))
+    safe_b = jnp.where(clb > 0, clb, 1.0)
+    rel = jnp.sqrt((e_sb / jnp.where(clsb > 0, clsb, 1.0)) ** 2 + (e_b / safe_b) ** 2)
+    e_cls = jnp.where(clsb > 0, clsb / safe_b * rel, 1.0 / jnp.maximum(n_sb, 1) / safe_b)
+    return e_sb, e_b, jnp.where(clb > 0, e_cls, jnp.nan)
+
+
+_band_batch = jax.jit(jax.vmap(expected_pvalues))
 
 
 def _bootstrap_band_err(q_sb, q_b, seed, n_boot=100):
@@ -276,12 +321,9 @@ def _bootstrap_band_err(q_sb, q_b, seed, n_boot=100):
     b = np.asarray(q_b, float)[np.isfinite(q_b)]
     if sb.size == 0 or b.size == 0:
         return np.full((3, 5), np.nan)
-    reps = np.stack(
-        [
-            np.stack(expected_pvalues(rng.choice(sb, sb.size), rng.choice(b, b.size)))
-            for _ in range(n_boot)
-        ]
-    )
+    idx_sb = rng.integers(0, sb.size, (n_boot, sb.size))
+    idx_b = rng.integers(0, b.size, (n_boot, b.size))
+    reps = np.asarray(jnp.stack(_band_batch(jnp.asarray(sb[idx_sb]), jnp.asarray(b[idx_b])), 1))
     return np.nanstd(reps, axis=0, ddof=1)
 
 
@@ -328,12 +370,8 @@ def toy_hypotest_prepared(
     q_sb, q_b = out["q"][:n], out["q"][n:]
     n_sb, n_b = int(np.sum(np.isfinite(q_sb))), int(np.sum(np.isfinite(q_b)))
     clsb, clb, cls = (float(v) for v in toy_pvalues(q_obs, q_sb, q_b))
-    e_sb, e_b = _binomial_err(clsb, n_sb), _binomial_err(clb, n_b)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        e_cls = cls * np.sqrt((e_sb / clsb) ** 2 + (e_b / clb) ** 2) if clsb > 0 else 0.0
-        if clsb == 0 and clb > 0:  # no s+b toy reached q_obs: the error of 1/n_sb
-            e_cls = 1.0 / max(n_sb, 1) / clb
-    band = expected_pvalues(q_sb, q_b)
+    e_sb, e_b, e_cls = (float(v) for v in pvalue_errors(clsb, clb, n_sb, n_b))
+    band = [np.asarray(v) for v in expected_pvalues(q_sb, q_b)]
     band_err = _bootstrap_band_err(q_sb, q_b, seed)
     n_failed = 2 * n - n_sb - n_b
     obs_ok = bool(prep.free_fit.converged) and bool(cond.converged)

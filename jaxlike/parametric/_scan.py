@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from ..fit import fit_arrays, prepare_fit_inputs
-from ..infer import hypotest_prepare, upper_limit_prepared
+from ..infer import hypotest_prepare, toy_limits_traced, upper_limit_prepared
 from ..shapes import (
     MassTable,
     crystal_ball_binned,
@@ -186,7 +186,15 @@ RESULT_FIELDS = (
 )
 
 
-def hypothesis_results(scan: MassScan, m, cl=(0.95,), data=None):
+def hypothesis_key(seed: int, value):
+    """The PRNG key of a hypothesis' toys: ``PRNGKey(seed)`` folded with the two 32-bit halves
+    of the float64 hypothesis value, so its toys do not depend on chunking, order or devices."""
+    bits = jax.lax.bitcast_convert_type(jnp.asarray(value, jnp.float64), jnp.uint32)
+    key = jax.random.PRNGKey(seed)
+    return jax.random.fold_in(jax.random.fold_in(key, bits[0]), bits[1])
+
+
+def hypothesis_results(scan: MassScan, m, cl=(0.95,), data=None, *, rule="cls", toys=None):
     """All per-hypothesis results at mass m (traceable; vmap over m and over ``data``).
 
     - μ̂ and its Hessian uncertainty from a fit with μ free in [−μ_max, μ_max] (signed yields);
@@ -196,6 +204,11 @@ def hypothesis_results(scan: MassScan, m, cl=(0.95,), data=None):
     - the same in physical units (× ``unit``), and convergence flags (every fit / every root).
 
     ``data`` replaces the observed window counts (toys); default: the observed spectrum.
+    ``rule``: ``"cls"`` or ``"clsb"`` (one-sided profile-likelihood limits, CLs+b = α).
+    ``toys``: None, or a dict ``{"ntoys", "seed", "npoints", "toy_pars"}`` — then also the
+    toy-based limits and toy p0 of :func:`jaxlike.infer.toy_limits_traced` on a grid around
+    the asymptotic limits (fields :data:`jaxlike.infer.TOY_SCAN_FIELDS`, limits also × unit),
+    with the toys keyed to the mass (:func:`hypothesis_key`).
     Returns a dict of arrays (``ul_*`` have a leading axis over ``cl``).
     """
     model = scan.window_model(m)
@@ -207,9 +220,19 @@ def hypothesis_results(scan: MassScan, m, cl=(0.95,), data=None):
     q0 = jnp.clip(null.twice_nll - free.twice_nll, 0.0)
     mu_hat = free.bestfit[0]
     z = jnp.sign(mu_hat) * jnp.sqrt(q0)
-    ul = upper_limit_prepared(prep, model, cl=jnp.asarray(cl, float))
+    ul = upper_limit_prepared(prep, model, cl=jnp.asarray(cl, float), rule=rule)
     unit = scan.unit(m)
-    return {
+    extra = {}
+    if toys is not None:
+        limits = jnp.concatenate([ul.obs.reshape(-1), ul.exp.reshape(-1)])
+        extra = toy_limits_traced(
+            prep, model, hypothesis_key(toys["seed"], m), limits, ntoys=toys["ntoys"],
+            cl=jnp.asarray(cl, float), rule=rule, npoints=toys["npoints"],
+            toy_pars=toys["toy_pars"],
+        )  # fmt: skip
+        extra["ul_obs_toys_phys"] = extra["ul_obs_toys"] * unit
+        extra["ul_exp_toys_phys"] = extra["ul_exp_toys"] * unit
+    return extra | {
         "mu_hat": mu_hat,
         "mu_hat_err": free.uncertainties[0],
         "mu_hat_phys": mu_hat * unit,

@@ -22,9 +22,14 @@ from ._grid import plot_profile_grid
 from ._limits import NoContourWarning, plot_brazil_band, plot_exclusion, plot_significance
 from ._scan import plot_profile_scan
 from ._style import GREEN, YELLOW, figure, file_stems, save, style
+from ._toys import STAT_LABELS, plot_study_scan, plot_test_statistic, plot_toy_pulls
 from ._yields import plot_all_yields, plot_yields
 
 __all__ = [
+    "STAT_LABELS",
+    "plot_study_scan",
+    "plot_test_statistic",
+    "plot_toy_pulls",
     "GREEN",
     "NoContourWarning",
     "YELLOW",

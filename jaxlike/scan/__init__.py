@@ -35,7 +35,7 @@ from ._lee import (
     scan_toys,
     upcrossings,
 )
-from ._mass import mass_scan, mass_scan_identity, scan_digest
+from ._mass import mass_scan, mass_scan_identity, scan_digest, toy_chunk, toy_options
 from ._patches import (
     load_patch_folder,
     patch_name_values,
@@ -44,8 +44,22 @@ from ._patches import (
     stack_patched_models,
 )
 from ._results import MassScanResult, PatchScanResult, ToyScan
+from ._study import (
+    MassToyStudyResult,
+    mass_toy_study,
+    mass_toy_study_identity,
+    read_toy_study,
+    study_from_rows,
+)
 
 __all__ = [
+    "toy_chunk",
+    "toy_options",
+    "MassToyStudyResult",
+    "mass_toy_study",
+    "mass_toy_study_identity",
+    "read_toy_study",
+    "study_from_rows",
     "DEFAULT_GRID_CHUNK",
     "ProfileGrid",
     "chi2_2dof_threshold",

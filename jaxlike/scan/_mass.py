@@ -7,12 +7,29 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from ..infer import LIMIT_RULES
 from ..parametric import MassScan, hypothesis_results
 from ..stream import compiled, run_scan, tree_digest
 from ._identity import ScanIdentity
 from ._results import MassScanResult
 
-__all__ = ["mass_scan", "mass_scan_identity", "scan_digest", "DEFAULT_SCAN_CHUNK"]
+__all__ = [
+    "mass_scan",
+    "mass_scan_identity",
+    "scan_digest",
+    "toy_chunk",
+    "toy_options",
+    "DEFAULT_SCAN_CHUNK",
+]
+
+
+def check_rule(rule):
+    """Refuse a limit rule other than those of :data:`jaxlike.infer.LIMIT_RULES`."""
+    from ..exceptions import InvalidScanConfig
+
+    if rule not in LIMIT_RULES:
+        raise InvalidScanConfig("rule", f"must be one of {LIMIT_RULES}, got {rule!r}")
+
 
 #: hypotheses per vmapped call when neither ``chunk_size`` nor a memory budget is given. The
 #: fits of a chunk iterate in lockstep (a vmapped ``while_loop`` runs until its slowest lane
@@ -24,22 +41,50 @@ DEFAULT_SCAN_CHUNK = 32
 scan_digest = tree_digest
 
 
-def _scan_fn(scan, cl, digest):
-    """The vmapped per-mass function, one per (model digest, CL levels): its compilation is
-    reused by later scans of the same model (:func:`jaxlike.stream.compiled`)."""
+def _scan_fn(scan, cl, digest, rule="cls", toys=None):
+    """The vmapped per-mass function, one per (model digest, CL levels, rule, toy options):
+    its compilation is reused by later scans of the same model
+    (:func:`jaxlike.stream.compiled`)."""
+    key = ("mass_scan", digest, cl, rule, None if toys is None else tuple(sorted(toys.items())))
     return compiled(
-        ("mass_scan", digest, cl),
-        lambda: jax.vmap(lambda h: hypothesis_results(scan, h["mass"], cl)),
+        key,
+        lambda: jax.vmap(lambda h: hypothesis_results(scan, h["mass"], cl, rule=rule, toys=toys)),
     )
 
 
-def mass_scan_identity(scan: MassScan, masses, *, cl=(0.95,), config=None) -> ScanIdentity:
+def toy_options(ntoys, seed=0, npoints=6, toy_pars="profiled") -> dict:
+    """The checked toy options of a scan: ``ntoys`` per grid point and set, ``seed``,
+    ``npoints`` grid points (the first at μ = 0), ``toy_pars`` the generating point."""
+    from ..exceptions import InvalidScanConfig
+    from ..infer import TOY_PARS
+
+    for name, v, least in (("ntoys", ntoys, 1), ("seed", seed, 0), ("toy_points", npoints, 3)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
+            raise InvalidScanConfig(name, f"must be an integer ≥ {least}, got {v!r}")
+    if toy_pars not in TOY_PARS:
+        raise InvalidScanConfig("toy_pars", f"must be one of {TOY_PARS}, got {toy_pars!r}")
+    return {"ntoys": int(ntoys), "seed": int(seed), "npoints": int(npoints), "toy_pars": toy_pars}
+
+
+def toy_chunk(toys, lanes=8192) -> int:
+    """Hypotheses per chunk of a toy scan: about ``lanes`` toy fits in flight per call
+    (2 sets × grid points × toys per hypothesis), at least 1."""
+    return max(1, lanes // (2 * toys["npoints"] * toys["ntoys"]))
+
+
+def mass_scan_identity(
+    scan: MassScan, masses, *, cl=(0.95,), config=None, rule="cls", toys=None
+) -> ScanIdentity:
     """What :func:`mass_scan` stores as its identity: configuration
-    ``{"kind": "mass", "cl": [...], **config}``, hypotheses ``{"mass": masses}`` and the
-    model digest :func:`scan_digest` (scan)."""
+    ``{"kind": "mass", "cl": [...], **config}`` (plus ``"rule"`` when not CLs and ``"toys"``
+    with toy options), hypotheses ``{"mass": masses}`` and the model digest
+    :func:`scan_digest` (scan)."""
     cl = tuple(float(x) for x in np.atleast_1d(cl))
+    extra = {} if rule == "cls" else {"rule": rule}
+    if toys is not None:
+        extra["toys"] = dict(toys)
     return ScanIdentity(
-        config={"kind": "mass", "cl": list(cl), **(config or {})},
+        config={"kind": "mass", "cl": list(cl), **extra, **(config or {})},
         hypotheses={"mass": np.asarray(masses, float)},
         digest=lambda: scan_digest(scan),
         added=("kind", "cl"),
@@ -59,8 +104,16 @@ def mass_scan(
     devices=None,
     progress=True,
     config=None,
+    rule="cls",
+    toys=None,
 ) -> MassScanResult:
     """Fit, local significance and observed/expected CLs limits at every mass.
+
+    ``rule="clsb"``: one-sided profile-likelihood limits (CLs+b = α) instead of CLs.
+    ``toys``: toy options (:func:`toy_options`: ``ntoys``, ``seed``, ``npoints``,
+    ``toy_pars``) — every mass then also gets toy-based limits on a grid around its
+    asymptotic limits and a toy p0 (fields :data:`jaxlike.infer.TOY_SCAN_FIELDS`), the default
+    chunk holding about 8192 toy fits (:func:`toy_chunk`).
 
     One compiled, vmapped :func:`~jaxlike.parametric.hypothesis_results` serves every chunk
     (and later calls with the same scan and levels; default chunks of
@@ -72,12 +125,15 @@ def mass_scan(
     :func:`~jaxlike.stream.run_scan`).
     """
     cl = tuple(float(x) for x in np.atleast_1d(cl))
-    ident = mass_scan_identity(scan, masses, cl=cl, config=config)
+    check_rule(rule)
+    if toys is not None:
+        toys = toy_options(**toys)
+    ident = mass_scan_identity(scan, masses, cl=cl, config=config, rule=rule, toys=toys)
     digest = ident.digest()
     if chunk_size is None and memory_budget_bytes is None:
-        chunk_size = DEFAULT_SCAN_CHUNK
+        chunk_size = DEFAULT_SCAN_CHUNK if toys is None else toy_chunk(toys)
     out = run_scan(
-        _scan_fn(scan, cl, digest),
+        _scan_fn(scan, cl, digest, rule, toys),
         ident.hypotheses,
         store=store,
         resume=resume,
@@ -88,6 +144,6 @@ def mass_scan(
         progress=progress,
         config=ident.config,
         model_digest=digest,
-        attrs={"kind": "mass", "cl": list(cl)},
+        attrs={"kind": "mass", "cl": list(cl), "rule": rule},
     )
     return MassScanResult.from_results(out)

@@ -18,12 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..exceptions import InvalidPatch
-from ..infer import hypotest_at, hypotest_prepare, upper_limit_prepared
+from ..infer import hypotest_at, hypotest_prepare, toy_limits_traced, upper_limit_prepared
 from ..model import stack_models
 from ..stream import run_scan
 from ..workspace import PatchSet, Workspace, digest, load_patch, unify_patches
 from ._identity import ScanIdentity
-from ._mass import DEFAULT_SCAN_CHUNK, scan_digest
+from ._mass import DEFAULT_SCAN_CHUNK, check_rule, scan_digest, toy_chunk, toy_options
 from ._results import PatchScanResult
 
 __all__ = [
@@ -125,13 +125,20 @@ def stack_patched_models(workspace: Workspace, patches, signal_name="signal"):
     return stack_models(models), data, names, values
 
 
-def _identity(names, values, cl, test_poi, poi_max, config, model_digest) -> ScanIdentity:
+def _identity(
+    names, values, cl, test_poi, poi_max, config, model_digest, rule="cls", toys=None
+) -> ScanIdentity:
     cfg = {"kind": "patches", "cl": list(cl), "test_poi": float(test_poi)}
     if poi_max is not None:
         cfg["poi_max"] = float(poi_max)
+    if rule != "cls":
+        cfg["rule"] = rule
+    if toys is not None:
+        cfg["toys"] = dict(toys)
     cfg.update(config or {})
     hyps = {"index": np.arange(len(names)), "values": values}
-    return ScanIdentity(cfg, hyps, model_digest, ("kind", "cl", "test_poi", "poi_max"))
+    added = ("kind", "cl", "test_poi", "poi_max", "rule", "toys")
+    return ScanIdentity(cfg, hyps, model_digest, added)
 
 
 def patch_scan_identity(
@@ -143,6 +150,8 @@ def patch_scan_identity(
     poi_max=None,
     config=None,
     signal_name="signal",
+    rule="cls",
+    toys=None,
 ) -> ScanIdentity:
     """What :func:`patch_scan` stores as its identity: configuration ``{"kind": "patches",
     "cl", "test_poi"[, "poi_max"], **config}``, hypotheses ``index`` and ``values`` (the
@@ -155,7 +164,7 @@ def patch_scan_identity(
         stacked, data, _, _ = stack_patched_models(workspace, patches, signal_name)
         return scan_digest((stacked, data))
 
-    return _identity(names, values, cl, test_poi, poi_max, config, model_digest)
+    return _identity(names, values, cl, test_poi, poi_max, config, model_digest, rule, toys)
 
 
 def patch_scan(
@@ -174,6 +183,8 @@ def patch_scan(
     config=None,
     signal_name="signal",
     poi_max=None,
+    rule="cls",
+    toys=None,
 ) -> PatchScanResult:
     """CLs at ``test_poi`` (q̃μ, observed + 5 expected) and observed/expected upper limits at
     every level of ``cl`` for every patch, in one compiled vmapped function.
@@ -187,8 +198,15 @@ def patch_scan(
     Limits are searched in [0, POI upper bound] (as pyhf's toms748 scan does; a limit above it
     is NaN, ``limit_converged`` False); ``poi_max`` widens the search to [0, poi_max] — the
     conditional fits then hold the POI beyond its declared bound.
+
+    ``rule="clsb"``: limits where CLs+b = α (one-sided profile likelihood). ``toys``: toy
+    options (:func:`~jaxlike.scan.toy_options`) — every patch also gets toy limits and a toy
+    p0 (:data:`jaxlike.infer.TOY_SCAN_FIELDS`), toys keyed to the patch index.
     """
     cl = tuple(float(x) for x in np.atleast_1d(cl))
+    check_rule(rule)
+    if toys is not None:
+        toys = toy_options(**toys)
     stacked, data, names, values = stack_patched_models(workspace, patches, signal_name)
     dyn, static = eqx.partition(stacked, eqx.is_array)
     data = jnp.asarray(data)
@@ -200,8 +218,16 @@ def patch_scan(
         prep = hypotest_prepare(d, model, test_stat="qtilde")  # shared by CLs and limits
         ht = hypotest_at(prep, model, test_poi)
         rng = None if poi_max is None else (0.0, float(poi_max))
-        ul = upper_limit_prepared(prep, model, cl=jnp.asarray(cl), poi_range=rng)
-        return {
+        ul = upper_limit_prepared(prep, model, cl=jnp.asarray(cl), poi_range=rng, rule=rule)
+        extra = {}
+        if toys is not None:
+            key = jax.random.fold_in(jax.random.PRNGKey(toys["seed"]), i)
+            limits = jnp.concatenate([ul.obs.reshape(-1), ul.exp.reshape(-1)])
+            extra = toy_limits_traced(
+                prep, model, key, limits, ntoys=toys["ntoys"], cl=jnp.asarray(cl), rule=rule,
+                npoints=toys["npoints"], toy_pars=toys["toy_pars"],
+            )  # fmt: skip
+        return extra | {
             "cls_obs": ht.cls_obs,
             "cls_exp": ht.cls_exp,
             "ul_obs": ul.obs,
@@ -209,12 +235,14 @@ def patch_scan(
             "mu_hat": ht.mu_hat,
             "cls_converged": ht.converged,
             "limit_converged": ul.converged,
-            "converged": ht.converged & jnp.all(ul.converged),
+            "converged": ht.converged
+            & jnp.all(ul.converged)
+            & jnp.all(extra.get("toy_limit_converged", True)),
         }
 
-    ident = _identity(names, values, cl, test_poi, poi_max, config, None)
+    ident = _identity(names, values, cl, test_poi, poi_max, config, None, rule, toys)
     if chunk_size is None and memory_budget_bytes is None:
-        chunk_size = DEFAULT_SCAN_CHUNK
+        chunk_size = DEFAULT_SCAN_CHUNK if toys is None else toy_chunk(toys)
     out = run_scan(
         jax.vmap(single),
         ident.hypotheses,
@@ -227,6 +255,6 @@ def patch_scan(
         progress=progress,
         config=ident.config,
         model_digest=scan_digest((stacked, data)),
-        attrs={"kind": "patches", "cl": list(cl), "patch_names": names},
+        attrs={"kind": "patches", "cl": list(cl), "patch_names": names, "rule": rule},
     )
     return PatchScanResult.from_results(out)

@@ -72,6 +72,19 @@ class MassScanResult(_Fields):
     ul_exp_phys: np.ndarray
     fit_converged: np.ndarray
     limit_converged: np.ndarray
+    # toy-based scans only (``toys=``; :data:`jaxlike.infer.TOY_SCAN_FIELDS`): toy limits on μ
+    # (and × unit) with their MC error, toy p0, failed toys, the μ grid and its p-values
+    ul_obs_toys: np.ndarray | None = None
+    ul_exp_toys: np.ndarray | None = None
+    ul_obs_toys_err: np.ndarray | None = None
+    ul_obs_toys_phys: np.ndarray | None = None
+    ul_exp_toys_phys: np.ndarray | None = None
+    toy_limit_converged: np.ndarray | None = None
+    p0_toys: np.ndarray | None = None
+    p0_toys_err: np.ndarray | None = None
+    toys_failed: np.ndarray | None = None
+    toy_grid: np.ndarray | None = None
+    toy_p_obs: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,16 @@ class PatchScanResult(_Fields):
     cls_converged: np.ndarray
     limit_converged: np.ndarray
     converged: np.ndarray
+    # toy-based scans only (:data:`jaxlike.infer.TOY_SCAN_FIELDS`)
+    ul_obs_toys: np.ndarray | None = None
+    ul_exp_toys: np.ndarray | None = None
+    ul_obs_toys_err: np.ndarray | None = None
+    toy_limit_converged: np.ndarray | None = None
+    p0_toys: np.ndarray | None = None
+    p0_toys_err: np.ndarray | None = None
+    toys_failed: np.ndarray | None = None
+    toy_grid: np.ndarray | None = None
+    toy_p_obs: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
