@@ -63,6 +63,18 @@ TABLE_VI_95_UPPER = {  # b: [mu2 for n0 = 0..7]
     5.0: [1.54, 1.88, 2.49, 3.58, 4.84, 6.26, 7.75, 8.81],
 }
 TABLE_VI_95_LOWER = {0.0: [0.00, 0.05, 0.36]}  # b: [mu1 for n0 = 0, 1, 2]
+# Further entries found transcribed in public code (a second search): (cl, b, n0): (mu1, mu2),
+# None where only one end was given. The b = 0, 95% column n0 = 3..10 (PDG's unified-interval
+# table, the b = 0 column of Table VI; upper ends n0 = 8..10 agree between two independent
+# transcriptions), (0.95, 3, 7) from ROOT's rs401c_FeldmanCousins tutorial, (0.95, 2, 10)
+# from the R package fcci's tests and (0.90, 0.5, 10) from gammapy's tests (Table IV).
+FURTHER = {
+    (0.95, 0.0, 3): (0.82, None), (0.95, 0.0, 4): (1.37, None), (0.95, 0.0, 5): (1.84, None),
+    (0.95, 0.0, 6): (2.21, None), (0.95, 0.0, 7): (2.58, None), (0.95, 0.0, 8): (2.94, 15.29),
+    (0.95, 0.0, 9): (4.36, 16.77), (0.95, 0.0, 10): (4.75, 17.82),
+    (0.95, 3.0, 7): (0.29, 10.81), (0.95, 2.0, 10): (2.92, 15.82),
+    (0.90, 0.5, 10): (5.00, 16.00),
+}  # fmt: skip
 
 # The printed ends are the exact ends rounded to 2 decimals: half a unit of the last digit.
 PRINTED = 0.005 + 1e-9
@@ -90,6 +102,8 @@ def _published():
         out += [(0.95, b, n0, 1, hi) for n0, hi in enumerate(ups)]
     for b, los in TABLE_VI_95_LOWER.items():
         out += [(0.95, b, n0, 0, lo) for n0, lo in enumerate(los)]
+    for (cl, b, n0), ends in FURTHER.items():
+        out += [(cl, b, n0, end, v) for end, v in enumerate(ends) if v is not None]
     return out
 
 
@@ -104,7 +118,7 @@ def test_feldman_cousins_reproduces_published_tables():
         if abs(got - published) > PRINTED:
             bad.append((cl, b, n0, ("lower", "upper")[end], published, round(got, 4)))
     assert not bad, bad
-    assert len(cache) == 117  # intervals checked
+    assert len(cache) == 122  # intervals checked (163 published ends)
 
 
 @pytest.mark.parametrize("cl, n0, b, published, plain", LENGTHENED)
