@@ -88,7 +88,7 @@ def _toy_options(args) -> dict:
             raise CliError(f"{flag} needs --calctype toybased")
         return {}
     out = {"ntoys": args.ntoys or 2000, "seed": args.seed or 0,
-           "toy_pars": args.toy_pars or "init"}  # fmt: skip
+           "toy_pars": args.toy_pars or "profiled"}  # fmt: skip
     if getattr(args, "poi_grid", None) is not None:
         out["poi_grid"] = _grid_values(args.poi_grid)
     return out
@@ -190,9 +190,7 @@ def limit_table(result, cl: float, poi_name: str) -> str:
     labels = ["expected -2σ", "expected -1σ", "expected median", "expected +1σ", "expected +2σ"]
     err = getattr(result, "obs_err", None)  # toy-based: the MC error of the observed limit
     text = f"{obs:.6g}" if err is None else f"{obs:.6g} ± {scalar(err):.2g}"
-    rows = [["observed", text]] + [
-        [lab, f"{v:.6g}"] for lab, v in zip(labels, exp, strict=True)
-    ]
+    rows = [["observed", text]] + [[lab, f"{v:.6g}"] for lab, v in zip(labels, exp, strict=True)]
     return table([f"{100 * cl:g}% CL upper limit", poi_name], rows, "<>")
 
 

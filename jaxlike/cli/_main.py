@@ -66,7 +66,8 @@ def _add_toys(p) -> None:
     p.add_argument("--seed", type=nonneg_int, metavar="S", help="seed of the toys (0)")
     p.add_argument(
         "--toy-pars", choices=["init", "profiled"],
-        help="nuisance values the toys are generated at: init (pyhf, default) or profiled",
+        help="nuisance values the toys are generated at: profiled (fit to the data, as pyhf; "
+        "default) or init",
     )  # fmt: skip
 
 

@@ -143,7 +143,7 @@ def add_parser(subs) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--toy-pars", choices=("profiled", "init"),
-        help="nuisance values the toys are generated at (profiled, the default; init as pyhf)",
+        help="nuisance values the toys are generated at (profiled, the default, as pyhf; init)",
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -374,7 +374,7 @@ def hypotest(
     calctype: str = "asymptotics",
     ntoys: int = 2000,
     seed: int = 0,
-    toy_pars: str = "init",
+    toy_pars: str = "profiled",
     chunk: int | None = 4096,
     progress: bool = False,
     toy_search: bool = False,
@@ -388,10 +388,10 @@ def hypotest(
     ``jax.jit``/``jax.vmap`` (over data or a stacked model).
 
     ``calctype="toybased"``: ``ntoys`` s+b and ``ntoys`` background pseudo-experiments (seed
-    ``seed``, generated at ``toy_pars``: ``"init"`` as pyhf or ``"profiled"``), fitted in
-    vmapped chunks of ``chunk`` toys (``toy_search``: the global search in every toy fit);
-    returns a :class:`~jaxlike.infer.ToyHypoTestResult` with
-    the p-values, their Monte-Carlo errors and the sampled distributions (see
+    ``seed``, generated at ``toy_pars``: ``"profiled"``, θ̂̂(μ) from the data as pyhf, or
+    ``"init"``), fitted in vmapped chunks of ``chunk`` toys (``toy_search``: the global
+    search in every toy fit); returns a :class:`~jaxlike.infer.ToyHypoTestResult` with the
+    p-values, their Monte-Carlo errors and the sampled distributions (see
     :mod:`jaxlike.infer._toys`). Not traceable (it runs a host loop over chunks).
 
     ``calctype="exact"``: single-bin counting models without nuisance parameters only — the

@@ -174,7 +174,7 @@ def toy_upper_limit_prepared(
     poi_grid: Float[ArrayLike, " K"] | None = None,
     ntoys: int = 1000,
     seed: int = 0,
-    toy_pars: str = "init",
+    toy_pars: str = "profiled",
     chunk: int | None = 4096,
     progress=False,
     search: bool = False,

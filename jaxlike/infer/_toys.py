@@ -19,9 +19,9 @@ Toys are generated inside the compiled function: toy i of a set with id r is
 chunk size, the device count or the other toys. The nuisance parameters of the generating
 point θ_gen are, by ``toy_pars``:
 
-- ``"init"`` (pyhf's semantics, default): the model's initial values with the POI set;
-- ``"profiled"`` (the LHC recipe): the conditional maximum-likelihood estimate θ̂̂(μ) on the
-  observed data, auxiliary data generated around it.
+- ``"profiled"`` (default; pyhf 0.7's ``ToyCalculator`` and the LHC recipe): the conditional
+  maximum-likelihood estimate θ̂̂(μ) on the observed data, auxiliary data generated around it;
+- ``"init"``: the model's initial values with the POI set (a pre-fit generation).
 
 Monte-Carlo uncertainties: a tail fraction p of n toys has σ_p = √(p(1 − p)/n); CLs (two
 independent sets) σ_CLs = CLs √((σ_{s+b}/CL_{s+b})² + (σ_b/CL_b)²); the expected band's by a
@@ -56,7 +56,7 @@ __all__ = [
     "toy_hypotest_prepared",
 ]
 
-#: generating points of toys: the model's initial values (pyhf) or the profiled θ̂̂(μ)
+#: generating points of toys: the profiled θ̂̂(μ) (pyhf, default) or the initial values
 TOY_PARS = ("init", "profiled")
 
 #: percentiles of the background-toy p-values for the expected band (N = 2, 1, 0, −1, −2 σ;
@@ -145,11 +145,11 @@ def alternative_mu(test_stat: str) -> float:
     return 1.0 if test_stat == "q0" else 0.0
 
 
-def generating_pars(prep: HypoTestPrep, model, mus, toy_pars: str = "init"):
+def generating_pars(prep: HypoTestPrep, model, mus, toy_pars: str = "profiled"):
     """Generating parameter vectors [K, P] of toys at the POI values ``mus`` [K].
 
-    ``"init"``: the initial values with the POI set (pyhf); ``"profiled"``: the conditional
-    fit θ̂̂(μ) to the observed data (one fit per μ, vmapped)."""
+    ``"profiled"``: the conditional fit θ̂̂(μ) to the observed data (one fit per μ, vmapped;
+    pyhf's ``ToyCalculator``); ``"init"``: the initial values with the POI set."""
     mus = jnp.atleast_1d(jnp.asarray(mus, float))
     if toy_pars == "init":
         return jnp.broadcast_to(prep.init, mus.shape + prep.init.shape).at[:, prep.poi].set(mus)
@@ -334,7 +334,7 @@ def toy_hypotest_prepared(
     *,
     ntoys: int = 2000,
     seed: int = 0,
-    toy_pars: str = "init",
+    toy_pars: str = "profiled",
     chunk: int | None = 4096,
     progress=False,
     search: bool = False,

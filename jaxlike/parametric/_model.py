@@ -60,6 +60,7 @@ def _value_and_jacfwd(f, x):
     y, cols = jax.vmap(lambda v: jax.jvp(f, (x,), (v,)), out_axes=(None, 1))(basis)
     return y, cols
 
+
 SIGNAL_SHAPES = ("gauss", "crystal_ball")
 BACKGROUNDS = ("bernstein", "chebyshev", "exponential", "template")
 
