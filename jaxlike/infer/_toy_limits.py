@@ -30,14 +30,17 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from ..exceptions import InvalidArgument
-from ._hypotest import HypoTestPrep, _conditional_inputs, _start_rows
+from ._hypotest import HypoTestPrep, _start_rows
 from ._toys import (
     BACKGROUND_SET,
+    _conditional_fits,
     alternative_mu,
     check_toy_args,
+    conditional_fits,
     expected_pvalues,
     first_crossing,
     generating_pars,
+    generators,
     pvalue_errors,
     toy_pvalues,
     toy_statistics,
@@ -117,25 +120,13 @@ def _check_grid(poi_grid, prep):
     return grid
 
 
-@eqx.filter_jit
-def _observed(model, data, init, lo, hi, fixed, poi, mus, starts):
-    """2NLL of the μ-conditional fits to the observed data at every grid point."""
-    from ..fit import fit_arrays
-
-    return jax.vmap(
-        lambda m: fit_arrays(
-            model, data, *_conditional_inputs(init, lo, hi, fixed, poi, m), starts=starts
-        )
-    )(mus)
-
-
 def _observed_statistics(prep, model, grid):
     """(q_obs [K], t_obs [K], converged) on the observed data."""
     from ._asymptotics import profile_statistic
 
     starts = _start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit, model=model)
-    fits = _observed(model, prep.data, prep.init, prep.lo, prep.hi, prep.fixed, prep.poi,
-                     jnp.asarray(grid), starts)  # fmt: skip
+    fits = _conditional_fits(model, prep.data, prep.init, prep.lo, prep.hi, prep.fixed,
+                             prep.poi, jnp.asarray(grid), starts)  # fmt: skip
     cond = np.asarray(fits.twice_nll)
     free = min(float(prep.free_fit.twice_nll), float(np.min(cond)))
     mu_hat = float(prep.free_fit.bestfit[prep.poi])
@@ -165,6 +156,35 @@ def default_poi_grid(prep, model, cl, rule, npoints=16):
     return np.unique(np.concatenate([[lo_b], pts]))
 
 
+def grid_pvalues(q_obs, q_sb, q_b, rule="cls"):
+    """The curve a limit rule uses on a μ grid: (p [K], its MC error [K], expected [K, 5]) —
+    CLs (or CLs+b, ``rule="clsb"``) from the observed statistics ``q_obs`` [K] and the toy
+    statistics ``q_sb``, ``q_b`` [K, N] (NaN = failed toy). Traceable."""
+    q_sb, q_b = jnp.asarray(q_sb, float), jnp.asarray(q_b, float)
+    clsb, clb, cls = jax.vmap(toy_pvalues)(jnp.asarray(q_obs, float), q_sb, q_b)
+    n_sb = jnp.sum(jnp.isfinite(q_sb), axis=1)
+    n_b = jnp.sum(jnp.isfinite(q_b), axis=1)
+    e_sb, _, e_cls = pvalue_errors(clsb, clb, n_sb, n_b)
+    exp = jax.vmap(expected_pvalues)(q_sb, q_b)  # (CLs+b, CLb, CLs), each [K, 5]
+    if rule == "clsb":
+        return clsb, e_sb, exp[0]
+    return cls, e_cls, exp[2]
+
+
+def grid_limits(grid, p_obs, p_err, p_exp, alphas, p_floor):
+    """Limits at each α of ``alphas`` [L] from p-values on the grid
+    (:func:`~jaxlike.infer.first_crossing`): (observed [L], its MC error [L], expected
+    [L, 5] — ascending, as p_exp is in the band —, ok [L]: every crossing found). Traceable."""
+
+    def one(a):
+        mu, ok, err = first_crossing(grid, p_obs, a, p_err, p_floor)
+        band = [first_crossing(grid, p_exp[:, i], a, None, p_floor) for i in range(5)]
+        exp = jnp.stack([b[0] for b in band])
+        return mu, err, exp, ok & jnp.all(jnp.stack([b[1] for b in band]))
+
+    return jax.vmap(one)(jnp.atleast_1d(jnp.asarray(alphas, float)))
+
+
 def toy_upper_limit_prepared(
     prep: HypoTestPrep,
     model,
@@ -180,7 +200,7 @@ def toy_upper_limit_prepared(
     search: bool = False,
 ) -> ToyUpperLimitResult:
     """Toy-based upper limit(s) on a POI grid (see the module docstring). ``poi_grid``:
-    default :func:`default_poi_grid` (12 points around the asymptotic limits)."""
+    default :func:`default_poi_grid` (0 and 15 points around the asymptotic limits)."""
     check_rule(rule)
     check_toy_args(ntoys, toy_pars, seed)
     cls = np.asarray(cl, float)
@@ -205,25 +225,11 @@ def toy_upper_limit_prepared(
     )
     q_sb = out["q"][: k * n].reshape(k, n)
     q_b = out["q"][k * n :].reshape(k, n)
-    pick = 0 if rule == "clsb" else 2
-    p_obs, p_err, p_exp = np.empty(k), np.empty(k), np.empty((k, 5))
-    for j in range(k):
-        clsb, clb, c = (float(v) for v in toy_pvalues(q_obs[j], q_sb[j], q_b[j]))
-        n_sb, n_b = np.sum(np.isfinite(q_sb[j])), np.sum(np.isfinite(q_b[j]))
-        e_sb, _, e_cls = (float(v) for v in pvalue_errors(clsb, clb, n_sb, n_b))
-        p_obs[j], p_err[j] = (clsb, e_sb) if rule == "clsb" else (c, e_cls)
-        p_exp[j] = np.asarray(expected_pvalues(q_sb[j], q_b[j])[pick])
-    obs, obs_err, exp, conv = [], [], [], []
+    p_obs, p_err, p_exp = (np.asarray(v) for v in grid_pvalues(q_obs, q_sb, q_b, rule))
     n_failed = int(np.sum(~out["ok"]))
-    for a in alphas:
-        mu, ok, err = first_crossing(grid, p_obs, a, p_err, 0.5 / n)
-        band = [first_crossing(grid, p_exp[:, i], a, None, 0.5 / n) for i in range(5)]
-        # p_exp is ascending in the band (N = 2 … −2): the limits come out ascending too
-        obs.append(float(mu))
-        obs_err.append(float(err))
-        exp.append([float(b[0]) for b in band])
-        conv.append(bool(ok) and all(bool(b[1]) for b in band) and obs_ok and n_failed == 0)
-    obs, obs_err, exp, conv = map(np.asarray, (obs, obs_err, exp, conv))
+    obs, obs_err, exp, ok = (np.asarray(v) for v in grid_limits(grid, p_obs, p_err, p_exp,
+                                                                 alphas, 0.5 / n))  # fmt: skip
+    conv = ok & obs_ok & (n_failed == 0)
     if cls.ndim == 0:
         obs, obs_err, exp, conv = obs[0], obs_err[0], exp[0], conv[0]
     f = lambda x: jnp.asarray(x, float)  # noqa: E731
@@ -387,7 +393,6 @@ def toy_limits_traced(
     :func:`toy_upper_limit_prepared`. The background toys at μ = 0 also give the toy p0:
     q0 = 2NLL(0) − 2NLL(μ̂ ≥ 0) on each, p0 = P(q0 ≥ q0_obs). Returns the
     :data:`TOY_SCAN_FIELDS`."""
-    from ..fit import fit_arrays
     from ._asymptotics import profile_statistic
     from ._toys import _toy_row
 
@@ -398,15 +403,9 @@ def toy_limits_traced(
     mu_a = alternative_mu(ts)
     mus = jnp.append(grid, mu_a)
     starts = _start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit, model=model)
-    obs_fits = jax.vmap(
-        lambda m: fit_arrays(
-            model, prep.data, *_conditional_inputs(prep.init, prep.lo, prep.hi, prep.fixed,
-                                                   poi, m), starts=starts)
-    )(mus)  # fmt: skip
-    if toy_pars == "profiled":
-        gens = obs_fits.bestfit
-    else:
-        gens = jnp.broadcast_to(prep.init, mus.shape + prep.init.shape).at[:, poi].set(mus)
+    obs_fits = conditional_fits(model, prep.data, prep.init, prep.lo, prep.hi, prep.fixed, poi,
+                                mus, starts)  # fmt: skip
+    gens = generators(prep.init, poi, mus, obs_fits if toy_pars == "profiled" else None)
     free_nll = jnp.minimum(prep.free_fit.twice_nll, jnp.min(obs_fits.twice_nll))
     mu_hat = prep.free_fit.bestfit[poi]
     q_obs = profile_statistic(ts, grid, obs_fits.twice_nll[:-1], free_nll, mu_hat)
@@ -426,28 +425,11 @@ def toy_limits_traced(
         return jnp.where(out["ok"] & jnp.isfinite(q), q, jnp.nan)
 
     q_sb, q_b = stat(sb), stat(bg)
-    clsb, clb, cls = jax.vmap(toy_pvalues)(q_obs, q_sb, q_b)
+    p_obs, p_err, p_exp = grid_pvalues(q_obs, q_sb, q_b, rule)
+    alphas = 1.0 - jnp.atleast_1d(jnp.asarray(cl, float))
+    ul, ul_err, ul_exp, ok = grid_limits(grid, p_obs, p_err, p_exp, alphas, 0.5 / ntoys)
     n_sb = jnp.sum(jnp.isfinite(q_sb), axis=1)
     n_b = jnp.sum(jnp.isfinite(q_b), axis=1)
-    e_sb, _, e_cls = pvalue_errors(clsb, clb, n_sb, n_b)
-    exp = jax.vmap(expected_pvalues)(q_sb, q_b)  # 3 × [K, 5]
-    pick = 0 if rule == "clsb" else 2
-    p_obs = (clsb, clb, cls)[pick]
-    p_err = e_sb if rule == "clsb" else e_cls
-    p_exp = exp[pick]
-    alphas = 1.0 - jnp.atleast_1d(jnp.asarray(cl, float))
-
-    def limits_at(a):
-        mu, ok, err = first_crossing(grid, p_obs, a, p_err, 0.5 / ntoys)
-        band = [first_crossing(grid, p_exp[:, i], a, None, 0.5 / ntoys) for i in range(5)]
-        return (
-            mu,
-            err,
-            jnp.stack([b[0] for b in band]),
-            ok & jnp.all(jnp.stack([b[1] for b in band])),
-        )
-
-    ul, ul_err, ul_exp, ok = jax.vmap(limits_at)(alphas)
     failed = 2 * k * ntoys - jnp.sum(n_sb) - jnp.sum(n_b)
     # toy p0 from the background toys at μ = 0 (grid[0]): t = 2NLL(0) − 2NLL(μ̂ ≥ 0) = q0
     t0 = jnp.where(bg["ok"][0], jnp.clip(bg["cond"][0] - bg["free"][0], 0.0), jnp.nan)

@@ -151,21 +151,33 @@ def generating_pars(prep: HypoTestPrep, model, mus, toy_pars: str = "profiled"):
     ``"profiled"``: the conditional fit θ̂̂(μ) to the observed data (one fit per μ, vmapped;
     pyhf's ``ToyCalculator``); ``"init"``: the initial values with the POI set."""
     mus = jnp.atleast_1d(jnp.asarray(mus, float))
-    if toy_pars == "init":
-        return jnp.broadcast_to(prep.init, mus.shape + prep.init.shape).at[:, prep.poi].set(mus)
-    starts = _start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit, model=model)
-    fits = _profiled(model, prep.data, prep.init, prep.lo, prep.hi, prep.fixed, prep.poi, mus,
-                     starts)  # fmt: skip
-    return fits.bestfit
+    fits = None
+    if toy_pars == "profiled":
+        starts = _start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit,
+                             model=model)  # fmt: skip
+        fits = _conditional_fits(model, prep.data, prep.init, prep.lo, prep.hi, prep.fixed,
+                                 prep.poi, mus, starts)  # fmt: skip
+    return generators(prep.init, prep.poi, mus, fits)
 
 
-@eqx.filter_jit
-def _profiled(model, data, init, lo, hi, fixed, poi, mus, starts):
+def generators(init, poi, mus, fits=None):
+    """Generating vectors [K, P]: the best fits of the conditional ``fits`` at ``mus``
+    (profiled), or, without fits, ``init`` with the POI set to each μ. Traceable."""
+    if fits is not None:
+        return fits.bestfit
+    return jnp.broadcast_to(init, mus.shape + init.shape).at[:, poi].set(mus)
+
+
+def conditional_fits(model, data, init, lo, hi, fixed, poi, mus, starts):
+    """The μ-conditional fits to ``data`` at every value of ``mus`` (vmapped; traceable)."""
     return jax.vmap(
         lambda m: fit_arrays(
             model, data, *_conditional_inputs(init, lo, hi, fixed, poi, m), starts=starts
         )
     )(mus)
+
+
+_conditional_fits = eqx.filter_jit(conditional_fits)
 
 
 def _toy_row(model, gen, key, toy_set, index, mu, init, lo, hi, fixed, poi, search=False):
