@@ -39,19 +39,34 @@ _ARRAY_FIELDS = (
 
 
 def hdi(samples, prob=0.68):
-    """Highest-density interval of 1-D samples: the narrowest [x_(i), x_(i+m−1)] over the sorted
-    samples x_(1) ≤ … ≤ x_(n) with m = ⌈prob·n⌉ (the empirical shortest interval containing
-    a fraction ``prob`` of the samples). Returns ``(lo, hi)``."""
-    x = np.sort(np.asarray(samples, float).ravel())
-    n = x.size
-    if n == 0:
+    """Highest-density interval of 1-D samples: the narrowest [x_(i), x_(i+k)] over the sorted
+    samples x_(1) ≤ … ≤ x_(n) with k = ⌊prob·n⌋, i.e. k + 1 draws (the empirical shortest
+    interval; ``numpyro.diagnostics.hpdi``, the convention of ``arviz.hdi`` 0.x too). Returns
+    ``(lo, hi)``. A multimodal posterior still gets one interval, spanning the gap between
+    modes where the modes together are needed to reach ``prob``.
+
+    Example:
+        >>> hdi([0.0, 0.1, 0.2, 5.0], 0.5)
+        (0.0, 0.2)
+    """
+    # numpyro (a runtime dependency anyway) computes it; we only add the argument checks
+    # (numpyro raises a bare "argmin of an empty sequence" for n = 0 or prob = 1). Against the
+    # former hand-written ⌈prob·n⌉-draw version on 144 cases (normal, exponential, two bimodal
+    # mixtures, mirrored |C|, ties; n = 1e3..4e5): identical unless prob·n is an integer, where
+    # numpyro takes one draw more, the less biased choice: the mean true probability content
+    # over 4000 normal samples of n = 100 at prob 0.68 is 0.639 with it, 0.628 without (both
+    # under 0.68: a sample HDI undercovers by O(1/n)). Same speed (4.4 vs 4.3 ms at n = 4e5,
+    # the sort dominates). arviz 0.x hdi uses the same ⌊prob·n⌋ convention; its multimodal=True
+    # (several intervals) would pull in arviz, a heavy optional dependency.
+    from numpyro.diagnostics import hpdi
+
+    x = np.asarray(samples, float).ravel()
+    if x.size == 0:
         raise InvalidArgument("samples: hdi of an empty sample")
     if not 0.0 < prob < 1.0:
         raise InvalidBayesConfig(f"prob must be in (0, 1), got {prob}")
-    m = min(max(int(np.ceil(prob * n)), 1), n)
-    widths = x[m - 1 :] - x[: n - m + 1]
-    i = int(np.argmin(widths))
-    return float(x[i]), float(x[i + m - 1])
+    lo, hi = hpdi(x, prob)
+    return float(lo), float(hi)
 
 
 def kde_mode(samples, lo=-np.inf, hi=np.inf, *, grid=4096):

@@ -4,6 +4,15 @@ Rate and ETA. With ``n`` rows computed in this session, the rate is ``n / elapse
 second chunk finishes; from then on it is measured from the end of the first chunk, which
 excludes the one-off compilation, so the ETA = remaining / rate is not skewed by it. Resumed
 rows count as done but never towards the rate.
+
+Why not tqdm or rich (measured, tests/test_libraries.py keeps the ETA claim): on a simulated
+scan whose first chunk carries a 3 s compilation followed by 40 chunks of 0.1 s, this ETA is
+within 1% of the true remaining time from the second chunk on; tqdm's (default smoothing 0.3,
+``initial=`` for the resumed rows) is off by up to 12x and by more than 20% on 10 of 38 chunks,
+and with smoothing=0 on all 38. Written to a log file (SLURM), tqdm redraws with carriage
+returns inside one line (10 updates: 1 newline, 12 CRs) or, with ``disable=None``, prints
+nothing; here a log gets a plain line at most every ``min_interval`` seconds. tqdm would also
+be a new runtime dependency for ~100 lines, and rich a larger one (pygments, markdown-it-py).
 """
 
 from __future__ import annotations

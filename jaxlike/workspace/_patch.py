@@ -4,6 +4,17 @@ Signal hypotheses are published as patches to a background-only workspace: eithe
 list of operations (``patch.*.json``) or a patchset bundling many named patches together
 with the digest of the workspace they were made for. Patches are applied to a deep copy;
 the input is never modified.
+
+Why not the ``jsonpatch`` package (measured; tests compare every result with it): results are
+identical on the 69 published ATLAS patches (ERJR, staus) and on the fuzzed operations of
+tests/test_fuzz.py, and the speed is the same (per ERJR patch 4.0 ms here vs 3.9 ms for
+``jsonpatch.apply_patch``, staus 19.8 vs 21.3 ms: the deep copy of the workspace dominates).
+Its errors are worse and cannot be repaired by wrapping: they do not name the operation, a
+``copy`` from ``/channels/99`` says only "list index out of range", a missing ``from`` key
+only "'zzz'", and an ``add`` under a missing parent of the ERJR workspace embeds the whole
+document in a 45,478-character message. Wrapping could add ``patch[i].path`` but would need
+this pointer walk again to say what is missing, so the ~100-line walker stays and jsonpatch
+is not a runtime dependency.
 """
 
 from __future__ import annotations

@@ -9,6 +9,20 @@ for every channel and bounds that contain the initial values.
 Every error is an :class:`~jaxlike.exceptions.InvalidWorkspace` (or
 :class:`~jaxlike.exceptions.InvalidPatch`) whose message starts with the JSON path of the
 offending field, e.g. ``channels[1].samples[0].data[3]: yield is NaN``.
+
+Why not jsonschema with pyhf's published schemas (measured; tests/test_libraries.py checks
+that both agree): pyhf's schemas ship only inside the pyhf package, a test-only dependency,
+and may not be copied here, so jsonschema could not run at runtime anyway. Where it can run
+(tests), jsonschema 4.26 (Draft 6, pyhf 0.7.6 schemas) takes 295 ms per workspace on the 88
+shared workspaces (16 files + 72 patched; 250 ms for the ATLAS ERJR background, 630 ms for the
+staus one) against 2.5 ms here (1.3 ms, 9.4 ms); fastjsonschema takes 11 ms plus a 90 ms
+compilation. All 88 are accepted by both. Of 1003 one-field mutations of a small workspace,
+both reject 891 and accept 83; 29 are rejected only here (bin counts, missing observations,
+[lo, hi] pairs and inits inside bounds: rules the schema does not state), none only by the
+schema. For a bad modifier field jsonschema's anyOf reports the whole modifier ("{...} is not
+valid under any of the given schemas") where this names the field (``...modifiers[0].data.lo:
+missing required key``). Deliberate differences: a top-level ``$schema`` key is tolerated and
+jaxlike's ``reweight`` modifier type is accepted.
 """
 
 from __future__ import annotations
