@@ -202,6 +202,13 @@ class ArrowheadHessian(eqx.Module):
             + jnp.einsum("bi,bij,bj->", vl, self.D, vl)
         )
 
+    def matvec(self, v):
+        """H v."""
+        vg, vl = self.layout.split(v)
+        out_g = self.A @ vg + jnp.einsum("bk,bkg->g", vl, self.C)
+        out_l = jnp.einsum("bkg,g->bk", self.C, vg) + jnp.einsum("bij,bj->bi", self.D, vl)
+        return self.layout.join(out_g, out_l)
+
     # -- masked blocks -----------------------------------------------------------------------------
     def _masked(self, free, diag_free, diag_frozen):
         """Blocks of H_FF + diag(diag_free) on the free set, diag(diag_frozen) elsewhere."""

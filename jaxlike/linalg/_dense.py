@@ -18,6 +18,7 @@ __all__ = [
     "hess_dense",
     "hess_diag",
     "hess_quad",
+    "hess_matvec",
     "hess_select",
     "masked_solve",
     "free_min_eigvec",
@@ -66,6 +67,13 @@ def hess_quad(h, v):
     if isinstance(h, ArrowheadHessian):
         return h.quad(v)
     return v @ h @ v
+
+
+def hess_matvec(h, v):
+    """Product H v."""
+    if isinstance(h, ArrowheadHessian):
+        return h.matvec(v)
+    return h @ v
 
 
 def hess_select(pred, a, b):
