@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import subprocess
@@ -11,12 +12,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import DATA
 
 import jaxlike
 from jaxlike.cli import main
 from jaxlike.examples import make_example_workspace
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HELLO = DATA / "pyhf_validation" / "readme_hello_world_uncorrelated_background.json"
 RTOL = 5e-4  # recommended acceptance tolerance of the pyhf reference files
 
@@ -281,6 +282,9 @@ def _bad_inputs(tmp: Path, hello_path: str) -> list[list[str]]:
         ["cls", str(tmp / "nochannels.json")],
         ["cls", hello_path, "-p", str(tmp / "notalist.json")],
         ["cls", hello_path, "-p", str(tmp / "badop.json")],
+        ["cls", hello_path, "-p", hello_path],  # a workspace, not a patch
+        ["cls", hello_path, "-p", str(tmp / "badop.json") + ":signal"],  # not a patchset
+        ["limit", hello_path, "--poi-max", "-1"],
         ["fit", hello_path, "--measurement", "no_such_measurement"],
         ["limit", hello_path, "--cl", "1.5"],
         ["cls", hello_path, "--test-stat", "q0"],
@@ -321,3 +325,126 @@ def test_python_dash_m_exit_codes(tmp_path, example_path):
     ok = jaxlike_process("inspect", example_path)
     assert ok.returncode == 0, ok.stderr
     assert "staterror_CR_ttbar[1]" in ok.stdout
+
+
+# -- published likelihoods: background-only workspace + signal patches ---------------------------
+
+
+@pytest.fixture(scope="module")
+def split(hello, tmp_path_factory):
+    """The hello-world workspace as HEPData publishes a likelihood: a background-only workspace
+    and its signal as a patch file, a patchset entry and a patchset (the names of the files)."""
+    from jaxlike.workspace import digest
+
+    folder = tmp_path_factory.mktemp("published")
+    bkg = copy.deepcopy(hello[0])
+    signal = bkg["channels"][0]["samples"].pop(0)
+    ops = [{"op": "add", "path": "/channels/0/samples/0", "value": signal}]
+    entry = {"metadata": {"name": "signal", "values": [1.0]}, "patch": ops}
+    meta = {"description": "hello world", "digests": {"sha256": digest(bkg)}, "labels": ["x"]}
+    files = {
+        "bkg": bkg,
+        "patch": ops,
+        "entry": entry,
+        "patchset": {"metadata": meta, "patches": [entry], "version": "1.0.0"},
+    }
+    for name, doc in files.items():
+        (folder / f"{name}.json").write_text(json.dumps(doc))
+    return SimpleNamespace(**{k: str(folder / f"{k}.json") for k in files}, folder=folder)
+
+
+def test_background_only_workspace_inspect_and_fit(capsys, split):
+    """Without its signal the POI has no modifier: inspect and fit still work (a
+    background-only fit, said so); cls and limit say to add a signal with -p."""
+    code, out, err = run(capsys, "inspect", split.bkg)
+    assert code == 0, err
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    assert rows["POI"] == ["mu", "(absent)"] and "background-only" in out
+    assert "uncorr_bkguncrt[1]" in rows and "mu" not in rows
+    code, out, err = run(capsys, "inspect", split.bkg, "-p", split.patch)
+    assert code == 0 and "(absent)" not in out and rows["POI"] != out
+
+    code, out, err = run(capsys, "fit", split.bkg, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert list(result["bestfit"]) == ["uncorr_bkguncrt[0]", "uncorr_bkguncrt[1]"]
+    assert result["converged"] is True and np.isfinite(result["twice_nll"])
+    assert err.strip() == "jaxlike: note: POI mu absent (no modifier in this workspace): " \
+        "background-only fit"  # fmt: skip
+    code, out, _ = run(capsys, "fit", split.bkg)
+    assert code == 0 and "POI        mu absent: background-only fit" in out
+    for verb in ("cls", "limit"):
+        code, out, err = run(capsys, verb, split.bkg)
+        assert code == 2 and out == ""
+        assert err.strip() == (
+            "jaxlike: error: POI 'mu' of measurement 'meas' has no modifier in this workspace "
+            "(a background-only workspace has no signal); add one with -p PATCH"
+        )
+
+
+def test_every_patch_form_gives_the_reference_cls(capsys, hello, split, tmp_path):
+    """-p takes a patch file (JSON Patch list), a patchset entry ({metadata, patch}) and
+    PATCHSET.json:NAME: background-only + signal patch = the whole workspace, whose CLs pyhf
+    published. -o/--output writes the result, --output-file is kept as an alias."""
+    forms = [split.patch, split.entry, f"{split.patchset}:signal"]
+    for k, form in enumerate(forms):
+        out_file = tmp_path / f"cls{k}.json"
+        flag = ["-o", "--output", "--output-file"][k]
+        code, out, err = run(capsys, "cls", split.bkg, "-p", form, flag, str(out_file))
+        assert code == 0 and out == "" and err == "", (form, err)
+        result = json.loads(out_file.read_text())
+        np.testing.assert_allclose(result["CLs_obs"], hello[1]["CLs_obs"], rtol=RTOL)
+        np.testing.assert_allclose(result["CLs_exp"], hello[1]["CLs_exp"], rtol=RTOL)
+    code, out, err = run(capsys, "cls", split.bkg, "-p", split.patchset)
+    assert code == 2 and out == ""
+    assert "is a patchset; pick one of its patches with -p" in err and "(e.g. signal)" in err
+    code, out, err = run(capsys, "cls", split.bkg, "-p", f"{split.patchset}:nope")
+    assert code == 2 and "no patch named or valued 'nope'" in err
+    other = json.loads(Path(split.patchset).read_text())
+    other["metadata"]["digests"] = {"sha256": "0" * 64}  # made for another workspace
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    code, out, err = run(capsys, "cls", split.bkg, "-p", f"{tmp_path / 'other.json'}:signal")
+    assert code == 0 and json.loads(out)["CLs_obs"] == pytest.approx(hello[1]["CLs_obs"], RTOL)
+    (line,) = err.splitlines()
+    assert line.startswith("jaxlike: warning: patchset ") and "does not match" in line
+
+
+def test_limit_above_the_poi_range_says_so_and_poi_max_finds_it(capsys, hello, split, tmp_path):
+    """With μ bounded to [0, 0.5] every limit of the hello world (obs 1.01) lies above the
+    range: exit 3 naming the lanes and CLs at 0.5, with a --poi-max that brackets them; with it
+    the limits equal pyhf's (μ̂ = 0 lies inside both bounds)."""
+    spec = json.loads(Path(split.bkg).read_text())
+    bounded = {"name": "mu", "bounds": [[0, 0.5]], "inits": [0.1]}
+    spec["measurements"][0]["config"]["parameters"] = [bounded]
+    tight = tmp_path / "tight.json"
+    tight.write_text(json.dumps(spec))
+    code, out, err = run(capsys, "limit", str(tight), "-p", split.patch)
+    assert code == 3
+    assert out.splitlines()[2].split() == ["observed", ">", "0.5", "(above", "the", "range)"]
+    (line,) = err.splitlines()
+    assert line.startswith("jaxlike: warning: limit > poi_max = 0.5 for the observed, ")
+    suggested = line.split("rerun with --poi-max ")[1]
+    assert 2.05 < float(suggested) <= 10  # brackets the +2σ expected limit, 2.05
+    code, out, err = run(capsys, "limit", str(tight), "-p", split.patch, "--poi-max", suggested,
+                         "--json")  # fmt: skip
+    assert code == 0, err
+    result, reference = json.loads(out), hello[1]["upper_limit_toms748_rtol_1em6"]
+    np.testing.assert_allclose(result["obs"], reference["obs"], rtol=1e-3)
+    np.testing.assert_allclose(result["exp"], reference["exp"], rtol=1e-3)
+
+
+def test_inspect_published_atlas_likelihood(capsys):
+    """The ATLAS ERJR background-only workspace and one of its signal patches (no fit)."""
+    erjr = DATA / "atlas_erjr"
+    if not erjr.exists():
+        pytest.skip(f"{erjr} not available")
+    bkg, patch = str(erjr / "BkgOnly.json"), str(erjr / "patch.ERJR_350p0_0p0.json")
+    code, out, err = run(capsys, "inspect", bkg)
+    assert code == 0, err
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    assert rows["POI"] == ["mu_SIG", "(absent)"] and rows["channels"] == ["4"]
+    assert "The POI mu_SIG is absent" in out and "(*) NormalMeasurement" in out
+    code, out, err = run(capsys, "inspect", bkg, "-p", patch)
+    assert code == 0, err
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    assert rows["POI"] == ["mu_SIG"] and rows["mu_SIG"][:2] == ["normfactor", "(POI)"]

@@ -10,13 +10,19 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import re
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import h5py
 import numpy as np
 import pytest
+from conftest import DATA
 
 import jaxlike.examples
 import jaxlike.scan
@@ -106,7 +112,8 @@ def test_scan_writes_every_result_and_the_summary(scanned):
     assert (s["kind"], s["output"], s["hypotheses"]) == ("mass", str(scanned.out), 5)
     assert (s["computed"], s["resumed"]) == (5, 0) and s["hypotheses_per_second"] > 0
     assert 0 < s["compute_seconds"] < s["seconds"]  # compilation excluded
-    assert s["converged_fraction"] == 1.0 and s["not_converged"] == {"count": 0, "first": []}
+    assert s["converged_fraction"] == 1.0
+    assert s["not_converged"] == {"count": 0, "first": [], "checks": []}
     i = int(np.argmax(res["significance"]))
     assert s["max_significance"] == {
         "mass": MASSES[i],
@@ -241,10 +248,15 @@ def test_not_converged_exits_3_and_still_reports(capsys, monkeypatch, scanned, t
     code, out, err = run(capsys, "scan", scanned.cfg, "-o", tmp_path / "s.h5", "--json")
     assert code == 3
     summary = json.loads(out)
-    assert summary["not_converged"] == {"count": 2, "first": [3.5, 6.5]}
+    fit = "the free or background-only fit did not converge"
+    assert summary["not_converged"] == {
+        "count": 2, "first": [3.5, 6.5], "checks": [f"3.5: {fit}", f"6.5: {fit}"]
+    }  # fmt: skip
     assert summary["converged_fraction"] == 0.6
     (line,) = err.splitlines()
-    assert line.startswith("jaxlike scan: warning: 2 of 5 hypotheses did not converge (mass 3.5")
+    assert line.startswith(
+        f"jaxlike scan: warning: 2 of 5 hypotheses did not converge (mass 3.5: {fit}"
+    )
     assert "written to" in line
 
 
@@ -331,56 +343,227 @@ def _signal(mx, my):
     return [{"op": "add", "path": "/channels/0/samples/-", "value": sample}]
 
 
-def test_patch_scan_patchset_and_folder(capsys, tmp_path):
-    if not hasattr(jaxlike.scan, "patch_scan"):
-        pytest.skip("jaxlike.scan.patch_scan is not available yet")
+#: BKG with μ bounded to [0, 2]: the limits of the four weakest signals lie above that range
+BKG_TIGHT = json.loads(json.dumps(BKG))
+BKG_TIGHT["measurements"][0]["config"]["parameters"] = [
+    {"name": "mu", "bounds": [[0.0, 2.0]], "inits": [0.5]}
+]
+ABOVE = ["grid_200p0_0p0", "grid_200p0_50p0", "grid_300p0_0p0", "grid_300p0_50p0"]
+
+
+def _grid_files(folder: Path):
+    """Write the grid as HEPData publishes it: ``BkgOnly.json`` beside one ``patch.*.json``
+    per signal, and as a patchset; return (workspace, patchset, folder of patch files)."""
     from jaxlike.workspace import digest
 
-    bkg = write(tmp_path / "bkg.json", BKG)
-    (tmp_path / "grid").mkdir()
+    (folder / "grid").mkdir()
+    bkg = write(folder / "grid" / "BkgOnly.json", BKG_TIGHT)
     entries = []
     for mx, my in GRID:
         name = f"grid_{mx}p0_{my}p0"
         entries.append({"metadata": {"name": name, "values": [mx, my]}, "patch": _signal(mx, my)})
-        write(tmp_path / "grid" / f"patch.{name}.json", _signal(mx, my))
-    meta = {"description": "toy", "digests": {"sha256": digest(BKG)}, "labels": ["m_x", "m_y"]}
-    patchset = write(
-        tmp_path / "ps.json", {"metadata": meta, "patches": entries, "version": "1.0.0"}
-    )
+        write(folder / "grid" / f"patch.{name}.json", _signal(mx, my))
+    meta = {
+        "description": "toy",
+        "digests": {"sha256": digest(BKG_TIGHT)},
+        "labels": ["m_x", "m_y"],
+    }
+    patchset = write(folder / "ps.json", {"metadata": meta, "patches": entries, "version": "1.0.0"})
+    return bkg, patchset, folder / "grid"
 
-    out = tmp_path / "ps.h5"
-    code, text, err = run(
-        capsys, "scan", bkg, "--patchset", patchset, "-o", out, "--json", "--no-progress"
-    )
-    assert code == 0, err
-    summary = json.loads(text)
-    assert (summary["kind"], summary["hypotheses"], summary["converged_fraction"]) == (
-        "patches",
-        6,
-        1.0,
-    )
-    hyps, res, attrs = read_results(out)
+
+@pytest.fixture(scope="module")
+def patch_scans(tmp_path_factory):
+    """The grid scanned twice: from the patchset in μ's range [0, 2], and from the folder
+    (BkgOnly.json among the patches) with the --poi-max that the first scan suggests."""
+    folder = tmp_path_factory.mktemp("patches")
+    bkg, patchset, grid = _grid_files(folder)
+    runs = []
+    for source, extra in (("--patchset", []), ("--patches", None)):
+        out = folder / f"{source[2:]}.h5"
+        if extra is None:
+            extra = ["--poi-max", str(runs[0].summary["above_range"]["suggested_poi_max"])]
+        path = patchset if source == "--patchset" else grid
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(["scan", bkg, source, str(path), "-o", str(out), "--json",
+                         "--no-progress", *extra])  # fmt: skip
+        summary = json.loads(stdout.getvalue())
+        runs.append(SimpleNamespace(code=code, summary=summary, err=stderr.getvalue(), out=out))
+    return SimpleNamespace(bkg=bkg, patchset=patchset, grid=grid, ps=runs[0], dir=runs[1])
+
+
+def test_patch_scan_limit_above_the_poi_range_is_not_a_failure(patch_scans):
+    """Limits above μ's upper bound are reported as such (with a --poi-max to rerun with), are
+    no convergence failure (exit 0) and are left out of the strongest/weakest limits."""
+    run = patch_scans.ps
+    assert run.code == 0, run.err
+    s = run.summary
+    assert (s["kind"], s["hypotheses"], s["converged_fraction"]) == ("patches", 6, 1.0)
+    assert s["not_converged"] == {"count": 0, "first": [], "checks": []}
+    high = s["above_range"]
+    assert (high["poi_max"], high["count"], high["first"]) == (2.0, 4, ABOVE)
+    assert 2.0 < high["suggested_poi_max"] <= 20.0
+    (line,) = run.err.splitlines()
+    assert line.startswith("jaxlike scan: note: limit > poi_max = 2 for 4 of 6 hypotheses")
+    assert line.endswith(f"rerun with --poi-max {high['suggested_poi_max']:g}")
+    hyps, res, attrs = read_results(run.out)
     np.testing.assert_array_equal(hyps["values"], GRID)
-    assert [str(n) for n in attrs["patch_names"]] == [e["metadata"]["name"] for e in entries]
+    assert [str(n) for n in attrs["patch_names"]] == [f"grid_{x}p0_{y}p0" for x, y in GRID]
     assert res["cls_exp"].shape == (6, 5) and res["ul_exp"].shape == (6, 1, 5)
+    assert res["cls_converged"].all() and not res["limit_converged"][2:].any()
+    lanes = np.concatenate([res["ul_obs"], res["ul_exp"][:, 0]], axis=1)
+    assert np.isnan(lanes[2:]).any(axis=1).all()  # above the range: NaN in the file, as before
+    assert np.isfinite(lanes[:2]).all()
+    (limits,) = s["limits"]
+    assert limits["excluded"] == {"above_range": 4, "not_converged": 0}
+    assert limits["strongest"]["patch"] == "grid_100p0_0p0"
+    assert limits["weakest"]["patch"] == "grid_100p0_50p0"  # the weakest *reliable* limit
+    assert limits["weakest"]["obs"] == pytest.approx(res["ul_obs"][1, 0])
     cls_obs = res["cls_obs"]
     assert cls_obs[0] < 0.05 < cls_obs[-1]  # the largest signal is excluded, the smallest not
-    assert summary["excluded"]["observed"] == int(np.sum(cls_obs < 0.05))
-    assert summary["limits"][0]["strongest"]["patch"] == "grid_100p0_0p0"
+    assert s["excluded"]["observed"] == int(np.sum(cls_obs < 0.05))
 
-    # the same grid as plain patch files: coordinates from the file names
-    folder_out = tmp_path / "dir.h5"
-    code, _, err = run(
-        capsys, "scan", bkg, "--patches", tmp_path / "grid", "-o", folder_out, "--no-progress"
-    )
-    assert code == 0, err
-    hyps2, res2, _ = read_results(folder_out)
-    np.testing.assert_array_equal(hyps2["values"], GRID)
-    np.testing.assert_allclose(res2["cls_obs"], cls_obs, rtol=1e-9)
 
-    code, text, err = run(capsys, "plot", out, "-o", tmp_path / "excl.png")
+def test_patch_folder_skips_the_workspace_and_poi_max_brackets_every_limit(patch_scans):
+    """--patches DIR takes the patch files of a HEPData folder and skips BkgOnly.json (saying
+    so); the suggested --poi-max brings every limit into range; coordinates come from the file
+    names and the CLs equal those of the patchset scan."""
+    run = patch_scans.dir
+    assert run.code == 0, run.err
+    assert run.summary["skipped"] == ["BkgOnly.json (the workspace)"]
+    assert run.err.splitlines() == [
+        f"jaxlike scan: note: --patches {patch_scans.grid}: skipped BkgOnly.json (the workspace)"
+    ]
+    assert "above_range" not in run.summary and run.summary["converged_fraction"] == 1.0
+    assert run.summary["limits"][0]["excluded"] == {"above_range": 0, "not_converged": 0}
+    hyps, res, _ = read_results(run.out)
+    np.testing.assert_array_equal(hyps["values"], GRID)
+    assert res["limit_converged"].all() and np.isfinite(res["ul_exp"]).all()
+    first = read_results(patch_scans.ps.out)[1]
+    np.testing.assert_allclose(res["cls_obs"], first["cls_obs"], rtol=1e-9)
+    inside = first["mu_hat"] < 2.0  # μ̂ inside both bounds: the same limits (test_scan_patches)
+    assert inside[:2].all()
+    np.testing.assert_allclose(res["ul_obs"][:2], first["ul_obs"][:2], rtol=1e-6)
+    lanes = np.concatenate([res["ul_obs"], res["ul_exp"][:, 0]], axis=1)
+    was_above = np.isnan(np.concatenate([first["ul_obs"], first["ul_exp"][:, 0]], axis=1))
+    assert was_above[2:].any(axis=1).all() and (lanes[was_above] > 2.0).all()
+
+
+def test_patch_folder_without_patches_is_one_line(capsys, patch_scans, tmp_path):
+    (tmp_path / "pallet").mkdir()
+    write(tmp_path / "pallet" / "BkgOnly.json", BKG_TIGHT)
+    ps = tmp_path / "pallet" / "patchset.json"
+    ps.write_text(Path(patch_scans.patchset).read_text())
+    code, out, err = run(capsys, "scan", patch_scans.bkg, "--patches", tmp_path / "pallet",
+                         "-o", tmp_path / "s.h5")  # fmt: skip
+    assert code == 2 and out == ""
+    line = one_error_line(err, "scan")
+    assert "no patch files (skipped BkgOnly.json (a workspace), patchset.json (a patchset))" in line
+    assert line.endswith(f"pass the patchset with --patchset {ps}")
+    (tmp_path / "pallet" / "patch.bad.json").write_text(json.dumps([{"op": "jump", "path": "/"}]))
+    code, out, err = run(capsys, "scan", patch_scans.bkg, "--patches", tmp_path / "pallet",
+                         "-o", tmp_path / "s.h5")  # fmt: skip
+    assert code == 2 and "patch.bad.json" in one_error_line(err, "scan")
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_patch_scan_failure_names_the_check_and_exits_3(capsys, monkeypatch, patch_scans,
+                                                        tmp_path):  # fmt: skip
+    """A hypothesis test that did not converge, and a limit search that stopped at a wrong μ
+    (the check at that μ finds CLs ≠ α), are failures: exit 3 naming both checks; the limit
+    above the range stays a note, and neither enters the strongest/weakest limits."""
+    res = read_results(patch_scans.ps.out)[1]
+    res["cls_converged"][0] = res["converged"][0] = False
+    res["ul_obs"][1, 0] *= 0.5
+    res["limit_converged"][1, 0] = res["converged"][1] = False
+    monkeypatch.setattr(jaxlike.scan, "patch_scan", lambda *args, **kwargs: res)
+    code, out, err = run(capsys, "scan", patch_scans.bkg, "--patchset", patch_scans.patchset,
+                         "-o", tmp_path / "s.h5", "--json")  # fmt: skip
+    assert code == 3
+    s = json.loads(out)
+    assert s["not_converged"]["count"] == 2 and s["above_range"]["count"] == 4
+    first, second = s["not_converged"]["checks"]
+    assert first == "grid_100p0_0p0: a fit of the CLs test did not converge"
+    assert second.startswith("grid_100p0_50p0: observed limit search (95% CL): CL(")
+    assert second.endswith(", not 0.05")
+    assert s["limits"][0]["excluded"] == {"above_range": 4, "not_converged": 2}
+    assert "strongest" not in s["limits"][0]  # no hypothesis left with reliable limits
+    note, warning = err.splitlines()
+    assert note.startswith("jaxlike scan: note: limit > poi_max = 2 for 4 of 6")
+    assert warning.startswith("jaxlike scan: warning: 2 of 6 hypotheses did not converge "
+                              f"(patch {first}; {second})")  # fmt: skip
+
+
+def test_plot_patch_scan(capsys, patch_scans, tmp_path):
+    code, out, err = run(capsys, "plot", patch_scans.dir.out, "-o", tmp_path / "excl.png")
     assert code == 0, err
     assert (tmp_path / "excl.png").read_bytes()[:8] == PNG
+
+
+# -- the README's published-likelihood commands --------------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+SECTION = "### Published likelihoods from the command line"
+
+
+def _readme_blocks() -> list[str]:
+    """The ```bash blocks of the README section on published likelihoods."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(SECTION)
+    end = text.find("\n#", start + len(SECTION))
+    return re.findall(r"```bash\n(.*?)```", text[start : end if end > 0 else None], re.S)
+
+
+def test_readme_published_likelihood_commands_parse():
+    """Each jaxlike command of that README section parses, names files that exist (data at
+    ../shared/data, as from the repository root) and together they show inspect, fit, cls -p,
+    limit -p and the ERJR patch scan with --patches and with a patchset (run: the slow test)."""
+    from jaxlike.cli._main import build_parser
+
+    commands = [
+        shlex.split(line.split("#")[0])
+        for block in _readme_blocks()
+        for line in block.splitlines()
+        if line.startswith("jaxlike ")
+    ]
+    shown = {(c[1], *[a for a in ("-p", "--patches", "--patchset") if a in c]) for c in commands}
+    assert {("inspect",), ("fit",), ("cls", "-p"), ("limit", "-p")} <= shown
+    assert {("scan", "--patches"), ("scan", "--patchset")} <= shown
+    for argv in commands:
+        build_parser().parse_args(argv[1:])  # a usage error raises
+        for arg in argv:
+            path = arg.split(":")[0]
+            if path.startswith("../shared/data/"):
+                assert (DATA / path.removeprefix("../shared/data/")).exists(), (argv, path)
+
+
+@pytest.mark.slow
+def test_readme_published_likelihood_commands_run(tmp_path):
+    """The README section runs as written from a repository root beside shared/data (about
+    10 min on 2 cores: two 66-patch ERJR scans), and says what it outputs: 16 limits above the
+    POI range of 10 and the --poi-max that brings them in (the default-run tests above cover
+    the same logic on small grids)."""
+    if not (DATA / "atlas_erjr").exists():
+        pytest.skip(f"{DATA / 'atlas_erjr'} not available")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "data").symlink_to(DATA)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    errors = []
+    for block in _readme_blocks():
+        proc = subprocess.run(["bash", "-e", "-c", block], cwd=repo, env=env, text=True,
+                              capture_output=True, timeout=3600)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        errors.append(proc.stderr)
+    assert "limit > poi_max = 10 for 16 of 66 hypotheses" in errors[0]
+    assert "rerun with --poi-max 400" in errors[0]
+    assert "skipped BkgOnly.json (the workspace)" in errors[0]
+    hyps, res, _ = read_results(repo / "erjr_wide.h5")
+    assert len(hyps["index"]) == 66 and res["converged"].all() and res["limit_converged"].all()
+    res = read_results(repo / "erjr3.h5")[1]
+    assert res["converged"].all() and res["ul_obs"][0, 0] == pytest.approx(1.041, abs=1e-3)
 
 
 # -- integrity of the results file ---------------------------------------------------------------
@@ -450,7 +633,9 @@ def test_example_resume_with_another_seed_changes_nothing(capsys, monkeypatch, s
     write_tiny(folder)
     shutil.copy(scanned.out, folder / "scan.h5")  # the scan of the seed 0 example
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    code, out, err = run(capsys, "scan", "--example", "alp", "--seed", "3", "--resume", "-o", folder)
+    code, out, err = run(
+        capsys, "scan", "--example", "alp", "--seed", "3", "--resume", "-o", folder
+    )
     assert code == 2 and out == ""
     assert "cannot resume" in one_error_line(err, "scan")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

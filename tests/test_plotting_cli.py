@@ -12,13 +12,13 @@ from types import SimpleNamespace
 import jax
 import numpy as np
 import pytest
+from conftest import DATA
 
 import jaxlike
 from jaxlike import analysis, plotting
 from jaxlike.cli import main
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pyhf_validation"
-CASE = DATA / "validation_2bin_2channel_shapesys.json"
+CASE = DATA / "pyhf_validation" / "validation_2bin_2channel_shapesys.json"
 PNG, PDF = b"\x89PNG\r\n\x1a\n", b"%PDF"
 
 
@@ -129,6 +129,9 @@ def test_plot_functions_write_png_and_pdf(fitted, tmp_path):
         )
     with pytest.raises(OSError):
         plotting.plot_pulls(pulls, tmp_path / "missing" / "pulls.png")
+    from jaxlike.cli._plot import signal_samples  # the samples `plot --what yields` stacks on top
+
+    assert signal_samples(m, res.bestfit) == ["signal"]
 
 
 def test_limit_figures_are_public(tmp_path):
@@ -168,8 +171,11 @@ def test_ranking_json_table_and_plot(capsys, ws_path, fitted, tmp_path):
         "prefit_up", "prefit_down", "postfit_up", "postfit_down", "clipped", "converged",
     ]  # fmt: skip
     np.testing.assert_allclose(r["poi_hat"], float(fitted.res.bestfit[0]), rtol=1e-6)
-    key = [abs(p["postfit_up"]) + abs(p["postfit_down"]) for p in r["parameters"]]
+    # cabinetry's ranking order: the larger post-fit |Δμ| first, as Impacts.ranked()
+    key = [max(abs(p["postfit_up"]), abs(p["postfit_down"])) for p in r["parameters"]]
     assert key == sorted(key, reverse=True)
+    imp = analysis.impacts(fitted.model, fitted.data, fit_result=fitted.res)
+    assert [p["name"] for p in r["parameters"]] == [row[0] for row in imp.ranked()[:3]]
     assert Path(r["plot"]).read_bytes()[:8] == PNG
     code, out, err = run(capsys, "ranking", ws_path)
     assert code == 0, err
@@ -219,9 +225,13 @@ def test_plot_workspace_draws_fit_products(capsys, ws_path, tmp_path):
                      "signal_prefit.png", "control_postfit.png", "signal_postfit.png",
                      "scan_mu.png"]  # fmt: skip
     assert all(Path(p).read_bytes()[:8] == PNG for p in out.split())
-    code, out, err = run(capsys, "plot", ws_path, "--what", "pulls", "--format", "pdf",
+    code, out, err = run(capsys, "plot", ws_path, "--what", "pulls,yields", "--format", "pdf",
+                         "--style", "ATLAS", "--max-pars", "2", "--prefix", "v_",
                          "-o", tmp_path / "pdf")  # fmt: skip
-    assert code == 0 and (tmp_path / "pdf" / "pulls.pdf").read_bytes()[:4] == PDF
+    assert code == 0 and (tmp_path / "pdf" / "v_pulls.pdf").read_bytes()[:4] == PDF
+    assert (tmp_path / "pdf" / "v_signal_postfit.pdf").read_bytes()[:4] == PDF
+    code, out, err = run(capsys, "plot", ws_path, "--style", "atlas", "-o", tmp_path)
+    assert code == 2 and "invalid choice: 'atlas'" in one_error_line(err)
 
 
 def test_bad_input_is_one_line_and_exit_2(capsys, ws_path, tmp_path):
@@ -237,6 +247,8 @@ def test_bad_input_is_one_line_and_exit_2(capsys, ws_path, tmp_path):
         ["yields", ws_path, "--prefit", "-o", tmp_path / "file" / "sub"],
         ["plot", ws_path, "--what", "pulls,bogus"],
         ["plot", ws_path, "--what", "scan:nope", "-o", tmp_path],
+        ["plot", ws_path, "--what", "pulls", "--max-pars", "0", "-o", tmp_path],
+        ["plot", ws_path, "--what", "pulls", "--prefix", "a/b_", "-o", tmp_path],
     ):
         code, out, err = run(capsys, *argv)
         assert code == 2 and out == "", argv

@@ -58,20 +58,43 @@ class Impacts(eqx.Module):
             [self.prefit_up, self.prefit_down, self.postfit_up, self.postfit_down], axis=-1
         )
 
-    def order(self, by="max"):
+    def order(self, by="postfit"):
         """Indices sorting the parameters by decreasing impact.
 
-        ``by="max"``: the largest |Δμ| of the four variations (default);
-        ``by="postfit"``: the mean of |postfit_up| and |postfit_down| (cabinetry's plot order).
+        ``by="postfit"`` (default): cabinetry 0.6's ranking order (``visualize.ranking``), the
+        larger of |postfit_up| and |postfit_down|, as ``np.argsort(key)[::-1]`` — ties and
+        NaN impacts (first) fall as they do in cabinetry. The ``jaxlike ranking`` table, its
+        JSON and :func:`~jaxlike.plotting.plot_ranking` use this order.
+        ``by="max"``: the largest |Δμ| of all four variations (pre- and post-fit), same rule.
         """
-        s = np.abs(self.shifts)
-        key = s.max(axis=-1) if by == "max" else 0.5 * (s[:, 2] + s[:, 3])
-        return np.argsort(-key, kind="stable")
+        s = np.abs(np.asarray(self.shifts, float))
+        if by == "postfit":
+            key = np.maximum(s[:, 2], s[:, 3])
+        elif by == "max":
+            key = s.max(axis=-1)
+        else:
+            raise ValueError(f"by must be 'postfit' or 'max', not {by!r}")
+        return np.argsort(key)[::-1]
 
-    def ranked(self, by="max"):
-        """Rows ``(name, prefit_up, prefit_down, postfit_up, postfit_down)``, largest first."""
+    def ranked(self, by="postfit"):
+        """Rows ``(name, prefit_up, prefit_down, postfit_up, postfit_down)`` in the ranking
+        order of :meth:`order` (cabinetry's: the larger post-fit |Δμ|, largest first)."""
         s = self.shifts
         return [(self.names[i], *s[i].tolist()) for i in self.order(by)]
+
+    def __repr__(self) -> str:
+        """The POI, μ̂ ± σ, the number of parameters and the leading three of the ranking."""
+        n = len(self.names)
+        lead = ", ".join(
+            f"{name}: {max(abs(up), abs(down)):.3g}" for name, _, _, up, down in self.ranked()[:3]
+        )
+        conv = "all fits converged" if bool(np.all(self.converged)) else (
+            f"{int(np.sum(~np.asarray(self.converged)))} fits not converged")  # fmt: skip
+        return (
+            f"Impacts({self.poi_name}={float(self.poi_hat):.6g} ± "
+            f"{float(self.poi_uncertainty):.3g}, {n} parameters, {conv}; "
+            f"largest post-fit |Δ{self.poi_name}|: {lead}{', …' if n > 3 else ''})"
+        )
 
 
 def impacts(model, data, poi=None, *, fit_result=None, chunk=256, clip=True, **fit_kwargs):
@@ -93,7 +116,7 @@ def impacts(model, data, poi=None, *, fit_result=None, chunk=256, clip=True, **f
     Example::
 
         imp = jaxlike.analysis.impacts(model, data)
-        for name, *shifts in imp.ranked()[:10]:
+        for name, *shifts in imp.ranked()[:10]:   # cabinetry's ranking order
             print(name, shifts)
     """
     cfg = model.config

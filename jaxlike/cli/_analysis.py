@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ._format import table
-from ._io import CliError, build, dump, emit, nonneg_int, warn
+from ._io import CliError, add_output, build, dump, emit, nonneg_int, warn
 
 #: Most toys `jaxlike gof --toys` runs (one vmapped batch of fits).
 MAX_TOYS = 1_000_000
@@ -42,13 +42,15 @@ def _common(sub, output_help):
         "--patch",
         action="append",
         metavar="PATCH",
-        help="JSON patch file (RFC 6902); repeat to apply several",
+        help="signal patch: a pyhf patch file or PATCHSET.json:NAME; repeatable",
     )
     sub.add_argument("--measurement", metavar="NAME", help="measurement to use (default: first)")
     sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    sub.add_argument("--output-file", metavar="PATH", help="write the result here, not stdout")
-    if output_help:
+    if output_help:  # -o is the figure (folder): the text goes to --output-file
+        sub.add_argument("--output-file", metavar="PATH", help="write the result here, not stdout")
         sub.add_argument("-o", "--output", metavar="PATH", help=output_help)
+    else:
+        add_output(sub)
 
 
 def add_parsers(subs) -> None:
@@ -103,7 +105,9 @@ def fit_or_warn(model, data):
 
     res = jaxlike.fit(model, data)
     if not bool(np.all(np.asarray(res.converged))):
-        warn("the maximum-likelihood fit did not converge; no analysis product computed")
+        message = getattr(res, "message", None)  # the check that failed, when the result says
+        why = f" ({message(model.config.par_names)})" if callable(message) else ""
+        warn(f"the maximum-likelihood fit did not converge{why}; no analysis product computed")
         return None
     return res
 
@@ -148,11 +152,13 @@ def draw(fn, *args, **kwargs):
         raise CliError(str(err)) from None
 
 
-def draw_yields(t, folder, fmt, logy=False):
+def draw_yields(t, folder, fmt, logy=False, signal=()):
+    """The stacked yields of table ``t`` per channel into ``folder`` (``signal``: the samples
+    drawn on top, cabinetry's order)."""
     from .. import plotting
 
     try:
-        return plotting.plot_all_yields(t, folder, fmt=fmt, logy=logy)
+        return plotting.plot_all_yields(t, folder, fmt=fmt, logy=logy, signal=signal)
     except OSError as err:
         raise CliError(f"cannot write figure: {err.strerror or err}") from None
 
@@ -319,7 +325,12 @@ def cmd_yields(args) -> int:
     plots = []
     if args.output:
         folder = make_folder(args.output)
-        plots = [str(p) for p in draw_yields(t, folder, args.format)]
+        from ._plot import signal_samples
+
+        pars = res.bestfit if res is not None else model.config.suggested_init()
+        plots = [
+            str(p) for p in draw_yields(t, folder, args.format, signal=signal_samples(model, pars))
+        ]
     out = _yields_json(t) | {"plots": plots}
     if args.json:
         text = dump(out)

@@ -7,6 +7,8 @@ input propagates as :class:`~jaxlike.cli._io.CliError` or a ``JaxlikeError``, wh
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ._format import band, table
@@ -163,12 +165,21 @@ def fit_table(model, result) -> str:
 
 
 def cmd_fit(args) -> int:
-    """``jaxlike fit``: maximum-likelihood fit; exit code 3 if the fit did not converge."""
+    """``jaxlike fit``: maximum-likelihood fit; exit code 3 if the fit did not converge.
+
+    A background-only workspace (no modifier carries the POI) gets a background-only fit of
+    its parameters, said on standard error and in the table."""
     import jaxlike
 
-    _, model, data = build(args)
+    ws, model, data = build(args, allow_no_poi=True)
     result = jaxlike.fit(model, data)
     text = dump(fit_summary(model, result)) if args.json else fit_table(model, result)
+    if model.config.poi_name is None:
+        poi = ws.get_measurement(args.measurement)["config"]["poi"]
+        note = f"POI {poi} absent (no modifier in this workspace): background-only fit"
+        print(f"jaxlike: note: {note}", file=sys.stderr)
+        if not args.json:
+            text += f"\nPOI        {poi} absent: background-only fit (add a signal with -p PATCH)"
     emit(text, args.output_file)
     if not _converged(result):
         warn(
@@ -184,44 +195,94 @@ def cmd_fit(args) -> int:
     return 0
 
 
-def limit_table(result, cl: float, poi_name: str) -> str:
-    """Observed and expected upper limits, one row each."""
+def limit_table(result, cl: float, poi_name: str, above=None, mu_max=None) -> str:
+    """Observed and expected upper limits, one row each; a lane flagged in ``above`` (bool [6]:
+    observed, expected ascending) reads ``> mu_max``."""
     obs, exp = scalar(result.obs), floats(result.exp)
     labels = ["expected -2σ", "expected -1σ", "expected median", "expected +1σ", "expected +2σ"]
     err = getattr(result, "obs_err", None)  # toy-based: the MC error of the observed limit
     text = f"{obs:.6g}" if err is None else f"{obs:.6g} ± {scalar(err):.2g}"
     rows = [["observed", text]] + [[lab, f"{v:.6g}"] for lab, v in zip(labels, exp, strict=True)]
+    for k, high in enumerate(above if above is not None else []):
+        if high:
+            rows[k][1] = f"> {mu_max:g} (above the range)"
     return table([f"{100 * cl:g}% CL upper limit", poi_name], rows, "<>")
 
 
+def _poi_range(args, model, toys):
+    """``(poi_range for upper_limit or None, top of the search range)`` of ``--poi-max``."""
+    from ._limit_range import limit_range
+
+    if args.poi_max is None:
+        return None, limit_range(model, None)
+    if toys:
+        raise CliError("--poi-max sets the asymptotic search range; toybased: use --poi-grid")
+    lo = float(np.asarray(model.config.suggested_bounds())[model.config.poi_index, 0])
+    if not args.poi_max > max(lo, 0.0):
+        raise CliError(f"--poi-max must be above the POI's lower bound, not {args.poi_max:g}")
+    return (max(lo, 0.0), args.poi_max), args.poi_max
+
+
+def _limit_status(args, model, data, result, mu_max):
+    """``(status, above [6] or None)`` of a limit search that did not converge: the lanes
+    above the search range (with the --poi-max that would bracket them), or the failed checks."""
+    from ._limit_range import LANES, check_limits, rerun_hint
+
+    curve = "CLs+b" if args.rule == "clsb" else "CLs"
+    if args.calctype == "toybased":
+        return f"no {curve} crossing found within the μ grid; widen it with --poi-grid", None
+    obs, exp = np.reshape(result.obs, 1), np.reshape(result.exp, (1, 5))
+    check = check_limits(
+        model, data, obs, exp, [False], [args.cl], mu_max, rule=args.rule, test_stat=args.test_stat
+    )
+    if check.failed:
+        return "the upper-limit search did not converge: " + "; ".join(check.failed), None
+    above = check.above[0]
+    high = np.flatnonzero(above)
+    lanes = ", ".join(LANES[k] for k in high) + (" limits" if len(high) > 1 else " limit")
+    values = ", ".join(f"{check.cl_at_max[k]:.3g}" for k in high)
+    status = (
+        f"limit > poi_max = {mu_max:g} for the {lanes} ({curve}({mu_max:g}) = {values} "
+        f"> {1 - args.cl:g}); {rerun_hint(check.suggestion, mu_max)}"
+    )
+    return status, above
+
+
 def cmd_limit(args) -> int:
-    """``jaxlike limit``: observed and expected upper limits on the POI at ``--cl``."""
+    """``jaxlike limit``: observed and expected upper limits on the POI at ``--cl``.
+
+    Limits are searched in [0, POI upper bound] (``--poi-max X``: [0, X]). When a search does
+    not converge, the command tells a limit above that range (the CLs still above α at its
+    top; a ``--poi-max`` that would bracket it is suggested) from a failed fit, and exits 3
+    either way: the result misses a number."""
     import jaxlike
 
     if not 0.0 < args.cl < 1.0:
         raise CliError(f"--cl must lie between 0 and 1, not {args.cl:g}")
     toys = _toy_options(args)
     _, model, data = build(args)
+    poi_range, mu_max = _poi_range(args, model, toys)
+    extra = {} if poi_range is None else {"poi_range": poi_range}
     result = jaxlike.upper_limit(data, model, cl=args.cl, test_stat=args.test_stat,
-                                 rule=args.rule, calctype=args.calctype, **toys)  # fmt: skip
+                                 rule=args.rule, calctype=args.calctype,
+                                 **extra, **toys)  # fmt: skip
     ok = _converged(result) and _finite(result.obs, result.exp)
-    curve = "CLs+b" if args.rule == "clsb" else "CLs"
-    status = "ok" if ok else f"the upper-limit search did not converge (no {curve} crossing found)"
-    if toys and not ok:
-        status += " within the μ grid; widen it with --poi-grid"
+    status, above = ("ok", None) if ok else _limit_status(args, model, data, result, mu_max)
     if args.json:
         doc = {"obs": scalar(result.obs), "exp": floats(result.exp), "cl": args.cl,
                "rule": args.rule, "calctype": args.calctype,
                "converged": ok, "status": status}  # fmt: skip
+        if above is not None:
+            doc["above_range"] = {"poi_max": mu_max, "lanes": [bool(a) for a in above]}
         if toys:
             doc |= {"obs_err": scalar(result.obs_err), "ntoys": result.ntoys,
                     "seed": result.seed, "poi_grid": floats(result.poi_grid)}  # fmt: skip
         text = dump(doc)
     else:
-        text = limit_table(result, args.cl, model.config.poi_name)
+        text = limit_table(result, args.cl, model.config.poi_name, above, mu_max)
     emit(text, args.output_file)
     if not ok:
-        warn(f"{status}; the limits above are unreliable")
+        warn(status if above is not None else f"{status}; the limits above are unreliable")
         return EXIT_NOT_CONVERGED
     return 0
 

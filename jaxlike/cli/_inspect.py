@@ -8,7 +8,7 @@ import numpy as np
 
 from ..model import MODIFIERS
 from ._format import table
-from ._io import emit, read_spec
+from ._io import build, emit
 
 __all__ = ["cmd_inspect", "CONSTRAINTS"]
 
@@ -51,10 +51,18 @@ def _parameter_rows(config, modifier_types: dict[str, list[str]]) -> list[list[s
     return rows
 
 
+def _measurement_poi(spec: dict, measurement: str) -> str:
+    """The POI named by measurement ``measurement`` of ``spec``."""
+    return next((m["config"]["poi"] for m in spec.get("measurements", [])
+                 if m.get("name") == measurement), "?")  # fmt: skip
+
+
 def inspect_text(spec: dict, model, measurement: str) -> str:
     """The ``inspect`` report of workspace ``spec`` compiled into ``model``.
 
     ``measurement`` is the name of the measurement the model was built from (marked ``(*)``).
+    A model without a POI (a background-only workspace) reports the measurement's POI as
+    absent and everything else as usual.
     """
     config = model.config
     modifier_types: dict[str, list[str]] = {}
@@ -69,12 +77,19 @@ def inspect_text(spec: dict, model, measurement: str) -> str:
         ["modifiers", len(config.modifiers)],
         ["parameters", f"{config.npars} ({len(modifier_types)} sets)"],
         ["measurements", len(spec.get("measurements", []))],
-        ["POI", config.poi_name],
+        ["POI", config.poi_name or f"{_measurement_poi(spec, measurement)} (absent)"],
     ]
     nbins = [[c, config.channel_nbins[c]] for c in config.channels]
     types = [[t, len(n), ", ".join(sorted(n))] for t, n in sorted(by_type.items())]
+    head = table(["Summary", ""], summary, "<>")
+    if config.poi_name is None:
+        poi = _measurement_poi(spec, measurement)
+        head += (
+            f"\n\nThe POI {poi} is absent: no modifier carries it, as in a background-only "
+            "workspace.\nAdd a signal with -p PATCH (fit works without one)."
+        )
     sections = [
-        table(["Summary", ""], summary, "<>"),
+        head,
         table(["channel", "nbins"], nbins, "<>"),
         table(["sample"], [[s] for s in config.samples]),
         table(["modifier type", "count", "names"], types, "<><"),
@@ -89,11 +104,11 @@ def inspect_text(spec: dict, model, measurement: str) -> str:
 
 
 def cmd_inspect(args) -> int:
-    """``jaxlike inspect``: print channels, samples, modifiers, parameters and measurements."""
-    import jaxlike
-
-    spec = read_spec(args.workspace)
-    model = jaxlike.Workspace(spec).model(measurement_name=args.measurement)
+    """``jaxlike inspect``: print channels, samples, modifiers, parameters and measurements of
+    the workspace with the ``-p`` patches applied; a background-only workspace (its POI on no
+    modifier) is inspected too, its POI reported as absent."""
+    ws, model, _ = build(args, allow_no_poi=True)
+    spec = ws.to_dict()
     measurement = args.measurement or spec["measurements"][0]["name"]
     emit(inspect_text(spec, model, measurement), args.output_file)
     return 0

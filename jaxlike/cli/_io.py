@@ -22,6 +22,8 @@ __all__ = [
     "read_spec",
     "load_workspace",
     "load_patches",
+    "add_output",
+    "no_poi_message",
     "build",
     "scalar",
     "floats",
@@ -130,24 +132,121 @@ def load_workspace(path: str):
     return jaxlike.Workspace(read_spec(path))
 
 
-def load_patches(paths: list[str] | None) -> list[list[dict]]:
-    """Read RFC 6902 patch files (each a JSON list of operations) in the order given."""
+def add_output(sub, help: str = "write the result here, not stdout") -> None:
+    """The output flag of a verb: ``-o/--output PATH`` (``args.output_file``), with the old
+    spelling ``--output-file`` kept as a hidden alias."""
+    import argparse
+
+    sub.add_argument("-o", "--output", dest="output_file", metavar="PATH", help=help)
+    sub.add_argument("--output-file", dest="output_file", help=argparse.SUPPRESS)
+
+
+def _split_patch_arg(arg: str) -> tuple[str, str | None]:
+    """``(file, NAME or None)`` of a ``-p`` value: ``FILE`` or ``PATCHSET.json:NAME``."""
+    if arg == "-" or Path(arg).exists() or ":" not in arg:
+        return arg, None
+    path, name = arg.rsplit(":", 1)
+    if not name:
+        raise CliError(f"-p {arg}: give the patch name after the colon (PATCHSET.json:NAME)")
+    return path, name
+
+
+def _from_patchset(doc: Any, path: str, name: str, workspace) -> list[dict]:
+    """The operations of patch ``name`` of the patchset ``doc`` read from ``path``; a digest
+    that does not match ``workspace`` is a warning (the patch may still apply)."""
+    from ..exceptions import InvalidPatch
+    from ..workspace import PatchSet
+
+    try:
+        patchset = PatchSet(doc)
+        patch = patchset[name]
+    except InvalidPatch as err:
+        raise CliError(f"patchset '{path}': {err}") from None
+    if workspace is not None:
+        try:
+            patchset.verify(workspace)
+        except InvalidPatch as err:
+            warn(f"patchset '{path}': {err}")
+    return patch.operations
+
+
+def load_patches(paths: list[str] | None, workspace=None) -> list[list[dict]]:
+    """The operation lists of the ``-p`` arguments, in the order given.
+
+    Each is a pyhf patch file, a JSON list of RFC 6902 operations (``patch.*.json``) or one
+    patchset entry ``{"metadata": ..., "patch": [...]}``, or ``PATCHSET.json:NAME``, the patch
+    named NAME of a pyhf/HEPData patchset (its digest is checked against ``workspace``, when
+    given: a mismatch is a warning). A whole patchset without a name, a workspace or an invalid
+    patch is a :class:`CliError` naming the file.
+
+    Example:
+        >>> load_patches(["patchset.json:ERJR_350p0_0p0"], ws)  # doctest: +SKIP
+        [[{'op': 'add', 'path': '/channels/0/samples/5', 'value': {...}}, ...]]
+    """
+    from ..exceptions import InvalidPatch
+    from ..workspace import load_patch
+
     patches = []
-    for path in paths or []:
-        ops = read_json(path, "patch")
-        if not isinstance(ops, list):
+    for arg in paths or []:
+        path, name = _split_patch_arg(arg)
+        doc = read_json(path, "patch")
+        if name is not None:
+            if not (isinstance(doc, dict) and "patches" in doc):
+                raise CliError(f"-p {arg}: '{path}' is not a patchset (no \"patches\")")
+            patches.append(_from_patchset(doc, path, name, workspace))
+            continue
+        if isinstance(doc, dict) and "patches" in doc:
+            names = [str(p.get("metadata", {}).get("name")) for p in doc.get("patches") or []
+                     if isinstance(p, dict)][:5]  # fmt: skip
+            raise CliError(
+                f"patch file '{path}' is a patchset; pick one of its patches with "
+                f"-p {path}:NAME (e.g. {', '.join(names) or 'NAME'})"
+            )
+        if isinstance(doc, dict) and "channels" in doc:
+            raise CliError(f"patch file '{path}' is a workspace, not a patch")
+        if not isinstance(doc, list | dict):
             raise CliError(f"patch file '{path}' must hold a JSON list of RFC 6902 operations")
-        patches.append(ops)
+        try:
+            patches.append(load_patch(doc))
+        except InvalidPatch as err:
+            raise CliError(f"patch file '{path}': {err}") from None
     return patches
 
 
-def build(args):
-    """``(workspace, model, data)`` from the parsed ``WORKSPACE``, ``-p`` and ``--measurement``."""
-    ws = load_workspace(args.workspace)
-    model = ws.model(
-        measurement_name=getattr(args, "measurement", None),
-        patches=load_patches(getattr(args, "patch", None)) or None,
+def no_poi_message(poi: str, measurement: str) -> str:
+    """Why a background-only workspace has no POI, and what to do about it."""
+    return (
+        f"POI {poi!r} of measurement {measurement!r} has no modifier in this workspace "
+        "(a background-only workspace has no signal); add one with -p PATCH"
     )
+
+
+def build(args, allow_no_poi: bool = False):
+    """``(workspace, model, data)`` from the parsed ``WORKSPACE``, ``-p`` and ``--measurement``.
+
+    The workspace is returned with the patches applied. When no modifier carries the
+    measurement's POI (a background-only workspace, e.g. HEPData's ``BkgOnly.json``), the
+    model is built without a POI if ``allow_no_poi`` (``inspect``, ``fit``), else a
+    :class:`CliError` says to add a signal patch.
+    """
+    ws = load_workspace(args.workspace)
+    patches = load_patches(getattr(args, "patch", None), ws)
+    if patches:
+        ws = ws.patch(patches)
+    measurement = ws.get_measurement(getattr(args, "measurement", None))
+    poi = measurement["config"]["poi"]
+    if poi in ws.parameters:
+        model = ws.model(measurement_name=measurement["name"])
+    elif allow_no_poi:
+        from ..model import build_model
+
+        model = build_model(
+            channels=ws.to_dict()["channels"],
+            poi_name=None,
+            parameter_configs=measurement["config"].get("parameters", []),
+        )
+    else:
+        raise CliError(no_poi_message(poi, measurement["name"]))
     return ws, model, ws.data(model)
 
 

@@ -5,8 +5,15 @@ patch, usage error; one ``jaxlike: error: ...`` line on standard error, no trace
 3 the maximum-likelihood fit of ``fit``/``example``/``ranking``/``gof``/``yields``/``plot
 WORKSPACE`` (a fit or limit of ``scan``, a fit of ``cls``/``limit``, a toy fit of ``toys``) did
 not converge or gave a non-finite result (results still printed or written, non-finite numbers
-as JSON ``null`` with a ``status``), 70 an internal error (a bug: one line, the traceback with
-``JAXLIKE_DEBUG=1``).
+as JSON ``null`` with a ``status``; a warning line names the check that failed), 70 an internal
+error (a bug: one line, the traceback with ``JAXLIKE_DEBUG=1``). A limit above the search range
+is no convergence failure: ``scan`` reports it in a note and exits 0 if every fit converged;
+``limit``, whose result then misses a number, exits 3 saying so and which ``--poi-max`` to use.
+
+Conventions: a verb that writes a file takes ``-o/--output`` (older spellings such as
+``--output-file`` stay as hidden aliases); ``-p/--patch`` takes a pyhf patch file or
+``PATCHSET.json:NAME``; a background-only workspace (no modifier carries the POI) is accepted
+by ``inspect`` and ``fit``.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import sys
 from collections.abc import Sequence
 
 from . import _analysis, _grid, _jobs, _plot, _posterior, _scan, _toys
-from ._io import CliError, cl_level, finite_float, nonneg_int, positive_int
+from ._io import CliError, add_output, cl_level, finite_float, nonneg_int, positive_int
 
 __all__ = ["main", "build_parser", "EXIT_BAD_INPUT", "EXIT_INTERNAL"]
 
@@ -38,18 +45,18 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _add_common(sub: argparse.ArgumentParser, patches: bool = True) -> None:
+#: help of ``-p/--patch``
+PATCH_HELP = (
+    "signal patch applied to the workspace: a pyhf patch file (JSON Patch list or "
+    "{metadata, patch}) or PATCHSET.json:NAME (a patch of a HEPData patchset); repeatable"
+)
+
+
+def _add_common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("workspace", metavar="WORKSPACE", help="pyhf JSON workspace ('-' = stdin)")
-    if patches:
-        sub.add_argument(
-            "-p",
-            "--patch",
-            action="append",
-            metavar="PATCH",
-            help="JSON patch file (list of RFC 6902 operations); repeat to apply several",
-        )
+    sub.add_argument("-p", "--patch", action="append", metavar="PATCH", help=PATCH_HELP)
     sub.add_argument("--measurement", metavar="NAME", help="measurement to use (default: first)")
-    sub.add_argument("--output-file", metavar="PATH", help="write the result here, not stdout")
+    add_output(sub)
 
 
 def _add_backend(sub: argparse.ArgumentParser) -> None:
@@ -113,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="CLs = 1 - CL (default) or CLs+b = 1 - CL (one-sided profile likelihood)",
     )  # fmt: skip
     limit.add_argument("--calctype", choices=["asymptotics", "toybased"], default="asymptotics")
+    limit.add_argument(
+        "--poi-max", type=finite_float, metavar="X",
+        help="search the limits in [0, X] instead of [0, POI upper bound] (asymptotics)",
+    )  # fmt: skip
     _add_toys(limit)
     limit.add_argument(
         "--poi-grid", metavar="LO:HI:N",
@@ -122,13 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend(limit)
 
     inspect = subs.add_parser("inspect", help="summary of channels, samples and parameters")
-    _add_common(inspect, patches=False)
+    _add_common(inspect)
 
     example = subs.add_parser(
         "example", help="fit, CLs and limit of the bundled synthetic search workspace"
     )
     example.add_argument("--seed", type=nonneg_int, default=0, help="seed of the pseudo-data (0)")
-    example.add_argument("--output", metavar="PATH", help="also write the workspace JSON here")
+    example.add_argument(
+        "-o", "--output", metavar="PATH", help="also write the workspace JSON here"
+    )
     _scan.add_parser(subs)
     _toys.add_parser(subs)
     _grid.add_parser(subs)

@@ -1,17 +1,22 @@
 """``jaxlike plot``: figures of a scan results file (:func:`jaxlike.scan.read_results`).
 
 - Mass scans: the Brazil band (observed limit, expected median dashed, ±1σ green and ±2σ
-  yellow) versus mass at one CL level, and the local significance with its 3σ and 5σ lines.
+  yellow) versus mass at one CL level, and the local significance with its 3σ and 5σ lines;
+  the axes are labelled from the ``[plot]`` section of the stored scan configuration
+  (:func:`jaxlike.parametric.plot_labels`), and lines and bands break at its vetoed ranges.
 - Given a JSON workspace instead (``jaxlike plot WORKSPACE --what ... -o DIR``): the figures
   of the fit products (:func:`cmd_plot_workspace`).
 - Patch scans with two coordinates: CLs_obs at the test POI on the grid, with the observed
   (solid) and expected (dashed, ±1σ dotted) exclusion contours CLs = 1 − CL; with one
-  coordinate (or plain patch files): the Brazil band versus that coordinate.
+  coordinate (or plain patch files): the Brazil band versus that coordinate. The axes are
+  named after the patchset's labels (for plain patch files: the numbers of the file names,
+  ``x0 in patch names ERJR_x0_x1``).
+- ``--xlabel``/``--ylabel`` override the stored labels; ``--style`` draws in an mplhep style.
 
 The figures are drawn by :mod:`jaxlike.plotting` (:func:`~jaxlike.plotting.plot_brazil_band`,
 :func:`~jaxlike.plotting.plot_significance`, :func:`~jaxlike.plotting.plot_exclusion`):
-matplotlib off-screen (Agg, no pyplot state), the mplhep ROOT style when mplhep is installed,
-else a plain built-in style.
+matplotlib off-screen (Agg, no pyplot state), a plain built-in style unless ``--style`` names
+an mplhep one.
 """
 
 from __future__ import annotations
@@ -22,10 +27,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..plotting import STYLES
 from . import _analysis
 from ._io import CliError, build, cl_level, finite_float
 
-__all__ = ["add_parser", "cmd_plot", "cmd_plot_workspace", "is_workspace", "plot_scan"]
+__all__ = [
+    "add_parser",
+    "cmd_plot",
+    "cmd_plot_workspace",
+    "is_workspace",
+    "plot_scan",
+    "signal_samples",
+]
 
 
 def add_parser(subs):
@@ -63,6 +76,8 @@ def add_parser(subs):
         default="auto",
         help="limits on μ or in physical units (auto: physical when the file has them)",
     )
+    p.add_argument("--xlabel", metavar="TEXT", help="x axis label (default: from the scan file)")
+    p.add_argument("--ylabel", metavar="TEXT", help="y axis label (default: from the scan file)")
     add_plot_options(p)
     return p
 
@@ -83,6 +98,9 @@ def cmd_plot(args) -> int:
             cl=args.cl,
             logy=args.logy,
             units=args.units,
+            style=args.style,
+            xlabel=args.xlabel,
+            ylabel=args.ylabel,
         )
     except (CliError, JaxlikeError, KeyError) as err:
         text = f"{args.scan}: no result {err} to plot" if isinstance(err, KeyError) else str(err)
@@ -93,13 +111,17 @@ def cmd_plot(args) -> int:
     return 0
 
 
-def plot_scan(path, output, *, significance=None, fmt=None, cl=None, logy=False, units="auto"):
+def plot_scan(
+    path, output, *, significance=None, fmt=None, cl=None, logy=False, units="auto", style=None,
+    xlabel=None, ylabel=None,
+):  # fmt: skip
     """Write the figures of the scan file ``path``; returns the paths written.
 
     ``output`` is the main figure (Brazil band or exclusion map); ``significance`` the
     significance figure of a mass scan (default ``significance.<fmt>`` beside ``output``).
+    The axis labels come from the file (:func:`_mass_labels`, :func:`_patch_labels`) unless
+    ``xlabel``/``ylabel`` are given; ``style``: None or an mplhep style name.
     """
-    from .. import plotting
     from ..scan import read_results
 
     hyps, res, attrs = read_results(path)
@@ -109,35 +131,89 @@ def plot_scan(path, output, *, significance=None, fmt=None, cl=None, logy=False,
     output = Path(output).with_suffix(f".{fmt}")
     levels = [float(x) for x in np.atleast_1d(attrs.get("cl", [0.95]))]
     j = 0 if cl is None else _level(levels, cl, path)
-    kind = attrs.get("kind")
+    kind, config = attrs.get("kind"), attrs.get("config") or {}
+    over = {"xlabel": xlabel, "ylabel": ylabel, "style": style}
     if kind == "mass" and "mass" in hyps:
         sig = Path(significance or output.with_name("significance")).with_suffix(f".{fmt}")
-        x, order = hyps["mass"], np.argsort(hyps["mass"])
-        obs, exp, label = _limits(res, j, units, path)
-        ylabel = f"{100 * levels[j]:g}% CL upper limit {label}"
-        _draw(plotting.plot_brazil_band, x[order], obs[order], exp[order], output,
-              xlabel="mass hypothesis", ylabel=ylabel, logy=logy)  # fmt: skip
-        if "significance" not in res:
-            return [output]
-        _draw(plotting.plot_significance, x[order], res["significance"][order], sig)
-        return [output, sig]
+        return _plot_mass(hyps, res, config, levels[j], j, output, sig, units, path, logy, over)
     if kind == "patches" and "values" in hyps:
-        values, config = np.asarray(hyps["values"], float), attrs.get("config") or {}
-        labels = list(config.get("labels") or [])
-        if values.ndim == 2 and values.shape[1] == 2:
-            test_poi = float(config.get("test_poi", 1.0))
-            _draw(plotting.plot_exclusion, values, res["cls_obs"], res["cls_exp"], output,
-                  cl=levels[j], test_poi=test_poi, labels=labels)  # fmt: skip
-        else:
-            x = values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else hyps["index"]
-            xlabel = labels[0] if len(labels) == 1 and values.shape[1] == 1 else "patch index"
-            obs, exp, label = _limits(res, j, units, path)
-            order = np.argsort(x)
-            ylabel = f"{100 * levels[j]:g}% CL upper limit {label}"
-            _draw(plotting.plot_brazil_band, x[order], obs[order], exp[order], output,
-                  xlabel=xlabel, ylabel=ylabel, logy=logy)  # fmt: skip
+        names = [str(n) for n in np.atleast_1d(attrs.get("patch_names", []))]
+        _plot_patches(hyps, res, config, names, levels[j], j, output, units, path, logy, over)
         return [output]
     raise CliError(f"{path}: not a mass or patch scan (kind {kind!r}); nothing to plot")
+
+
+def _mass_labels(config, phys: bool, level: float) -> tuple[str, str]:
+    """(x label, limit label) of a mass scan from its stored ``[plot]`` section."""
+    from ..exceptions import InvalidScanConfig
+    from ..parametric import plot_labels
+    from ..plotting import axis_label
+
+    try:
+        lab = plot_labels(config)
+    except InvalidScanConfig as err:
+        raise CliError(f"the stored scan configuration: {err}") from None
+    what = axis_label(lab["limit_label"], lab["limit_unit"]) if phys else lab["poi_label"]
+    return axis_label(lab["label"], lab["unit"]), f"{100 * level:g}% CL upper limit on {what}"
+
+
+def _plot_mass(hyps, res, config, level, j, output, sig, units, path, logy, over):
+    from .. import plotting
+
+    x, order = hyps["mass"], np.argsort(hyps["mass"])
+    obs, exp, phys = _limits(res, j, units, path)
+    xlabel, ylabel = _mass_labels(config, phys, level)
+    xlabel, ylabel = over["xlabel"] or xlabel, over["ylabel"] or ylabel
+    window = config.get("window") if isinstance(config.get("window"), dict) else {}
+    vetoes = window.get("vetoes") or None
+    _draw(plotting.plot_brazil_band, x[order], obs[order], exp[order], output, xlabel=xlabel,
+          ylabel=ylabel, logy=logy, vetoes=vetoes, style=over["style"])  # fmt: skip
+    if "significance" not in res:
+        return [output]
+    _draw(plotting.plot_significance, x[order], res["significance"][order], sig,
+          xlabel=xlabel, vetoes=vetoes, style=over["style"])  # fmt: skip
+    return [output, sig]
+
+
+def _patch_labels(labels, names) -> list[str]:
+    """Axis labels of a patch scan's coordinates: the patchset's ``labels``; coordinates read
+    from plain patch file names (labels ``x0``, ``x1``, ...) are described by the name pattern,
+    e.g. ``x0 in patch names ERJR_x0_x1``."""
+    import re
+
+    labels = [str(x) for x in labels]
+    if not names or not labels or labels != [f"x{k}" for k in range(len(labels))]:
+        return labels
+    fields, k = names[0].split("_"), 0
+    for i, f in enumerate(fields):
+        if re.fullmatch(r"m?\d+(?:p\d+)?", f) and k < len(labels):
+            fields[i], k = labels[k], k + 1
+    template = "_".join(fields)
+    return [f"{x} in patch names {template}" for x in labels]
+
+
+def _plot_patches(hyps, res, config, names, level, j, output, units, path, logy, over):
+    from .. import plotting
+
+    values = np.asarray(hyps["values"], float)
+    labels = _patch_labels(list(config.get("labels") or []), names)
+    if values.ndim == 2 and values.shape[1] == 2:
+        if over["xlabel"] or over["ylabel"]:
+            labels = [over["xlabel"] or labels[0], over["ylabel"] or labels[1]]
+        test_poi = float(config.get("test_poi", 1.0))
+        _draw(plotting.plot_exclusion, values, res["cls_obs"], res["cls_exp"], output,
+              cl=level, test_poi=test_poi, labels=labels, style=over["style"])  # fmt: skip
+        return
+    one = values.ndim == 2 and values.shape[1] == 1
+    x = values[:, 0] if one else hyps["index"]
+    xlabel = labels[0] if len(labels) == 1 and one else "patch index"
+    obs, exp, phys = _limits(res, j, units, path)
+    what = "σ × B" if phys else "μ"
+    ylabel = over["ylabel"] or f"{100 * level:g}% CL upper limit on {what}"
+    order = np.argsort(x)
+    _draw(plotting.plot_brazil_band, x[order], obs[order], exp[order], output,
+          xlabel=over["xlabel"] or xlabel, ylabel=ylabel, logy=logy,
+          style=over["style"])  # fmt: skip
 
 
 def _level(levels, cl, path) -> int:
@@ -148,7 +224,7 @@ def _level(levels, cl, path) -> int:
 
 
 def _limits(res, j, units, path):
-    """(observed [H], expected [H, 5] sorted, axis label) at CL level ``j``."""
+    """(observed [H], expected [H, 5] sorted, in physical units?) at CL level ``j``."""
     phys = "ul_obs_phys" in res and "ul_exp_phys" in res
     if units == "physical" and not phys:
         raise CliError(f"--units physical: {path} holds no limits in physical units")
@@ -158,11 +234,11 @@ def _limits(res, j, units, path):
         phys = phys and not np.allclose(res["ul_obs_phys"], res["ul_obs"], equal_nan=True)
     elif units == "mu":
         phys = False
-    key, label = ("_phys", "(physical units)") if phys else ("", "on μ")
+    key = "_phys" if phys else ""
     n = len(res[f"ul_obs{key}"])
     obs = np.asarray(res[f"ul_obs{key}"], float).reshape(n, -1)[:, j]
     exp = np.asarray(res[f"ul_exp{key}"], float).reshape(n, -1, 5)[:, j]
-    return obs, np.sort(exp, axis=1), label
+    return obs, np.sort(exp, axis=1), phys
 
 
 def _draw(plot, *args, **kwargs) -> None:
@@ -185,7 +261,7 @@ def add_plot_options(p) -> None:
         "--patch",
         action="append",
         metavar="PATCH",
-        help="workspace mode: JSON patch file; repeat to apply several",
+        help="workspace mode: signal patch (a pyhf patch file or PATCHSET.json:NAME); repeatable",
     )
     p.add_argument("--measurement", metavar="NAME", help="workspace mode: measurement to use")
     p.add_argument(
@@ -208,6 +284,24 @@ def add_plot_options(p) -> None:
         default=20,
         metavar="N",
         help="workspace mode: parameters in the ranking (20)",
+    )
+    p.add_argument(
+        "--max-pars",
+        type=int,
+        metavar="N",
+        help="workspace mode: at most N parameters in the pulls (largest |pull|) and the "
+        "correlation matrix (largest |correlation|); default all",
+    )
+    p.add_argument(
+        "--prefix",
+        default="",
+        metavar="TEXT",
+        help="workspace mode: start every file name with TEXT (e.g. erjr_ gives erjr_pulls.png)",
+    )
+    p.add_argument(
+        "--style",
+        choices=STYLES,
+        help="an mplhep style (pip install 'jaxlike[plot]'); default: plain matplotlib",
     )
 
 
@@ -235,7 +329,7 @@ def _parse_what(text):
     return items
 
 
-def _scan_figure(model, data, res, par, path):
+def _scan_figure(model, data, res, par, path, style=None):
     from .. import analysis, plotting
 
     i = analysis.resolve_index(model.config, par)
@@ -245,7 +339,23 @@ def _scan_figure(model, data, res, par, path):
     lo, hi = model.config.suggested_bounds()[i]
     grid = np.linspace(max(lo, best - 3 * sigma), min(hi, best + 3 * sigma), 31)
     scan = analysis.profile_scan(model, data, i, grid, fit_result=res)
-    return _analysis.draw(plotting.plot_profile_scan, scan, path, sigma=sigma)
+    return _analysis.draw(plotting.plot_profile_scan, scan, path, sigma=sigma, style=style)
+
+
+def signal_samples(model, pars) -> list[str]:
+    """The samples whose expected yields depend on the POI at ``pars`` (the signal, drawn on
+    top of the stacked yields)."""
+    import jax.numpy as jnp
+
+    cfg = model.config
+    poi = cfg.par_index(cfg.poi_names[0]) if cfg.poi_names else None
+    if poi is None:
+        return []
+    pars = jnp.asarray(pars, float)
+    a = np.asarray(model.expected_by_sample(pars))
+    b = np.asarray(model.expected_by_sample(pars.at[poi].add(1.0)))
+    moved = np.any(np.abs(b - a) > 1e-12 * (1.0 + np.abs(a)), axis=tuple(range(1, a.ndim)))
+    return [s for s, m in zip(cfg.samples, moved, strict=True) if m]
 
 
 def cmd_plot_workspace(args) -> int:
@@ -254,7 +364,11 @@ def cmd_plot_workspace(args) -> int:
 
     what = _parse_what(args.what)
     _analysis.check_top(args.top)
-    ext = args.format or "png"
+    if args.max_pars is not None and args.max_pars < 1:
+        raise CliError(f"--max-pars must be at least 1, not {args.max_pars}")
+    ext, style, pre = args.format or "png", args.style, args.prefix
+    if pre != Path(pre).name or pre in (".", ".."):
+        raise CliError(f"--prefix {pre!r}: a file-name prefix, not a path")
     args.workspace = args.scan
     _, model, data = build(args)
     res = _analysis.fit_or_warn(model, data)
@@ -266,30 +380,35 @@ def cmd_plot_workspace(args) -> int:
     stems = dict(zip(scans, safe, strict=True))  # distinct files, one per parameter
     paths = []
     pulls = analysis.pulls(model, data, res) if {"pulls", "ranking"} & set(what) else None
+    draw = _analysis.draw
     for w in what:
         if w == "pulls":
-            paths.append(_analysis.draw(plotting.plot_pulls, pulls, folder / f"pulls.{ext}"))
+            paths.append(draw(plotting.plot_pulls, pulls, folder / f"{pre}pulls.{ext}",
+                              max_pars=args.max_pars, style=style))  # fmt: skip
         elif w == "ranking":
             imp = analysis.impacts(model, data, fit_result=res)
-            paths.append(
-                _analysis.draw(
-                    plotting.plot_ranking, imp, folder / f"ranking.{ext}", pulls=pulls, top=args.top
-                )
-            )
+            paths.append(draw(plotting.plot_ranking, imp, folder / f"{pre}ranking.{ext}",
+                              pulls=pulls, top=args.top, style=style))  # fmt: skip
         elif w == "correlation":
             names, corr = analysis.correlation_matrix(model, res, threshold=args.threshold)
-            paths.append(
-                _analysis.draw(
-                    plotting.plot_correlation, names, corr, folder / f"correlation.{ext}"
-                )
-            )
+            paths.append(draw(plotting.plot_correlation, names, corr,
+                              folder / f"{pre}correlation.{ext}", max_pars=args.max_pars,
+                              style=style))  # fmt: skip
         elif w == "yields":
+            signal = signal_samples(model, res.bestfit)
             for postfit in (False, True):
                 t = _analysis.yield_table(model, data, postfit, res)
-                paths += [str(p) for p in _analysis.draw_yields(t, folder, ext, logy=args.logy)]
+                try:
+                    written = plotting.plot_all_yields(t, folder, fmt=ext, logy=args.logy,
+                                                       signal=signal, style=style,
+                                                       prefix=pre)  # fmt: skip
+                except OSError as err:
+                    raise CliError(f"cannot write figure: {err.strerror or err}") from None
+                paths += [str(p) for p in written]
         else:
             par = w[5:]
-            paths.append(_scan_figure(model, data, res, par, folder / f"scan_{stems[par]}.{ext}"))
+            path = folder / f"{pre}scan_{stems[par]}.{ext}"
+            paths.append(_scan_figure(model, data, res, par, path, style))
     for p in paths:
         print(p)
     return 0

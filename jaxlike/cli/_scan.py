@@ -10,7 +10,9 @@ Every input is validated before anything is compiled; an existing results file i
 unless ``--resume`` (continue it; refused when it belongs to another configuration) or
 ``--overwrite`` is given. A summary goes to standard output (``--json``: a JSON document),
 the progress bar to standard error. Exit codes: 0, 2 bad input (one error line), 3 some fit or
-limit did not converge (the results are still written).
+limit did not converge (the results are still written; a warning names the checks that
+failed). Patch scans (:mod:`jaxlike.cli._scan_patches`) tell limits above the POI range (a
+note, exit 0) from failed searches.
 """
 
 from __future__ import annotations
@@ -29,14 +31,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ._format import table
 from ._io import (
     CliError,
     dump,
-    load_workspace,
     positive_int,
     results_file,
     resumable_error,
+)
+from ._scan_summary import (
+    common,
+    convergence,
+    limits,
+    mass_checks,
+    report,
+    summary_text,
+    toy_summary,
 )
 
 __all__ = [
@@ -55,7 +64,6 @@ EXAMPLES = ("alp", "bka", "zprime")
 EXIT_NOT_CONVERGED = 3
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-_SHOWN = 5  # non-converged hypotheses named in messages
 _DESCRIPTION = """\
   jaxlike scan CONFIG.toml|CONFIG.json [-o scan.h5]      parametric mass scan
   jaxlike scan BKG.json --patchset FILE | --patches DIR  one hypothesis per signal patch
@@ -100,7 +108,11 @@ def add_parser(subs) -> argparse.ArgumentParser:
     )  # fmt: skip
     src = p.add_mutually_exclusive_group()
     src.add_argument("--patchset", metavar="FILE", help="pyhf/HEPData patchset (one per patch)")
-    src.add_argument("--patches", metavar="DIR", help="folder of JSON patch files (one per file)")
+    src.add_argument(
+        "--patches", metavar="DIR",
+        help="folder of JSON patch files, one hypothesis each (BkgOnly.json and other files "
+        "that are no patch are skipped)",
+    )  # fmt: skip
     src.add_argument("--example", choices=EXAMPLES, help="write and scan a bundled example")
     p.add_argument("--seed", type=int, help="seed of the --example pseudo-data")
     p.add_argument(
@@ -183,23 +195,17 @@ def cmd_scan(args) -> int:
         elif args.config is None:
             raise CliError("give a CONFIG (or a WORKSPACE with --patchset/--patches) or --example")
         elif args.patchset is not None or args.patches is not None:
-            summary, code = _patch_scan(args)
+            from ._scan_patches import patch_scan_command
+
+            summary, code = patch_scan_command(args)
         else:
             summary, code = _mass_scan(args, Path(args.config), args.output)
     except (CliError, JaxlikeError, KeyboardInterrupt) as err:
         return resumable_error("scan", err, "hypotheses")
     except OSError as err:  # disk full, no permission, ... while writing: one line, exit 2
         return resumable_error("scan", os_error(err), "hypotheses")
-    print(dump(summary) if args.json else _summary_text(summary))
-    if code:
-        bad = summary["not_converged"]
-        names = ", ".join(map(_fmt, bad["first"])) + (", ..." if bad["count"] > _SHOWN else "")
-        print(
-            f"jaxlike scan: warning: {bad['count']} of {summary['hypotheses']} hypotheses did not "
-            f"converge ({summary['coordinate']} {names}); their results are written to "
-            f"{summary['output']} but unreliable",
-            file=sys.stderr,
-        )
+    print(dump(summary) if args.json else summary_text(summary))
+    report(summary)
     return code
 
 
@@ -330,212 +336,19 @@ def _mass_scan(args, config_path: Path, output):
         js.mass_scan, scan, masses, cl=cl, config=ident, rule=args.rule, toys=toys
     )
     results, timing = _execute(fn, len(masses), shortcut, args, out)
-    summary = _common(out, "mass", masses, timing)
-    ok = np.asarray(results["fit_converged"], bool) & np.all(
-        np.asarray(results["limit_converged"], bool).reshape(len(masses), -1), axis=1
-    )
-    if toys is not None:
-        ok &= np.all(np.asarray(results["toy_limit_converged"], bool).reshape(len(masses), -1),
-                     axis=1)  # fmt: skip
-    summary.update(_convergence(ok, masses))
+    summary = common(out, "mass", masses, timing)
+    checks = mass_checks(results, masses, cl, toys is not None)
+    ok = np.asarray([not c for c in checks], bool)
+    summary.update(convergence(ok, masses, checks))
     z = np.asarray(results["significance"], float)
     if np.any(np.isfinite(z)):
         i = int(np.nanargmax(z))
         p0 = float(results["p0"][i])
         summary["max_significance"] = {"mass": float(masses[i]), "z": float(z[i]), "p0": p0}
-    summary["limits"] = _limits(results, masses, cl, "mass")
+    summary["limits"] = limits(results, masses, cl, "mass")
     summary["rule"] = args.rule
     if toys is not None:
-        summary.update(_toy_summary(results, masses, cl, "mass", toys))
-    return summary, (EXIT_NOT_CONVERGED if not ok.all() else 0)
-
-
-def _toy_summary(results, coords, cl, coord_name, toys) -> dict:
-    """The toy limits (strongest/weakest, as :func:`_limits`) and the smallest toy p0."""
-    view = {"ul_obs": results["ul_obs_toys"], "ul_exp": results["ul_exp_toys"]}
-    if "ul_obs_toys_phys" in results:
-        view |= {"ul_obs_phys": results["ul_obs_toys_phys"],
-                 "ul_exp_phys": results["ul_exp_toys_phys"]}  # fmt: skip
-    out = {"toys": dict(toys), "toy_limits": _limits(view, coords, cl, coord_name)}
-    p0 = np.asarray(results["p0_toys"], float)
-    if np.any(np.isfinite(p0)):
-        i = int(np.nanargmin(p0))
-        c = coords[i] if isinstance(coords[i], str) else float(coords[i])
-        err = float(np.asarray(results["p0_toys_err"], float)[i])
-        out["min_p0_toys"] = {coord_name: c, "p0": float(p0[i]), "err": err}
-    return out
-
-
-def _common(out, kind, coords, timing) -> dict:
-    seconds, computing, computed, resumed = timing
-    return {
-        "kind": kind,
-        "coordinate": "mass" if kind == "mass" else "patch",
-        "output": str(out),
-        "hypotheses": int(len(coords)),
-        "computed": int(computed),
-        "resumed": int(resumed),
-        "seconds": round(seconds, 3),
-        "compute_seconds": round(computing, 3),
-        "hypotheses_per_second": computed / computing if computed and computing > 0 else None,
-    }
-
-
-def _convergence(ok, coords) -> dict:
-    bad = np.flatnonzero(~ok)
-    first = [coords[i] if isinstance(coords[i], str) else float(coords[i]) for i in bad[:_SHOWN]]
-    return {
-        "converged_fraction": float(ok.mean()) if ok.size else 1.0,
-        "not_converged": {"count": int(bad.size), "first": first},
-    }
-
-
-def _limits(results, coords, cl, coord_name) -> list[dict]:
-    """Strongest (smallest) and weakest observed limit per CL level, physical units if any."""
-    obs, exp, units = results["ul_obs"], results["ul_exp"], "mu"
-    if "ul_obs_phys" in results and not np.allclose(
-        results["ul_obs_phys"], obs, rtol=1e-12, equal_nan=True
-    ):
-        obs, exp, units = results["ul_obs_phys"], results["ul_exp_phys"], "physical"
-    obs = np.asarray(obs, float).reshape(len(coords), -1)
-    exp = np.asarray(exp, float).reshape(len(coords), obs.shape[1], -1)
-    out = []
-    for j, level in enumerate(cl):
-        entry = {"cl": float(level), "units": units}
-        if np.any(np.isfinite(obs[:, j])):
-            for what, i in (
-                ("strongest", np.nanargmin(obs[:, j])),
-                ("weakest", np.nanargmax(obs[:, j])),
-            ):
-                c = coords[i] if isinstance(coords[i], str) else float(coords[i])
-                med = float(np.sort(exp[i, j])[exp.shape[2] // 2])
-                entry[what] = {coord_name: c, "obs": float(obs[i, j]), "exp_median": med}
-        out.append(entry)
-    return out
-
-
-def _summary_text(s: dict) -> str:
-    """The summary as a two-column table."""
-    rate, coord = s["hypotheses_per_second"], s["coordinate"]
-    rows = [
-        ["results", s["output"]],
-        ["hypotheses", f"{s['hypotheses']} ({s['computed']} computed, {s['resumed']} resumed)"],
-        ["time", f"{s['seconds']:.1f} s"],
-    ]
-    if rate:
-        rows[-1][1] += f" ({s['compute_seconds']:.1f} s computing, {rate:.3g} hypotheses/s)"
-    bad = s["not_converged"]
-    conv = f"{100 * s['converged_fraction']:.4g}%"
-    if bad["count"]:
-        conv += f" ({bad['count']} not: {coord} " + ", ".join(map(_fmt, bad["first"]))
-        conv += ", ...)" if bad["count"] > _SHOWN else ")"
-    rows.append(["converged", conv])
-    if "max_significance" in s:
-        z = s["max_significance"]
-        text = f"{z['z']:.3g} at mass {_fmt(z['mass'])} (p0 {z['p0']:.3g})"
-        rows.append(["largest local Z", text])
-    if "excluded" in s:
-        e = s["excluded"]
-        text = f"{e['observed']} observed, {e['expected']} expected (CLs < {e['alpha']:g})"
-        rows.append([f"excluded at μ = {e['test_poi']:g}", text])
-    kind = "CLs+b" if s.get("rule") == "clsb" else ""
-    for key, label in (("limits", "limit"), ("toy_limits", "toy limit")):
-        for entry in s.get(key, []):
-            units = " (physical units)" if entry["units"] == "physical" else ""
-            for what in ("strongest", "weakest"):
-                if what in entry:
-                    lim = entry[what]
-                    text = f"{lim['obs']:.4g} at {coord} {_fmt(lim[coord])}"
-                    text += f" (expected {lim['exp_median']:.4g}){units}"
-                    name = f"{what} {100 * entry['cl']:g}% CL {kind} {label}".replace("  ", " ")
-                    rows.append([name, text])
-    if "min_p0_toys" in s:
-        p = s["min_p0_toys"]
-        t = s["toys"]
-        text = f"{p['p0']:.3g} ± {p['err']:.2g} at {coord} {_fmt(p[coord])} ({t['ntoys']} toys)"
-        rows.append(["smallest toy p0", text])
-    rows += [["plot", plot] for plot in s.get("plots", [])]
-    return table(["scan", "summary"], rows, "<<")
-
-
-def _fmt(x) -> str:
-    return x if isinstance(x, str) else f"{x:.6g}"
-
-
-# -- patch scans ---------------------------------------------------------------------------------
-
-
-def _load_patchset(args, workspace):
-    from ..exceptions import InvalidPatch
-    from ..workspace import PatchSet
-
-    if args.patches is not None:
-        from ..scan import load_patch_folder
-
-        return load_patch_folder(Path(args.patches), workspace), "patches"
-    if not Path(args.patchset).is_file():
-        raise CliError(f"{args.patchset}: no such patchset file")
-    try:
-        ps = PatchSet.load(args.patchset)
-    except InvalidPatch as err:
-        raise CliError(f"{args.patchset}: {err}") from None
-    for p in ps:
-        if any(isinstance(v, str) for v in p.values):
-            raise CliError(f"{args.patchset}: patch {p.name} has non-numeric values {p.values}")
-    try:
-        ps.verify(workspace)
-    except InvalidPatch as err:
-        print(f"jaxlike scan: warning: {args.patchset}: {err}", file=sys.stderr)
-    return ps, "patchset"
-
-
-def _patch_scan(args):
-    import jaxlike.scan as js
-
-    cl = tuple(args.cl or (0.95,))
-    if not all(0.0 < x < 1.0 for x in cl):
-        raise CliError(f"--cl must lie between 0 and 1, not {', '.join(f'{x:g}' for x in cl)}")
-    test_poi = 1.0 if args.test_poi is None else float(args.test_poi)
-    workspace = load_workspace(args.config)
-    patches, source = _load_patchset(args, workspace)
-    out = _output(args.output, args)
-    names = [p.name for p in patches]
-    ident = {"source": source, "labels": list(patches.labels)}
-    if args.poi_max is not None and not args.poi_max > 0:
-        raise CliError(f"--poi-max must be positive, not {args.poi_max:g}")
-    toys = toy_args(args)
-    identity = js.patch_scan_identity(
-        workspace, patches, cl=cl, test_poi=test_poi, poi_max=args.poi_max, config=ident,
-        rule=args.rule, toys=toys,
-    )  # fmt: skip
-    shortcut = _resume_shortcut(out, identity) if args.resume else None
-    fn = functools.partial(
-        js.patch_scan,
-        workspace,
-        patches,
-        cl=cl,
-        test_poi=test_poi,
-        config=ident,
-        poi_max=args.poi_max,
-        rule=args.rule,
-        toys=toys,
-    )
-    results, timing = _execute(fn, len(names), shortcut, args, out)
-    summary = _common(out, "patches", names, timing)
-    ok = np.asarray(results["converged"], bool)
-    summary.update(_convergence(ok, names))
-    alpha = 1.0 - cl[0]
-    cls_exp = np.sort(np.asarray(results["cls_exp"], float), axis=1)[:, 2]
-    summary["excluded"] = {
-        "test_poi": test_poi,
-        "alpha": round(alpha, 12),
-        "observed": int(np.sum(np.asarray(results["cls_obs"]) < alpha)),
-        "expected": int(np.sum(cls_exp < alpha)),
-    }
-    summary["limits"] = _limits(results, names, cl, "patch")
-    summary["rule"] = args.rule
-    if toys is not None:
-        summary.update(_toy_summary(results, names, cl, "patch", toys))
+        summary.update(toy_summary(results, masses, cl, "mass", toys))
     return summary, (EXIT_NOT_CONVERGED if not ok.all() else 0)
 
 

@@ -92,7 +92,7 @@ def add_parser(subs) -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=positive_int, metavar="N",
                    help="toys per vmapped call (workspace) or rows per chunk (config)")  # fmt: skip
     p.add_argument("-p", "--patch", action="append", metavar="PATCH",
-                   help="workspace: JSON patch file; repeat to apply several")  # fmt: skip
+                   help="workspace: pyhf patch file or PATCHSET.json:NAME; repeatable")  # fmt: skip
     p.add_argument("--measurement", metavar="NAME", help="workspace: measurement (default: first)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -171,7 +171,9 @@ def _workspace_study(args, source: Path) -> dict:
     from ..stream import tree_digest
 
     ws = load_workspace(str(source))
-    model = ws.model(measurement_name=args.measurement, patches=load_patches(args.patch) or None)
+    model = ws.model(
+        measurement_name=args.measurement, patches=load_patches(args.patch, ws) or None
+    )
     data = ws.data(model)
     if model.config.poi_index is None:
         raise CliError(f"{source}: the measurement has no parameter of interest")

@@ -24,8 +24,8 @@ efficiency interpolated linearly from the written tables, as the scan does), bef
   ALP events N = σ L (``conversion`` 1; the fitted yield is μ ε); ``unit`` = 1/L with
   L = 500 fb⁻¹ turns μ into σ(e+e− → γa) B(a → γγ) in fb, i.e. the selected yield × 1/(ε L).
   Bernstein order 4, window −20σ…+30σ in 100 bins, rel_eff 5 %, rel_res 8 %, masses
-  0.2–8.9 GeV in steps of 1.5 σ(m) (356 hypotheses; the +30σ window must end below
-  10.5 GeV), cl = [0.95].
+  0.2–8.9 GeV in steps of 1.5 σ(m) (356 masses, of which the 24 inside the vetoes are
+  dropped: 332 hypotheses; the +30σ window must end below 10.5 GeV), cl = [0.95].
 ``bka``: B → K(*)a, a → γγ in M_γγ [GeV] (0.05–4.8 GeV, 1 MeV bins), four kaon modes
   (K+, K0S, K*+, K*0) sharing the POI μ = B(B → K(*)a) B(a → γγ) / 10⁻⁶:
   conversion_c = 2 N_BB̄ f_c B(sub-decays) × 10⁻⁶ with N_BB̄ = 387 × 10⁶, f₊₋ = 0.516,
@@ -38,7 +38,8 @@ efficiency interpolated linearly from the written tables, as the scan does), bef
   ∝ e^(−m/λ_c) (1 + a_c m), plus π⁰, η, η′ peaks, vetoed (:data:`BKA_MODES`). Bernstein
   order 2, window ±9σ of K+ (= ±4.5 (σ_L + σ_R) with σ_L = σ_R = σ), rel_eff 4 %, rel_res
   5 %, masses 0.175–4.2 GeV (windows below the K* kinematic limit m_B − m_K* = 4.39 GeV) in
-  steps of 1 σ(m) (364 hypotheses), cl = [0.9].
+  steps of 1 σ(m) (364 masses, of which the 21 inside the vetoes are dropped: 343
+  hypotheses), cl = [0.9].
 ``zprime``: e+e− → μ+μ−Z′, Z′ → invisible, in the recoil mass *squared* x = M²_rec [GeV²]
   (−1…80 GeV², 0.01 GeV² bins; x < 0 from resolution; a Z′ of mass M sits at x = M²).
   Gaussian signal with σ_x(x) = √((0.05 GeV²)² + 4 x (35 MeV)²) (a 35 MeV recoil-mass
@@ -50,8 +51,7 @@ efficiency interpolated linearly from the written tables, as the scan does), bef
   cl = [0.9, 0.95].
 
 Hypothesis masses inside a vetoed range are dropped when the scan is built (``scan.skip_vetoed``,
-default true): their signal peak would be masked out and μ unconstrained. The counts above are
-before that cut (ALP 332, B→K(*)a 343 hypotheses after it).
+default true): their signal peak would be masked out and μ unconstrained.
 """
 
 from __future__ import annotations
@@ -252,6 +252,10 @@ _ALP_TABLE = _table(
     unit=lambda m: np.full_like(m, 1.0 / ALP_LUMI_FB),
 )
 _ALP_VETOES = [[0.110, 0.160], [0.500, 0.600], [0.910, 1.010]]
+#: what the physical-unit limits of ``alp`` (μ × ``unit``) and ``zprime`` are, for the figures
+_ALP_LIMIT = r"$\sigma(e^+e^- \to \gamma a)\,\mathcal{B}(a \to \gamma\gamma)$"
+_ZPRIME_LIMIT = r"$\sigma(e^+e^- \to \mu^+\mu^- Z')\,\mathcal{B}(Z' \to \mathrm{inv.})$"
+_BKA_POI = r"$\mathcal{B}(B \to K^{(*)}a)\,\mathcal{B}(a \to \gamma\gamma)$"
 
 
 def write_alp_example(folder, seed: int = 0, inject=None) -> Path:
@@ -301,6 +305,16 @@ def write_alp_example(folder, seed: int = 0, inject=None) -> Path:
             {
                 "masses": ({"start": 0.2, "stop": 8.9, "step_sigma": 1.5}, "GeV"),
                 "cl": [0.95],
+            },
+        ),
+        (
+            "plot",
+            {
+                "label": ("$M_{\\gamma\\gamma}$", "axis labels of the figures (mathtext)"),
+                "unit": "GeV",
+                "poi_label": "μ (produced ALP events)",
+                "limit_label": _ALP_LIMIT,
+                "limit_unit": "fb",
             },
         ),
     ]
@@ -369,6 +383,16 @@ def write_bka_example(folder, seed: int = 0, inject=None) -> Path:
             "scan",
             {"masses": {"start": 0.175, "stop": 4.2, "step_sigma": 1.0}, "cl": [0.9]},
         ),
+        (
+            "plot",
+            {
+                "label": ("$M_{\\gamma\\gamma}$", "axis labels of the figures (mathtext)"),
+                "unit": "GeV",
+                "poi_label": _BKA_POI + r" [$10^{-6}$]",
+                "limit_label": _BKA_POI,
+                "limit_unit": "$10^{-6}$",
+            },
+        ),
     ]
     return _write(folder, "bka", sections, edges, np.stack(expected), seed, inject)
 
@@ -419,6 +443,16 @@ def write_zprime_example(folder, seed: int = 0, inject=None) -> Path:
             {
                 "masses": ({"start": 0.25, "stop": 64.0, "step_sigma": 1.0}, "M2_recoil, GeV^2"),
                 "cl": [0.9, 0.95],
+            },
+        ),
+        (
+            "plot",
+            {
+                "label": ("$M^2_{\\mathrm{recoil}}$", "recoil mass squared (mathtext)"),
+                "unit": "GeV$^2$",
+                "poi_label": "μ (produced Z′ events)",
+                "limit_label": _ZPRIME_LIMIT,
+                "limit_unit": "fb",
             },
         ),
     ]

@@ -11,7 +11,7 @@ from ._fit import (
     prepare_fit_inputs,
 )
 from ._newton import SEARCH_MAX_PARS, MinimizeState, autodiff_fgh, minimize
-from ._results import RESULTS, STATUS
+from ._results import RESULTS, STATUS, result_repr
 from ._types import Bounds, Data, Fixed, Pars, Scalar
 
 __all__ = [
@@ -35,4 +35,5 @@ __all__ = [
     "minimize",
     "model_breakpoints",
     "prepare_fit_inputs",
+    "result_repr",
 ]

@@ -16,7 +16,7 @@ from jaxtyping import Array, Bool, Float, Int
 from ..exceptions import InvalidData, InvalidParameters
 from ..linalg import ArrowheadCovariance, covariance_diagonal, free_inverse
 from ._newton import BREAKPOINT_VALUES, minimize
-from ._results import RESULTS, as_result, raise_if_failed, status_text
+from ._results import RESULTS, as_result, raise_if_failed, result_repr, status_text
 from ._types import Bounds, Data, Fixed, Pars, Scalar
 
 __all__ = [
@@ -78,6 +78,8 @@ class FitResult(eqx.Module):
     held: Bool[Array, "*batch npars"]
     degenerate: Bool[Array, "*batch npars"]
     n_local_minima: Int[Array, "*batch"]
+
+    __repr__ = result_repr  # numbers, shapes and the status spelled out
 
     @property
     def correlation(self):

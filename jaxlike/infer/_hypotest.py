@@ -27,6 +27,7 @@ from ..fit import (
     Scalar,
     fit_arrays,
     prepare_fit_inputs,
+    result_repr,
 )
 from ._asymptotics import TEST_STATS, asymptotic_pvalues, profile_statistic
 
@@ -86,6 +87,8 @@ class HypoTestResult(eqx.Module):
     fit_converged: Bool[Array, "*batch 5"]
     fitted_pars: Float[Array, "*batch 5 npars"]
     converged: Bool[Array, "*batch"]
+
+    __repr__ = result_repr  # numbers, shapes and the status spelled out
 
     def __iter__(self):
         return iter((self.cls_obs, self.cls_exp))

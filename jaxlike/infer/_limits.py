@@ -19,7 +19,7 @@ from jax import lax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from ..exceptions import InvalidArgument
-from ..fit import Bounds, Data, Fixed, Pars, fit_arrays
+from ..fit import Bounds, Data, Fixed, Pars, fit_arrays, result_repr
 from ._asymptotics import asymptotic_pvalues, profile_statistic
 from ._hypotest import HypoTestPrep, _conditional_inputs, hypotest_prepare
 
@@ -37,6 +37,8 @@ class UpperLimitResult(eqx.Module):
     converged: Bool[Array, "*ncl"]
     iterations: Int[Array, ""]
     bracket: Float[Array, " 2"]
+
+    __repr__ = result_repr  # numbers, shapes and the status spelled out
 
     def __iter__(self):
         return iter((self.obs, self.exp))

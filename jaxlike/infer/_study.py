@@ -53,7 +53,7 @@ from jaxtyping import Array, Bool, Float, Int
 from scipy import stats
 
 from ..exceptions import InvalidArgument
-from ..fit import Bounds, Data, Fixed, Pars, fit_arrays, prepare_fit_inputs
+from ..fit import Bounds, Data, Fixed, Pars, fit_arrays, prepare_fit_inputs, result_repr
 from ..stream import batched_map
 from ._hypotest import _conditional_inputs, check_poi_free
 from ._toys import check_toy_args
@@ -130,6 +130,8 @@ class ToyStudyResult(eqx.Module):
     toy_pars: str = eqx.field(static=True)
     cl: float = eqx.field(static=True)
     signed: bool = eqx.field(static=True)
+
+    __repr__ = result_repr  # numbers, shapes and the status spelled out
 
     def summary(self) -> dict:
         """The summaries as a dict of Python floats (unbatched results) or lists."""

@@ -30,6 +30,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from ..exceptions import InvalidArgument
+from ..fit import result_repr
 from ._hypotest import HypoTestPrep, _start_rows
 from ._toys import (
     BACKGROUND_SET,
@@ -69,6 +70,8 @@ class ToyUpperLimitResult(eqx.Module):
         q_obs [K], q_sb [K, N], q_b [K, N]: observed and toy test statistics per grid point.
     """
 
+    __repr__ = result_repr  # numbers, shapes and the status spelled out
+
     obs: Float[Array, "*ncl"]
     exp: Float[Array, "*ncl 5"]
     cl: Float[Array, "*ncl"]
@@ -93,6 +96,8 @@ class FeldmanCousinsResult(eqx.Module):
     """A unified interval [lower, upper] at ``cl``; ``converged`` is False if an end lies
     outside the grid (then it is NaN) or toys failed. ``t_obs`` [K], ``critical`` [K] and
     ``accepted`` [K] describe the construction on ``poi_grid``."""
+
+    __repr__ = result_repr  # numbers, shapes and the status spelled out
 
     lower: Float[Array, ""]
     upper: Float[Array, ""]

@@ -5,15 +5,17 @@ exponential or template backgrounds, peaking components, vetoes and Gaussian sys
 - :class:`WindowModel`: the likelihood of one hypothesis (fit/inference protocol).
 - :class:`MassScan`: the hypothesis-independent inputs; ``scan.window_model(m)``.
 - :func:`hypothesis_results`: fit, local significance and CLs limits at one mass (vmappable).
-- :func:`load_config`, :func:`build_mass_scan`: TOML/JSON scan configurations, validated.
+- :func:`load_config`, :func:`build_mass_scan`: TOML/JSON scan configurations, validated;
+  :func:`plot_labels`: the axis labels of their figures (``[plot]``, :data:`PLOT_LABELS`).
 """
 
-from ._config import build_mass_scan, load_config, scan_masses
+from ._config import PLOT_LABELS, build_mass_scan, load_config, plot_labels, scan_masses
 from ._model import BACKGROUNDS, SIGNAL_SHAPES, WindowConfig, WindowModel
 from ._scan import RESULT_FIELDS, MassScan, hypothesis_results, hypothesis_significance
 
 __all__ = [
     "BACKGROUNDS",
+    "PLOT_LABELS",
     "RESULT_FIELDS",
     "SIGNAL_SHAPES",
     "MassScan",
@@ -23,5 +25,6 @@ __all__ = [
     "hypothesis_results",
     "hypothesis_significance",
     "load_config",
+    "plot_labels",
     "scan_masses",
 ]

@@ -34,6 +34,13 @@ Every check runs on the host before anything is compiled, and a failure raises
     mu_max = 0                    # μ upper bound; 0 = automatic
     skip_vetoed = true            # drop masses inside a vetoed range (default)
 
+    [plot]                        # optional: axis labels of the figures (defaults shown)
+    label = "m"                   # the scanned variable (x axis "m [GeV]")
+    unit = "GeV"                  # its unit ("" for none)
+    poi_label = "μ"               # the signal strength (limit axis "... upper limit on μ")
+    limit_label = "σ × B"         # what μ × signal.tables.unit is (limits in physical units)
+    limit_unit = "fb"             # its unit
+
 Masses given as ``step_sigma`` advance by that many σ(m) each step (the Belle II convention).
 
 The loader is strict: an unknown key anywhere (a section, a key of a section, a column of a
@@ -46,6 +53,11 @@ is counted as ∫ dm / (step_sigma σ(m)) before it is generated), ``n_bins`` �
 ``spectrum.file`` is relative to the config file's folder (an absolute path, or one with
 ``..``, is taken as written: the config is the user's own); it must be a regular ``.npz`` file
 (a FIFO or a device is refused before it is opened). A UTF-8 byte order mark is accepted.
+
+The ``[plot]`` labels (:func:`plot_labels`) are part of the configuration a scan stores in its
+HDF5 file, so ``jaxlike plot scan.h5`` redraws the figures with them (and a resume refuses a
+file whose labels differ; ``jaxlike plot --xlabel/--ylabel`` relabels without a rescan); mathtext
+(``"$M_{\\gamma\\gamma}$"``) is allowed.
 """
 
 from __future__ import annotations
@@ -63,7 +75,7 @@ from ..shapes import MassTable, check_windows, fine_cumsum
 from ._model import BACKGROUNDS, SIGNAL_SHAPES
 from ._scan import TABLE_COLUMNS, MassScan
 
-__all__ = ["load_config", "build_mass_scan", "scan_masses"]
+__all__ = ["PLOT_LABELS", "load_config", "build_mass_scan", "plot_labels", "scan_masses"]
 
 #: most hypothesis masses a configuration may ask for (any form of ``scan.masses``)
 MAX_HYPOTHESES = 10_000_000
@@ -74,8 +86,20 @@ MAX_ORDER = 12
 #: largest total size of the spectrum arrays of ``spectrum.file`` (bytes, as stored)
 MAX_SPECTRUM_BYTES = 2 * 1024**3
 
+#: default axis labels of a scan's figures (the ``[plot]`` section; :func:`plot_labels`)
+PLOT_LABELS = {
+    "label": "m",
+    "unit": "GeV",
+    "poi_label": "μ",
+    "limit_label": "σ × B",
+    "limit_unit": "fb",
+}
+#: longest ``[plot]`` label (characters)
+MAX_LABEL = 200
+
 _E = InvalidScanConfig
 _SECTIONS = ("spectrum", "signal", "background", "window", "scan")
+_OPTIONAL = ("plot",)
 _ARRAYS = {"edges": 1, "counts": 2, "comb": 2, "template": 2, "peaks": 3}  # name -> ndim
 _KEYS = {
     "spectrum": {"file", *_ARRAYS},
@@ -83,6 +107,7 @@ _KEYS = {
     "background": {"kind", "order"},
     "window": {"lo", "hi", "n_bins", "vetoes"},
     "scan": {"masses", "cl", "mu_max", "skip_vetoed"},
+    "plot": set(PLOT_LABELS),
 }
 _MASSES_KEYS = {"start", "stop", "n", "step", "step_sigma"}
 _TABLE_NAMES = {"mass"} | {name for name, _ in TABLE_COLUMNS}
@@ -154,10 +179,35 @@ def _choice(d, key, path, choices, default=...):
     return v
 
 
+def plot_labels(cfg: dict) -> dict:
+    """The axis labels of a scan configuration's figures: its ``[plot]`` section (``cfg`` is a
+    loaded configuration, or the ``config`` a scan stored in its file) over the defaults
+    :data:`PLOT_LABELS`. Raises :class:`~jaxlike.exceptions.InvalidScanConfig` for an unknown
+    key or a value that is not a string of at most :data:`MAX_LABEL` characters.
+
+    >>> plot_labels({"plot": {"label": "M_rec^2", "unit": "GeV^2"}})["unit"]
+    'GeV^2'
+    """
+    section = cfg.get("plot", {}) if isinstance(cfg, dict) else {}
+    if not isinstance(section, dict):
+        raise _E("plot", f"must be a table, got {_short(section)}")
+    check_keys(section, _KEYS["plot"], "plot", _E)
+    out = dict(PLOT_LABELS)
+    for key, value in section.items():
+        if not isinstance(value, str) or len(value) > MAX_LABEL:
+            raise _E(f"plot.{key}", f"must be a string of at most {MAX_LABEL} characters, "
+                     f"got {_short(value)}")  # fmt: skip
+        out[key] = value
+    return out
+
+
 def _check_structure(cfg: dict) -> None:
     """Unknown or missing sections and unknown keys, before any file is read."""
-    check_keys({k: v for k, v in cfg.items() if k != "_base"}, _SECTIONS, "", _E, "section")
-    for name in _SECTIONS:
+    known = _SECTIONS + _OPTIONAL
+    check_keys({k: v for k, v in cfg.items() if k != "_base"}, known, "", _E, "section")
+    for name in known:
+        if name in _OPTIONAL and name not in cfg:
+            continue
         section = _get(cfg, name, "", dict)
         check_keys(section, _KEYS[name], name, _E)
     masses = cfg["scan"].get("masses")
@@ -395,6 +445,7 @@ def build_mass_scan(cfg: dict):
     if not isinstance(cfg, dict):
         raise _E("", f"the scan config must be a table/object, got {type(cfg).__name__}")
     _check_structure(cfg)
+    plot_labels(cfg)
     sig, bkg = cfg["signal"], cfg["background"]
     win, sc = cfg["window"], cfg["scan"]
     # the settings first (cheap), then the spectrum file

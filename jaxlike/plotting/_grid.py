@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from ._style import figure, output_path, save, style
+from ._style import figure, output_path, save
+from ._style import style as styled
 
 __all__ = ["plot_profile_grid"]
 
@@ -21,20 +22,20 @@ def _threshold(cl: float) -> float:
     return -2.0 * math.log1p(-cl)
 
 
-def plot_profile_grid(result, path, *, reference=None, levels=(0.68, 0.95), fmt=None):
+def plot_profile_grid(result, path, *, reference=None, levels=(0.68, 0.95), style=None, fmt=None):
     """Filled Δ2NLL(x, y) of a :class:`jaxlike.scan.ProfileGrid` with contours where
     Δ2NLL = F⁻¹_χ²₂(CL) = −2 ln(1 − CL) (2 degrees of freedom, Wilks: 2.2958 for 68.27 %,
     5.9915 for 95 %; 0.68 stands for 68.27 %), the best-fit point (+) and a ``reference``
     point (e.g. the Standard Model, ``{"C_V": 6.613, "C_T": 0}``; ★).
-    Non-converged grid points are marked ×.
-    Returns the path written.
+    Non-converged grid points are marked ×. ``style``: None (plain) or an mplhep style name
+    (:data:`~jaxlike.plotting.STYLES`). Returns the path written.
     """
     xname, yname = result.names
     x, y = np.asarray(result.x, float), np.asarray(result.y, float)
     d = np.asarray(result.delta, float).T  # [ny, nx] for contour
     ok = np.asarray(result.converged, bool).T
     dd = np.where(ok, d, np.nan)
-    with style():
+    with styled(style):
         fig, ax = figure(figsize=(8, 6.5))
         finite = dd[np.isfinite(dd)]
         top = max(float(np.nanpercentile(finite, 99)) if finite.size else 1.0, 7.0)
@@ -64,4 +65,4 @@ def plot_profile_grid(result, path, *, reference=None, levels=(0.68, 0.95), fmt=
             more = ", ..." if len(result.fixed) > 3 else ""
             ax.set_title(f"profiled; fixed {shown}{more}", fontsize=11)
         ax.legend(loc="best", fontsize=10, framealpha=0.8)
-    return save(fig, output_path(path, fmt))
+        return save(fig, output_path(path, fmt))

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._style import figure, output_path, save, style
+from ._style import figure, output_path, save
+from ._style import style as styled
 
 __all__ = ["plot_profile_scan"]
 
 
-def plot_profile_scan(scan, path, *, sigma=None, fmt=None):
+def plot_profile_scan(scan, path, *, sigma=None, style=None, fmt=None):
     """Δ2NLL of a 1-D :class:`jaxlike.analysis.ProfileScan`, the Δ2NLL = 1 and 4 lines (1σ, 2σ),
     the best fit, and — given the Hessian uncertainty ``sigma`` — the parabola
     ((θ − θ̂)/σ)² the Hessian predicts. Non-converged grid points are drawn as red crosses.
+    ``style``: None (plain) or an mplhep style name (:data:`~jaxlike.plotting.STYLES`).
     Returns the path written."""
     x = np.asarray(scan.values[0], float)
     y = np.asarray(scan.delta, float)
     ok = np.asarray(scan.converged, bool)
     best = float(np.asarray(scan.best_values)[0])
-    with style():
+    with styled(style):
         fig, ax = figure()
         ax.plot(x[ok], y[ok], "k-", marker="o", ms=3, label="profile likelihood")
         if (~ok).any():
@@ -44,4 +46,4 @@ def plot_profile_scan(scan, path, *, sigma=None, fmt=None):
             ylabel=r"$-2\Delta\ln L$",
         )
         ax.legend(loc="upper center")
-    return save(fig, output_path(path, fmt))
+        return save(fig, output_path(path, fmt))

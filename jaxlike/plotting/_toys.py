@@ -8,10 +8,13 @@ import math
 import numpy as np
 
 from ..exceptions import InvalidArgument
-from ._style import GREEN, figure, output_path, save, style
+from ._style import GREEN, axis_label, figure, output_path, save
+from ._style import style as styled
 
 __all__ = ["STAT_LABELS", "plot_study_scan", "plot_test_statistic", "plot_toy_pulls"]
 
+#: the default mass axis label
+MASS_LABEL = axis_label("m", "GeV")
 #: axis labels of the test statistics (``ToyHypoTestResult.test_stat``)
 STAT_LABELS = {"qtilde": r"$\tilde{q}_{\mu}$", "q": r"$q_{\mu}$", "q0": r"$q_0$"}
 
@@ -33,7 +36,7 @@ def _one(result, name):
     return pull
 
 
-def plot_toy_pulls(result, path, *, bins=None, fmt=None):
+def plot_toy_pulls(result, path, *, bins=None, style=None, fmt=None):
     r"""The pulls (μ̂ − μ_t)/σ̂ of a :class:`~jaxlike.infer.ToyStudyResult` as a histogram
     normalised to unit area, with the unit Gaussian N(0, 1) that an unbiased estimator with
     correct uncertainties follows, and N(pull mean, pull width²) of the toys; the legend holds
@@ -41,7 +44,9 @@ def plot_toy_pulls(result, path, *, bins=None, fmt=None):
     the pull mean and width and the Hesse coverage with their MC errors.
 
     ``bins``: histogram bins (default ⌈√N⌉ between 5 and 60, over the finite pulls'
-    range, at least [−4, 4]). Returns the path written (PNG or PDF by suffix or ``fmt``).
+    range, at least [−4, 4]). ``style``: None (plain) or an mplhep style name
+    (:data:`~jaxlike.plotting.STYLES`). Returns the path written (PNG or PDF by suffix or
+    ``fmt``).
     """
     pull = _one(result, "plot_toy_pulls")
     finite = pull[np.isfinite(pull)]
@@ -51,7 +56,7 @@ def plot_toy_pulls(result, path, *, bins=None, fmt=None):
     nb = auto if bins is None else bins
     x = np.linspace(lo, hi, 400)
     mean, width = float(result.pull_mean), float(result.pull_width)
-    with style():
+    with styled(style):
         fig, ax = figure()
         heights, _, _ = ax.hist(finite, bins=nb, range=(lo, hi), density=True,
                                 histtype="stepfilled", color="#9ecae1", edgecolor="#3182bd",
@@ -83,10 +88,10 @@ def plot_toy_pulls(result, path, *, bins=None, fmt=None):
         top = max(float(np.max(heights, initial=0.0)), 1.0 / math.sqrt(2 * math.pi))
         ax.set_ylim(0, 1.7 * top)  # room for the legend above the peak
         ax.legend(loc="upper right", fontsize="small")
-    return save(fig, output_path(path, fmt))
+        return save(fig, output_path(path, fmt))
 
 
-def plot_study_scan(results, masses, path, *, xlabel="mass hypothesis", fmt=None):
+def plot_study_scan(results, masses, path, *, xlabel=MASS_LABEL, style=None, fmt=None):
     r"""Bias, pulls and coverage of a toy study per mass
     (:class:`~jaxlike.scan.MassToyStudyResult`), three panels over ``masses`` [H]:
 
@@ -95,7 +100,9 @@ def plot_study_scan(results, masses, path, *, xlabel="mass hypothesis", fmt=None
     - the pull mean with its error (points) and the band mean ± pull width, around 0 and ±1;
     - the Hesse and profile-likelihood coverages with binomial errors and the nominal CL.
 
-    Returns the path written (PNG or PDF by suffix or ``fmt``)."""
+    ``xlabel``: the mass axis label (``"name [unit]"``); ``style``: None (plain) or an mplhep
+    style name (:data:`~jaxlike.plotting.STYLES`). Returns the path written (PNG or PDF by
+    suffix or ``fmt``)."""
     x = np.asarray(masses, float).reshape(-1)
     get = {k: np.asarray(getattr(results, k), float).reshape(-1) for k in (
         "mu_true", "bias", "bias_err", "relative_bias", "relative_bias_err", "pull_mean",
@@ -106,7 +113,7 @@ def plot_study_scan(results, masses, path, *, xlabel="mass hypothesis", fmt=None
         raise InvalidArgument(f"masses: {x.size} values, the results hold another number")
     relative = bool(np.all(get["mu_true"] != 0))
     marker = "o" if x.size < 60 else None
-    with style():
+    with styled(style):
         fig, axes = figure((8, 9), nrows=3, sharex=True)
         a0, a1, a2 = axes
         if relative:
@@ -136,10 +143,10 @@ def plot_study_scan(results, masses, path, *, xlabel="mass hypothesis", fmt=None
         if x.size > 1:
             pad = 0.02 * (x.max() - x.min())
             a2.set_xlim(x.min() - pad, x.max() + pad)
-    return save(fig, output_path(path, fmt))
+        return save(fig, output_path(path, fmt))
 
 
-def plot_test_statistic(result, path, *, bins=50, fmt=None):
+def plot_test_statistic(result, path, *, bins=50, style=None, fmt=None):
     r"""The sampled test-statistic distributions of a toy-based test
     (:class:`~jaxlike.infer.ToyHypoTestResult`): histograms of the toys at the tested μ
     (``q_sb``) and at μ_A (``q_b``; μ_A = 0, or 1 for q0), failed toys (NaN) left out, on a
@@ -151,7 +158,8 @@ def plot_test_statistic(result, path, *, bins=50, fmt=None):
         CL_s = CL_{s+b}/CL_b
 
     (given in the legend with their MC errors; for q0 p0 = CL_{s+b}). The axis is named after
-    the statistic (q̃_μ, q_μ or q_0). Returns the path written (PNG or PDF by suffix or
+    the statistic (q̃_μ, q_μ or q_0). ``style``: None (plain) or an mplhep style name
+    (:data:`~jaxlike.plotting.STYLES`). Returns the path written (PNG or PDF by suffix or
     ``fmt``)."""
     ts = str(result.test_stat)
     name = STAT_LABELS.get(ts, ts)
@@ -169,7 +177,7 @@ def plot_test_statistic(result, path, *, bins=50, fmt=None):
         e = err[k]
         return f"{label} = {_pm(v, float(e)) if e is not None else f'{v:.3g}'}"
 
-    with style():
+    with styled(style):
         fig, ax = figure()
         for q, color, label in ((q_sb, "tab:red", f"toys at μ = {mu:g}"),
                                 (q_b, "tab:blue", f"toys at μ = {mu_a:g}")):  # fmt: skip
@@ -190,4 +198,4 @@ def plot_test_statistic(result, path, *, bins=50, fmt=None):
         ax.set(xlabel=name, ylabel="toys", xlim=(0.0, edges[-1]))
         ax.set_ylim(bottom=0.5)
         ax.legend(loc="upper right", fontsize="small")
-    return save(fig, output_path(path, fmt))
+        return save(fig, output_path(path, fmt))

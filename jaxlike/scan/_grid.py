@@ -42,7 +42,7 @@ import numpy as np
 
 from ..analysis import grid_points, profile_bounds, profile_point_fit
 from ..exceptions import InvalidParameters, InvalidScanConfig
-from ..fit import fit, minimize, model_breakpoints
+from ..fit import fit, minimize, model_breakpoints, result_repr
 from ..stream import compiled, run_scan
 from ._mass import scan_digest
 
@@ -99,6 +99,7 @@ class ProfileGrid:
     global_fit: dict
     fixed: dict = field(default_factory=dict)
     par_names: tuple[str, ...] = ()
+    __repr__ = result_repr  # numbers and shapes, not every value
 
     def summary(self) -> dict:
         """JSON-ready summary: grid, global minimum, convergence."""

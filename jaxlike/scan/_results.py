@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..fit import result_repr
+
 __all__ = ["MassScanResult", "PatchScanResult", "ToyScan"]
 
 
@@ -72,6 +74,7 @@ class MassScanResult(_Fields):
     ul_exp_phys: np.ndarray
     fit_converged: np.ndarray
     limit_converged: np.ndarray
+    __repr__ = result_repr  # numbers and shapes, not every value
     # toy-based scans only (``toys=``; :data:`jaxlike.infer.TOY_SCAN_FIELDS`): toy limits on μ
     # (and × unit) with their MC error, toy p0, failed toys, the μ grid and its p-values
     ul_obs_toys: np.ndarray | None = None
@@ -102,6 +105,7 @@ class PatchScanResult(_Fields):
     cls_converged: np.ndarray
     limit_converged: np.ndarray
     converged: np.ndarray
+    __repr__ = result_repr  # numbers and shapes, not every value
     # toy-based scans only (:data:`jaxlike.infer.TOY_SCAN_FIELDS`)
     ul_obs_toys: np.ndarray | None = None
     ul_exp_toys: np.ndarray | None = None
@@ -135,3 +139,4 @@ class ToyScan(_Fields):
     rate: float
     elapsed_s: float
     z: np.ndarray | None = None
+    __repr__ = result_repr  # numbers and shapes, not every value
