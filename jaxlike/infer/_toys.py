@@ -10,7 +10,11 @@ p-values are tail fractions of toy distributions (pyhf's ``ToyCalculator``):
 
 estimated by the fractions of N toys drawn at μ ("s+b" toys) and at μ_A = 0 (μ_A = 1 for q0,
 where μ = 0 is the tested hypothesis and CL_{s+b} = p0) with q ≥ q_obs. Every toy is fitted twice
-(free and μ-conditional), starting from the initial parameters like the observed data's fits.
+(free and μ-conditional) by local fits: the conditional fit starts from the generating point
+θ_gen with the POI set to μ (the toy scatters around θ_gen, so its minimum is a few Newton
+steps away; pyhf starts from the initial values, which costs twice the iterations on the ALP
+windows and finds the same minima), the free fit from the conditional minimum with the POI
+released (so 2NLL(μ̂) ≤ 2NLL(μ) and q ≥ 0 by construction).
 The expected band is pyhf's: the p-values (CLs+b, CLb, CLs) of every background toy taken as
 the observation, at the 2.275, 15.87, 50, 84.13, 97.725 percentiles (ascending, N = 2 … −2).
 
@@ -38,7 +42,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from ..exceptions import InvalidArgument, InvalidParameters
-from ..fit import fit_arrays
+from ..fit import fit_arrays, result_repr
 from ..stream import batched_map
 from ._asymptotics import profile_statistic
 from ._hypotest import HypoTestPrep, _conditional, _conditional_inputs, _start_rows
@@ -83,6 +87,8 @@ class ToyHypoTestResult(eqx.Module):
         converged: the observed fits converged and no toy failed.
         gen_sb, gen_b: the generating parameter vectors.
     """
+
+    __repr__ = result_repr  # numbers, shapes and the status spelled out
 
     mu: Float[Array, ""]
     cls_obs: Float[Array, ""]
@@ -181,12 +187,15 @@ _conditional_fits = eqx.filter_jit(conditional_fits)
 
 
 def _toy_row(model, gen, key, toy_set, index, mu, init, lo, hi, fixed, poi, search=False):
-    """One toy: sample at ``gen``, then the μ-conditional fit and the free fit (started also
-    from the conditional minimum with the POI released, which keeps q ≥ 0 honest)."""
+    """One toy: sample at ``gen``, then the μ-conditional fit from ``gen`` with the POI set to
+    μ, and the free fit from the conditional minimum with the POI released (which keeps q ≥ 0
+    honest). ``init`` gives the values of fixed parameters (``gen`` equals it there)."""
     x = model.sample(gen, jax.random.fold_in(jax.random.fold_in(key, toy_set), index))
-    cond_in = _conditional_inputs(init, lo, hi, fixed, poi, mu)
-    cond = fit_arrays(model, x, *cond_in, search=search)
-    free = fit_arrays(model, x, init, lo, hi, fixed, starts=cond.bestfit[None], search=search)
+    start = jnp.where(fixed, init, gen)
+    cond = fit_arrays(model, x, *_conditional_inputs(start, lo, hi, fixed, poi, mu),
+                      search=search)  # fmt: skip
+    free = fit_arrays(model, x, jnp.where(fixed, init, cond.bestfit), lo, hi, fixed,
+                      search=search)  # fmt: skip
     return {
         "cond": cond.twice_nll,
         "free": free.twice_nll,
