@@ -506,6 +506,80 @@ def summary_lines(report: dict) -> list[str]:
     return lines
 
 
+# ----------------------------------------------------------------------------- H. ALP hypotests
+def bench_alp_hypotests(args) -> tuple[list, dict]:
+    """10³ s+b + 10³ background toys at each mass: a loop of ``jaxlike.hypotest(calctype=
+    "toybased")`` over the window models at μ = the asymptotic observed limit (q̃, toys at the
+    profiled θ̂̂(μ)), compile included (one compiled program serves every mass: the windows
+    share their shapes). The asymptotic limits come first (one vmapped call, timed apart)."""
+    path = write_alp_example(Path(tempfile.mkdtemp(prefix="bench_toys_alp_")))
+    scan, masses, cl = build_mass_scan(load_config(path))
+    masses = np.asarray(masses)
+    n_all, n = len(masses), args.alp_ntoys
+    k = min(args.hyp_masses or n_all, n_all)
+    idx = np.unique(np.linspace(0, n_all - 1, k).round().astype(int))
+    load0 = load_1min()
+    t0 = time.perf_counter()
+    asym = mass_scan(scan, masses, cl=cl, progress=False)  # all masses: part of the full cost
+    asym_s = time.perf_counter() - t0
+    mus = np.asarray(asym["ul_obs"]).reshape(n_all, -1)[idx, 0]  # [masses, cl]: the first CL
+    t0 = time.perf_counter()
+    cls, err, failed, first_s = [], [], 0, None
+    for j, i in enumerate(idx):
+        model = scan.window_model(float(masses[i]))
+        d = model.make_data(None)
+        r = jaxlike.hypotest(float(mus[j]), d, model, test_stat="qtilde", calctype="toybased",
+                             ntoys=n, seed=int(i), toy_pars="profiled")  # fmt: skip
+        cls.append(float(r.cls_obs))
+        err.append(float(r.cls_obs_err))
+        failed += int(r.n_failed)
+        if first_s is None:
+            first_s = time.perf_counter() - t0
+    total = time.perf_counter() - t0
+    load1 = load_1min()
+    steady = (total - first_s) / max(len(idx) - 1, 1)
+    rate = 4 * n / steady
+    # per-mass time × toys: linear in the toys (pessimistic below 10³: fewer lanes per call)
+    full = asym_s + first_s + steady * ALP_TOYS_TARGET / n * (n_all - 1)
+    measured = len(idx) == n_all and n == ALP_TOYS_TARGET
+    m_py = float(masses[idx[len(idx) // 2]])
+    spec, _ = alp_window_spec(scan, m_py)
+    py = pyhf_toys(spec, 1.0, "qtilde", args.pyhf_alp_toys, "numpy")
+    py_full = n_all * 2 * ALP_TOYS_TARGET * py["per_toy_s"]
+    cls, err = np.asarray(cls), np.asarray(err)
+    pull = (cls - 0.05) / np.where(err > 0, err, np.nan)
+    raw = {"masses": len(idx), "ntoys": n, "asym_s": asym_s, "first_s": first_s,
+           "total_s": total, "steady_per_mass_s": steady, "fits_per_s": rate,
+           "full_s": full, "measured": measured, "failed": failed, "cls": cls.tolist(),
+           "cls_err": err.tolist(), "pyhf": py, "pyhf_full_s": py_full,
+           "load": [load0, load1]}  # fmt: skip
+    lbl = "measured" if measured else f"extrapolated from {len(idx)} masses × 2×{n} toys"
+    # fmt: off
+    rows = [
+        {"task": f"H. ALP toy CLs at the asymptotic obs limit, {len(idx)} masses × 2×{n} toys "
+                 f"({4 * n} fits/mass), loop of hypotest",
+         "jaxlike 1st call": f"{fmt_s(first_s)} (1st mass, compile included)",
+         "jaxlike steady": f"{fmt_s(steady)}/mass", "fits/s": f"{rate:.3g}",
+         "pyhf": f"{fmt_s(py['per_toy_s'] * 2 * n)}/mass (pyhf-numpy, 4-par window, "
+                 f"extrapolated from 2×{py['ntoys']} toys; {py['fits_per_s']:.3g} fits/s)",
+         "ratio": xratio(py["per_toy_s"] * 2 * n, steady) + " steady",
+         "target": "≥ 100× once compiled",
+         "result": pass_miss(py["per_toy_s"] * 2 * n / steady >= 100),
+         "details": f"{failed} toys failed; toy CLs at the asymptotic limit: median "
+                    f"{np.nanmedian(cls):.3f} ({int(np.sum(~np.isfinite(cls)))} not finite), "
+                    f"(CLs − 0.05)/σ median {np.nanmedian(pull):+.2f}",
+         "load": load_cell(load0, load1)},
+        {"task": f"H. ALP {n_all} masses × 2×{ALP_TOYS_TARGET} toys, compile included",
+         "jaxlike 1st call": f"{fmt_s(full)} ({lbl}; asymptotic limits of all masses "
+                             f"{fmt_s(asym_s)}, compile included)",
+         "pyhf": f"{fmt_s(py_full)} (extrapolated)", "ratio": xratio(py_full, full),
+         "target": "≤ 10 min on 2 cores", "result": pass_miss(full <= TARGET_S),
+         "load": load_cell(load0, load1)},
+    ]
+    # fmt: on
+    return rows, raw
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small smoke run (defaults below)")
@@ -513,7 +587,7 @@ def parse_args():
                                                      default_data_dir()))  # fmt: skip
     p.add_argument("--json", type=Path, help="write all numbers to this JSON file")
     p.add_argument("--only", default="BAV", help="sections to run: B (Belle II), A (ALP), "
-                   "V (validation)")  # fmt: skip
+                   "V (validation), H (ALP toy hypotest per mass)")  # fmt: skip
     p.add_argument("--ntoys", type=int, help="Belle II toys per set (full 10000, quick 100)")
     p.add_argument("--warm-toys", type=int, default=4, help="Belle II warm-up toys per set")
     p.add_argument("--chunk", type=int, default=1, help="Belle II toys per compiled call")
@@ -535,6 +609,8 @@ def parse_args():
                    "(full 100, quick 0 = skip)")  # fmt: skip
     p.add_argument("--pyhf-alp-toys", type=int, help="pyhf toys per set on the ALP window "
                    "(full 50, quick 10)")  # fmt: skip
+    p.add_argument("--hyp-masses", type=int, help="H: masses of the toy-hypotest loop "
+                   "(default all 332; quick 4)")  # fmt: skip
     p.add_argument("--val-case", default="validation_1bin_shapesys.json")
     p.add_argument("--val-ntoys", type=int, help="validation toys per set (full 500, quick 100)")
     a = p.parse_args()
@@ -548,6 +624,7 @@ def parse_args():
         ("alp_full_ntoys", 100, 0),
         ("pyhf_alp_toys", 50, 10),
         ("val_ntoys", 500, 100),
+        ("hyp_masses", 0, 4),
     ):
         if getattr(a, name) is None:
             setattr(a, name, quick if q else full)
@@ -563,7 +640,8 @@ def main():
     report = {"machine": machine, "args": {k: str(v) for k, v in vars(args).items()}}
     sections = {"B": ("B. Belle II B→Kνν̄ toys", bench_belle),
                 "A": ("A. ALP mass scan with toy limits", bench_alp),
-                "V": ("V. pyhf validation workspace", bench_validation)}  # fmt: skip
+                "V": ("V. pyhf validation workspace", bench_validation),
+                "H": ("H. ALP toy hypotests at every mass", bench_alp_hypotests)}  # fmt: skip
     rows = []
     for key in args.only:
         title, fn = sections[key]
