@@ -1,6 +1,9 @@
 """Shared test data and a session cache of built models.
 
-The reference data live outside the repository (``../shared/data`` beside the checkout, or ``$JAXLIKE_DATA``) and are read in place.
+The reference data live outside the repository (``../shared/data`` beside the checkout, or
+``$JAXLIKE_DATA``) and are read in place. Without them the unit tests still run: collection
+never reads a data file, and a test that needs one is skipped with :data:`DATA_MISSING`
+(:func:`require_data`, or any error of the test that names a path under :data:`DATA`).
 Building a model is cheap, but every new model *layout* costs JAX compiles (1-10 s), so the
 models below are built once per session (:func:`get_case`) and the jitted test functions are
 module-level (fixture ``jitted``): two models with the same layout share one compiled function.
@@ -44,6 +47,16 @@ import jaxlike
 from jaxlike.model import build_model, value_grad_hess
 
 DATA = Path(os.environ.get("JAXLIKE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+#: the folders of the data set (README.md, "Set-up": what they are and where they come from)
+DATA_FOLDERS = ("atlas_erjr", "atlas_staus_lowmass", "belle2_bknunu", "pyhf_validation")
+_ABSENT = [name for name in DATA_FOLDERS if not (DATA / name).is_dir()]
+#: why the tests that need the reference data are skipped; None when the data are there
+DATA_MISSING = (
+    None
+    if not _ABSENT
+    else f"no test data in {DATA} (missing: {', '.join(_ABSENT)}); "
+    "run JAXLIKE_DATA=/path/to/data pytest (README.md, Set-up)"
+)
 VALIDATION_FILES = sorted((DATA / "pyhf_validation").glob("*.json"))
 SBOTTOM = DATA / "pyhf_validation" / "sbottom_regionA"
 SBOTTOM_PATCHES = sorted(SBOTTOM.glob("patch.*.json"))
@@ -143,6 +156,50 @@ def pytest_configure(config):
     )
 
 
+# -- without the reference data: skip what needs it, with one message --------------------------
+def require_data():
+    """Skip the calling test (or fixture) with :data:`DATA_MISSING` if the data are absent."""
+    if DATA_MISSING:
+        pytest.skip(DATA_MISSING)
+
+
+def pytest_report_header(config):
+    return DATA_MISSING or f"jaxlike test data: {DATA}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests parametrized over data files have an empty parameter set without the data: give
+    their skip the data message instead of pytest's "got empty parameter set"."""
+    if not DATA_MISSING:
+        return
+    for item in items:
+        skip = item.get_closest_marker("skip")
+        if skip and str(skip.kwargs.get("reason", "")).startswith("got empty parameter set"):
+            item.add_marker(pytest.mark.skip(reason=DATA_MISSING), append=False)
+
+
+def _names_data(exc) -> bool:
+    """Whether an error is about a path under DATA (a file the test needed and does not have)."""
+    where = str(DATA)
+    return where in str(getattr(exc, "filename", "") or "") or where in str(exc)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Without the data, a test (or fixture) that fails reading a file under DATA is reported as
+    skipped with :data:`DATA_MISSING`, not as an error: the data are an input, not a bug. All
+    these skips carry one location (this file), so the summary shows them as one line (a skip of
+    the test's own that names a path under DATA joins them)."""
+    outcome = yield
+    report = outcome.get_result()
+    if not DATA_MISSING:
+        return
+    failed_on_data = report.failed and call.excinfo and _names_data(call.excinfo.value)
+    if failed_on_data or (report.skipped and str(DATA) in str(report.longrepr)):
+        report.outcome = "skipped"
+        report.longrepr = (__file__, None, f"Skipped: {DATA_MISSING}")
+
+
 @functools.cache
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
@@ -232,6 +289,7 @@ class Case:
 
 
 def _make_case(case_id):
+    require_data()
     group, _, name = case_id.partition("/")
     if group == "validation":
         obj = read_json(DATA / "pyhf_validation" / f"{name}.json")

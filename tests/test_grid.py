@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DATA
 
 import jaxlike
 from jaxlike.cli import main
@@ -193,7 +194,7 @@ def test_cli_not_converged_exit_3(tmp_path, monkeypatch):
     assert code == 3 and "did not converge" in err
 
 
-BELLE2 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "belle2_bknunu"
+BELLE2 = DATA / "belle2_bknunu"
 
 
 @pytest.mark.skipif(not (BELLE2 / "combined_likelihood.json").is_file(), reason="no Belle II data")

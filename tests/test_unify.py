@@ -1,17 +1,17 @@
 """unify_patches: all HEPData signal patches compile to one layout and give the same CLs."""
 
 import json
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from conftest import DATA
 
 import jaxlike
 from jaxlike.exceptions import InvalidPatch
 from jaxlike.workspace import unify_patches
 
-ERJR = Path(__file__).resolve().parents[2] / "shared" / "data" / "atlas_erjr"
+ERJR = DATA / "atlas_erjr"
 # three patches with different systematics subsets; 100p0_40p0 has no signal in CRlow
 NAMES = ["patch.ERJR_100p0_20p0.json", "patch.ERJR_100p0_30p0.json", "patch.ERJR_100p0_40p0.json"]
 

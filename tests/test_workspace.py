@@ -18,6 +18,7 @@ import jsonpatch
 import numpy as np
 import pyhf
 import pytest
+from conftest import DATA  # honours $JAXLIKE_DATA
 
 from jaxlike.exceptions import InvalidPatch, InvalidWorkspace, JaxlikeError
 from jaxlike.workspace import (
@@ -31,7 +32,6 @@ from jaxlike.workspace import (
     validate_workspace,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VALIDATION = sorted((DATA / "pyhf_validation").glob("*.json"))
 SBOTTOM = DATA / "pyhf_validation" / "sbottom_regionA"
 ERJR = DATA / "atlas_erjr"
@@ -785,7 +785,7 @@ def test_rename_updates_poi_configs_and_observations():
 
 
 @functools.cache
-def _combine_pairs():
+def _sbottom_pairs():
     sbottom = read(SBOTTOM / "BkgOnly.json")
     other = dict(
         pyhf.Workspace(sbottom).rename(
@@ -794,6 +794,15 @@ def _combine_pairs():
     )
     other_meas = copy.deepcopy(other)
     other_meas["measurements"][0]["name"] = "Other"
+    return {
+        "none_disjoint": (sbottom, other_meas, "none", False),
+        "outer_same_measurement": (sbottom, other, "outer", False),
+        "outer_identical": (sbottom, sbottom, "outer", False),
+    }
+
+
+@functools.cache
+def _small_pairs():
     small = small_spec()
     small_modified = small_spec()
     small_modified["channels"][1]["samples"].append(
@@ -803,18 +812,19 @@ def _combine_pairs():
     small_modified["measurements"][1]["config"]["parameters"][1] = {"name": "norm", "fixed": False}
     del small_modified["measurements"][1]
     return {
-        "none_disjoint": (sbottom, other_meas, "none", False),
-        "outer_same_measurement": (sbottom, other, "outer", False),
-        "outer_identical": (sbottom, sbottom, "outer", False),
         "left_outer": (small, small_modified, "left outer", False),
         "right_outer": (small, small_modified, "right outer", False),
         "outer_merge_channels": (small, small_modified, "outer", True),
     }
 
 
-@pytest.mark.parametrize("case", sorted(_combine_pairs()))
+SBOTTOM_PAIRS = ("none_disjoint", "outer_identical", "outer_same_measurement")  # need the data
+
+
+@pytest.mark.parametrize("case", sorted([*SBOTTOM_PAIRS, *_small_pairs()]))
 def test_combine_matches_pyhf(case):
-    left, right, join, merge = _combine_pairs()[case]
+    pairs = _sbottom_pairs() if case in SBOTTOM_PAIRS else _small_pairs()
+    left, right, join, merge = pairs[case]
     ours = Workspace.combine(Workspace(left), right, join=join, merge_channels=merge)
     theirs = pyhf.Workspace.combine(
         pyhf.Workspace(left), pyhf.Workspace(right), join=join, merge_channels=merge
