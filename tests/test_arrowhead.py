@@ -30,11 +30,12 @@ import pytest
 
 import jaxlike
 from jaxlike.fit import ArrowheadCovariance, ArrowheadHessian
-from jaxlike.linalg import ArrowLayout
 from jaxlike.linalg import (
+    ArrowLayout,
     free_inverse,
     free_min_eigvec,
     hess_diag,
+    hess_matvec,
     hess_quad,
     masked_solve,
 )
@@ -320,7 +321,8 @@ def _ops(h, free, add, v):
         inv = (inv.todense(), inv.diagonal())
     else:
         inv = (inv, jnp.diagonal(inv))
-    return hess_diag(h), hess_quad(h, v), masked_solve(h, free, add, v), inv, ok_inv
+    return (hess_diag(h), hess_quad(h, v), masked_solve(h, free, add, v), inv, ok_inv,
+            hess_matvec(h, v))  # fmt: skip
 
 
 def test_block_operations_match_dense():
@@ -333,8 +335,10 @@ def test_block_operations_match_dense():
         for free in (np.ones(n, bool), rng.uniform(size=n) > 0.3):
             free = jnp.asarray(free)
             add = jnp.asarray(rng.uniform(size=n))
-            diag_a, quad_a, (xa, oka), (inv_a, dinv_a), ok_ia = _ops(ah, free, add, v)
-            diag_d, quad_d, (xd, okd), (inv_d, _), ok_id = _ops(jnp.asarray(h), free, add, v)
+            diag_a, quad_a, (xa, oka), (inv_a, dinv_a), ok_ia, hv_a = _ops(ah, free, add, v)
+            diag_d, quad_d, (xd, okd), (inv_d, _), ok_id, hv_d = _ops(jnp.asarray(h), free, add, v)
+            np.testing.assert_allclose(hv_a, hv_d, rtol=1e-13, atol=1e-14)
+            np.testing.assert_allclose(hv_d, h @ np.asarray(v), rtol=1e-13, atol=1e-14)
             assert bool(oka) and bool(okd) and bool(ok_ia) and bool(ok_id)
             np.testing.assert_allclose(diag_a, np.diag(h), rtol=1e-14)
             np.testing.assert_allclose(quad_a, quad_d, rtol=1e-13)
