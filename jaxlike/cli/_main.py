@@ -180,28 +180,6 @@ def _fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
-def _enable_compilation_cache() -> None:
-    """Use JAX's persistent compilation cache so a repeated command skips XLA compilation.
-
-    Directory: ``$JAXLIKE_CACHE_DIR`` (default ``~/.cache/jaxlike/xla``); set it to an empty
-    string to disable. Only the command line does this; the library leaves JAX's config alone.
-    """
-    import os
-    from pathlib import Path
-
-    import jax
-
-    where = os.environ.get("JAXLIKE_CACHE_DIR", str(Path.home() / ".cache" / "jaxlike" / "xla"))
-    if not where or jax.config.jax_compilation_cache_dir:
-        return
-    try:
-        Path(where).mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return
-    jax.config.update("jax_compilation_cache_dir", where)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``jaxlike`` command line with ``argv`` (default ``sys.argv[1:]``).
 
@@ -215,11 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # one OpenBLAS thread for JAX's CPU LAPACK calls (read when scipy's OpenBLAS loads, at the
     # first Cholesky): a threaded OpenBLAS made a 239×239 Cholesky ~100× slower on a busy
-    # 2-core machine (see README, Benchmarks). Like the cache, only the command line does this.
+    # 2-core machine (see README, Benchmarks). Only the command line does this.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         args = build_parser().parse_args(argv)
-        _enable_compilation_cache()
         return _run(args)
     except SystemExit as stop:  # --help and --version
         return stop.code if isinstance(stop.code, int) else 0

@@ -6,9 +6,12 @@ from ._fit import (
     FitResult,
     fit,
     fit_arrays,
+    fit_jit,
     fixed_poi_fit,
+    global_search,
     model_breakpoints,
     prepare_fit_inputs,
+    start_rows,
 )
 from ._newton import SEARCH_MAX_PARS, MinimizeState, autodiff_fgh, minimize
 from ._results import RESULTS, STATUS, result_repr
@@ -31,6 +34,9 @@ __all__ = [
     "MinimizeState",
     "fit",
     "fit_arrays",
+    "fit_jit",
+    "global_search",
+    "start_rows",
     "fixed_poi_fit",
     "minimize",
     "model_breakpoints",

@@ -11,11 +11,13 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from .._compile import jit
 from ..exceptions import InvalidData, InvalidParameters
 from ..linalg import ArrowheadCovariance, covariance_diagonal, free_inverse
-from ._newton import BREAKPOINT_VALUES, minimize
+from ._newton import BREAKPOINT_VALUES, SEARCH_MAX_PARS, minimize
 from ._results import RESULTS, as_result, raise_if_failed, result_repr, status_text
 from ._types import Bounds, Data, Fixed, Pars, Scalar
 
@@ -216,8 +218,49 @@ def fit_arrays(
     )
 
 
-_fit_jit = eqx.filter_jit(fit_arrays)
+#: the one compiled fit per model layout: :func:`fit`, :func:`fixed_poi_fit` and the five fits
+#: of every hypothesis test (:mod:`jaxlike.infer`) call it with the same argument structure
+#: (:func:`start_rows`), so a first hypothesis test after a first fit compiles nothing new
+_fit_compiled = jit(fit_arrays)
+
+
+def fit_jit(model, data, init, lo, hi, fixed, *, starts=None, search=None, maxiter=200, tol=1e-10):
+    """:func:`fit_arrays`, compiled once per model layout and argument structure (every
+    option passed explicitly: a default left out and the same value passed are one key)."""
+    return _fit_compiled(
+        model, data, init, lo, hi, fixed, starts=starts, search=search, maxiter=maxiter, tol=tol
+    )
+
+
+
+
+def global_search(model) -> bool:
+    """Whether fits of this model run the minimiser's global search: the default rule of
+    :func:`jaxlike.fit._newton.minimize`, at most ``SEARCH_MAX_PARS`` probed scalar
+    parameters. Only then do fits take further starting points (:func:`start_rows`): on larger
+    models those extra runs made a vmapped ERJR hypothesis test 3× slower."""
+    mask = model.probe_mask()
+    n = model.config.npars if mask is None else int(np.sum(mask))
+    return n <= SEARCH_MAX_PARS
+
+
+def start_rows(init, *points, model=None):
+    """[2, P] further starting points for a fit (``starts`` of :func:`fit_arrays`): the best
+    fits of related fits (``points``, at most 2), NaN rows where fewer are given (skipped by
+    the minimiser). None (no further starts) for a ``model`` without global search
+    (:func:`global_search`). Every fit of a model passes this shape, so all share one
+    compiled program."""
+    if model is not None and not global_search(model):
+        return None
+    xp = jnp if _any_traced(init, points) else np  # host arrays: no tiny compilations
+    nan = xp.full(np.shape(init), np.nan, dtype=float)
+    rows = [nan if p is None else xp.asarray(p) for p in points] + [nan] * (2 - len(points))
+    return xp.stack(rows)
 _default_fixed = eqx.filter_jit(lambda model: model.fixed_mask())  # one dispatch, not ~10/segment
+
+
+def _any_traced(*trees) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
 
 
 def prepare_fit_inputs(
@@ -226,6 +269,8 @@ def prepare_fit_inputs(
     init_pars: Pars | None = None,
     par_bounds: Bounds | None = None,
     fixed_params: Fixed | None = None,
+    *,
+    host: bool = False,
 ) -> tuple[
     Float[Array, " ndata"],
     Float[Array, " npars"],
@@ -237,29 +282,41 @@ def prepare_fit_inputs(
 
     ``fixed_params`` is a boolean mask (length npars) or a dict {name: value}; by default the
     model's :meth:`~jaxlike.Model.fixed_mask`. Works on arrays and tracers alike.
+    ``host=True``: NumPy arrays when nothing is traced (for callers that only pass them on to a
+    compiled fit: each tiny jnp operation on a new layout is an XLA compilation of its own).
     """
     cfg = model.config
-    data = jnp.asarray(data, dtype=float)
+    # on the host (NumPy) unless something is traced: each tiny jnp operation on a fresh
+    # layout is its own XLA compilation (~10–30 ms apiece, most of a first fit's overhead)
+    traced = _any_traced(model, data, init_pars, par_bounds, fixed_params)
+    xp = np if host and not traced else jnp
+    data = xp.asarray(data, dtype=float)
     n_expected = cfg.nmaindata + cfg.nauxdata
     if data.shape[-1] != n_expected:
         raise InvalidData(
             f"data has {data.shape[-1]} entries, the model expects {cfg.nmaindata} observations "
             f"+ {cfg.nauxdata} auxdata = {n_expected}"
         )
-    init = jnp.asarray(cfg.suggested_init() if init_pars is None else init_pars, dtype=float)
-    bounds = jnp.asarray(cfg.suggested_bounds() if par_bounds is None else par_bounds, dtype=float)
+    init = xp.array(cfg.suggested_init() if init_pars is None else init_pars, dtype=float)
+    bounds = xp.array(cfg.suggested_bounds() if par_bounds is None else par_bounds, dtype=float)
     if init.shape[-1] != cfg.npars or bounds.shape[-2:] != (cfg.npars, 2):
         raise InvalidParameters(
             f"init_pars/par_bounds must have {cfg.npars} entries (parameters: {cfg.par_names})"
         )
     fixed = _default_fixed(model)
+    if xp is np:
+        fixed = np.array(fixed)
     if isinstance(fixed_params, dict):
         for name, value in fixed_params.items():
             i = cfg.par_index(name)
-            fixed = fixed.at[..., i].set(True)
-            init = init.at[..., i].set(value)
+            if xp is np:
+                fixed[..., i] = True
+                init[..., i] = value
+            else:
+                fixed = fixed.at[..., i].set(True)
+                init = init.at[..., i].set(value)
     elif fixed_params is not None:
-        fixed = jnp.asarray(fixed_params, dtype=bool)
+        fixed = xp.array(fixed_params, dtype=bool)
         if fixed.shape[-1] != cfg.npars:
             raise InvalidParameters(f"fixed_params must have {cfg.npars} entries")
     return data, init, bounds[..., 0], bounds[..., 1], fixed
@@ -297,8 +354,11 @@ def fit(
         res = jaxlike.fit(model, data)
         mu_hat = res.bestfit[model.config.poi_index]
     """
-    d, init, lo, hi, fixed = prepare_fit_inputs(model, data, init_pars, par_bounds, fixed_params)
-    res = _fit_jit(model, d, init, lo, hi, fixed, maxiter=maxiter, tol=tol)
+    d, init, lo, hi, fixed = prepare_fit_inputs(
+        model, data, init_pars, par_bounds, fixed_params, host=True
+    )
+    starts = start_rows(init, model=model)
+    res = fit_jit(model, d, init, lo, hi, fixed, starts=starts, maxiter=maxiter, tol=tol)
     return raise_if_failed(res, res.status, "fit") if throw else res
 
 
@@ -327,5 +387,6 @@ def fixed_poi_fit(
     fixed = fixed.at[..., poi].set(True)
     lo = lo.at[..., poi].set(jnp.minimum(lo[..., poi], poi_value))
     hi = hi.at[..., poi].set(jnp.maximum(hi[..., poi], poi_value))
-    res = _fit_jit(model, d, init, lo, hi, fixed, maxiter=maxiter, tol=tol)
+    starts = start_rows(init, model=model)
+    res = fit_jit(model, d, init, lo, hi, fixed, starts=starts, maxiter=maxiter, tol=tol)
     return raise_if_failed(res, res.status, "conditional fit") if throw else res

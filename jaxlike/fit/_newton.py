@@ -306,12 +306,11 @@ def _degenerate(h, free, edm):
     return zero | lax.cond(need, by_eigenvector, lambda: jnp.zeros_like(free))
 
 
-def _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0):
-    """One projected-Newton run from x0 (see the module docstring); no certificate pass yet."""
-    x0 = _snap(x0, lo, hi, breaks)
+def _initial_state(fgh, x0, fixed, lam0):
+    """The state before the first iteration of a run from x0 (f = ∞, nothing evaluated yet)."""
     n, dtype = x0.shape[0], x0.dtype
     no = jnp.zeros((n,), bool)
-    state = MinimizeState(
+    return MinimizeState(
         x=x0,
         f=jnp.asarray(jnp.inf, dtype),
         grad=jnp.zeros((n,), dtype),
@@ -332,6 +331,11 @@ def _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0):
         degenerate=no,
         n_local_minima=jnp.asarray(1),
     )
+
+
+def _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0):
+    """One projected-Newton run from x0 (see the module docstring); no certificate pass yet."""
+    state = _initial_state(fgh, _snap(x0, lo, hi, breaks), fixed, lam0)
 
     def cond(c):
         return c[1]
@@ -695,9 +699,10 @@ def minimize(
         st = _run(fgh, x, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam)
         return _certify(fgh, st, lo, hi, fixed, breaks, tol, stall_tol)
 
-    first = run(x0, jnp.asarray(lam0, x0.dtype))
     kinks0 = 0 if breaks is None else int(breaks[:, 1].sum())
+    # round 0 is the run from x0; then at most this many further runs
     rounds = min(3 * kinks0, 3 * _MAX_WELL_ROUNDS) + _MAX_PROBE_ROUNDS + slots.shape[0] + 1
+    finite_slot = jnp.all(jnp.isfinite(slots), axis=1) & (jnp.arange(slots.shape[0]) < n_slots)
 
     def far(st):
         if breaks is None:
@@ -707,8 +712,8 @@ def minimize(
 
     def next_start(best, tried, slot, probes, retried):
         """(any, x1, λ₀, tried', slot', probes', retried') of the next run, by priority:
-        retry a failed run, probe restart, kink mirror, next non-empty slot (an empty slot is
-        a round without a run)."""
+        retry a failed run, probe restart, kink mirror, next slot without a NaN (rows with a
+        NaN are skipped without a run)."""
         retry = ~best.converged & ~retried
         if probe.any():
             has_probe, x_probe, f_probe = _probe(value, best, lo, hi, fixed, probe)
@@ -726,8 +731,9 @@ def minimize(
         has_kink = jnp.any(cand)
         flip = cand & (jnp.arange(n) == i) & has_kink
         x_kink = jnp.where(flip, -best.x, best.x)
-        s = jnp.minimum(slot, slots.shape[0] - 1)
-        in_slots = slot < n_slots
+        ahead = finite_slot & (jnp.arange(slots.shape[0]) >= slot)
+        s = jnp.argmax(ahead)  # the next usable slot
+        in_slots = jnp.any(ahead)
         use_probe = ~retry & has_probe
         use_kink = ~retry & ~has_probe & has_kink
         use_slot = ~retry & ~has_probe & ~has_kink & in_slots
@@ -739,45 +745,49 @@ def minimize(
             x1,
             lam,
             tried | jnp.where(use_kink, flip, False),
-            slot + jnp.where(use_slot, 1, 0),
+            jnp.where(use_slot, s + 1, slot),
             probes + jnp.where(use_probe, 1, 0),
             retried | retry,
         )
 
     def cond(c):
-        return (c[2] < rounds) & c[4][0]
+        return (c[2] <= rounds) & c[4][0]
 
     def body(c):
         best, tried_before, k, nmin, (_, x1, lam, tried, slot, probes, retried) = c
-        # a start row with a NaN is skipped: the run restarts from the best point, which ends
-        # at once (a lax.cond would run both branches under vmap anyway)
-        empty = ~jnp.all(jnp.isfinite(x1))
-        st = run(jnp.where(empty, best.x, x1), lam)
+        # one traced run serves every round (round 0: the run from x0, whose result is taken
+        # as it is), which halves the compiled program against a separate first run
+        first = k == 0
+        st = run(x1, lam)
         ok1, ok2 = best.converged, st.converged
         # a certified run replaces a failed one, except a degenerate one (degenerate or not
         # positive definite: a valley, not a point) that it does not undercut: ending the same
         # valley on a bound certifies one point of many, and the degeneracy must stay reported
         deg = (best.result == RESULTS.degenerate) | (best.result == RESULTS.not_positive_definite)
         lower = st.f < best.f - 1e-9 * (1.0 + jnp.abs(best.f))
-        better = ~empty & ((ok2 & ~ok1 & (~deg | lower)) | ((ok1 == ok2) & (st.f < best.f - 1e-12)))
+        better = first | (ok2 & ~ok1 & (~deg | lower)) | ((ok1 == ok2) & (st.f < best.f - 1e-12))
         other = (
-            ~empty
+            ~first
             & ok1
             & ok2
             & (jnp.abs(st.f - best.f) > 1e-6)
             & (jnp.max(jnp.abs(st.x - best.x)) > 1e-4)
         )
-        its = best.iterations + jnp.where(empty, 0, st.iterations)
+        its = jnp.where(first, 0, best.iterations) + st.iterations
         new = hess_select(better, st, best)
         new = eqx.tree_at(lambda s: s.iterations, new, its)
         # a new best point: every kink is a candidate again, except the one just flipped (a
         # greedy descent over the sign patterns of the kinked coordinates)
-        tried = jnp.where(better, tried & ~tried_before, tried)
+        tried = jnp.where(better & ~first, tried & ~tried_before, tried)
         nxt = next_start(new, tried, slot, probes, retried)
         return new, tried, k + 1, jnp.where(other, 2, nmin), nxt
 
     no = jnp.zeros_like(fixed)
-    init = (first, no, jnp.asarray(0), jnp.asarray(1),
-            next_start(first, no, jnp.asarray(0), jnp.asarray(0), jnp.asarray(False)))  # fmt: skip
+    lam_first = jnp.asarray(lam0, x0.dtype)
+    # the state before round 0 (never used as a result: round 0 replaces it)
+    blank = _initial_state(fgh, x0, fixed, lam_first)
+    z = jnp.asarray(0)
+    init = (blank, no, z, jnp.asarray(1),
+            (jnp.asarray(True), x0, lam_first, no, z, z, jnp.asarray(False)))  # fmt: skip
     best, _, _, nmin, _ = lax.while_loop(cond, body, init)
     return eqx.tree_at(lambda s: s.n_local_minima, best, nmin)

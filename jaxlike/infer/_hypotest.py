@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
+from .._compile import jit
 from ..exceptions import InvalidParameters
 from ..fit import (
-    SEARCH_MAX_PARS,
     Bounds,
     Data,
     FitResult,
@@ -26,8 +26,11 @@ from ..fit import (
     Pars,
     Scalar,
     fit_arrays,
+    fit_jit,
+    global_search,
     prepare_fit_inputs,
     result_repr,
+    start_rows,
 )
 from ._asymptotics import TEST_STATS, asymptotic_pvalues, profile_statistic
 
@@ -112,34 +115,20 @@ class HypoTestResult(eqx.Module):
         return jnp.sqrt(jnp.clip(self.q_asimov, 0.0)) + jnp.asarray([2.0, 1.0, 0.0, -1.0, -2.0])
 
 
-_fit = eqx.filter_jit(fit_arrays)  # one compiled fit per model layout, shared by all five fits
-_expected = eqx.filter_jit(lambda model, pars: model.expected_data(pars))
+_fit = fit_jit  # one compiled fit per model layout, shared by all five fits and by jaxlike.fit
+_expected = jit(lambda model, pars: model.expected_data(pars))
+_global = global_search
+_start_rows = start_rows
 
 
-def _global(model):
-    """Whether the fits of this model run the minimiser's global search (the default rule of
-    :func:`jaxlike.fit._newton.minimize`: at most ``SEARCH_MAX_PARS`` scalar parameters). Only
-    then do the five fits also start from each other's minima: on larger models those extra
-    runs made a vmapped ERJR test 3× slower."""
-    mask = model.probe_mask()
-    n = model.config.npars if mask is None else int(np.sum(mask))
-    return n <= SEARCH_MAX_PARS
-
-
-def _start_rows(init, *points, model=None):
-    """[2, P] further starting points for a fit (see :func:`jaxlike.fit.fit_arrays`): the
-    best fits of related fits; NaN rows are skipped. None (no further starts) for a model
-    without global search (:func:`_global`)."""
-    if model is not None and not _global(model):
-        return None
-    nan = jnp.full_like(init, jnp.nan)
-    rows = [nan if p is None else p for p in points] + [nan] * (2 - len(points))
-    return jnp.stack(rows)
-
-
-@eqx.filter_jit
 def _conditional_inputs(start, lo, hi, fixed, poi, mu):
-    """Start, bounds and fixed mask of a fit with the POI held at ``mu``."""
+    """Start, bounds and fixed mask of a fit with the POI held at ``mu`` (on the host when
+    nothing is traced: four tiny programs compiled for a first test cost more than the fit)."""
+    if not _traced(start, lo, hi, fixed, mu):
+        start, lo, hi, fixed = (np.array(a) for a in (start, lo, hi, fixed))
+        mu = float(mu)
+        start[poi], lo[poi], hi[poi], fixed[poi] = mu, min(lo[poi], mu), max(hi[poi], mu), True
+        return start, lo, hi, fixed
     return (
         start.at[poi].set(mu),
         lo.at[poi].set(jnp.minimum(lo[poi], mu)),
@@ -158,9 +147,14 @@ def _refit_free(model, data, free, cond, lo, hi, fixed, poi):
     ``free`` itself when cond.twice_nll ≥ free.twice_nll − 1e-9."""
     if not _global(model):
         return free
-    need = cond.twice_nll < free.twice_nll - 1e-9
-    start = jnp.where(need, cond.bestfit, free.bestfit)
-    init = jnp.where(fixed, free.bestfit, start)
+    if not _traced(cond.twice_nll, free.twice_nll, fixed):
+        need = float(cond.twice_nll) < float(free.twice_nll) - 1e-9
+        if not need:  # the usual case: nothing to compile or run
+            return free
+        init = np.where(np.asarray(fixed), np.asarray(free.bestfit), np.asarray(cond.bestfit))
+    else:
+        need = cond.twice_nll < free.twice_nll - 1e-9
+        init = jnp.where(fixed, free.bestfit, jnp.where(need, cond.bestfit, free.bestfit))
 
     def refit():
         new = _fit(model, data, init, lo, hi, fixed, starts=_start_rows(init, free.bestfit))
@@ -225,7 +219,12 @@ def _fits_on_data(model, data, init, lo, hi, fixed, poi, mu_a, signed):
     none = _start_rows(init, model=model)  # no further starts (the shape the others use)
     rows = [(init, lo, hi, fixed), cond]
     if signed:
-        rows.append((init, lo.at[poi].set(jnp.minimum(lo[poi], -hi[poi])), hi, fixed))
+        if isinstance(lo, np.ndarray):
+            lo_s = lo.copy()
+            lo_s[poi] = min(lo[poi], -hi[poi])
+        else:
+            lo_s = lo.at[poi].set(jnp.minimum(lo[poi], -hi[poi]))
+        rows.append((init, lo_s, hi, fixed))
     if not _traced(model, data, init, lo, hi, fixed):
         fits = [_fit(model, data, *r, starts=none) for r in rows]
     else:
@@ -291,7 +290,9 @@ def hypotest_prepare(
         raise InvalidParameters(
             f"calc_base_dist must be 'normal' or 'clipped_normal', got {calc_base_dist!r}"
         )
-    d, init, lo, hi, fixed = prepare_fit_inputs(model, data, init_pars, par_bounds, fixed_params)
+    d, init, lo, hi, fixed = prepare_fit_inputs(
+        model, data, init_pars, par_bounds, fixed_params, host=True
+    )
     check_poi_free(model, lo, hi, fixed)
     return _prepare_core(model, d, init, lo, hi, fixed, test_stat, calc_base_dist, signed_fit)
 
@@ -324,7 +325,7 @@ def hypotest_at(
     return _assemble(prep, mu, cond, cond_a)
 
 
-@eqx.filter_jit
+@jit
 def _assemble(prep, mu, cond, cond_a):
     """Test statistics and p-values from the five fits (see module docstring)."""
     poi, ts = prep.poi, prep.test_stat
