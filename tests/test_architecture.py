@@ -18,7 +18,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "jaxlike"
 
 LAYERS = (
-    ("exceptions", "_strict"),
+    ("exceptions", "_strict", "_compile"),
     ("linalg", "stream"),
     ("model", "shapes"),
     ("workspace", "physics"),

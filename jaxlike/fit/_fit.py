@@ -382,11 +382,18 @@ def fixed_poi_fit(
     poi = model.config.poi_index
     if poi is None:
         raise InvalidParameters("the model has no parameter of interest (poi_name=None)")
-    d, init, lo, hi, fixed = prepare_fit_inputs(model, data, init_pars, par_bounds, fixed_params)
-    init = init.at[..., poi].set(poi_value)
-    fixed = fixed.at[..., poi].set(True)
-    lo = lo.at[..., poi].set(jnp.minimum(lo[..., poi], poi_value))
-    hi = hi.at[..., poi].set(jnp.maximum(hi[..., poi], poi_value))
+    d, init, lo, hi, fixed = prepare_fit_inputs(
+        model, data, init_pars, par_bounds, fixed_params, host=not _any_traced(poi_value)
+    )
+    if isinstance(init, np.ndarray):  # on the host: no tiny compilations
+        v = float(poi_value)
+        init[..., poi], fixed[..., poi] = v, True
+        lo[..., poi], hi[..., poi] = np.minimum(lo[..., poi], v), np.maximum(hi[..., poi], v)
+    else:
+        init = init.at[..., poi].set(poi_value)
+        fixed = fixed.at[..., poi].set(True)
+        lo = lo.at[..., poi].set(jnp.minimum(lo[..., poi], poi_value))
+        hi = hi.at[..., poi].set(jnp.maximum(hi[..., poi], poi_value))
     starts = start_rows(init, model=model)
     res = fit_jit(model, d, init, lo, hi, fixed, starts=starts, maxiter=maxiter, tol=tol)
     return raise_if_failed(res, res.status, "conditional fit") if throw else res

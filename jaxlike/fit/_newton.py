@@ -676,13 +676,13 @@ def minimize(
         value = lambda x: fgh(x)[0]  # noqa: E731
     slots = []
     if search:  # the damped run from x0, the run from its coordinate-descent point
-        # (a starting point with a non-finite objective is the caller's error, reported as
-        # RESULTS.nonfinite_start, not repaired by a search that happens to overwrite the bad
-        # coordinate)
-        bad = ~jnp.all(jnp.isfinite(x0)) | ~jnp.isfinite(value(jnp.clip(x0, lo, hi)))
-        slots.append(jnp.where(bad, jnp.nan, x0)[None])
+        slots.append(x0[None])
         if probe.any():
-            slots.append(jnp.where(bad, jnp.nan, _sweep(value, x0, lo, hi, fixed, probe))[None])
+            slots.append(_sweep(value, x0, lo, hi, fixed, probe)[None])
+    # (a starting point with a non-finite objective is the caller's error, reported as
+    # RESULTS.nonfinite_start by round 0, not repaired by a search slot that happens to
+    # overwrite the bad coordinate: those slots are skipped then)
+    n_search = sum(a.shape[0] for a in slots)
     if starts is not None:
         starts = jnp.asarray(starts, x0.dtype).reshape(-1, n)
         ok = jnp.all(jnp.isfinite(starts), axis=1, keepdims=True)
@@ -703,6 +703,7 @@ def minimize(
     # round 0 is the run from x0; then at most this many further runs
     rounds = min(3 * kinks0, 3 * _MAX_WELL_ROUNDS) + _MAX_PROBE_ROUNDS + slots.shape[0] + 1
     finite_slot = jnp.all(jnp.isfinite(slots), axis=1) & (jnp.arange(slots.shape[0]) < n_slots)
+    search_slot = jnp.arange(slots.shape[0]) < n_search
 
     def far(st):
         if breaks is None:
@@ -710,7 +711,7 @@ def minimize(
         w, slope = _far_wells(fgh, st, fixed, breaks)
         return w | st.concave, slope
 
-    def next_start(best, tried, slot, probes, retried):
+    def next_start(best, tried, slot, probes, retried, bad_start):
         """(any, x1, λ₀, tried', slot', probes', retried') of the next run, by priority:
         retry a failed run, probe restart, kink mirror, next slot without a NaN (rows with a
         NaN are skipped without a run)."""
@@ -731,7 +732,7 @@ def minimize(
         has_kink = jnp.any(cand)
         flip = cand & (jnp.arange(n) == i) & has_kink
         x_kink = jnp.where(flip, -best.x, best.x)
-        ahead = finite_slot & (jnp.arange(slots.shape[0]) >= slot)
+        ahead = finite_slot & ~(bad_start & search_slot) & (jnp.arange(slots.shape[0]) >= slot)
         s = jnp.argmax(ahead)  # the next usable slot
         in_slots = jnp.any(ahead)
         use_probe = ~retry & has_probe
@@ -754,11 +755,12 @@ def minimize(
         return (c[2] <= rounds) & c[4][0]
 
     def body(c):
-        best, tried_before, k, nmin, (_, x1, lam, tried, slot, probes, retried) = c
+        best, tried_before, k, nmin, (_, x1, lam, tried, slot, probes, retried), bad0 = c
         # one traced run serves every round (round 0: the run from x0, whose result is taken
         # as it is), which halves the compiled program against a separate first run
         first = k == 0
         st = run(x1, lam)
+        bad0 = bad0 | (first & (st.result == RESULTS.nonfinite_start))
         ok1, ok2 = best.converged, st.converged
         # a certified run replaces a failed one, except a degenerate one (degenerate or not
         # positive definite: a valley, not a point) that it does not undercut: ending the same
@@ -779,8 +781,8 @@ def minimize(
         # a new best point: every kink is a candidate again, except the one just flipped (a
         # greedy descent over the sign patterns of the kinked coordinates)
         tried = jnp.where(better & ~first, tried & ~tried_before, tried)
-        nxt = next_start(new, tried, slot, probes, retried)
-        return new, tried, k + 1, jnp.where(other, 2, nmin), nxt
+        nxt = next_start(new, tried, slot, probes, retried, bad0)
+        return new, tried, k + 1, jnp.where(other, 2, nmin), nxt, bad0
 
     no = jnp.zeros_like(fixed)
     lam_first = jnp.asarray(lam0, x0.dtype)
@@ -788,6 +790,7 @@ def minimize(
     blank = _initial_state(fgh, x0, fixed, lam_first)
     z = jnp.asarray(0)
     init = (blank, no, z, jnp.asarray(1),
-            (jnp.asarray(True), x0, lam_first, no, z, z, jnp.asarray(False)))  # fmt: skip
-    best, _, _, nmin, _ = lax.while_loop(cond, body, init)
+            (jnp.asarray(True), x0, lam_first, no, z, z, jnp.asarray(False)),
+            jnp.asarray(False))  # fmt: skip
+    best, _, _, nmin, _, _ = lax.while_loop(cond, body, init)
     return eqx.tree_at(lambda s: s.n_local_minima, best, nmin)

@@ -1,0 +1,160 @@
+"""Cold start and warm paths (issue 17): what a first and a repeated answer compile.
+
+- A first hypothesis test after a first fit of the same model compiles no new fit program:
+  ``jaxlike.fit``, ``fixed_poi_fit`` and the five fits of ``hypotest`` share one executable
+  (before, the hypotest compiled a second 2–4 s program of the same minimiser).
+- A warm hypothesis test (another μ, the same model) compiles nothing, and costs at most
+  20 warm fits: the anomaly of a 132-parameter likelihood whose warm hypotest took 16.4 s
+  against a 0.14 s fit (a recompilation on every call: the hypotest's fits were compiled under
+  another jit wrapper with other static options than ``fit``'s).
+- The compiler options of jaxlike's programs fall back to XLA's defaults on a jaxlib that does
+  not know them, and the persistent cache folder is private to the user.
+
+Speed itself is measured in ``benchmarks/bench_cold.py``; these tests count compilations and
+bound a ratio of two times measured in the same process, minutes apart at most.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from conftest import require_data
+
+import jaxlike
+from jaxlike import _compile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_cold import synthetic_spec  # noqa: E402
+
+
+class _Compiles(logging.Handler):
+    """Collects the names of the programs JAX compiles while active (``jax_log_compiles``)."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.names: list[str] = []
+
+    def emit(self, record):
+        msg = record.getMessage()
+        if msg.startswith("Finished XLA compilation of "):
+            self.names.append(msg.split(" of ", 1)[1].split(" in ")[0])
+
+    def __enter__(self):
+        self._old = jax.config.jax_log_compiles
+        jax.config.update("jax_log_compiles", True)
+        logging.getLogger("jax").addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("jax").removeHandler(self)
+        jax.config.update("jax_log_compiles", self._old)
+
+
+def _model(case_id, cases):
+    if case_id.startswith("synthetic"):
+        ws = jaxlike.Workspace(synthetic_spec(int(case_id.split("/")[1])))
+        model = ws.model()
+        return model, ws.data(model)
+    require_data()
+    case = cases(case_id)
+    return case.model, case.data
+
+
+def _best_of(f, n=3):
+    best = np.inf
+    for _ in range(n):
+        t = time.perf_counter()
+        jax.block_until_ready(jax.tree.leaves(f()))
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+# 3-parameter synthetic (global search, no kinks), code-0 histosys and code-1 normsys (kinks),
+# a 132-parameter one (the anomaly's size; no global search) and Belle II (232, arrowhead)
+WARM_CASES = [
+    "synthetic/3",
+    "validation/validation_2bin_2channel_coupledhistosys_code0",
+    "validation/validation_1bin_normsys_code1",
+    "synthetic/132",
+    "belle2",
+]
+
+
+@pytest.mark.parametrize("case_id", WARM_CASES)
+def test_first_and_warm_hypotest_compile_no_fit(case_id, cases):
+    model, data = _model(case_id, cases)
+    jax.clear_caches()  # a fresh process's view: nothing of this layout compiled yet
+    with _Compiles() as first_fit:
+        jaxlike.fit(model, data)
+    assert "jit(fit_arrays)" in first_fit.names
+    with _Compiles() as first_test:
+        res = jaxlike.hypotest(1.0, data, model)
+        jaxlike.fixed_poi_fit(model, data, 0.5)
+    assert bool(res.converged)
+    assert "jit(fit_arrays)" not in first_test.names, first_test.names
+    # only small programs (Asimov data, test statistics), none per fit
+    assert len(first_test.names) <= 4, first_test.names
+    # warm: another μ compiles nothing at all
+    with _Compiles() as warm:
+        for mu in (0.5, 2.0):
+            res = jaxlike.hypotest(mu, data, model)
+    assert warm.names == [], warm.names
+    assert bool(res.converged)
+    t_fit = _best_of(lambda: jaxlike.fit(model, data))
+    t_test = _best_of(lambda: jaxlike.hypotest(1.5, data, model))
+    # four fits and the Asimov data: ~4-8 fits' worth; 20 leaves room for a loaded machine
+    assert t_test <= 20.0 * t_fit + 0.05, (t_test, t_fit)
+
+
+def test_compiler_options_fall_back_when_unknown(monkeypatch):
+    assert _compile.compiler_options() in ({}, _compile.CPU_OPTIONS)
+    monkeypatch.setattr(_compile, "CPU_OPTIONS", {"xla_no_such_option_exists": True})
+    _compile.compiler_options.cache_clear()
+    try:
+        assert _compile.compiler_options() == {}
+        f = _compile.jit(lambda x: 2.0 * x)
+        assert float(f(1.5)) == 3.0
+    finally:
+        _compile.compiler_options.cache_clear()
+
+
+def test_jit_inside_a_trace_uses_the_outer_program():
+    f = _compile.jit(lambda x: x * x)
+    assert float(jax.jit(lambda y: f(y) + 1.0)(3.0)) == 10.0
+    assert np.allclose(jax.vmap(f)(np.arange(3.0)), [0.0, 1.0, 4.0])
+
+
+def test_cache_folder_is_private(tmp_path, monkeypatch):
+    where = tmp_path / "cache" / "xla"
+    assert _compile._private_dir(str(where))
+    assert stat.S_IMODE(os.stat(where).st_mode) & 0o077 == 0
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    assert not _compile._private_dir(str(shared))  # others could plant programs there
+    afile = tmp_path / "file"
+    afile.write_text("")
+    assert not _compile._private_dir(str(afile))
+    monkeypatch.setenv("JAXLIKE_CACHE_DIR", "")
+    assert _compile.cache_dir() is None
+    monkeypatch.setenv("JAXLIKE_CACHE_DIR", str(where))
+    assert _compile.cache_dir() == str(where)
+    monkeypatch.delenv("JAXLIKE_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _compile.cache_dir() == str(tmp_path / "xdg" / "jaxlike" / "xla")
+
+
+def test_cache_is_off_in_tests_and_respects_a_user_setting(monkeypatch):
+    # conftest opts out (JAXLIKE_CACHE_DIR=""), so importing jaxlike enabled nothing here
+    assert not jax.config.jax_compilation_cache_dir
+    monkeypatch.setenv("JAXLIKE_CACHE_DIR", "")
+    assert _compile.enable_cache() is None
+    assert not jax.config.jax_compilation_cache_dir
