@@ -5,7 +5,6 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import numpy as np
-import scipy.stats
 
 from ._common import batch_fit, bounds, nominal_fit, resolve_index
 
@@ -42,6 +41,8 @@ class MinosResult(eqx.Module):
 
 def _level(cl):
     """Δ2NLL threshold: the χ²₁ quantile of ``cl`` (< 1) or ``cl**2`` for ``cl`` ≥ 1 sigmas."""
+    import scipy.stats  # here: it costs ~0.4 s of `import jaxlike`
+
     return float(cl) ** 2 if cl >= 1 else float(scipy.stats.chi2.ppf(cl, 1))
 
 

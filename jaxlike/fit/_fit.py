@@ -232,8 +232,6 @@ def fit_jit(model, data, init, lo, hi, fixed, *, starts=None, search=None, maxit
     )
 
 
-
-
 def global_search(model) -> bool:
     """Whether fits of this model run the minimiser's global search: the default rule of
     :func:`jaxlike.fit._newton.minimize`, at most ``SEARCH_MAX_PARS`` probed scalar
@@ -256,6 +254,8 @@ def start_rows(init, *points, model=None):
     nan = xp.full(np.shape(init), np.nan, dtype=float)
     rows = [nan if p is None else xp.asarray(p) for p in points] + [nan] * (2 - len(points))
     return xp.stack(rows)
+
+
 _default_fixed = eqx.filter_jit(lambda model: model.fixed_mask())  # one dispatch, not ~10/segment
 
 

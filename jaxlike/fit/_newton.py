@@ -513,14 +513,24 @@ def _probe(value, st, lo, hi, fixed, probe):
     1e-7 + 1e-13 |f|, and the lowest such point. It catches minima a local method cannot see
     from x̂: the far well of a double well, a constrained minimum on a bound (a normalisation
     driven to 0), at the cost of #probed × grid evaluations of f (no derivatives)."""
+    idx, grid, pts = _probe_points(st, lo, hi, probe)
+    return _probe_pick(jax.vmap(value)(pts), st, fixed, idx, grid)
+
+
+def _probe_points(st, lo, hi, probe):
+    """The grid of :func:`_probe`: (idx, grid [k, G], points [k·G, n])."""
     idx = np.flatnonzero(probe)
     t = jnp.linspace(0.0, 1.0, _PROBE_POINTS, dtype=st.x.dtype)
     grid = lo[idx, None] + t[None, :] * (hi[idx] - lo[idx])[:, None]  # [k, G]
+    pts = jax.vmap(lambda i, row: jax.vmap(lambda v: st.x.at[i].set(v))(row))(
+        jnp.asarray(idx), grid
+    )
+    return idx, grid, pts.reshape(-1, st.x.shape[0])
 
-    def at(i, v):
-        return value(st.x.at[i].set(v))
 
-    vals = jax.vmap(lambda i, row: jax.vmap(lambda v: at(i, v))(row))(jnp.asarray(idx), grid)
+def _probe_pick(vals, st, fixed, idx, grid):
+    """(found, x, f) of :func:`_probe` from the objective on its grid points (flat [k·G])."""
+    vals = vals.reshape(grid.shape)
     vals = jnp.where(fixed[idx, None] | ~jnp.isfinite(vals), jnp.inf, vals)
     k = jnp.argmin(vals)
     i, j = k // _PROBE_POINTS, k % _PROBE_POINTS
@@ -535,7 +545,7 @@ _EIGEN_PROBE_SIGMAS = 6.0
 _EIGEN_RELAX_DIRECTIONS = 3
 
 
-def _eigen_probe(value, st, lo, hi, fixed):
+def _eigen_probe(value, st, lo, hi, fixed, extra=None):
     """Probe along the eigenvectors of the Hessian at a certified end point: for each
     eigenvector v_k of H restricted to the free parameters (eigenvalue w_k of 2NLL), f at
     x̂ + s v_k for :data:`_PROBE_POINTS` values of s in ±:data:`_EIGEN_PROBE_SIGMAS` σ_k,
@@ -545,7 +555,11 @@ def _eigen_probe(value, st, lo, hi, fixed):
     direction, not along a coordinate: the coordinate probe cannot see it from x̂ (moving one
     coordinate alone climbs the steep direction). All free parameters take part (``probe``
     only switches the search on). Same return as :func:`_probe`. Dense Hessians only (a
-    structured arrowhead Hessian keeps the coordinate probe)."""
+    structured arrowhead Hessian keeps the coordinate probe).
+
+    ``extra``: further points [E, n] evaluated in the same batch (the coordinate probe's
+    grid: the objective is then traced and compiled once for both); their values are
+    returned as a fourth item."""
     idx = np.arange(st.x.shape[0])  # all free parameters: per-bin γ relax with the others
     k = idx.size
     h = st.hess
@@ -564,7 +578,10 @@ def _eigen_probe(value, st, lo, hi, fixed):
         return jnp.clip(st.x + step, lo, hi)
 
     pts = jax.vmap(lambda c: jax.vmap(lambda s: point(c, s))(t * half[c]))(jnp.arange(k))
-    vals = jax.vmap(jax.vmap(value))(pts)  # [k, G]
+    n = st.x.shape[0]
+    batch = pts.reshape(-1, n) if extra is None else jnp.concatenate([pts.reshape(-1, n), extra])
+    all_first = jax.vmap(value)(batch)
+    vals = all_first[: k * _PROBE_POINTS].reshape(k, _PROBE_POINTS)  # [k, G]
     vals = jnp.where(usable[:, None] & jnp.isfinite(vals), vals, jnp.inf)
     # along the softest directions, relax the others by one Newton step of the quadratic
     # model at x̂ (the gradient at the probe point, H's other eigenpairs): the far well of a
@@ -585,7 +602,9 @@ def _eigen_probe(value, st, lo, hi, fixed):
     j = jnp.argmin(all_vals)
     best = all_vals[j]
     found = best < st.f - (1e-7 + 1e-13 * jnp.abs(st.f))
-    return found, all_pts[j], best
+    if extra is None:
+        return found, all_pts[j], best
+    return found, all_pts[j], best, all_first[k * _PROBE_POINTS :]
 
 
 def _sweep(value, x, lo, hi, fixed, probe, passes=2):
@@ -716,13 +735,16 @@ def minimize(
         retry a failed run, probe restart, kink mirror, next slot without a NaN (rows with a
         NaN are skipped without a run)."""
         retry = ~best.converged & ~retried
+        if probe.any() and isinstance(best.hess, ArrowheadHessian):
+            has_probe, x_probe, _ = _probe(value, best, lo, hi, fixed, probe)
+        elif probe.any():  # both probes' points in one batch of the objective
+            idx, grid, cpts = _probe_points(best, lo, hi, probe)
+            has_eig, x_eig, f_eig, cvals = _eigen_probe(value, best, lo, hi, fixed, extra=cpts)
+            has_probe, x_probe, f_probe = _probe_pick(cvals, best, fixed, idx, grid)
+            take = has_eig & (~has_probe | (f_eig < f_probe))
+            x_probe = jnp.where(take, x_eig, x_probe)
+            has_probe = has_probe | has_eig
         if probe.any():
-            has_probe, x_probe, f_probe = _probe(value, best, lo, hi, fixed, probe)
-            if not isinstance(best.hess, ArrowheadHessian):
-                has_eig, x_eig, f_eig = _eigen_probe(value, best, lo, hi, fixed)
-                take = has_eig & (~has_probe | (f_eig < f_probe))
-                x_probe = jnp.where(take, x_eig, x_probe)
-                has_probe = has_probe | has_eig
             has_probe = has_probe & (probes < _MAX_PROBE_ROUNDS) & best.converged
         else:
             has_probe, x_probe = jnp.asarray(False), best.x

@@ -19,7 +19,6 @@ import functools
 import math
 
 import numpy as np
-from scipy import optimize, special, stats
 
 from ..exceptions import InvalidArgument
 from ._asymptotics import TEST_STATS
@@ -57,6 +56,8 @@ def _check_test_stat(test_stat):
 
 def _statistic(mu, n, s, b, test_stat):
     """The statistic on validated, broadcastable arrays."""
+    from scipy import special
+
     lam = mu * s + b
     if np.any(lam < 0):
         raise InvalidArgument("mu: the expected count mu*s + b must be >= 0")
@@ -148,6 +149,8 @@ def counting_pvalues(mu, n_obs, s, b, test_stat="qtilde"):
     Returns:
         ``(clsb, clb, cls)``, each broadcast over ``mu`` and ``n_obs``.
     """
+    from scipy import stats  # here, not at the top: scipy.stats costs ~0.4 s of import
+
     _check_test_stat(test_stat)
     s, b = _check_signal_background(s, b)
     if s.ndim or b.ndim:
@@ -185,6 +188,8 @@ def _rejected_spans(n0, cl, nmax):
     j < n0, nothing for j = n0 and {n0+1, …, j} for j > n0. Its mass
     S_j(λ) = P(l ≤ N ≤ r | λ) is unimodal in λ (dS/dλ = Pois(l−1) − Pois(r), one sign change),
     peaking at λ* = (r!/(l−1)!)^{1/(r−l+1)}, so {S_j ≥ cl} is one interval."""
+    from scipy import optimize, special
+
     a = np.full(nmax + 1, np.nan)
     c = np.full(nmax + 1, np.nan)
     for j in range(nmax + 1):
@@ -224,6 +229,8 @@ def _fc_limits(n0, bs, cl, mu_max):
     have islands (n0 is accepted again in a short μ range above a gap), which is why the paper
     takes the extreme μ whose region contains n0.
     """
+    from scipy import special, stats
+
     bs = np.asarray(bs, dtype=float)
     nmax = max(int(stats.poisson.isf(1e-16, float(bs.max()) + mu_max)) + 10, n0 + 10)
     rej_lo, rej_hi = _rejected_spans(n0, cl, nmax)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from .._compile import jit
 from ..exceptions import InvalidArgument
 from ..fit import Bounds, Data, Fixed, Pars, fit_arrays, result_repr
 from ._asymptotics import asymptotic_pvalues, profile_statistic
@@ -116,7 +117,7 @@ def _asymptotic_guess(prep, alpha, mu_lo, mu_hi, rule="cls"):
     return jnp.clip(jnp.where(ok, guess, fallback), mu_lo, mu_hi)
 
 
-@eqx.filter_jit
+@jit
 def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter, rule="cls"):
     """Bracket expansion from the asymptotic guess, then Illinois regula falsi, for all
     curves and levels in lockstep. One :func:`_evaluate` per iteration (compiled once).
