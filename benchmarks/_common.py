@@ -24,6 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+# jaxlike switches on JAX's persistent compilation cache when imported; a benchmark measures
+# compilation, so it runs without one unless it sets its own (bench_core's end-to-end
+# children, bench_cold's "jaxlike+cache" rows). Set here, before any script imports jaxlike.
+os.environ.setdefault("JAXLIKE_CACHE_DIR", "")
+
 __all__ = [
     "many_bins_spec",
     "erjr_paths",
