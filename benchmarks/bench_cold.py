@@ -163,8 +163,12 @@ def child(tool: str, case: dict, limit: bool) -> dict:
         out["cls_obs"] = float(cls_obs)
         out["converged"] = True
         if limit and t_hyp - t_ws <= PYHF_LIMIT_MAX_FIRST:
-            obs, _ = pyhf.infer.intervals.upper_limits.upper_limit(data, model)
-            out["limit_obs"] = float(obs)
+            try:
+                obs, _ = pyhf.infer.intervals.upper_limits.upper_limit(data, model)
+                out["limit_obs"] = float(obs)
+            except TypeError as err:  # pyhf 0.7.6's TOMS 748 search caches on jax arrays
+                out["limit_error"] = str(err)
+                limit = False
         else:
             limit = False
         t_lim = time.perf_counter()
