@@ -209,10 +209,17 @@ def main(argv: list[str]) -> None:
         k = argv.index("--child")
         print(json.dumps(child(argv[k + 1], json.loads(argv[k + 2]), "--limit" in argv)))
         return
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="5 likelihoods, no limits (~5 min)")
+    p.add_argument("--no-limit", action="store_true", help="first answers only")
+    p.add_argument("--cores", type=int, default=2, help="CPU cores to pin to (default 2)")
+    args = p.parse_args(argv)
     cores = C.pin_cores(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    quick = "--quick" in argv
-    limit = not quick and "--no-limit" not in argv
+    quick = args.quick
+    limit = not quick and not args.no_limit
     timeout = 900.0
     m = C.describe_machine()
     print(C.fmt_machine(m), flush=True)
