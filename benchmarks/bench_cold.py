@@ -188,13 +188,13 @@ def child(tool: str, case: dict, limit: bool) -> dict:
 def run_tool(tool: str, case: dict, limit: bool, timeout: float, cache: str) -> dict:
     """Run :func:`child` in a fresh process with the cache setting of ``tool``."""
     env_cache = cache if tool == "jaxlike+cache" else ""
-    args = [str(Path(__file__)), "--child", tool, json.dumps(case)] + (["--limit"] if limit else [])
+    args = ["--child", tool, json.dumps(case)] + (["--limit"] if limit else [])
     old = os.environ.get("JAXLIKE_CACHE_DIR")
     os.environ["JAXLIKE_CACHE_DIR"] = env_cache
     try:
         if tool == "jaxlike+cache":  # fill the cache first, in a process of its own
-            C._run_json_child([sys.executable, *args], timeout)
-        return C._run_json_child([sys.executable, *args], timeout)
+            C.run_child(Path(__file__), args, timeout)
+        return C.run_child(Path(__file__), args, timeout)
     except Exception as err:  # a timeout or a failure is a table cell, not the end of the run
         return {"error": type(err).__name__ if "Timeout" in type(err).__name__ else str(err)[-200:]}
     finally:

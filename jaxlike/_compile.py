@@ -23,7 +23,7 @@ import stat
 import equinox as eqx
 import jax
 
-__all__ = ["cache_dir", "compiler_options", "enable_cache", "jit"]
+__all__ = ["any_traced", "cache_dir", "compiler_options", "enable_cache", "jit"]
 
 #: XLA debug options for jaxlike's large programs on the CPU (see the module docstring)
 CPU_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
@@ -42,8 +42,9 @@ def compiler_options() -> dict:
     return dict(CPU_OPTIONS)
 
 
-def _traced(tree) -> bool:
-    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
+def any_traced(*trees) -> bool:
+    """Whether any leaf of ``trees`` is a JAX tracer (the call is inside jit/vmap/grad)."""
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
 
 
 def jit(fun):
@@ -56,7 +57,7 @@ def jit(fun):
     @functools.wraps(fun)
     def call(*args, **kwargs):
         nonlocal top
-        if _traced((args, kwargs)):
+        if any_traced(args, kwargs):
             return nested(*args, **kwargs)
         if top is None:
             top = eqx.filter_jit(fun, compiler_options=compiler_options() or None)

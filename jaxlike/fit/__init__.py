@@ -4,6 +4,7 @@ from ..linalg import ArrowheadCovariance, ArrowheadHessian
 from ._fit import (
     DENSE_COVARIANCE_MAX,
     FitResult,
+    conditional_inputs,
     fit,
     fit_arrays,
     fit_jit,
@@ -11,6 +12,7 @@ from ._fit import (
     global_search,
     model_breakpoints,
     prepare_fit_inputs,
+    set_at,
     start_rows,
 )
 from ._newton import SEARCH_MAX_PARS, MinimizeState, autodiff_fgh, minimize
@@ -35,6 +37,8 @@ __all__ = [
     "fit",
     "fit_arrays",
     "fit_jit",
+    "conditional_inputs",
+    "set_at",
     "global_search",
     "start_rows",
     "fixed_poi_fit",

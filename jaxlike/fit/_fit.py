@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from .._compile import jit
+from .._compile import any_traced, jit
 from ..exceptions import InvalidData, InvalidParameters
 from ..linalg import ArrowheadCovariance, covariance_diagonal, free_inverse
 from ._newton import BREAKPOINT_VALUES, SEARCH_MAX_PARS, minimize
@@ -250,17 +250,40 @@ def start_rows(init, *points, model=None):
     compiled program."""
     if model is not None and not global_search(model):
         return None
-    xp = jnp if _any_traced(init, points) else np  # host arrays: no tiny compilations
+    xp = jnp if any_traced(init, points) else np  # host arrays: no tiny compilations
     nan = xp.full(np.shape(init), np.nan, dtype=float)
     rows = [nan if p is None else xp.asarray(p) for p in points] + [nan] * (2 - len(points))
     return xp.stack(rows)
 
 
+def set_at(a, index, value):
+    """``a`` with ``a[..., index] = value``: a NumPy copy for a host array (no compilation),
+    ``a.at[..., index].set(value)`` for a JAX array or tracer."""
+    if isinstance(a, np.ndarray):
+        a = a.copy()
+        a[..., index] = value
+        return a
+    return a.at[..., index].set(value)
+
+
+def conditional_inputs(start, lo, hi, fixed, poi, mu):
+    """(start, lo, hi, fixed) of a fit with the POI held at ``mu``: start_poi = μ, the POI
+    fixed, its bounds widened to include μ (a limit scan may test beyond them, as in pyhf).
+    On the host when nothing is traced: a first hypothesis test would otherwise compile four
+    tiny programs for it."""
+    if not any_traced(start, lo, hi, fixed, mu):
+        start, lo, hi, fixed = (np.asarray(a) for a in (start, lo, hi, fixed))
+        mu = float(mu)
+    xp = np if isinstance(start, np.ndarray) else jnp
+    return (
+        set_at(start, poi, mu),
+        set_at(lo, poi, xp.minimum(lo[..., poi], mu)),
+        set_at(hi, poi, xp.maximum(hi[..., poi], mu)),
+        set_at(fixed, poi, True),
+    )
+
+
 _default_fixed = eqx.filter_jit(lambda model: model.fixed_mask())  # one dispatch, not ~10/segment
-
-
-def _any_traced(*trees) -> bool:
-    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
 
 
 def prepare_fit_inputs(
@@ -286,9 +309,7 @@ def prepare_fit_inputs(
     compiled fit: each tiny jnp operation on a new layout is an XLA compilation of its own).
     """
     cfg = model.config
-    # on the host (NumPy) unless something is traced: each tiny jnp operation on a fresh
-    # layout is its own XLA compilation (~10–30 ms apiece, most of a first fit's overhead)
-    traced = _any_traced(model, data, init_pars, par_bounds, fixed_params)
+    traced = any_traced(model, data, init_pars, par_bounds, fixed_params)
     xp = np if host and not traced else jnp
     data = xp.asarray(data, dtype=float)
     n_expected = cfg.nmaindata + cfg.nauxdata
@@ -303,18 +324,11 @@ def prepare_fit_inputs(
         raise InvalidParameters(
             f"init_pars/par_bounds must have {cfg.npars} entries (parameters: {cfg.par_names})"
         )
-    fixed = _default_fixed(model)
-    if xp is np:
-        fixed = np.array(fixed)
+    fixed = xp.asarray(_default_fixed(model))
     if isinstance(fixed_params, dict):
         for name, value in fixed_params.items():
             i = cfg.par_index(name)
-            if xp is np:
-                fixed[..., i] = True
-                init[..., i] = value
-            else:
-                fixed = fixed.at[..., i].set(True)
-                init = init.at[..., i].set(value)
+            fixed, init = set_at(fixed, i, True), set_at(init, i, value)
     elif fixed_params is not None:
         fixed = xp.array(fixed_params, dtype=bool)
         if fixed.shape[-1] != cfg.npars:
@@ -383,17 +397,9 @@ def fixed_poi_fit(
     if poi is None:
         raise InvalidParameters("the model has no parameter of interest (poi_name=None)")
     d, init, lo, hi, fixed = prepare_fit_inputs(
-        model, data, init_pars, par_bounds, fixed_params, host=not _any_traced(poi_value)
+        model, data, init_pars, par_bounds, fixed_params, host=not any_traced(poi_value)
     )
-    if isinstance(init, np.ndarray):  # on the host: no tiny compilations
-        v = float(poi_value)
-        init[..., poi], fixed[..., poi] = v, True
-        lo[..., poi], hi[..., poi] = np.minimum(lo[..., poi], v), np.maximum(hi[..., poi], v)
-    else:
-        init = init.at[..., poi].set(poi_value)
-        fixed = fixed.at[..., poi].set(True)
-        lo = lo.at[..., poi].set(jnp.minimum(lo[..., poi], poi_value))
-        hi = hi.at[..., poi].set(jnp.maximum(hi[..., poi], poi_value))
+    init, lo, hi, fixed = conditional_inputs(init, lo, hi, fixed, poi, poi_value)
     starts = start_rows(init, model=model)
     res = fit_jit(model, d, init, lo, hi, fixed, starts=starts, maxiter=maxiter, tol=tol)
     return raise_if_failed(res, res.status, "conditional fit") if throw else res

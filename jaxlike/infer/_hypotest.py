@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
-from .._compile import jit
+from .._compile import any_traced, jit
 from ..exceptions import InvalidParameters
 from ..fit import (
     Bounds,
@@ -25,11 +25,13 @@ from ..fit import (
     Fixed,
     Pars,
     Scalar,
+    conditional_inputs,
     fit_arrays,
     fit_jit,
     global_search,
     prepare_fit_inputs,
     result_repr,
+    set_at,
     start_rows,
 )
 from ._asymptotics import TEST_STATS, asymptotic_pvalues, profile_statistic
@@ -115,39 +117,27 @@ class HypoTestResult(eqx.Module):
         return jnp.sqrt(jnp.clip(self.q_asimov, 0.0)) + jnp.asarray([2.0, 1.0, 0.0, -1.0, -2.0])
 
 
-_fit = fit_jit  # one compiled fit per model layout, shared by all five fits and by jaxlike.fit
 _expected = jit(lambda model, pars: model.expected_data(pars))
-_global = global_search
-_start_rows = start_rows
 
 
-def _conditional_inputs(start, lo, hi, fixed, poi, mu):
-    """Start, bounds and fixed mask of a fit with the POI held at ``mu`` (on the host when
-    nothing is traced: four tiny programs compiled for a first test cost more than the fit)."""
-    if not _traced(start, lo, hi, fixed, mu):
-        start, lo, hi, fixed = (np.array(a) for a in (start, lo, hi, fixed))
-        mu = float(mu)
-        start[poi], lo[poi], hi[poi], fixed[poi] = mu, min(lo[poi], mu), max(hi[poi], mu), True
-        return start, lo, hi, fixed
-    return (
-        start.at[poi].set(mu),
-        lo.at[poi].set(jnp.minimum(lo[poi], mu)),
-        hi.at[poi].set(jnp.maximum(hi[poi], mu)),
-        fixed.at[poi].set(True),
-    )
+def signed_bounds(lo, hi, poi: int):
+    """Lower bounds with the POI's lowered to min(lo, −hi): the free fit of a signed μ̂ (see
+    :mod:`jaxlike.infer._study`). Host arrays stay on the host."""
+    xp = np if isinstance(lo, np.ndarray) else jnp
+    return set_at(lo, poi, xp.minimum(lo[..., poi], -hi[..., poi]))
 
 
 def _conditional(model, data, start, lo, hi, fixed, poi, mu, starts=None):
-    return _fit(model, data, *_conditional_inputs(start, lo, hi, fixed, poi, mu), starts=starts)
+    return fit_jit(model, data, *conditional_inputs(start, lo, hi, fixed, poi, mu), starts=starts)
 
 
 def _refit_free(model, data, free, cond, lo, hi, fixed, poi):
     """The free fit, improved where a conditional fit ended lower (q < 0 is impossible at the
     global minimum: the conditional point, its POI released, is a better start). Returns
     ``free`` itself when cond.twice_nll ≥ free.twice_nll − 1e-9."""
-    if not _global(model):
+    if not global_search(model):
         return free
-    if not _traced(cond.twice_nll, free.twice_nll, fixed):
+    if not any_traced(cond.twice_nll, free.twice_nll, fixed):
         need = float(cond.twice_nll) < float(free.twice_nll) - 1e-9
         if not need:  # the usual case: nothing to compile or run
             return free
@@ -157,11 +147,11 @@ def _refit_free(model, data, free, cond, lo, hi, fixed, poi):
         init = jnp.where(fixed, free.bestfit, jnp.where(need, cond.bestfit, free.bestfit))
 
     def refit():
-        new = _fit(model, data, init, lo, hi, fixed, starts=_start_rows(init, free.bestfit))
+        new = fit_jit(model, data, init, lo, hi, fixed, starts=start_rows(init, free.bestfit))
         better = (new.twice_nll < free.twice_nll - 1e-12) & (new.converged | ~free.converged)
         return jax.tree.map(lambda a, b: jnp.where(better, a, b), new, free)
 
-    if not _traced(need):
+    if not any_traced(need):
         return refit() if bool(need) else free
     return jax.lax.cond(need, refit, lambda: free)
 
@@ -174,15 +164,11 @@ def _check(model, test_stat):
     return model.config.poi_index
 
 
-def _traced(*trees):
-    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
-
-
 def check_poi_free(model, lo, hi, fixed):
     """Refuse a POI that is fixed or has empty bounds (lo ≥ hi), as pyhf does: the profile
     likelihood ratio q(μ) = −2 ln [L(μ, θ̂̂) / L(μ̂, θ̂)] needs μ̂ to vary. Checked when the
     inputs are concrete (under ``jit``/``vmap`` the caller's inputs were checked outside)."""
-    if _traced(lo, hi, fixed):
+    if any_traced(lo, hi, fixed):
         return
     poi, name = model.config.poi_index, model.config.poi_name
     if np.any(np.asarray(fixed)[..., poi]):
@@ -202,7 +188,7 @@ def check_poi_values(model, values, lo, hi):
     """Refuse tested POI values that are not finite (skipped for traced values). A value
     beyond the POI bounds is allowed, as in pyhf: the conditional fit holds μ there while the
     free fit stays within the bounds (a limit scan past the suggested range needs that)."""
-    if _traced(values):
+    if any_traced(values):
         return
     v = np.asarray(values, dtype=float)
     if not np.all(np.isfinite(v)):
@@ -215,18 +201,13 @@ def _fits_on_data(model, data, init, lo, hi, fixed, poi, mu_a, signed):
 
     Inside a trace (jit/vmap) they run as one vmapped fit, so the minimiser is compiled once
     instead of once per call site; eagerly they reuse one cached compiled fit."""
-    cond = _conditional_inputs(init, lo, hi, fixed, poi, mu_a)
-    none = _start_rows(init, model=model)  # no further starts (the shape the others use)
+    cond = conditional_inputs(init, lo, hi, fixed, poi, mu_a)
+    none = start_rows(init, model=model)  # no further starts (the shape the others use)
     rows = [(init, lo, hi, fixed), cond]
     if signed:
-        if isinstance(lo, np.ndarray):
-            lo_s = lo.copy()
-            lo_s[poi] = min(lo[poi], -hi[poi])
-        else:
-            lo_s = lo.at[poi].set(jnp.minimum(lo[poi], -hi[poi]))
-        rows.append((init, lo_s, hi, fixed))
-    if not _traced(model, data, init, lo, hi, fixed):
-        fits = [_fit(model, data, *r, starts=none) for r in rows]
+        rows.append((init, signed_bounds(lo, hi, poi), hi, fixed))
+    if not any_traced(model, data, init, lo, hi, fixed):
+        fits = [fit_jit(model, data, *r, starts=none) for r in rows]
     else:
         stacked = [jnp.stack(x) for x in zip(*rows, strict=True)]
         batch = jax.vmap(lambda *r: fit_arrays(model, data, *r, starts=none))(*stacked)
@@ -241,14 +222,14 @@ def _prepare_core(model, data, init, lo, hi, fixed, test_stat, calc_base_dist, s
         model, data, init, lo, hi, fixed, poi, mu_a, signed
     )
     asimov = _expected(model, asimov_fit.bestfit)
-    free_a = _fit(
+    free_a = fit_jit(
         model,
         asimov,
         init,
         lo,
         hi,
         fixed,
-        starts=_start_rows(init, asimov_fit.bestfit, free.bestfit, model=model),
+        starts=start_rows(init, asimov_fit.bestfit, free.bestfit, model=model),
     )
     return HypoTestPrep(
         data=data,
@@ -313,11 +294,11 @@ def hypotest_at(
     # further starts: the related fits' minima (a basin one path misses, another finds)
     cond = _conditional(
         model, prep.data, start_d, lo, hi, fixed, poi, mu,
-        _start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit, model=model),
+        start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit, model=model),
     )  # fmt: skip
     cond_a = _conditional(
         model, prep.asimov_data, start_a, lo, hi, fixed, poi, mu,
-        _start_rows(prep.init, prep.free_fit_asimov.bestfit, cond.bestfit, model=model),
+        start_rows(prep.init, prep.free_fit_asimov.bestfit, cond.bestfit, model=model),
     )  # fmt: skip
     free = _refit_free(model, prep.data, prep.free_fit, cond, lo, hi, fixed, poi)
     free_a = _refit_free(model, prep.asimov_data, prep.free_fit_asimov, cond_a, lo, hi, fixed, poi)

@@ -20,9 +20,9 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from .._compile import jit
 from ..exceptions import InvalidArgument
-from ..fit import Bounds, Data, Fixed, Pars, fit_arrays, result_repr
+from ..fit import Bounds, Data, Fixed, Pars, conditional_inputs, fit_arrays, result_repr
 from ._asymptotics import asymptotic_pvalues, profile_statistic
-from ._hypotest import HypoTestPrep, _conditional_inputs, hypotest_prepare
+from ._hypotest import HypoTestPrep, hypotest_prepare
 
 __all__ = ["UpperLimitResult", "upper_limit", "upper_limit_prepared"]
 
@@ -69,7 +69,7 @@ def _evaluate(prep, model, mu, start_d, start_a, rule="cls"):
         return fit_arrays(
             model,
             data,
-            *_conditional_inputs(start, prep.lo, prep.hi, prep.fixed, poi, m),
+            *conditional_inputs(start, prep.lo, prep.hi, prep.fixed, poi, m),
             search=False,
         )
 

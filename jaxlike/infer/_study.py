@@ -52,9 +52,18 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from ..exceptions import InvalidArgument
-from ..fit import Bounds, Data, Fixed, Pars, fit_arrays, prepare_fit_inputs, result_repr
+from ..fit import (
+    Bounds,
+    Data,
+    Fixed,
+    Pars,
+    conditional_inputs,
+    fit_arrays,
+    prepare_fit_inputs,
+    result_repr,
+)
 from ..stream import batched_map
-from ._hypotest import _conditional_inputs, check_poi_free
+from ._hypotest import check_poi_free, signed_bounds
 from ._toys import check_toy_args
 
 __all__ = [
@@ -142,11 +151,6 @@ class ToyStudyResult(eqx.Module):
 
 
 # -- traceable pieces --------------------------------------------------------------------------
-def signed_bounds(lo, hi, poi: int):
-    """Lower bounds with the POI's lowered to min(lo, −hi) (see the module docstring)."""
-    return lo.at[poi].set(jnp.minimum(lo[poi], -hi[poi]))
-
-
 def study_generator(
     model, data, init, lo, hi, fixed, poi: int, mu_true, toy_pars: str, search=False
 ):
@@ -156,7 +160,7 @@ def study_generator(
     mu_true = jnp.asarray(mu_true, init.dtype)
     if toy_pars == "init":
         return init.at[poi].set(mu_true), jnp.asarray(True)
-    cond = _conditional_inputs(init, lo, hi, fixed, poi, mu_true)
+    cond = conditional_inputs(init, lo, hi, fixed, poi, mu_true)
     fit = fit_arrays(model, data, *cond, search=search)
     return fit.bestfit, fit.converged
 
@@ -164,7 +168,7 @@ def study_generator(
 def _one_toy(model, gen, key, index, mu_true, lo, hi, fixed, poi, search):
     x = model.sample(gen, jax.random.fold_in(jax.random.fold_in(key, STUDY_SET), index))
     cond = fit_arrays(
-        model, x, *_conditional_inputs(gen, lo, hi, fixed, poi, mu_true), search=search
+        model, x, *conditional_inputs(gen, lo, hi, fixed, poi, mu_true), search=search
     )
     # released from the conditional minimum: a descent from 2NLL(μ_t), so t ≥ 0
     free = fit_arrays(model, x, cond.bestfit, lo, hi, fixed, search=search)

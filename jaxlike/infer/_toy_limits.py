@@ -30,8 +30,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from ..exceptions import InvalidArgument
-from ..fit import result_repr
-from ._hypotest import HypoTestPrep, _start_rows
+from ..fit import result_repr, start_rows
+from ._hypotest import HypoTestPrep
 from ._toys import (
     BACKGROUND_SET,
     _conditional_fits,
@@ -129,7 +129,7 @@ def _observed_statistics(prep, model, grid):
     """(q_obs [K], t_obs [K], converged) on the observed data."""
     from ._asymptotics import profile_statistic
 
-    starts = _start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit, model=model)
+    starts = start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit, model=model)
     fits = _conditional_fits(model, prep.data, prep.init, prep.lo, prep.hi, prep.fixed,
                              prep.poi, jnp.asarray(grid), starts)  # fmt: skip
     cond = np.asarray(fits.twice_nll)
@@ -407,7 +407,7 @@ def toy_limits_traced(
     grid = traced_poi_grid(limits, lo_p, hi_p, npoints)
     mu_a = alternative_mu(ts)
     mus = jnp.append(grid, mu_a)
-    starts = _start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit, model=model)
+    starts = start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit, model=model)
     obs_fits = conditional_fits(model, prep.data, prep.init, prep.lo, prep.hi, prep.fixed, poi,
                                 mus, starts)  # fmt: skip
     gens = generators(prep.init, poi, mus, obs_fits if toy_pars == "profiled" else None)

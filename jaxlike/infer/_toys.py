@@ -42,10 +42,10 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from ..exceptions import InvalidArgument, InvalidParameters
-from ..fit import fit_arrays, result_repr
+from ..fit import conditional_inputs, fit_arrays, result_repr, start_rows
 from ..stream import batched_map
 from ._asymptotics import profile_statistic
-from ._hypotest import HypoTestPrep, _conditional, _conditional_inputs, _start_rows
+from ._hypotest import HypoTestPrep, _conditional
 
 __all__ = [
     "EXPECTED_PERCENTILES",
@@ -159,7 +159,7 @@ def generating_pars(prep: HypoTestPrep, model, mus, toy_pars: str = "profiled"):
     mus = jnp.atleast_1d(jnp.asarray(mus, float))
     fits = None
     if toy_pars == "profiled":
-        starts = _start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit,
+        starts = start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit,
                              model=model)  # fmt: skip
         fits = _conditional_fits(model, prep.data, prep.init, prep.lo, prep.hi, prep.fixed,
                                  prep.poi, mus, starts)  # fmt: skip
@@ -178,7 +178,7 @@ def conditional_fits(model, data, init, lo, hi, fixed, poi, mus, starts):
     """The μ-conditional fits to ``data`` at every value of ``mus`` (vmapped; traceable)."""
     return jax.vmap(
         lambda m: fit_arrays(
-            model, data, *_conditional_inputs(init, lo, hi, fixed, poi, m), starts=starts
+            model, data, *conditional_inputs(init, lo, hi, fixed, poi, m), starts=starts
         )
     )(mus)
 
@@ -192,7 +192,7 @@ def _toy_row(model, gen, key, toy_set, index, mu, init, lo, hi, fixed, poi, sear
     honest). ``init`` gives the values of fixed parameters (``gen`` equals it there)."""
     x = model.sample(gen, jax.random.fold_in(jax.random.fold_in(key, toy_set), index))
     start = jnp.where(fixed, init, gen)
-    cond = fit_arrays(model, x, *_conditional_inputs(start, lo, hi, fixed, poi, mu),
+    cond = fit_arrays(model, x, *conditional_inputs(start, lo, hi, fixed, poi, mu),
                       search=search)  # fmt: skip
     free = fit_arrays(model, x, jnp.where(fixed, init, cond.bestfit), lo, hi, fixed,
                       search=search)  # fmt: skip
@@ -371,7 +371,7 @@ def toy_hypotest_prepared(
         raise InvalidParameters(f"the q0 test is at μ = 0, got {mu}")
     mu = float(mu)
     cond = _conditional(model, prep.data, prep.init, prep.lo, prep.hi, prep.fixed, poi, mu,
-                        _start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit,
+                        start_rows(prep.init, prep.free_fit.bestfit, prep.asimov_fit.bestfit,
                                     model=model))  # fmt: skip
     mu_hat = float(prep.free_fit.bestfit[poi])
     free_nll = min(float(prep.free_fit.twice_nll), float(cond.twice_nll))
