@@ -36,7 +36,7 @@ import pytest
 from scipy.stats import norm
 
 import jaxlike
-from jaxlike.fit import prepare_fit_inputs
+from jaxlike.fit import fit_jit, prepare_fit_inputs, start_rows
 from jaxlike.infer import _hypotest
 
 DATA = Path(os.environ.get("JAXLIKE_DATA", conftest.DATA))
@@ -93,8 +93,11 @@ def stored_asimov_fits(name):
     asimov = jnp.asarray(refs()["patches"][name]["asimov"]["data"])
     d, init, lo, hi, fixed = prepare_fit_inputs(c.model, asimov)
     poi = c.model.config.poi_index
-    free = _hypotest._fit(c.model, d, init, lo, hi, fixed)
-    cond = _hypotest._conditional(c.model, d, init, lo, hi, fixed, poi, jnp.asarray(POI_TEST))
+    none = start_rows(init, model=c.model)  # the argument structure the hypotest's fits use
+    free = fit_jit(c.model, d, init, lo, hi, fixed, starts=none)
+    cond = _hypotest._conditional(
+        c.model, d, init, lo, hi, fixed, poi, jnp.asarray(POI_TEST), starts=none
+    )
     return {
         "free_asimov": (free, exact(c.model, free.bestfit, asimov)),
         "mu1_asimov": (cond, exact(c.model, cond.bestfit, asimov)),
