@@ -271,10 +271,13 @@ def conditional_inputs(start, lo, hi, fixed, poi, mu):
     fixed, its bounds widened to include μ (a limit scan may test beyond them, as in pyhf).
     On the host when nothing is traced: a first hypothesis test would otherwise compile four
     tiny programs for it."""
-    if not any_traced(start, lo, hi, fixed, mu):
+    if any_traced(start, lo, hi, fixed, mu):  # a host array beside a tracer becomes a JAX one
+        xp = jnp
+        start, lo, hi, fixed = (jnp.asarray(a) for a in (start, lo, hi, fixed))
+    else:
+        xp = np
         start, lo, hi, fixed = (np.asarray(a) for a in (start, lo, hi, fixed))
         mu = float(mu)
-    xp = np if isinstance(start, np.ndarray) else jnp
     return (
         set_at(start, poi, mu),
         set_at(lo, poi, xp.minimum(lo[..., poi], mu)),

@@ -63,6 +63,7 @@ from ..linalg import (
     sym_eigh,
 )
 from ..model import autodiff_value_grad_hess
+from ._control import lazy_cond
 from ._results import RESULTS, STATUS, status_code
 
 __all__ = [
@@ -164,14 +165,17 @@ def _bound_resolve(h, x, step, ok, free, pc, gf, damp):
     is clipped (one extra Cholesky otherwise; under vmap both branches are evaluated)."""
     hit = free & ok & ((x + step < pc.lo) | (x + step > pc.hi))
 
-    def resolve(_):
+    def resolve(h, x, step, hit, free, pc, gf, damp):
         d_c = jnp.where(hit, jnp.clip(x + step, pc.lo, pc.hi) - x, 0.0)
         rest = free & ~hit
         rhs = jnp.where(rest, -(gf + hess_matvec(h, d_c)), 0.0)
         d_rest, ok_rest = masked_solve(h, rest, damp, rhs)
         return jnp.where(ok_rest, jnp.where(rest, d_rest, d_c), step)
 
-    return lax.cond(jnp.any(hit), resolve, lambda _: step, None)
+    def keep(h, x, step, *_):
+        return step
+
+    return lazy_cond(jnp.any(hit), resolve, keep, h, x, step, hit, free, pc, gf, damp)
 
 
 class _Pieces(eqx.Module):
@@ -299,11 +303,14 @@ def _degenerate(h, free, edm):
     """
     zero = free & (jnp.abs(hess_diag(h)) <= 1e-200)
 
-    def by_eigenvector():
+    def by_eigenvector(h, free):
         return free & (jnp.abs(free_min_eigvec(h, free)) > 0.3)
 
+    def none(h, free):
+        return jnp.zeros_like(free)
+
     need = ~jnp.isfinite(edm) & ~jnp.any(zero)
-    return zero | lax.cond(need, by_eigenvector, lambda: jnp.zeros_like(free))
+    return zero | lazy_cond(need, by_eigenvector, none, h, free)
 
 
 def _initial_state(fgh, x0, fixed, lam0):

@@ -64,7 +64,7 @@ from ..fit import (
 )
 from ..stream import batched_map
 from ._hypotest import check_poi_free, signed_bounds
-from ._toys import check_toy_args
+from ._toys import check_toy_args, fisher_hessians, map_toys, response_start
 
 __all__ = [
     "STUDY_SET",
@@ -165,11 +165,11 @@ def study_generator(
     return fit.bestfit, fit.converged
 
 
-def _one_toy(model, gen, key, index, mu_true, lo, hi, fixed, poi, search):
+def _one_toy(model, gen, key, index, mu_true, lo, hi, fixed, poi, search, fisher):
     x = model.sample(gen, jax.random.fold_in(jax.random.fold_in(key, STUDY_SET), index))
-    cond = fit_arrays(
-        model, x, *conditional_inputs(gen, lo, hi, fixed, poi, mu_true), search=search
-    )
+    start, c_lo, c_hi, c_fixed = conditional_inputs(gen, lo, hi, fixed, poi, mu_true)
+    start = response_start(model, x, start, fisher, ~c_fixed, c_lo, c_hi)
+    cond = fit_arrays(model, x, start, c_lo, c_hi, c_fixed, search=search)
     # released from the conditional minimum: a descent from 2NLL(μ_t), so t ≥ 0
     free = fit_arrays(model, x, cond.bestfit, lo, hi, fixed, search=search)
     return {
@@ -180,14 +180,22 @@ def _one_toy(model, gen, key, index, mu_true, lo, hi, fixed, poi, search):
     }
 
 
-def study_toy_fits(model, gen, key, indices, mu_true, lo, hi, fixed, poi: int, search=False):
+def study_toy_fits(
+    model, gen, key, indices, mu_true, lo, hi, fixed, poi: int, search=False, pad=None
+):
     """Traceable: the fits of toys ``indices`` [M] generated at ``gen`` with the PRNG ``key``
-    (toy i: ``fold_in(fold_in(key, STUDY_SET), i)``), vmapped: the μ_t-conditional fit from
-    ``gen``, the free fit from its minimum. Returns ``{"mu_hat", "mu_err", "t_true",
-    "converged"}``, each [M] (see :class:`ToyStudyResult`)."""
+    (toy i: ``fold_in(fold_in(key, STUDY_SET), i)``), by
+    :func:`~jaxlike.infer._toys.map_toys`: the μ_t-conditional fit from ``gen`` (moved by
+    :func:`~jaxlike.infer._toys.response_start`), the free fit from its minimum. Returns
+    ``{"mu_hat", "mu_err", "t_true", "converged"}``, each [M] (see :class:`ToyStudyResult`).
+    ``pad`` [M]: padding rows, skipped where the toys run one after the other."""
     mu_true = jnp.asarray(mu_true, gen.dtype)
-    return jax.vmap(lambda i: _one_toy(model, gen, key, i, mu_true, lo, hi, fixed, poi, search))(
-        jnp.asarray(indices)
+    fisher = jax.tree.map(lambda a: a[0], fisher_hessians(model, gen[None]))
+    return map_toys(
+        lambda i: _one_toy(model, gen, key, i, mu_true, lo, hi, fixed, poi, search, fisher),
+        (jnp.asarray(indices),),
+        gen.shape[-1],
+        pad,
     )
 
 
@@ -334,7 +342,9 @@ def toy_study(
     key = jax.random.PRNGKey(int(seed))
 
     def run(batch):
-        return _toy_fits(model, gen, key, batch["index"], mu_j, lo, hi, fixed, poi, search)
+        idx = batch["index"]  # batched_map pads a chunk by repeating its last row
+        pad = idx != idx[0] + np.arange(idx.shape[0])
+        return _toy_fits(model, gen, key, idx, mu_j, lo, hi, fixed, poi, search, pad)
 
     rows = {"index": np.arange(int(ntoys), dtype=np.int64)}
     out = batched_map(run, rows, chunk=chunk, bucket=True, progress=progress, label="toys")

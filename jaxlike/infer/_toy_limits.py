@@ -399,7 +399,7 @@ def toy_limits_traced(
     q0 = 2NLL(0) − 2NLL(μ̂ ≥ 0) on each, p0 = P(q0 ≥ q0_obs). Returns the
     :data:`TOY_SCAN_FIELDS`."""
     from ._asymptotics import profile_statistic
-    from ._toys import _toy_row
+    from ._toys import _toy_row, fisher_hessians
 
     check_rule(rule)
     poi, ts = prep.poi, prep.test_stat
@@ -417,9 +417,11 @@ def toy_limits_traced(
     k = grid.shape[0]
     idx = jnp.arange(ntoys)
 
+    fishers = fisher_hessians(model, gens)
+
     def row(g, s, i, m):
         return _toy_row(model, gens[g], key, s, i, m, prep.init, prep.lo, prep.hi, prep.fixed,
-                        poi)  # fmt: skip
+                        poi, fisher=jax.tree.map(lambda a: a[g], fishers))  # fmt: skip
 
     per_k = jax.vmap(jax.vmap(row, in_axes=(None, None, 0, None)), in_axes=(0, 0, None, 0))
     sb = per_k(jnp.arange(k), jnp.arange(1, k + 1), idx, grid)
