@@ -644,7 +644,7 @@ COMMANDS: dict[str, Run | Covered] = {
     # Benchmarks (the full runs take 10 min to hours; their results are benchmarks/README.md)
     **{
         f"python benchmarks/bench_{name}.py": Covered("test_benchmark_scripts_start")
-        for name in ("core", "scan", "analysis", "bayes", "bins", "convergence", "cold")
+        for name in ("core", "scan", "analysis", "bayes", "bins", "convergence", "cold", "toys")
     },
     # Notebooks
     "pytest -m slow tests/test_notebooks.py": Covered("test_notebook_tests_exist"),

@@ -230,6 +230,36 @@ def test_sequential_toys_equal_vmapped_toys_and_skip_padding(monkeypatch):
         np.testing.assert_allclose(padded[k][:3], lanes[k][:3], rtol=1e-10, atol=1e-10)
 
 
+def test_host_expected_band_equals_the_traced_one():
+    """The NumPy band (hypotests and the bootstrap of its errors) equals the traced
+    ``expected_pvalues`` (scans): ties, failed (NaN) toys, CLs+b = 0, small and large sets."""
+    from jaxlike.infer import expected_pvalues
+    from jaxlike.infer._toys import expected_pvalues_host
+
+    rng = np.random.default_rng(5)
+    for n_sb, n_b in ((7, 9), (500, 300), (4000, 4000)):
+        sb = np.round(rng.chisquare(1.0, n_sb), 2)  # rounded: many ties
+        b = np.round(rng.chisquare(1.0, n_b) + rng.uniform(0.0, 3.0), 2)
+        sb[rng.uniform(size=n_sb) < 0.05] = np.nan
+        b[rng.uniform(size=n_b) < 0.05] = np.nan
+        b[0] = 1e3  # a background toy above every s+b toy: CLs+b = 0 there
+        host = expected_pvalues_host(sb, b)
+        traced = expected_pvalues(jnp.asarray(sb), jnp.asarray(b))
+        for h, t in zip(host, traced, strict=True):
+            np.testing.assert_allclose(h, np.asarray(t), rtol=1e-13, atol=1e-15)
+    nan = expected_pvalues_host(np.ones(3), np.full(3, np.nan))
+    assert all(np.isnan(v).all() for v in nan)
+    # the bootstrap of the band's errors: the same replicas through the traced band
+    from jaxlike.infer._toys import _bootstrap_band_err
+
+    sb, b = np.round(rng.chisquare(1.0, 60), 2), np.round(rng.chisquare(1.0, 50) + 0.5, 2)
+    r = np.random.default_rng([4, 7919])  # the bootstrap's generator for seed 4
+    i_sb, i_b = r.integers(0, 60, (100, 60)), r.integers(0, 50, (100, 50))
+    reps = jax.vmap(expected_pvalues)(jnp.asarray(sb[i_sb]), jnp.asarray(b[i_b]))
+    want = np.nanstd(np.stack([np.asarray(v) for v in reps]), axis=1, ddof=1)
+    np.testing.assert_allclose(_bootstrap_band_err(sb, b, 4), want, rtol=1e-12, atol=1e-15)
+
+
 # -- limits ----------------------------------------------------------------------------------
 
 

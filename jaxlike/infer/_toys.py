@@ -35,6 +35,8 @@ and counted (``n_failed``); the result is then not ``converged``.
 
 from __future__ import annotations
 
+import warnings
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -399,7 +401,37 @@ def pvalue_errors(clsb, clb, n_sb, n_b):
     return e_sb, e_b, jnp.where(clb > 0, e_cls, jnp.nan)
 
 
-_band_batch = jax.jit(jax.vmap(expected_pvalues))
+def _host_pvalues(sb, b):
+    """(CLs+b, CLb, CLs) [n_b] of every background toy ``b`` (finite) as the observation, from
+    the sorted finite s+b statistics ``sb`` — :func:`toy_pvalues` in NumPy."""
+    tol = 1e-9 * np.maximum(1.0, np.abs(b))
+    b_sorted = np.sort(b)
+
+    def tail(ordered):
+        count = ordered.size - np.searchsorted(ordered, b - tol, side="left")
+        return count / max(ordered.size, 1)
+
+    clsb, clb = tail(sb), tail(b_sorted)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return clsb, clb, np.where(clb > 0, clsb / np.where(clb > 0, clb, 1.0), np.nan)
+
+
+def _nanpercentiles(v):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN CLs: NaN, as traced
+        return np.nanpercentile(v, np.asarray(EXPECTED_PERCENTILES), axis=-1)
+
+
+def expected_pvalues_host(q_sb, q_b):
+    """:func:`expected_pvalues` in NumPy, for host arrays (the same tail fractions, tolerance,
+    failed toys and linear interpolation): one sort and two binary searches per toy set,
+    where the traced version under ``vmap`` cost 38 ms for 100 bootstrap replicas of 500
+    toys. Returns (clsb, clb, cls), each [5]."""
+    sb, b = np.asarray(q_sb, float), np.asarray(q_b, float)
+    sb, b = np.sort(sb[np.isfinite(sb)]), b[np.isfinite(b)]
+    if b.size == 0:
+        return tuple(np.full(len(EXPECTED_PERCENTILES), np.nan) for _ in range(3))
+    return tuple(_nanpercentiles(v) for v in _host_pvalues(sb, b))
 
 
 def _bootstrap_band_err(q_sb, q_b, seed, n_boot=100):
@@ -411,8 +443,14 @@ def _bootstrap_band_err(q_sb, q_b, seed, n_boot=100):
         return np.full((3, 5), np.nan)
     idx_sb = rng.integers(0, sb.size, (n_boot, sb.size))
     idx_b = rng.integers(0, b.size, (n_boot, b.size))
-    reps = np.asarray(jnp.stack(_band_batch(jnp.asarray(sb[idx_sb]), jnp.asarray(b[idx_b])), 1))
-    return np.nanstd(reps, axis=0, ddof=1)
+    sb_reps = np.sort(sb[idx_sb], axis=1)
+    pv = np.stack(
+        [np.stack(_host_pvalues(s, b[j])) for s, j in zip(sb_reps, idx_b, strict=True)], axis=1
+    )  # [3, n_boot, n_b]
+    reps = np.moveaxis(_nanpercentiles(pv), 0, -1)  # [3, n_boot, 5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a band entry NaN in every replica
+        return np.nanstd(reps, axis=1, ddof=1)
 
 
 def toy_hypotest_prepared(
@@ -459,7 +497,7 @@ def toy_hypotest_prepared(
     n_sb, n_b = int(np.sum(np.isfinite(q_sb))), int(np.sum(np.isfinite(q_b)))
     clsb, clb, cls = (float(v) for v in toy_pvalues(q_obs, q_sb, q_b))
     e_sb, e_b, e_cls = (float(v) for v in pvalue_errors(clsb, clb, n_sb, n_b))
-    band = [np.asarray(v) for v in expected_pvalues(q_sb, q_b)]
+    band = expected_pvalues_host(q_sb, q_b)
     band_err = _bootstrap_band_err(q_sb, q_b, seed)
     n_failed = 2 * n - n_sb - n_b
     obs_ok = bool(prep.free_fit.converged) and bool(cond.converged)
