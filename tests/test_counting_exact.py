@@ -75,6 +75,15 @@ FURTHER = {
     (0.95, 3.0, 7): (0.29, 10.81), (0.95, 2.0, 10): (2.92, 15.82),
     (0.90, 0.5, 10): (5.00, 16.00),
 }  # fmt: skip
+# The b = 0 column of the paper's 68.27% C.L. table (Table II), n0 = 0..20, both ends, as
+# transcribed in a public IDL routine (poisson_errors.pro, Feldman–Cousins branch).
+TABLE_II_6827_B0 = [
+    (0.00, 1.29), (0.37, 2.75), (0.74, 4.25), (1.10, 5.30), (2.34, 6.78), (2.75, 7.81),
+    (3.82, 9.28), (4.25, 10.30), (5.30, 11.32), (6.33, 12.79), (6.78, 13.81), (7.81, 14.82),
+    (8.83, 16.29), (9.28, 17.30), (10.30, 18.32), (11.32, 19.32), (12.33, 20.80),
+    (12.79, 21.81), (13.81, 22.82), (14.82, 23.82), (15.83, 25.30),
+]  # fmt: skip
+FURTHER.update({(0.6827, 0.0, n0): ends for n0, ends in enumerate(TABLE_II_6827_B0)})
 
 # The printed ends are the exact ends rounded to 2 decimals: half a unit of the last digit.
 PRINTED = 0.005 + 1e-9
@@ -118,7 +127,7 @@ def test_feldman_cousins_reproduces_published_tables():
         if abs(got - published) > PRINTED:
             bad.append((cl, b, n0, ("lower", "upper")[end], published, round(got, 4)))
     assert not bad, bad
-    assert len(cache) == 122  # intervals checked (163 published ends)
+    assert len(cache) == 143  # intervals checked (205 published ends)
 
 
 @pytest.mark.parametrize("cl, n0, b, published, plain", LENGTHENED)
