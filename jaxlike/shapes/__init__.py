@@ -11,11 +11,15 @@ tails), so a yield times the returned vector is an expected-count template.
   :func:`bernstein_integrals`, :func:`chebyshev_binned`, :func:`exponential_binned`.
 - Mass dependence: :class:`MassTable` (linear or monotone-cubic interpolation of tabulated
   shape parameters) with host-side :meth:`MassTable.check_range`.
+- N-D grids of simulated points (mass × lifetime × …): :class:`GridTable`, multilinear in
+  per-axis transforms (linear or log) and optionally in the log of a value, with host-side
+  :meth:`GridTable.check_points`.
 - Sliding windows with static shapes: :func:`window_indices`, :func:`window_counts`,
   :func:`window_edges`, :func:`fine_cumsum`, :func:`veto_mask`, host-side
   :func:`check_windows`.
 """
 
+from ._grid import GridTable
 from ._pdf import (
     crystal_ball_binned,
     crystal_ball_cdf,
@@ -35,6 +39,7 @@ from ._window import (
 )
 
 __all__ = [
+    "GridTable",
     "MassTable",
     "bernstein_binned",
     "bernstein_integrals",
