@@ -309,3 +309,71 @@ def test_counting_parameters():
     curved = SimpleNamespace(config=config, expected_actualdata=lambda p: p**2 + 1.0)
     with pytest.raises(InvalidArgument, match="not linear"):
         counting_parameters(curved)
+
+
+# -- the on/off problem: a counting channel with a sideband ---------------------------------------
+
+
+def _li_ma(n_on, n_off, alpha):
+    """Li & Ma (1983), ApJ 272, 317, eq. 17 (0 where n_on ≤ α n_off)."""
+    if n_on <= alpha * n_off:
+        return 0.0
+    t = n_on * np.log((1 + alpha) / alpha * n_on / (n_on + n_off))
+    if n_off > 0:
+        t += n_off * np.log((1 + alpha) * n_off / (n_on + n_off))
+    return float(np.sqrt(2 * t))
+
+
+def _onoff(n_on, n_off, tau, **extra):
+    ch = {"name": "sr", "observed": n_on, "signal": 1.0, "background": max(n_off, 1) / tau,
+          "sideband_observed": n_off, "transfer_factor": tau, **extra}  # fmt: skip
+    ws = jaxlike.Workspace(counting_workspace([ch]))
+    model = ws.model()
+    return model, ws.data(model)
+
+
+@pytest.mark.parametrize(
+    "n_on, n_off, tau",
+    [(10, 20, 4.0), (30, 50, 2.5), (5, 2, 1.0), (100, 400, 5.0), (7, 0, 3.0), (3, 30, 5.0)],
+)
+def test_sideband_discovery_equals_li_ma(n_on, n_off, tau):
+    """One channel with a sideband (free background, known τ): √q0 is Li & Ma's eq. 17."""
+    model, data = _onoff(n_on, n_off, tau)
+    assert list(model.config.par_names) == ["sr_bkg_norm", "mu"]
+    r = jaxlike.infer.discovery_significance(data, model)
+    assert float(r.significance_obs) == pytest.approx(_li_ma(n_on, n_off, 1.0 / tau), abs=1e-7)
+
+
+def test_transfer_factor_uncertainty_lowers_the_significance():
+    z = []
+    for t in (0.0, 0.05, 0.3):
+        model, data = _onoff(30, 50, 2.5, **({"transfer_factor_uncertainty": t} if t else {}))
+        z.append(float(jaxlike.infer.discovery_significance(data, model).significance_obs))
+    assert z[0] > z[1] > z[2] > 0
+    model, _ = _onoff(30, 50, 2.5, transfer_factor_uncertainty=0.3)
+    assert "sr_transfer_factor" in model.config.par_names
+
+
+@pytest.mark.parametrize(
+    "extra, where, what",
+    [
+        ({"sideband_observed": 4}, "channels[0]", "'transfer_factor'"),
+        ({"transfer_factor": 2.0}, "channels[0]", "'sideband_observed'"),
+        ({"sideband_observed": 4, "transfer_factor": 0.0}, "transfer_factor", "positive"),
+        ({"sideband_observed": -1, "transfer_factor": 2.0}, "sideband_observed", "non-negative"),
+        ({"sideband_observed": 4, "transfer_factor": 2.0, "background_uncertainty": 0.2},
+         "background_uncertainty", "measures its background"),
+    ],
+)  # fmt: skip
+def test_bad_sidebands_name_the_field(extra, where, what):
+    from jaxlike.exceptions import InvalidWorkspace
+
+    ch = {"name": "sr", "observed": 3, "signal": 1.0, "background": 2.0, **extra}
+    with pytest.raises(InvalidWorkspace) as e:
+        counting_workspace([ch])
+    assert where in str(e.value) and what in str(e.value)
+    taken = [{"name": "sr", "observed": 3, "signal": 1.0, "background": 2.0,
+              "sideband_observed": 4, "transfer_factor": 2.0},
+             {"name": "sr_sideband", "observed": 1, "signal": 1.0, "background": 1.0}]  # fmt: skip
+    with pytest.raises(InvalidWorkspace, match="sr_sideband"):
+        counting_workspace(taken)

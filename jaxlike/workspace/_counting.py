@@ -35,6 +35,42 @@ def _number(ch, key, path, *, required=True, default=None, positive=False):
     return value
 
 
+def _sideband(ch, path, name, n_on, b, db):
+    """The normfactor (and its parameter settings), channel and observation of a channel's
+    sideband, or None."""
+    keys = ("sideband_observed", "transfer_factor", "transfer_factor_uncertainty")
+    if not any(k in ch for k in keys):
+        return None
+    for k in keys[:2]:
+        if k not in ch:
+            raise InvalidWorkspace(path, f"a sideband needs {k!r} (given: {keys[0]!r} and "
+                                   f"{keys[1]!r}, optionally {keys[2]!r})")  # fmt: skip
+    if db > 0:
+        raise InvalidWorkspace(
+            f"{path}.background_uncertainty",
+            "a channel with a sideband measures its background there; give the transfer "
+            "factor's uncertainty (transfer_factor_uncertainty) instead",
+        )
+    n_off = _number(ch, "sideband_observed", path)
+    tau = _number(ch, "transfer_factor", path, positive=True)
+    t = _number(ch, "transfer_factor_uncertainty", path, required=False, default=0.0)
+    norm = {"name": f"{name}_bkg_norm", "type": "normfactor", "data": None}
+    mods: list[dict[str, Any]] = [norm]
+    if t > 0:
+        mods.append({"name": f"{name}_transfer_factor", "type": "normsys",
+                     "data": {"hi": 1.0 + t, "lo": 1.0 / (1.0 + t)}})  # fmt: skip
+    side = f"{name}_sideband"
+    m = max(n_on, n_off)  # k up to far beyond any count of the two regions
+    k_hi = 10.0 * (m + 10.0 * math.sqrt(m) + 30.0) / (b * min(tau, 1.0))
+    return {
+        "norm": norm,
+        "bounds": {"name": norm["name"], "bounds": [[0.0, k_hi]], "inits": [1.0]},
+        "channel": {"name": side,
+                    "samples": [{"name": "background", "data": [tau * b], "modifiers": mods}]},
+        "observation": {"name": side, "data": [n_off]},
+    }  # fmt: skip
+
+
 def counting_workspace(
     channels,
     *,
@@ -54,6 +90,22 @@ def counting_workspace(
 
     so channels combine by multiplying their likelihoods and share the POI μ (a signal
     strength, or a cross section when ``signal`` is the yield per unit cross section ε·L).
+
+    A channel with a **sideband** (the on/off problem: the background measured in a
+    signal-free region with τ times the signal region's exposure) has a free background
+    normalisation k_c (a normfactor ``<name>_bkg_norm`` ≥ 0, initial value 1) and a second
+    one-bin channel ``<name>_sideband``:
+
+    .. math::
+
+        \nu_c = \mu\, s_c (1 + r_c\,\alpha_s) + k_c b_c, \qquad
+        \nu_c^{\rm off} = \tau_c (1 + t_c)^{\alpha_\tau} k_c b_c ,
+
+    with n_off ~ Pois(ν_off) and, if ``transfer_factor_uncertainty`` t_c > 0, a log-normal
+    constraint on τ (a ``normsys`` with hi = 1 + t_c, lo = 1/(1 + t_c), which pyhf's
+    exponential interpolation makes exactly (1 + t_c)^α on both sides). Without it, the
+    discovery test of one such channel is the likelihood ratio of Li & Ma (1983), eq. 17:
+    Z = √q0 with α = 1/τ.
     The background uncertainty δ_c is absolute and Gaussian: a ``histosys`` with
     ``lo_data``/``hi_data`` = b_c ∓ δ_c, which pyhf's code4p interpolation makes exactly
     linear in α (b_c + δ_c α) for symmetric variations. The relative signal uncertainty r_c is
@@ -71,7 +123,12 @@ def counting_workspace(
               fully);
             - ``signal_uncertainty`` (r_c ≥ 0, relative, optional); all channels share the
               nuisance ``signal_uncertainty_name`` (fully correlated, like a luminosity or a
-              common efficiency), unless a channel sets its own ``signal_uncertainty_name``.
+              common efficiency), unless a channel sets its own ``signal_uncertainty_name``;
+            - a sideband (optional): ``sideband_observed`` (n_off ≥ 0) and
+              ``transfer_factor`` (τ_c > 0: sideband over signal-region background), with
+              optional ``transfer_factor_uncertainty`` (t_c ≥ 0, relative); ``background``
+              is then the nominal b_c (e.g. n_off/τ), scaled by the fitted k_c, and a
+              ``background_uncertainty`` is refused (the sideband measures it).
         poi_name: name of the POI (a normfactor on every signal sample).
         poi_bounds: (low, high); default (0, 10 (n_max + 10√n_max + 30)/s_min), far beyond any
             credible upper limit of these counts.
@@ -96,7 +153,7 @@ def counting_workspace(
     channels = list(channels)
     if not channels:
         raise InvalidWorkspace("channels", "at least one channel is needed")
-    specs, observations, names = [], [], set()
+    specs, observations, names, norms = [], [], set(), []
     n_max, s_min = 0.0, np.inf
     for i, ch in enumerate(channels):
         path = f"channels[{i}]"
@@ -134,6 +191,15 @@ def counting_workspace(
                     "data": {"lo_data": [b - db], "hi_data": [b + db]},
                 }
             )
+        side = _sideband(ch, path, name, n, b, db)
+        if side is not None:
+            if side["channel"]["name"] in names:
+                raise InvalidWorkspace(
+                    f"{path}.name", f"its sideband channel {side['channel']['name']!r} is taken"
+                )
+            names.add(side["channel"]["name"])
+            bkg_mods.append(side["norm"])
+            norms.append(side["bounds"])
         specs.append(
             {
                 "name": name,
@@ -144,6 +210,9 @@ def counting_workspace(
             }
         )
         observations.append({"name": name, "data": [n]})
+        if side is not None:
+            specs.append(side["channel"])
+            observations.append(side["observation"])
     if not np.isfinite(s_min):
         raise InvalidWorkspace("channels", "no channel has a positive signal yield")
     if poi_bounds is None:
@@ -160,7 +229,8 @@ def counting_workspace(
                 "name": measurement_name,
                 "config": {
                     "poi": poi_name,
-                    "parameters": [{"name": poi_name, "bounds": [[lo, hi]], "inits": [init]}],
+                    "parameters": [{"name": poi_name, "bounds": [[lo, hi]], "inits": [init]}]
+                    + norms,
                 },
             }
         ],
