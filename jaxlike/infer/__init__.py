@@ -1,5 +1,5 @@
 """Inference layer: test statistics, asymptotic and toy-based CLs, discovery significance, upper
-limits (CLs / CLs+b rules), Feldman–Cousins intervals."""
+limits (CLs / CLs+b rules), Feldman–Cousins intervals, excluded intervals of a coupling."""
 
 from ._asymptotics import N_SIGMA, TEST_STATS, asymptotic_pvalues, profile_statistic
 from ._counting import (
@@ -8,6 +8,7 @@ from ._counting import (
     counting_statistic,
     feldman_cousins_counting,
 )
+from ._couplings import ExcludedIntervals, excluded_intervals
 from ._hypotest import (
     CALCTYPES,
     HypoTestPrep,
@@ -53,6 +54,8 @@ from ._toys import (
 )
 
 __all__ = [
+    "ExcludedIntervals",
+    "excluded_intervals",
     "SUMMARY_FIELDS",
     "ToyStudyResult",
     "make_study_result",
