@@ -35,6 +35,12 @@ from ._lee import (
     scan_toys,
     upcrossings,
 )
+from ._lee_nd import (
+    GrossVitellsND,
+    euler_characteristic,
+    expected_euler_characteristic,
+    gross_vitells_nd,
+)
 from ._mass import mass_scan, mass_scan_identity, scan_digest, toy_chunk, toy_options
 from ._patches import (
     load_patch_folder,
@@ -68,6 +74,10 @@ __all__ = [
     "FORMAT_VERSION",
     "GlobalSignificance",
     "GrossVitells",
+    "GrossVitellsND",
+    "euler_characteristic",
+    "expected_euler_characteristic",
+    "gross_vitells_nd",
     "MassScanResult",
     "PatchScanResult",
     "Progress",
