@@ -86,6 +86,16 @@ def test_job_writes_products(tmp_path):
     # a prior ∝ c (uniform in c²) pulls |c| up relative to the uniform prior
     square = summary["posteriors"]["square"]["parameters"]["c"]
     assert square["mean"] > nominal["c"]["mean"]
+    # every summary has its batch-means MC error; the joint mode of the reported parameters
+    c = nominal["c"]
+    for k in ("mean_mcse", "mode_mcse", "upper_limit_95_mcse"):
+        assert 0 < c[k] < 0.2 * c["sd"], k
+    assert len(c["hdi_68_mcse"]) == 2 and all(0 < e < 0.2 * c["sd"] for e in c["hdi_68_mcse"])
+    joint = summary["posteriors"]["nominal"]["joint_mode"]  # of (|c|, alpha)
+    assert joint["parameters"] == ["|c|", "alpha"]
+    assert len(joint["value"]) == len(joint["mcse"]) == 2
+    assert joint["value"][0] == pytest.approx(c["mode"], abs=0.2)  # |c| ⟂ alpha here
+    assert all(0 < e < 0.3 for e in joint["mcse"])
 
 
 @pytest.mark.parametrize(

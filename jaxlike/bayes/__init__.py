@@ -38,7 +38,7 @@ application of this package: :mod:`jaxlike.jobs.posterior` (``jaxlike posterior 
 
 from ._limits import BayesianLimitResult, bayesian_upper_limit, bayesian_upper_limits
 from ._nuts import free_parameter_mask, log_posterior, sample_posterior
-from ._posterior import Posterior, hdi, kde_mode
+from ._posterior import Posterior, batch_mcse, hdi, joint_mode, kde_mode
 from ._priors import (
     PRIOR_KINDS,
     Flat,
@@ -68,7 +68,9 @@ __all__ = [
     "Uniform",
     "UniformInSquare",
     "free_parameter_mask",
+    "batch_mcse",
     "hdi",
+    "joint_mode",
     "kde_mode",
     "log_posterior",
     "sample_posterior",

@@ -30,8 +30,11 @@ The configuration (TOML or JSON, or a dict) is validated before anything is comp
 
 :func:`run_posterior_job` writes, into the output folder, ``posterior.h5`` (all draws, see
 :meth:`Posterior.to_hdf5`), ``posterior_<variant>.h5``, ``summary.json`` (MLE, and per
-parameter and variant: posterior mode and HDIs of |θ| for mirrored parameters, mean, sd,
-credible upper limits, R̂, ESS, divergences) and ``corner.png`` / ``corner_<variant>.png``.
+parameter and variant: the marginal posterior mode and HDIs of |θ| for mirrored parameters,
+mean, sd, credible upper limits, each with its Monte-Carlo standard error ``*_mcse`` by batch
+means, R̂, ESS, divergences; per variant the ``joint_mode`` of the 2–4 reported parameters —
+the published mode of (|C_V|, |C_S|, |C_T|) is the joint one — with its MCSE) and
+``corner.png`` / ``corner_<variant>.png``.
 Every file is written to a unique temporary name in the output folder and renamed, so an
 interrupted job leaves no half-written output and concurrent jobs never collide.
 
@@ -68,7 +71,7 @@ from .._strict import (
     read_config,
     regular_file,
 )
-from ..bayes import PRIOR_KINDS, sample_posterior
+from ..bayes import PRIOR_KINDS, batch_mcse, hdi, joint_mode, kde_mode, sample_posterior
 from ..exceptions import InvalidPosteriorConfig
 from ..fit import fit
 from ..plotting import plot_corner
@@ -329,25 +332,56 @@ def _atomic(path, write):
 
 
 def _report(post, names, mirror, hdis):
-    """Per-parameter summary; mirrored parameters are reported as |θ| on the octant draws."""
+    """Per-parameter summary; mirrored parameters are reported as |θ| on the octant draws.
+    Every summary has its Monte-Carlo standard error (``*_mcse``, batch means over chains and
+    draws: :func:`jaxlike.bayes.batch_mcse`)."""
     out = {}
     for n in names:
         i = post.index(n)
         x = post.pooled(n)
+        lo_b, hi_b = post.bounds[i]
+        mode = lambda v, lo=lo_b, hi=hi_b: kde_mode(v, lo, hi)  # noqa: E731
         entry = {
             "mean": float(np.mean(x)),
+            "mean_mcse": float(post.mcse(n, np.mean)),
             "sd": float(np.std(x)),
             "mode": float(post.mode(n)),
+            "mode_mcse": float(post.mcse(n, mode)),
             "rhat": float(post.rhat[i]),
             "ess": float(post.ess[i]),
             "upper_limit_95": float(post.upper_limit(n, 0.95)),
+            "upper_limit_95_mcse": float(post.mcse(n, lambda v: np.quantile(v, 0.95))),
         }
         for p in hdis:
-            lo, hi = post.abs_hdi(n, p) if n in mirror else post.hdi(n, p)
+            absolute = n in mirror
+            lo, hi = post.abs_hdi(n, p) if absolute else post.hdi(n, p)
             entry[f"hdi_{round(100 * p)}"] = [float(lo), float(hi)]
+            err = post.mcse(n, lambda v, p=p, a=absolute: hdi(np.abs(v) if a else v, p))
+            entry[f"hdi_{round(100 * p)}_mcse"] = [float(e) for e in err]
         entry["quantity"] = f"|{n}|" if n in mirror else n
         out[n] = entry
     return out
+
+
+def _joint(post, names, mirror):
+    """The joint mode of the reported parameters (|θ| for mirrored ones; 2 to 4 of them) and
+    its Monte-Carlo standard error, or None."""
+    if not 2 <= len(names) <= 4:
+        return None
+    idx = [post.index(n) for n in names]
+    draws = post.samples[:, :, idx]
+    draws = np.where([n in mirror for n in names], np.abs(draws), draws)
+    bounds = np.array(post.bounds[idx], float)
+    for j, n in enumerate(names):
+        if n in mirror:
+            bounds[j] = [0.0, max(abs(bounds[j, 0]), abs(bounds[j, 1]))]
+    mode = joint_mode(draws.reshape(-1, len(names)), bounds)
+    err = batch_mcse(draws, lambda d: joint_mode(d.reshape(-1, len(names)), bounds, n_starts=200))
+    return {
+        "parameters": [f"|{n}|" if n in mirror else n for n in names],
+        "value": [float(v) for v in mode],
+        "mcse": [float(e) for e in err],
+    }
 
 
 def run_posterior_job(config, out_dir, *, overrides=None, progress=print):
@@ -401,6 +435,9 @@ def run_posterior_job(config, out_dir, *, overrides=None, progress=print):
             "divergences": int(np.sum(post.divergences)),
             "parameters": _report(post, names, set(rep.get("mirror", [])), rep["hdi"]),
         }
+        joint = _joint(post, names, set(rep.get("mirror", [])))
+        if joint is not None:
+            entry["joint_mode"] = joint
         summary["posteriors"][name] = entry
         worst = max((v["rhat"] for v in entry["parameters"].values()), default=float("nan"))
         say(
