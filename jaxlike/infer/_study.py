@@ -64,7 +64,7 @@ from ..fit import (
 )
 from ..stream import batched_map
 from ._hypotest import check_poi_free, signed_bounds
-from ._toys import check_toy_args, fisher_hessians, map_toys, response_start
+from ._toys import check_toy_args, fisher_hessians, map_toys, padding_rows, response_start
 
 __all__ = [
     "STUDY_SET",
@@ -342,9 +342,8 @@ def toy_study(
     key = jax.random.PRNGKey(int(seed))
 
     def run(batch):
-        idx = batch["index"]  # batched_map pads a chunk by repeating its last row
-        pad = idx != idx[0] + np.arange(idx.shape[0])
-        return _toy_fits(model, gen, key, idx, mu_j, lo, hi, fixed, poi, search, pad)
+        idx = batch["index"]
+        return _toy_fits(model, gen, key, idx, mu_j, lo, hi, fixed, poi, search, padding_rows(idx))
 
     rows = {"index": np.arange(int(ntoys), dtype=np.int64)}
     out = batched_map(run, rows, chunk=chunk, bucket=True, progress=progress, label="toys")

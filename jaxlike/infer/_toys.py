@@ -250,10 +250,16 @@ def toy_fit_rows(model, gens, key, rows, init, lo, hi, fixed, poi, search=False,
     f = lambda g, s, i, m: _toy_row(model, gens[g], key, s, i, m, init, lo, hi, fixed, poi,  # noqa: E731
                                     search, jax.tree.map(lambda a: a[g], fishers))  # fmt: skip
     args = (rows["gen"], rows["set"], rows["index"], rows["mu"])
-    pad = None
-    if "row" in rows:  # batched_map pads a chunk by repeating its last row
-        pad = rows["row"] != rows["row"][0] + jnp.arange(rows["row"].shape[0])
+    pad = padding_rows(rows["row"]) if "row" in rows else None
     return map_toys(f, args, init.shape[-1], pad)
+
+
+def padding_rows(ids):
+    """The padding rows [M] of a chunk of consecutive row ids: :func:`jaxlike.stream.batched_map`
+    pads the last chunk by repeating its last row, so row k is padding where
+    ids[k] ≠ ids[0] + k. NumPy or traced."""
+    xp = np if isinstance(ids, np.ndarray) else jnp
+    return ids != ids[0] + xp.arange(ids.shape[0])
 
 
 #: on the CPU, toys of models with at least this many parameters are fitted one after the

@@ -20,7 +20,7 @@ from jax import Array
 from jax.typing import ArrayLike
 
 from ..exceptions import InvalidScanConfig
-from ._table import _concrete
+from ._table import _concrete, check_nodes
 
 __all__ = ["GridTable", "TRANSFORMS"]
 
@@ -38,23 +38,9 @@ def _check_axis(name, nodes, transform, prefix):
         raise InvalidScanConfig(
             f"{prefix}transforms.{name}", f"unknown transform {transform!r}, not in {TRANSFORMS}"
         )
-    a = _concrete(nodes)
+    a = check_nodes(where, nodes)
     if a is None:
         return None
-    if a.ndim != 1:
-        raise InvalidScanConfig(where, f"must be a 1-D array, got shape {a.shape}")
-    if a.size < 2:
-        raise InvalidScanConfig(where, f"needs at least 2 nodes, got {a.size}")
-    bad = np.flatnonzero(~np.isfinite(a))
-    if bad.size:
-        raise InvalidScanConfig(where, f"entry {bad[0]} is not finite ({a[bad[0]]})")
-    bad = np.flatnonzero(np.diff(a) <= 0)
-    if bad.size:
-        i = bad[0] + 1
-        raise InvalidScanConfig(
-            where,
-            f"must be strictly increasing, but entry {i} ({a[i]}) <= entry {i - 1} ({a[i - 1]})",
-        )
     if transform == "log" and a[0] <= 0:
         raise InvalidScanConfig(where, f"a log axis needs positive nodes, got {a[0]}")
     return a

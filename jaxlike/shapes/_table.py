@@ -24,28 +24,35 @@ def _concrete(x):
         return None
 
 
+def check_nodes(where, nodes, what="nodes"):
+    """``nodes`` as a NumPy array after checking that they are a 1-D, finite, strictly
+    increasing array of at least 2 ``what``; None for a tracer (not checked). Raises
+    :class:`~jaxlike.exceptions.InvalidScanConfig` at ``where``."""
+    a = _concrete(nodes)
+    if a is None:
+        return None
+    if a.ndim != 1:
+        raise InvalidScanConfig(where, f"must be a 1-D array, got shape {a.shape}")
+    if a.size < 2:
+        raise InvalidScanConfig(where, f"needs at least 2 {what}, got {a.size}")
+    bad = np.flatnonzero(~np.isfinite(a))
+    if bad.size:
+        raise InvalidScanConfig(where, f"entry {bad[0]} is not finite ({a[bad[0]]})")
+    bad = np.flatnonzero(np.diff(a) <= 0)
+    if bad.size:
+        i = bad[0] + 1
+        raise InvalidScanConfig(
+            where,
+            f"must be strictly increasing, but entry {i} ({a[i]}) <= entry {i - 1} ({a[i - 1]})",
+        )
+    return a
+
+
 def _validate(masses, values, kind, path):
     prefix = f"{path}." if path else ""
     if kind not in KINDS:
         raise InvalidScanConfig(f"{prefix}kind", f"unknown interpolation {kind!r}, not in {KINDS}")
-    m = _concrete(masses)
-    if m is not None:
-        where = f"{prefix}masses"
-        if m.ndim != 1:
-            raise InvalidScanConfig(where, f"must be a 1-D array, got shape {m.shape}")
-        if m.size < 2:
-            raise InvalidScanConfig(where, f"needs at least 2 tabulated masses, got {m.size}")
-        bad = np.flatnonzero(~np.isfinite(m))
-        if bad.size:
-            raise InvalidScanConfig(where, f"entry {bad[0]} is not finite ({m[bad[0]]})")
-        bad = np.flatnonzero(np.diff(m) <= 0)
-        if bad.size:
-            i = bad[0] + 1
-            raise InvalidScanConfig(
-                where,
-                f"must be strictly increasing, but entry {i} ({m[i]}) <= entry {i - 1} "
-                f"({m[i - 1]})",
-            )
+    m = check_nodes(f"{prefix}masses", masses, "tabulated masses")
     for name, val in values.items():
         v = _concrete(val)
         if v is None:
