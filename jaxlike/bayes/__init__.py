@@ -36,7 +36,12 @@ The configured posterior analysis (config file → NUTS → summary, HDF5 and co
 application of this package: :mod:`jaxlike.jobs.posterior` (``jaxlike posterior CONFIG``).
 """
 
-from ._limits import BayesianLimitResult, bayesian_upper_limit, bayesian_upper_limits
+from ._limits import (
+    BayesianLimitResult,
+    bayesian_upper_limit,
+    bayesian_upper_limits,
+    credible_upper_limits,
+)
 from ._nuts import free_parameter_mask, log_posterior, sample_posterior
 from ._posterior import Posterior, batch_mcse, hdi, joint_mode, kde_mode
 from ._priors import (
@@ -56,6 +61,7 @@ __all__ = [
     "BayesianLimitResult",
     "bayesian_upper_limit",
     "bayesian_upper_limits",
+    "credible_upper_limits",
     "PRIOR_KINDS",
     "as_prior",
     "Flat",

@@ -69,7 +69,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.scipy.special import logsumexp
+from jax.scipy.special import log_ndtr, logsumexp
 
 from ..exceptions import (
     InvalidBayesConfig,
@@ -77,7 +77,7 @@ from ..exceptions import (
     InvalidParameters,
     PosteriorRangeError,
 )
-from ..fit import fit_arrays, fixed_poi_fit, prepare_fit_inputs
+from ..fit import conditional_inputs, fit_arrays, prepare_fit_inputs
 from ..linalg import hess_dense, per_matrix_on_cpu
 from ..stream import batched_map
 from ._priors import POI_PRIORS, Jeffreys, PoiPrior, poi_prior
@@ -233,14 +233,52 @@ def _fisher_information(model, pars, poi):
     return jnp.sum(jnp.where(ok, dnu**2 / jnp.where(ok, nu, 1.0), 0.0))
 
 
-def _log_marginal_laplace(model, data, fr):
-    """log L(θ̂̂) + (k/2) log 2π − ½ log det Σ⁻¹ over the k free nuisances of the fit ``fr``."""
-    _, _, hess = model.value_grad_hess(fr.bestfit, data)
+def _log_half_line(g, a):
+    """log ∫₀^∞ exp(−g t − a t²/2) dt for a ≥ 0 (g of any sign where a > 0):
+    ½ log(π/2a) + log erfcx(g/√(2a)), with erfcx(x) = e^{x²} erfc(x) = 2 e^{x²} Φ(−√2 x);
+    the limit −log g for a → 0 (an exponential, e.g. a background normalisation at 0 with no
+    events) and ½ log(π/2a) − log 2 + … for g → 0 (a half Gaussian)."""
+    tiny = a <= 1e-12 * jnp.maximum(g * g, 1e-300)
+    a_s = jnp.where(tiny, 1.0, a)
+    x = g / jnp.sqrt(2.0 * a_s)
+    log_erfcx = x * x + jnp.log(2.0) + log_ndtr(-jnp.sqrt(2.0) * x)
+    gauss = 0.5 * jnp.log(jnp.pi / (2.0 * a_s)) + log_erfcx
+    return jnp.where(tiny, -jnp.log(jnp.where(g > 0, g, 1.0)), gauss)
+
+
+def _log_marginal_laplace(model, data, fr, lo, hi):
+    r"""log ∫ L dθ over the free nuisances of the fit ``fr`` by Laplace's method.
+
+    Interior parameters I (free, not on a bound): log L(θ̂̂) + (k/2) log 2π − ½ log det A_II,
+    A = ½ ∇²(2NLL). A parameter j that ended on a bound (a background normalisation at 0 when a
+    window and its sideband saw no event: there the likelihood falls exponentially, with no
+    curvature, and the Gaussian determinant is 0) is integrated along the half line into the
+    allowed region: with g_j the inward slope of NLL and the curvature a_j of NLL after the
+    interior is integrated out (the Schur complement a_j = A_jj − A_jI A_II⁻¹ A_Ij),
+    log ∫₀^∞ exp(−g_j t − a_j t²/2) dt (:func:`_log_half_line`): 1/g_j for a pure exponential,
+    a half Gaussian for g_j = 0. Parameters on bounds are treated as independent of each other.
+    """
+    _, grad, hess = model.value_grad_hess(fr.bestfit, data)
     hess = hess_dense(hess)
     free = ~fr.fixed
-    _, logdet, ok = _factor(_masked_precision(hess, free))
-    k = jnp.sum(free)
-    return -0.5 * fr.twice_nll + 0.5 * k * _LOG_2PI - 0.5 * logdet, ok
+    x = fr.bestfit
+    at_lo = free & (x <= lo)
+    at_hi = free & (x >= hi) & ~at_lo
+    edge = at_lo | at_hi
+    inner = free & ~edge
+    prec = _masked_precision(hess, inner)
+    cinv_t, logdet, ok = _factor(prec)
+    k = jnp.sum(inner)
+    # Schur complement of the edge parameters: a_j = A_jj − |C⁻¹ A_Ij|², A_II = C Cᵀ
+    half = 0.5 * hess
+    cols = jnp.where(inner[:, None], half, 0.0)  # A_Ij in column j
+    v = cinv_t.T @ cols
+    schur = jnp.maximum(jnp.diagonal(half) - jnp.sum(v * v, axis=0), 0.0)
+    slope = 0.5 * jnp.where(at_lo, grad, -grad)  # d NLL / dt inward
+    edge_terms = jnp.where(edge, _log_half_line(slope, schur), 0.0)
+    edge_ok = jnp.all(jnp.where(edge, (slope > 0) | (schur > 0), True))
+    logm = -0.5 * fr.twice_nll + 0.5 * k * _LOG_2PI - 0.5 * logdet + jnp.sum(edge_terms)
+    return logm, ok & edge_ok
 
 
 def _gauss_hermite_grid(n_quad, k):
@@ -308,7 +346,6 @@ def _posterior_core(
     :class:`Jeffreys`, static): see the module docstring."""
     poi = model.config.poi_index
     d, init, lo, hi, fixed = prepare_fit_inputs(model, data)
-    bounds = jnp.stack([lo, hi], axis=-1)
     free_fit = fit_arrays(model, d, init, lo, hi, fixed, maxiter=maxiter, tol=tol)
     mu_lo, mu_cap = lo[poi], hi[poi]
     mu_hat = free_fit.bestfit[poi]
@@ -324,11 +361,17 @@ def _posterior_core(
         u0 = jnp.where(u0 > mu_lo, u0, mu_lo + 10.0 * sigma)
 
     def at_node(mu):
-        fr = fixed_poi_fit(
-            model, d, mu, init_pars=free_fit.bestfit, par_bounds=bounds, fixed_params=fixed
-        )
+        # θ̂̂(μ) from two starts, the free fit's θ̂ and the model's initial values, without the
+        # minimiser's global search: the free fit ran it, and on an 8-parameter counting model
+        # it cost 40× the fit itself (4 ms against 0.1 ms per node, 2 CPU cores)
+        i_free, n_lo, n_hi, n_fixed = conditional_inputs(free_fit.bestfit, lo, hi, fixed, poi, mu)
+        i_init = conditional_inputs(init, lo, hi, fixed, poi, mu)[0]
+        fr = fit_arrays(
+            model, d, i_free, n_lo, n_hi, n_fixed, starts=i_init[None], search=False,
+            maxiter=maxiter, tol=tol,
+        )  # fmt: skip
         if method == "laplace":
-            logm, ok = _log_marginal_laplace(model, d, fr)
+            logm, ok = _log_marginal_laplace(model, d, fr, n_lo, n_hi)
         else:
             logm, ok = _log_marginal_quadrature(model, d, fr, lo, hi, quad_dims, n_quad)
         return logm, _fisher_information(model, fr.bestfit, poi), fr.converged & ok
@@ -522,6 +565,26 @@ def _static_kwargs(method, quad_dims, n_grid, n_fine, n_quad, tail_tol, max_wide
 
 
 # -- public API --------------------------------------------------------------------------------
+def credible_upper_limits(result: BayesianLimitResult, levels):
+    r"""Upper limits U_k at several credibility levels from one marginal posterior.
+
+    Solves ∫_{μ_lo}^{U_k} p(μ | n) dμ = CL_k on ``result.poi_grid`` with the trapezoid rule's
+    piecewise-linear density (exactly as :func:`bayesian_upper_limit` does for its one level),
+    so the posterior — its conditional fits and integrals — is computed once for all levels.
+    Works under ``jax.vmap``.
+
+    Args:
+        result: a :class:`BayesianLimitResult` (unbatched).
+        levels: credibility levels [k] in (0, 1).
+
+    Returns:
+        U [k].
+    """
+    x, p = result.poi_grid, result.posterior
+    cum = _trapezoid_cumulative(p, x[1] - x[0])
+    return jax.vmap(lambda t: _invert_cdf(x, p, cum, t * cum[-1]))(jnp.atleast_1d(levels))
+
+
 def bayesian_upper_limit(
     model,
     data,

@@ -11,6 +11,7 @@ See :mod:`jaxlike.examples._search` for what the workspace models.
 The numbers are synthetic and belong to no experiment.
 """
 
+from ._dark_higgs import DARK_HIGGS_CHANNELS, DarkHiggsExample, dark_higgs_grid
 from ._scans import (
     ALP_LUMI_FB,
     BKA_MODES,
@@ -26,6 +27,9 @@ from ._search import INJECTED_MU, SR_EDGES, make_example_workspace
 from ._write import main_example, write_example_workspace
 
 __all__ = [
+    "DARK_HIGGS_CHANNELS",
+    "DarkHiggsExample",
+    "dark_higgs_grid",
     "make_example_workspace",
     "write_example_workspace",
     "main_example",

@@ -1,4 +1,5 @@
-"""Hypothesis scans: mass scans, patch scans, 2-D profile grids and look-elsewhere toys.
+"""Hypothesis scans: mass scans, patch scans, N-D counting grids, 2-D profile grids and
+look-elsewhere toys.
 
 Each scan is a pure per-hypothesis function run by the streaming engine
 :func:`jaxlike.stream.run_scan` (chunked, sharded over devices, stored in one crash-safe HDF5
@@ -23,6 +24,18 @@ from ..stream import (
     run_scan,
     scan_mesh,
     shard_batch,
+)
+from ._counting_grid import (
+    CountingGrid,
+    CountingGridResult,
+    GridAxis,
+    GridChannel,
+    GridToys,
+    counting_grid_models,
+    counting_grid_scan,
+    counting_grid_toys,
+    local_significance,
+    window_sampler,
 )
 from ._grid import DEFAULT_GRID_CHUNK, ProfileGrid, chi2_2dof_threshold, profile_grid
 from ._identity import ScanIdentity
@@ -50,6 +63,7 @@ from ._patches import (
     stack_patched_models,
 )
 from ._results import MassScanResult, PatchScanResult, ToyScan
+from ._stacked import METHODS, bayes_options, check_methods
 from ._study import (
     MassToyStudyResult,
     mass_toy_study,
@@ -59,6 +73,19 @@ from ._study import (
 )
 
 __all__ = [
+    "CountingGrid",
+    "CountingGridResult",
+    "GridAxis",
+    "GridChannel",
+    "GridToys",
+    "METHODS",
+    "bayes_options",
+    "check_methods",
+    "counting_grid_models",
+    "counting_grid_scan",
+    "counting_grid_toys",
+    "local_significance",
+    "window_sampler",
     "toy_chunk",
     "toy_options",
     "MassToyStudyResult",

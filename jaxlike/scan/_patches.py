@@ -12,19 +12,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..exceptions import InvalidPatch
-from ..infer import hypotest_at, hypotest_prepare, toy_limits_traced, upper_limit_prepared
 from ..model import stack_models
 from ..stream import run_scan
 from ..workspace import PatchSet, Workspace, digest, load_patch, unify_patches
 from ._identity import ScanIdentity
 from ._mass import DEFAULT_SCAN_CHUNK, check_rule, scan_digest, toy_chunk, toy_options
 from ._results import PatchScanResult
+from ._stacked import stacked_hypothesis
 
 __all__ = [
     "load_patch_folder",
@@ -208,38 +206,10 @@ def patch_scan(
     if toys is not None:
         toys = toy_options(**toys)
     stacked, data, names, values = stack_patched_models(workspace, patches, signal_name)
-    dyn, static = eqx.partition(stacked, eqx.is_array)
-    data = jnp.asarray(data)
-
-    def single(h):
-        i = h["index"]
-        model = eqx.combine(jax.tree.map(lambda x: x[i], dyn), static)
-        d = data[i]
-        prep = hypotest_prepare(d, model, test_stat="qtilde")  # shared by CLs and limits
-        ht = hypotest_at(prep, model, test_poi)
-        rng = None if poi_max is None else (0.0, float(poi_max))
-        ul = upper_limit_prepared(prep, model, cl=jnp.asarray(cl), poi_range=rng, rule=rule)
-        extra = {}
-        if toys is not None:
-            key = jax.random.fold_in(jax.random.PRNGKey(toys["seed"]), i)
-            limits = jnp.concatenate([ul.obs.reshape(-1), ul.exp.reshape(-1)])
-            extra = toy_limits_traced(
-                prep, model, key, limits, ntoys=toys["ntoys"], cl=jnp.asarray(cl), rule=rule,
-                npoints=toys["npoints"], toy_pars=toys["toy_pars"],
-            )  # fmt: skip
-        return extra | {
-            "cls_obs": ht.cls_obs,
-            "cls_exp": ht.cls_exp,
-            "ul_obs": ul.obs,
-            "ul_exp": ul.exp,
-            "mu_hat": ht.mu_hat,
-            "cls_converged": ht.converged,
-            "limit_converged": ul.converged,
-            "converged": ht.converged
-            & jnp.all(ul.converged)
-            & jnp.all(extra.get("toy_limit_converged", True)),
-        }
-
+    single = stacked_hypothesis(
+        stacked, data, cl=cl, methods=("cls", "toys") if toys else ("cls",),
+        test_poi=test_poi, poi_max=poi_max, rule=rule, toys=toys,
+    )  # fmt: skip
     ident = _identity(names, values, cl, test_poi, poi_max, config, None, rule, toys)
     if chunk_size is None and memory_budget_bytes is None:
         chunk_size = DEFAULT_SCAN_CHUNK if toys is None else toy_chunk(toys)

@@ -35,7 +35,7 @@ def _number(ch, key, path, *, required=True, default=None, positive=False):
     return value
 
 
-def _sideband(ch, path, name, n_on, b, db):
+def _sideband(ch, path, name, n_on, b, db, keep_zero=False):
     """The normfactor (and its parameter settings), channel and observation of a channel's
     sideband, or None."""
     keys = ("sideband_observed", "transfer_factor", "transfer_factor_uncertainty")
@@ -56,7 +56,7 @@ def _sideband(ch, path, name, n_on, b, db):
     t = _number(ch, "transfer_factor_uncertainty", path, required=False, default=0.0)
     norm = {"name": f"{name}_bkg_norm", "type": "normfactor", "data": None}
     mods: list[dict[str, Any]] = [norm]
-    if t > 0:
+    if t > 0 or (keep_zero and keys[2] in ch):
         mods.append({"name": f"{name}_transfer_factor", "type": "normsys",
                      "data": {"hi": 1.0 + t, "lo": 1.0 / (1.0 + t)}})  # fmt: skip
     side = f"{name}_sideband"
@@ -78,6 +78,7 @@ def counting_workspace(
     poi_bounds=None,
     measurement_name="counting",
     signal_uncertainty_name="signal_uncertainty",
+    keep_zero_uncertainties=False,
 ):
     r"""A pyhf workspace (schema 1.0.0 dict) for one or several counting experiments.
 
@@ -133,6 +134,11 @@ def counting_workspace(
         poi_bounds: (low, high); default (0, 10 (n_max + 10√n_max + 30)/s_min), far beyond any
             credible upper limit of these counts.
         measurement_name: name of the single measurement.
+        keep_zero_uncertainties: also write the modifier of an uncertainty that is given as 0
+            (a ``histosys`` with lo = hi = nominal, a ``normsys`` with lo = hi = 1: no effect
+            on the likelihood). Workspaces of a grid of counting experiments then share one
+            parameter layout although some points have no uncertainty
+            (:func:`jaxlike.scan.counting_grid_scan`).
 
     Returns:
         A dict for :class:`jaxlike.Workspace`.
@@ -174,7 +180,7 @@ def counting_workspace(
         if s > 0:
             s_min = min(s_min, s)
         sig_mods: list[dict[str, Any]] = [{"name": poi_name, "type": "normfactor", "data": None}]
-        if rs > 0:
+        if rs > 0 or (keep_zero_uncertainties and "signal_uncertainty" in ch):
             sig_mods.append(
                 {
                     "name": ch.get("signal_uncertainty_name", signal_uncertainty_name),
@@ -183,7 +189,7 @@ def counting_workspace(
                 }
             )
         bkg_mods: list[dict[str, Any]] = []
-        if db > 0:
+        if db > 0 or (keep_zero_uncertainties and "background_uncertainty" in ch):
             bkg_mods.append(
                 {
                     "name": ch.get("background_uncertainty_name", f"{name}_bkg_uncertainty"),
@@ -191,7 +197,7 @@ def counting_workspace(
                     "data": {"lo_data": [b - db], "hi_data": [b + db]},
                 }
             )
-        side = _sideband(ch, path, name, n, b, db)
+        side = _sideband(ch, path, name, n, b, db, keep_zero_uncertainties)
         if side is not None:
             if side["channel"]["name"] in names:
                 raise InvalidWorkspace(

@@ -1,0 +1,690 @@
+r"""Counting searches on N-D signal grids (mass × lifetime × …), every method on one driver.
+
+A :class:`CountingGrid` is a set of counting channels (one signal window each, optionally with
+a background sideband) evaluated at every point p of a regular grid over any number of axes
+(:class:`GridAxis`: e.g. m_h′ and cτ, log-spaced). At point p channel c expects
+
+.. math::
+
+    \nu_c(p) = \sigma\, L\, \varepsilon_c(p)\, w_c(p)\,(1 + r_c(p)\,\alpha_s) + k_c\, b_c(p),
+    \qquad \nu_c^{\rm off}(p) = \tau_c(p)\,(1 + t_c(p))^{\alpha_{\tau,c}}\, k_c\, b_c(p)
+
+(the likelihood of :func:`jaxlike.workspace.counting_workspace`, channels multiplied): σ is the
+POI in physics units (a cross section × branching fraction, in ``poi_unit``), L the integrated
+luminosity, ε_c the signal efficiency (e.g. a :class:`jaxlike.shapes.GridTable` evaluated at the
+points), w_c a theory weight (a branching fraction B(h′ → xx)(m) that combines the channels), r_c
+the relative signal uncertainty (one nuisance α_s shared by the channels: a lifetime-dependent
+efficiency systematic), b_c the nominal background, k_c its normalisation measured in the
+sideband (n_off ~ Pois(ν_off), τ_c the sideband-to-window ratio, t_c its relative uncertainty).
+Without a sideband b_c is known up to an absolute Gaussian uncertainty δ_c.
+
+Every point is one model of one shared layout: internally the POI is the total expected number
+of signal events s = σ A(p), A(p) = L Σ_c ε_c w_c, so the POI bounds are the same at every point
+and the models stack (:func:`jaxlike.stack_models`); results are converted back to σ = s / A(p).
+Limits are invariant under this linear change of variable (for CLs, CLs+b and the Bayesian
+limits with a uniform or a Jeffreys prior, which both transform as densities). A point with
+A(p) = 0 has no sensitivity: its limits are +∞.
+
+:func:`counting_grid_scan` runs ``method`` ``"cls"`` (asymptotic q̃μ CLs limits and the local
+significance), ``"bayes"`` (credible limits, uniform or Jeffreys prior on σ, nuisances
+marginalised) and ``"toys"`` (toy-based limits) over every point in one compiled vmapped
+function (:func:`jaxlike.stream.run_scan`: chunked, sharded, stored in HDF5, resumable; on
+the CPU the points of a chunk run one after the other, :func:`jaxlike.infer.map_toys`).
+:func:`counting_grid_toys` throws background-only pseudo-experiments of the whole grid (one draw
+of every window and sideband count per toy, shared by all points that share a window, so the
+correlations of the grid are those of the data) and returns the largest local significance of
+each toy: the global p-value of the look-elsewhere effect over all axes, to compare with the
+Euler-characteristic estimate :func:`jaxlike.scan.gross_vitells_nd`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..exceptions import InvalidScanConfig
+from ..fit import fit, fixed_poi_fit, result_repr
+from ..infer import map_toys
+from ..model import stack_models
+from ..stream import run_scan
+from ..workspace import Workspace, counting_workspace
+from ._identity import ScanIdentity
+from ._mass import DEFAULT_SCAN_CHUNK, check_rule, scan_digest, toy_chunk, toy_options
+from ._results import _Fields
+from ._stacked import bayes_options, check_methods, stacked_hypothesis
+
+__all__ = [
+    "CountingGrid",
+    "CountingGridResult",
+    "GridAxis",
+    "GridChannel",
+    "GridToys",
+    "counting_grid_models",
+    "counting_grid_scan",
+    "counting_grid_toys",
+    "local_significance",
+    "window_sampler",
+]
+
+_OPTIONAL = (
+    "background_uncertainty",
+    "signal_uncertainty",
+    "sideband_observed",
+    "transfer_factor",
+    "transfer_factor_uncertainty",
+)
+
+
+@dataclass(frozen=True)
+class GridAxis:
+    """One axis of a signal grid: ``name``, strictly increasing ``values``, ``unit`` (text for
+    labels, e.g. ``"GeV"``, ``"cm"``), ``log`` (plotted, and best interpolated, in log scale)
+    and an optional axis ``label`` (e.g. ``"$m_{h'}$"``; default the name)."""
+
+    name: str
+    values: np.ndarray
+    unit: str = ""
+    log: bool = False
+    label: str | None = None
+
+    def __post_init__(self):
+        v = np.asarray(self.values, float)
+        object.__setattr__(self, "values", v)
+        path = f"axes[{self.name!r}]"
+        if not isinstance(self.name, str) or not self.name:
+            raise InvalidScanConfig("axes.name", "every axis needs a non-empty name")
+        if v.ndim != 1 or v.size < 1 or not np.all(np.isfinite(v)):
+            raise InvalidScanConfig(f"{path}.values", "must be a 1-D array of finite numbers")
+        if np.any(np.diff(v) <= 0):
+            raise InvalidScanConfig(f"{path}.values", "must be strictly increasing")
+        if self.log and np.any(v <= 0):
+            raise InvalidScanConfig(f"{path}.values", "a log axis needs positive values")
+
+    @property
+    def title(self) -> str:
+        """The axis title for plots: label (or name) and unit in brackets."""
+        text = self.label or self.name
+        return f"{text} [{self.unit}]" if self.unit else text
+
+
+@dataclass(frozen=True)
+class GridChannel:
+    """One counting channel of a :class:`CountingGrid`; every number is a scalar or an array
+    that broadcasts to the grid's shape.
+
+    Attributes:
+        name: channel name (unique).
+        observed: n_c events observed in the signal window.
+        efficiency: ε_c, signal events per unit POI per unit luminosity (≥ 0).
+        background: b_c > 0, nominal background in the window (with a sideband: the
+            expectation the sideband's fitted k_c scales, e.g. n_off/τ).
+        weight: w_c ≥ 0, theory weight of the channel (e.g. a branching fraction).
+        background_uncertainty: δ_c ≥ 0, absolute (no sideband).
+        signal_uncertainty: r_c ≥ 0 (< 1), relative; one nuisance α_s shared by the channels
+            that give it (fully correlated), none on channels that do not.
+        sideband_observed, transfer_factor, transfer_factor_uncertainty: n_off, τ_c > 0 and
+            t_c ≥ 0 of a sideband (both of the first two, or neither).
+        expected_background: the mean window count of background-only pseudo-experiments
+            (default ``background``); ``expected_sideband`` likewise (default τ_c b_c).
+        window: an integer label per point of the data window (default: every point its own),
+            see :func:`counting_grid_toys`: points with the same label share one draw.
+    """
+
+    name: str
+    observed: np.ndarray
+    efficiency: np.ndarray
+    background: np.ndarray
+    weight: np.ndarray | float = 1.0
+    background_uncertainty: np.ndarray | None = None
+    signal_uncertainty: np.ndarray | None = None
+    sideband_observed: np.ndarray | None = None
+    transfer_factor: np.ndarray | None = None
+    transfer_factor_uncertainty: np.ndarray | None = None
+    expected_background: np.ndarray | None = None
+    expected_sideband: np.ndarray | None = None
+    window: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class CountingGrid:
+    """Channels of counting experiments over an N-D grid of signal hypotheses (see the module
+    docstring for the likelihood).
+
+    Attributes:
+        axes: the :class:`GridAxis` of the grid (its shape is their lengths, ``indexing="ij"``).
+        channels: the :class:`GridChannel` s.
+        luminosity: L, so that σ L ε_c w_c is the expected signal of channel c.
+        poi_name, poi_unit, poi_label: the physics POI (σ × B in fb, …).
+    """
+
+    axes: tuple
+    channels: tuple
+    luminosity: float = 1.0
+    poi_name: str = "sigma"
+    poi_unit: str = ""
+    poi_label: str | None = None
+    _arrays: dict = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "axes", tuple(self.axes))
+        object.__setattr__(self, "channels", tuple(self.channels))
+        if not self.axes:
+            raise InvalidScanConfig("axes", "a grid needs at least one axis")
+        names = [a.name for a in self.axes]
+        if len(set(names)) != len(names):
+            raise InvalidScanConfig("axes", f"duplicated axis names {names}")
+        if not self.channels:
+            raise InvalidScanConfig("channels", "a grid needs at least one channel")
+        cn = [c.name for c in self.channels]
+        if len(set(cn)) != len(cn):
+            raise InvalidScanConfig("channels", f"duplicated channel names {cn}")
+        if not (math.isfinite(self.luminosity) and self.luminosity > 0):
+            raise InvalidScanConfig("luminosity", f"must be positive, got {self.luminosity}")
+        object.__setattr__(self, "_arrays", self._broadcast())
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The grid's shape (one length per axis)."""
+        return tuple(a.values.size for a in self.axes)
+
+    @property
+    def size(self) -> int:
+        """Number of grid points H."""
+        return int(np.prod(self.shape))
+
+    def points(self) -> np.ndarray:
+        """Coordinates of every point [H, k] (C order: the last axis runs fastest)."""
+        mesh = np.meshgrid(*[a.values for a in self.axes], indexing="ij")
+        return np.stack([m.reshape(-1) for m in mesh], axis=1)
+
+    def _broadcast(self):
+        """{channel: {key: float array [H]}} with every number checked."""
+        out = {}
+        for ch in self.channels:
+            path = f"channels[{ch.name!r}]"
+            arr = {}
+            for key in ("observed", "efficiency", "background", "weight", *_OPTIONAL,
+                        "expected_background", "expected_sideband", "window"):  # fmt: skip
+                val = getattr(ch, key)
+                if val is None:
+                    continue
+                try:
+                    a = np.broadcast_to(np.asarray(val, float), self.shape).reshape(-1)
+                except ValueError:
+                    raise InvalidScanConfig(
+                        f"{path}.{key}",
+                        f"shape {np.shape(val)} does not broadcast to the grid {self.shape}",
+                    ) from None
+                if not np.all(np.isfinite(a)):
+                    raise InvalidScanConfig(f"{path}.{key}", "contains NaN or infinite values")
+                arr[key] = a.copy()
+            for key in ("observed", "efficiency", "weight", "background_uncertainty",
+                        "signal_uncertainty", "sideband_observed",
+                        "transfer_factor_uncertainty", "expected_background",
+                        "expected_sideband"):  # fmt: skip
+                if key in arr and np.any(arr[key] < 0):
+                    raise InvalidScanConfig(f"{path}.{key}", "must be non-negative")
+            for key in ("background", "transfer_factor"):
+                if key in arr and np.any(arr[key] <= 0):
+                    raise InvalidScanConfig(f"{path}.{key}", "must be positive")
+            if "signal_uncertainty" in arr and np.any(arr["signal_uncertainty"] >= 1):
+                raise InvalidScanConfig(f"{path}.signal_uncertainty", "must be below 1")
+            if ("sideband_observed" in arr) != ("transfer_factor" in arr):
+                raise InvalidScanConfig(
+                    path, "a sideband needs both sideband_observed and transfer_factor"
+                )
+            if "sideband_observed" in arr and "background_uncertainty" in arr:
+                raise InvalidScanConfig(
+                    f"{path}.background_uncertainty",
+                    "the sideband measures the background; give transfer_factor_uncertainty",
+                )
+            if "transfer_factor_uncertainty" in arr and "transfer_factor" not in arr:
+                raise InvalidScanConfig(path, "transfer_factor_uncertainty needs a sideband")
+            out[ch.name] = arr
+        return out
+
+    def select(self, **indices) -> CountingGrid:
+        """The sub-grid at the given indices of named axes (others kept whole), e.g.
+        ``grid.select(m=[10, 11], ctau=slice(0, 20, 4))``."""
+        unknown = set(indices) - {a.name for a in self.axes}
+        if unknown:
+            raise InvalidScanConfig("select", f"no axis named {sorted(unknown)}")
+        idx = [np.arange(a.values.size)[indices.get(a.name, slice(None))] for a in self.axes]
+        idx = [np.atleast_1d(i) for i in idx]
+        axes = tuple(
+            GridAxis(a.name, a.values[i], a.unit, a.log, a.label)
+            for a, i in zip(self.axes, idx, strict=True)
+        )
+        mesh = np.ix_(*idx)
+        channels = []
+        for ch in self.channels:
+            arr = self._arrays[ch.name]
+            kw = {k: v.reshape(self.shape)[mesh] for k, v in arr.items()}
+            channels.append(GridChannel(ch.name, **kw))
+        return CountingGrid(
+            axes, tuple(channels), self.luminosity, self.poi_name, self.poi_unit, self.poi_label
+        )
+
+    def acceptance(self) -> np.ndarray:
+        """A(p) = L Σ_c ε_c(p) w_c(p) [H]: expected signal events per unit POI."""
+        return self.luminosity * sum(a["efficiency"] * a["weight"] for a in self._arrays.values())
+
+    def channel_dicts(self, h: int, counts: dict | None = None) -> list[dict]:
+        """The :func:`jaxlike.workspace.counting_workspace` channels of point ``h`` (the signal
+        in events per unit of the total signal: the POI is the total signal count).
+        ``counts``: optional ``{channel: (n_on [H], n_off [H] or None)}`` replacing the data."""
+        acc = self.acceptance()[h]
+        chans = []
+        n_ch = len(self.channels)
+        for ch in self.channels:
+            a = self._arrays[ch.name]
+            share = a["efficiency"][h] * a["weight"][h] * self.luminosity
+            d = {
+                "name": ch.name,
+                "observed": float(a["observed"][h]),
+                "signal": float(share / acc) if acc > 0 else 1.0 / n_ch,
+                "background": float(a["background"][h]),
+            }
+            for key in _OPTIONAL:
+                if key in a:
+                    d[key] = float(a[key][h])
+            if counts is not None:
+                on, off = counts[ch.name]
+                d["observed"] = float(on[h])
+                if off is not None:
+                    d["sideband_observed"] = float(off[h])
+            chans.append(d)
+        return chans
+
+    def workspace(self, h: int, poi_bounds=None) -> dict:
+        """The pyhf workspace of point ``h`` (POI ``signal_events``: the total signal count)."""
+        return counting_workspace(
+            self.channel_dicts(h),
+            poi_name="signal_events",
+            poi_bounds=poi_bounds,
+            keep_zero_uncertainties=True,
+        )
+
+
+def _uniform_bounds(specs):
+    """Give every point's measurement the widest bounds of each parameter over the grid, so
+    that all points share one layout."""
+    widest = {}
+    for s in specs:
+        for p in s["measurements"][0]["config"]["parameters"]:
+            lo, hi = p["bounds"][0]
+            old = widest.get(p["name"], (lo, hi))
+            widest[p["name"]] = (min(lo, old[0]), max(hi, old[1]))
+    for s in specs:
+        for p in s["measurements"][0]["config"]["parameters"]:
+            p["bounds"] = [list(widest[p["name"]])]
+    return specs
+
+
+def counting_grid_models(grid: CountingGrid, counts=None):
+    """(stacked model, data [H, n], acceptance A [H]) of every point of ``grid``: one
+    :func:`~jaxlike.workspace.counting_workspace` per point with the POI ``signal_events``
+    (bounds and the other parameters' bounds made equal over the grid), stacked.
+    ``counts``: see :meth:`CountingGrid.channel_dicts`."""
+    specs = [
+        counting_workspace(
+            grid.channel_dicts(h, counts), poi_name="signal_events", keep_zero_uncertainties=True
+        )
+        for h in range(grid.size)
+    ]
+    spaces = [Workspace(s) for s in _uniform_bounds(specs)]
+    models = [w.model() for w in spaces]
+    data = np.stack([np.asarray(w.data(m)) for w, m in zip(spaces, models, strict=True)])
+    stacked = jax.tree_util.tree_map(lambda x: jnp.asarray(x), stack_models(models))
+    return stacked, data, grid.acceptance()
+
+
+def local_significance(model, data):
+    """(Z, converged) of the discovery test at one point: Z = √q0 with
+    q0 = 2NLL(μ = 0, θ̂̂) − 2NLL(μ̂, θ̂) for μ̂ ≥ 0 (the POI's lower bound is 0, so Z ≥ 0;
+    asymptotically Z is the local significance). Traceable (vmap over points or toys)."""
+    free = fit(model, data)
+    null = fixed_poi_fit(model, data, 0.0)
+    q0 = jnp.maximum(null.twice_nll - free.twice_nll, 0.0)
+    return jnp.sqrt(q0), free.converged & null.converged
+
+
+@dataclass(frozen=True)
+class CountingGridResult(_Fields):
+    """Results of :func:`counting_grid_scan`, every array shaped like the grid (``shape``) plus
+    trailing axes: upper limits on the physics POI (``poi_unit``) ``ul_obs`` [..., ncl],
+    ``ul_exp`` [..., ncl, 5] (bands N = 2, 1, 0, −1, −2), ``bayes_ul`` [..., ncl]; ``mu_hat``
+    (σ̂), ``significance`` (local Z = √q0), ``acceptance`` A (signal events per unit POI);
+    convergence flags; the toy fields when toys ran. ``axes``: the grid's axes."""
+
+    axes: tuple
+    cl: tuple
+    methods: tuple
+    poi_name: str
+    poi_unit: str
+    acceptance: np.ndarray
+    converged: np.ndarray
+    ul_obs: np.ndarray | None = None
+    ul_exp: np.ndarray | None = None
+    mu_hat: np.ndarray | None = None
+    significance: np.ndarray | None = None
+    significance_converged: np.ndarray | None = None
+    cls_obs: np.ndarray | None = None
+    cls_exp: np.ndarray | None = None
+    cls_converged: np.ndarray | None = None
+    limit_converged: np.ndarray | None = None
+    bayes_ul: np.ndarray | None = None
+    bayes_converged: np.ndarray | None = None
+    bayes_tail_mass: np.ndarray | None = None
+    ul_obs_toys: np.ndarray | None = None
+    ul_exp_toys: np.ndarray | None = None
+    ul_obs_toys_err: np.ndarray | None = None
+    toy_limit_converged: np.ndarray | None = None
+    p0_toys: np.ndarray | None = None
+    p0_toys_err: np.ndarray | None = None
+    toys_failed: np.ndarray | None = None
+    toy_grid: np.ndarray | None = None
+    toy_p_obs: np.ndarray | None = None
+    __repr__ = result_repr
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The grid's shape."""
+        return tuple(a.values.size for a in self.axes)
+
+
+#: result fields in events that become physics units (÷ A)
+_PER_EVENT = ("ul_obs", "ul_exp", "mu_hat", "bayes_ul", "ul_obs_toys", "ul_exp_toys",
+              "ul_obs_toys_err", "toy_grid")  # fmt: skip
+
+
+def _identity(grid, methods, cl, rule, test_poi, toys, bayes, config, digest) -> ScanIdentity:
+    cfg = {
+        "kind": "counting_grid",
+        "methods": list(methods),
+        "cl": list(cl),
+        "rule": rule,
+        "test_poi": float(test_poi),
+        "axes": [{"name": a.name, "unit": a.unit, "log": bool(a.log)} for a in grid.axes],
+        "poi": {"name": grid.poi_name, "unit": grid.poi_unit},
+    }
+    if toys is not None:
+        cfg["toys"] = dict(toys)
+    if bayes is not None:
+        cfg["bayes"] = dict(bayes)
+    cfg.update(config or {})
+    hyps = {"index": np.arange(grid.size), "values": grid.points()}
+    added = ("kind", "methods", "cl", "rule", "test_poi", "axes", "poi", "toys", "bayes")
+    return ScanIdentity(cfg, hyps, digest, added)
+
+
+def counting_grid_scan(
+    grid: CountingGrid,
+    *,
+    method=("cls",),
+    cl=(0.95,),
+    rule="cls",
+    test_poi=1.0,
+    toys=None,
+    bayes=None,
+    store=None,
+    resume=False,
+    overwrite=False,
+    chunk_size=None,
+    memory_budget_bytes=None,
+    devices=None,
+    progress=True,
+    config=None,
+) -> CountingGridResult:
+    """Limits (and local significances) at every point of an N-D counting grid, one compiled
+    vmapped function for all points.
+
+    Args:
+        grid: the :class:`CountingGrid`.
+        method: ``"cls"``, ``"bayes"``, ``"toys"`` or several (``toys`` adds ``cls``).
+            ``cls``: asymptotic q̃μ CLs (``rule="cls"``) or CLs+b (``rule="clsb"``: the
+            one-sided profile-likelihood limit) upper limits, observed and expected, CLs at
+            ``test_poi`` (in POI units) and the local significance; ``bayes``: credible
+            upper limits, nuisances marginalised (options :func:`bayes_options`: prior
+            ``"uniform"`` or ``"jeffreys"`` on σ, ``"laplace"`` or ``"quadrature"``);
+            ``toys``: toy-based limits (:func:`toy_options`).
+        cl: confidence / credibility levels.
+        store, resume, overwrite, chunk_size, memory_budget_bytes, devices, progress, config:
+            as :func:`jaxlike.stream.run_scan` (the file records the grid's axes and units).
+
+    Returns:
+        :class:`CountingGridResult`; limits and σ̂ in ``grid.poi_unit``, +∞ limits where the
+        acceptance is 0. ``converged`` is False where any computed quantity did not converge.
+    """
+    methods = check_methods(method)
+    cl = tuple(float(x) for x in np.atleast_1d(cl))
+    if not all(0.0 < c < 1.0 for c in cl):
+        raise InvalidScanConfig("cl", f"levels must lie in (0, 1), got {list(cl)}")
+    check_rule(rule)
+    toys = toy_options(**toys) if "toys" in methods else None
+    if "toys" in methods and toys is None:
+        raise InvalidScanConfig("toys", "method 'toys' needs toy options (ntoys, seed)")
+    bayes = bayes_options(**(bayes or {})) if "bayes" in methods else None
+    stacked, data, acc = counting_grid_models(grid)
+    acc_j = jnp.asarray(acc)
+    test_events = jnp.asarray(float(test_poi) * acc)
+    single = stacked_hypothesis(
+        stacked, data, cl=cl, methods=methods, test_poi=0.0, rule=rule, toys=toys, bayes=bayes
+    )
+    dyn, static = jax.tree_util.tree_flatten(stacked)
+
+    def point(h):
+        i = h["index"]
+        out = single(h | {"test_poi": test_events[i]})
+        a = acc_j[i]
+        for k in _PER_EVENT:
+            if k in out:
+                out[k] = jnp.where(a > 0, out[k] / jnp.where(a > 0, a, 1.0), jnp.inf)
+        if "mu_hat" in out:
+            out["mu_hat"] = jnp.where(a > 0, out["mu_hat"], jnp.nan)
+        if "cls" in methods:
+            model = jax.tree_util.tree_unflatten(static, [x[i] for x in dyn])
+            z, ok = local_significance(model, jnp.asarray(data)[i])
+            out["significance"], out["significance_converged"] = z, ok
+            out["converged"] = out["converged"] & ok
+        return out
+
+    ident = _identity(grid, methods, cl, rule, test_poi, toys, bayes, config, None)
+    if chunk_size is None and memory_budget_bytes is None:
+        chunk_size = DEFAULT_SCAN_CHUNK if toys is None else toy_chunk(toys)
+    npars = stacked.config.npars
+    out = run_scan(
+        lambda batch: map_toys(point, (batch,), npars),
+        ident.hypotheses,
+        store=store,
+        resume=resume,
+        overwrite=overwrite,
+        chunk_size=chunk_size,
+        memory_budget_bytes=memory_budget_bytes,
+        devices=devices,
+        progress=progress,
+        config=ident.config,
+        model_digest=scan_digest((stacked, data, acc)),
+        attrs={
+            "kind": "counting_grid",
+            "cl": list(cl),
+            "poi_unit": grid.poi_unit,
+            "axis_names": [a.name for a in grid.axes],
+            "axis_units": [a.unit for a in grid.axes],
+        },  # fmt: skip
+    )
+    shaped = {k: np.asarray(v).reshape(grid.shape + np.shape(v)[1:]) for k, v in out.items()}
+    return CountingGridResult.from_results(
+        shaped,
+        axes=grid.axes,
+        cl=cl,
+        methods=methods,
+        poi_name=grid.poi_name,
+        poi_unit=grid.poi_unit,
+        acceptance=acc.reshape(grid.shape),
+    )
+
+
+@dataclass(frozen=True)
+class GridToys(_Fields):
+    """Background-only pseudo-experiments of a whole :class:`CountingGrid`
+    (:func:`counting_grid_toys`): ``max_z`` [T] the largest local Z of each toy over the grid
+    (points with a failed fit left out), ``argmax`` [T] its flat point index, ``n_failed`` [T]
+    fits not converged, ``z`` [T, *shape] the local significances (``return_maps``), ``seed``."""
+
+    max_z: np.ndarray
+    argmax: np.ndarray
+    n_failed: np.ndarray
+    seed: int
+    z: np.ndarray | None = None
+    __repr__ = result_repr
+
+    def global_pvalue(self, z_local: float) -> tuple[float, float]:
+        """(p, its binomial standard error): the fraction of toys whose largest local Z is at
+        least ``z_local``."""
+        n = self.max_z.size
+        p = float(np.mean(self.max_z >= z_local))
+        return p, math.sqrt(max(p * (1.0 - p), 1.0 / n) / n)
+
+
+def _windows(grid):
+    """Per channel: the window label of every point (default: each point its own) and the
+    representative point of each label, checked for consistent expectations."""
+    out = {}
+    for ch in grid.channels:
+        a = grid._arrays[ch.name]
+        labels = a.get("window", np.arange(grid.size, dtype=float)).astype(np.int64)
+        uniq, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+        eb = a.get("expected_background", a["background"])
+        es = a.get(
+            "expected_sideband",
+            a["background"] * a["transfer_factor"] if "transfer_factor" in a else None,
+        )
+        for name, v in (("expected_background", eb), ("expected_sideband", es)):
+            if v is not None and not np.allclose(v, v[first][inverse], rtol=1e-12, atol=0):
+                raise InvalidScanConfig(
+                    f"channels[{ch.name!r}].{name}",
+                    "points of one window must share the expected counts",
+                )
+        out[ch.name] = (inverse, eb[first], None if es is None else es[first])
+    return out
+
+
+def window_sampler(grid: CountingGrid):
+    """The default toy sampler of :func:`counting_grid_toys`: for every channel and every data
+    window (points with the same :attr:`GridChannel.window` label share it; by default every
+    point is its own window) n_on ~ Pois(expected_background) and, with a sideband,
+    n_off ~ Pois(expected_sideband), independently between windows and channels."""
+    wins = _windows(grid)
+    draws = [
+        (c.name, jnp.asarray(wins[c.name][0]), jnp.asarray(wins[c.name][1]),
+         None if wins[c.name][2] is None else jnp.asarray(wins[c.name][2]))
+        for c in grid.channels
+    ]  # fmt: skip
+
+    def sample(key):
+        out = {}
+        for j, (name, inv, eb, es) in enumerate(draws):
+            k_on, k_off = jax.random.split(jax.random.fold_in(key, j))
+            on = jax.random.poisson(k_on, eb)[inv]
+            off = None if es is None else jax.random.poisson(k_off, es)[inv]
+            out[name] = (on, off)
+        return out
+
+    return sample
+
+
+def counting_grid_toys(
+    grid: CountingGrid,
+    n_toys: int,
+    seed: int = 0,
+    *,
+    first_toy: int = 0,
+    sampler=None,
+    return_maps: bool = False,
+    chunk_size: int | None = None,
+    progress=True,
+    store=None,
+    resume=False,
+    overwrite=False,
+) -> GridToys:
+    """Background-only toys of the whole grid and the largest local significance of each.
+
+    Toy k draws the window and sideband counts of every point with ``sampler(key)``,
+    key = ``jax.random.fold_in(jax.random.key(seed), k)`` (reproducible, independent of the
+    chunking), and computes the local Z = √q0 (:func:`local_significance`) at every point with the
+    point's own model (the nuisances' auxiliary data stay at their observed values). The
+    fraction of toys with max Z ≥ Z_obs is the global p-value (:meth:`GridToys.global_pvalue`).
+    Rows of :func:`jaxlike.stream.run_scan` are toys (stored and resumable with ``store``).
+
+    ``sampler``: a JAX function key → ``{channel: (n_on [H], n_off [H] or None)}``. The
+    default, :func:`window_sampler`, draws every data window independently; where windows or
+    sidebands of neighbouring points overlap (a mass spectrum), pass a sampler that draws the
+    spectrum and sums it into the windows, so the toys carry the data's correlations (the dark
+    Higgs example, :func:`jaxlike.examples.dark_higgs_grid`, does).
+    """
+    n_toys, seed, first_toy = int(n_toys), int(seed), int(first_toy)
+    if n_toys < 1:
+        raise InvalidScanConfig("n_toys", f"must be positive, got {n_toys}")
+    stacked, data, _ = counting_grid_models(grid)
+    npars = stacked.config.npars
+    # positions of every channel's window and sideband count in the data vector (one bin each)
+    slices = stacked.config.channel_slices
+    on_pos = {c.name: slices[c.name].start for c in grid.channels}
+    off_pos = {c.name: slices[f"{c.name}_sideband"].start for c in grid.channels
+               if f"{c.name}_sideband" in slices}  # fmt: skip
+    data_j = jnp.asarray(data)
+    dyn, static = jax.tree_util.tree_flatten(stacked)
+    key0 = jax.random.key(seed)
+    if sampler is None:
+        sampler = window_sampler(grid)
+
+    def one_toy(h):
+        key = jax.random.fold_in(key0, h["toy"])
+        d = data_j
+        counts = sampler(key)
+        for c in grid.channels:
+            on, off = counts[c.name]
+            d = d.at[:, on_pos[c.name]].set(jnp.asarray(on, d.dtype))
+            if c.name in off_pos:
+                d = d.at[:, off_pos[c.name]].set(jnp.asarray(off, d.dtype))
+
+        def at_point(i):
+            model = jax.tree_util.tree_unflatten(static, [x[i] for x in dyn])
+            return local_significance(model, d[i])
+
+        z, ok = map_toys(at_point, (jnp.arange(grid.size),), npars)
+        zm = jnp.where(ok, z, -jnp.inf)
+        out = {
+            "max_z": jnp.max(zm),
+            "argmax": jnp.argmax(zm),
+            "n_failed": jnp.sum(~ok),
+        }
+        if return_maps:
+            out["z"] = jnp.where(ok, z, jnp.nan)
+        return out
+
+    toys = {"toy": np.arange(first_toy, first_toy + n_toys)}
+    res = run_scan(
+        lambda batch: map_toys(one_toy, (batch,), npars),
+        toys,
+        store=store,
+        resume=resume,
+        overwrite=overwrite,
+        chunk_size=chunk_size or max(1, 256 // grid.size),
+        progress=progress,
+        config={"kind": "counting_grid_toys", "seed": seed, "return_maps": bool(return_maps)},
+        model_digest=scan_digest((stacked, data)),
+    )
+    z = res.get("z")
+    return GridToys(
+        max_z=np.asarray(res["max_z"]),
+        argmax=np.asarray(res["argmax"]),
+        n_failed=np.asarray(res["n_failed"]),
+        seed=seed,
+        z=None if z is None else np.asarray(z).reshape((n_toys, *grid.shape)),
+    )
