@@ -5,6 +5,7 @@ Three forms, one HDF5 results file each (see :mod:`jaxlike.scan`)::
     jaxlike scan CONFIG.toml [-o scan.h5]                       # mass scan, see jaxlike.parametric
     jaxlike scan BKG.json --patchset FILE | --patches DIR ...   # one hypothesis per signal patch
     jaxlike scan --example alp [-o DIR]                         # DIR/scan.h5 and DIR/brazil.png
+    jaxlike scan --example dark-higgs [--method bayes] [-o DIR] # an N-D counting grid
 
 Every input is validated before anything is compiled; an existing results file is refused
 unless ``--resume`` (continue it; refused when it belongs to another configuration) or
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 #: names accepted by ``--example`` (writers in :data:`jaxlike.examples.SCAN_EXAMPLES`)
-EXAMPLES = ("alp", "bka", "zprime")
+EXAMPLES = ("alp", "bka", "zprime", "dark-higgs")
 #: exit code when a fit or a limit of some hypothesis did not converge
 EXIT_NOT_CONVERGED = 3
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
@@ -68,6 +69,9 @@ _DESCRIPTION = """\
   jaxlike scan CONFIG.toml|CONFIG.json [-o scan.h5]      parametric mass scan
   jaxlike scan BKG.json --patchset FILE | --patches DIR  one hypothesis per signal patch
   jaxlike scan --example alp|bka|zprime [-o DIR]         DIR/scan.h5, DIR/brazil.png
+  jaxlike scan --example dark-higgs [--method cls|bayes] [--lee-toys N] [-o DIR]
+                                                         m × cτ counting grid: DIR/grid.h5,
+                                                         limit, significance, coupling plots
 
 An existing results file is refused unless --resume (continue it; refused when written by
 another configuration) or --overwrite. Summary on stdout, progress on stderr."""
@@ -157,6 +161,16 @@ def add_parser(subs) -> argparse.ArgumentParser:
         "--toy-pars", choices=("profiled", "init"),
         help="nuisance values the toys are generated at (profiled, the default, as pyhf; init)",
     )  # fmt: skip
+    p.add_argument(
+        "--method", choices=("cls", "bayes"), action="append",
+        help="N-D counting grids (--example dark-higgs): asymptotic CLs limits (default) and/or "
+        "Bayesian credible limits; repeat for both",
+    )  # fmt: skip
+    p.add_argument(
+        "--lee-toys", type=int, metavar="N",
+        help="--example dark-higgs: N background-only toys of the whole grid for the global "
+        "p-value (0)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
@@ -190,6 +204,22 @@ def cmd_scan(args) -> int:
     try:
         if args.seed is not None and args.example is None:
             raise CliError("--seed applies to --example only")
+        grid_only = [f for f in ("method", "lee_toys") if getattr(args, f) is not None]
+        if grid_only and args.example != "dark-higgs":
+            flag = "--" + grid_only[0].replace("_", "-")
+            raise CliError(f"{flag} applies to N-D counting grids (--example dark-higgs)")
+        if args.example == "dark-higgs":
+            from ._scan_grid import grid_example_command, grid_summary_text
+
+            if args.config is not None:
+                raise CliError("--example takes no CONFIG argument")
+            summary, code = grid_example_command(args, Path(args.output or "jaxlike-dark-higgs"))
+            print(dump(summary) if args.json else grid_summary_text(summary))
+            if summary["not_converged"]:
+                bad, where = summary["not_converged"], summary["output"]
+                print(f"jaxlike scan: warning: {bad} grid points did not converge "
+                      f"(see 'converged' in {where})", file=sys.stderr)  # fmt: skip
+            return code
         if args.example is not None:
             summary, code = _example(args)
         elif args.config is None:

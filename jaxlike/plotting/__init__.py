@@ -24,6 +24,7 @@ Example::
 """
 
 from ._corner import plot_corner
+from ._counting_grid import plot_counting_grid, plot_coupling_band
 from ._fit import plot_correlation, plot_pulls, plot_ranking
 from ._grid import plot_profile_grid
 from ._limits import (
@@ -65,6 +66,8 @@ __all__ = [
     "figure",
     "file_stems",
     "plot_corner",
+    "plot_counting_grid",
+    "plot_coupling_band",
     "plot_all_yields",
     "plot_brazil_band",
     "plot_correlation",
