@@ -94,3 +94,14 @@ def test_wet_notebook(fast_env):
     assert "239 parameters" in text
     assert "converged: True" in text
     assert "profile grid" in text and "|C_T| 95% HDI" in text
+
+
+@pytest.mark.slow  # ~3 min of CI: the grid scans, coupling bands and whole-grid toys it runs are
+# covered by tests/test_counting_grid.py and tests/test_dark_higgs.py
+def test_dark_higgs_notebook(fast_env):
+    text = run_notebook("04_dark_higgs_grid.ipynb")
+    assert "900 points = 45 masses x 20 lifetimes" in text
+    assert "all converged: True" in text and "converged: True" in text
+    assert number(r"largest local Z = ([\d.]+) at m = 1.42", text) > 3.0
+    assert number(r"excluded band at (\d+) of", text) > 5
+    assert 0.0 < number(r"global p = ([\d.]+)", text) <= 1.0

@@ -467,6 +467,12 @@ COMMANDS: dict[str, Run | Covered] = {
         "tests/test_examples_scans.py builds the zprime configuration",
         check=files_exist("zprime_scan/scan.h5", "zprime_scan/brazil.png"),
     ),
+    "jaxlike scan --example dark-higgs --method cls --method bayes -o dark_higgs": Run(
+        slow="900 grid points with CLs and Bayesian limits, ~2 min on 2 cores; "
+        "tests/test_dark_higgs.py runs the same scan on sub-grids of the example and its "
+        "command's error paths, tests/test_counting_grid.py the scan on small grids",
+        check=files_exist("dark_higgs/grid.h5", "dark_higgs/limits.png", "dark_higgs/couplings.png"),
+    ),
     "jaxlike example": Run(slow=SLOW_EXAMPLE, needs=(EXAMPLE,), check=stdout_has("mu")),
     "jaxlike plot alp_scan/scan.h5 -o brazil.png": Run(
         needs=(MAIN_JOB,), check=files_exist("brazil.png")
@@ -685,6 +691,7 @@ BLOCKS: dict[str, Run | Covered] = {
         "tests/test_scan_patches.py::test_batched_scan_equals_each_patch_alone runs patch_scan "
         "on a small grid",
     ),
+    "Counting searches on N-D grids: mass × lifetime → couplings#0": Run(),
     "Toys: p-values, limits and intervals without asymptotics#0": Run(),
     "Toys: p-values, limits and intervals without asymptotics#1": Run(
         slow="toy-based tests, limits, a Feldman–Cousins band and a 10 000-toy study compile and "

@@ -43,6 +43,7 @@ from ._limits import (
     credible_upper_limits,
 )
 from ._nuts import free_parameter_mask, log_posterior, sample_posterior
+from ._onoff import onoff_upper_limit
 from ._posterior import Posterior, batch_mcse, hdi, joint_mode, kde_mode
 from ._priors import (
     PRIOR_KINDS,
@@ -62,6 +63,7 @@ __all__ = [
     "bayesian_upper_limit",
     "bayesian_upper_limits",
     "credible_upper_limits",
+    "onoff_upper_limit",
     "PRIOR_KINDS",
     "as_prior",
     "Flat",

@@ -6,6 +6,7 @@ Three forms, one HDF5 results file each (see :mod:`jaxlike.scan`)::
     jaxlike scan BKG.json --patchset FILE | --patches DIR ...   # one hypothesis per signal patch
     jaxlike scan --example alp [-o DIR]                         # DIR/scan.h5 and DIR/brazil.png
     jaxlike scan --example dark-higgs [--method bayes] [-o DIR] # an N-D counting grid
+    jaxlike scan GRID.json [--method cls --method bayes] [-o grid.h5]   # a grid of one's own
 
 Every input is validated before anything is compiled; an existing results file is refused
 unless ``--resume`` (continue it; refused when it belongs to another configuration) or
@@ -69,6 +70,9 @@ _DESCRIPTION = """\
   jaxlike scan CONFIG.toml|CONFIG.json [-o scan.h5]      parametric mass scan
   jaxlike scan BKG.json --patchset FILE | --patches DIR  one hypothesis per signal patch
   jaxlike scan --example alp|bka|zprime [-o DIR]         DIR/scan.h5, DIR/brazil.png
+  jaxlike scan GRID.json [--method cls|bayes] [--lee-toys N] [-o grid.h5]
+                                                         N-D counting grid (format:
+                                                         jaxlike.scan.load_counting_grid)
   jaxlike scan --example dark-higgs [--method cls|bayes] [--lee-toys N] [-o DIR]
                                                          m × cτ counting grid: DIR/grid.h5,
                                                          limit, significance, coupling plots
@@ -205,9 +209,11 @@ def cmd_scan(args) -> int:
         if args.seed is not None and args.example is None:
             raise CliError("--seed applies to --example only")
         grid_only = [f for f in ("method", "lee_toys") if getattr(args, f) is not None]
-        if grid_only and args.example != "dark-higgs":
+        grid_file = args.config is not None and _is_counting_grid(Path(args.config))
+        if grid_only and args.example != "dark-higgs" and not grid_file:
             flag = "--" + grid_only[0].replace("_", "-")
-            raise CliError(f"{flag} applies to N-D counting grids (--example dark-higgs)")
+            raise CliError(f"{flag} applies to N-D counting grids (a GRID.json or "
+                           "--example dark-higgs)")  # fmt: skip
         if args.example == "dark-higgs":
             from ._scan_grid import grid_example_command, grid_summary_text
 
@@ -228,6 +234,12 @@ def cmd_scan(args) -> int:
             from ._scan_patches import patch_scan_command
 
             summary, code = patch_scan_command(args)
+        elif _is_counting_grid(Path(args.config)):
+            from ._scan_grid import grid_file_command, grid_summary_text
+
+            summary, code = grid_file_command(args, Path(args.config))
+            print(dump(summary) if args.json else grid_summary_text(summary))
+            return code
         else:
             summary, code = _mass_scan(args, Path(args.config), args.output)
     except (CliError, JaxlikeError, KeyboardInterrupt) as err:
@@ -237,6 +249,17 @@ def cmd_scan(args) -> int:
     print(dump(summary) if args.json else summary_text(summary))
     report(summary)
     return code
+
+
+def _is_counting_grid(path: Path) -> bool:
+    """Whether ``path`` is a counting-grid file (``{"counting_grid": ...}``, JSON or TOML): a
+    cheap look at the file's start; the loader validates it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096).decode("utf-8-sig", errors="replace")
+    except OSError:
+        return False
+    return bool(re.match(r'\s*(\{\s*"counting_grid"|\[counting_grid)', head))
 
 
 def os_error(err: OSError) -> CliError:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ._io import CliError
 
-__all__ = ["grid_example_command", "grid_methods"]
+__all__ = ["grid_example_command", "grid_file_command", "grid_methods", "grid_summary_text"]
 
 
 def grid_methods(args) -> tuple[str, ...]:
@@ -46,22 +46,25 @@ def _coupling_summary(ex, intervals):
     return out
 
 
-def grid_example_command(args, folder: Path):
-    """Build the example, scan every grid point, plot, summarise: (summary, exit code)."""
-    import jaxlike.scan as js
-    from jaxlike.examples import dark_higgs_grid
-    from jaxlike.plotting import plot_counting_grid, plot_coupling_band
-
-    from ._scan import EXIT_NOT_CONVERGED, toy_args
-
+def _check_args(args):
     for flag in ("test_poi", "poi_max"):
         if getattr(args, flag) is not None:
-            raise CliError(f"--{flag.replace('_', '-')} does not apply to the dark-higgs grid")
+            raise CliError(f"--{flag.replace('_', '-')} does not apply to counting grids")
     if args.lee_toys is not None and args.lee_toys < 0:
         raise CliError(f"--lee-toys must be ≥ 0, not {args.lee_toys}")
-    methods = grid_methods(args)
-    toys = toy_args(args)
-    cl = tuple(args.cl or (0.95,))
+
+
+def grid_example_command(args, folder: Path):
+    """The dark-Higgs example: write its grid (``dark_higgs_grid.json``, the format of
+    ``jaxlike scan GRID.json``) into ``folder``, scan every point, plot limits, significance and
+    the excluded sin θ band, summarise: (summary, exit code)."""
+    from jaxlike.examples import dark_higgs_grid
+    from jaxlike.plotting import plot_coupling_band
+    from jaxlike.scan import counting_grid_to_dict
+
+    from ._io import dump
+
+    _check_args(args)
     if folder.exists() and not folder.is_dir():
         raise CliError(f"{folder} is not a folder (with --example, -o names the output folder)")
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,56 +73,97 @@ def grid_example_command(args, folder: Path):
         raise CliError(f"{out} already exists; pass --resume to continue it or --overwrite")
     t0 = time.monotonic()
     ex = dark_higgs_grid(seed=0 if args.seed is None else args.seed)
+    (folder / "dark_higgs_grid.json").write_text(dump(counting_grid_to_dict(ex.grid)))
+    mark = (ex.injected["m"], ex.injected["ctau"], "injected") if ex.injected else None
+    summary, code, res, limit = _run_grid(args, ex.grid, out, f"{folder}/", t0, mark,
+                                          ex.sampler())  # fmt: skip
+    intervals = ex.coupling_limits(limit)
+    summary["plots"].append(str(plot_coupling_band(
+        ex.masses, intervals, folder / "couplings.png", mass_title=ex.grid.axes[0].title,
+        coupling_title=r"$\sin\theta$")))  # fmt: skip
+    summary["coupling"] = _coupling_summary(ex, intervals)
+    return summary, code
+
+
+def grid_file_command(args, path: Path):
+    """``jaxlike scan GRID.json``: a counting grid of :func:`jaxlike.scan.load_counting_grid`
+    format, results to ``-o`` (default grid.h5), plots beside it for 2-D grids."""
+    from jaxlike.scan import load_counting_grid
+
+    from ._io import results_file
+
+    _check_args(args)
+    if args.seed is not None:
+        raise CliError("--seed applies to --example only")
+    grid = load_counting_grid(path)
+    out = results_file(args.output or "grid.h5", args.resume, args.overwrite)
+    prefix = f"{out.with_suffix('')}_"
+    summary, code, _, _ = _run_grid(args, grid, out, prefix, time.monotonic())
+    return summary, code
+
+
+def _run_grid(args, grid, out: Path, prefix: str, t0, mark=None, sampler=None):
+    """Scan ``grid`` into ``out``; plots ``<prefix>limits.png`` and ``<prefix>significance.png``
+    (2-D grids); the LEE toys of ``--lee-toys``."""
+    import jaxlike.scan as js
+    from jaxlike.plotting import plot_counting_grid
+
+    from ._scan import EXIT_NOT_CONVERGED, toy_args
+
+    methods = grid_methods(args)
+    toys = toy_args(args)
+    cl = tuple(args.cl or (0.95,))
     res = js.counting_grid_scan(
-        ex.grid, method=methods, cl=cl, rule=args.rule, toys=toys, store=str(out),
+        grid, method=methods, cl=cl, rule=args.rule, toys=toys, store=str(out),
         resume=args.resume, overwrite=args.overwrite, chunk_size=args.chunk_size,
         memory_budget_bytes=args.memory_budget, progress=not args.no_progress,
     )  # fmt: skip
     seconds = time.monotonic() - t0
     field = "bayes_ul" if "bayes" in methods else "ul_obs"
-    mark = (ex.injected["m"], ex.injected["ctau"], "injected") if ex.injected else None
-    plots = [plot_counting_grid(res, folder / "limits.png", field=field, mark=mark)]
+    plots = []
+    if len(grid.shape) == 2:
+        plots.append(plot_counting_grid(res, f"{prefix}limits.png", field=field, mark=mark))
+    coords = {a.name: a.values for a in grid.axes}
     summary = {
         "output": str(out),
         "grid": {
-            a.name: [float(a.values[0]), float(a.values[-1]), int(a.values.size)]
-            for a in ex.grid.axes
+            a.name: [float(a.values[0]), float(a.values[-1]), int(a.values.size)] for a in grid.axes
         },  # fmt: skip
-        "points": ex.grid.size,
-        "channels": [c.name for c in ex.grid.channels],
+        "points": grid.size,
+        "channels": [c.name for c in grid.channels],
         "methods": list(methods),
         "seconds": seconds,
         "converged_fraction": float(np.mean(res.converged)),
         "not_converged": int(np.sum(~res.converged)),
     }
     limit = np.asarray(getattr(res, field))[..., 0]
-    best = np.unravel_index(np.nanargmin(np.where(res.converged, limit, np.nan)), res.shape)
-    summary["strongest_limit"] = {"m": float(ex.masses[best[0]]), "ctau": float(ex.ctaus[best[1]]),
-                                  "limit_fb": float(limit[best]), "field": field}  # fmt: skip
+    at = np.unravel_index(np.nanargmin(np.where(res.converged, limit, np.nan)), res.shape)
+    summary["strongest_limit"] = {
+        "at": {k: float(v[i]) for (k, v), i in zip(coords.items(), at, strict=True)},
+        "limit": float(limit[at]), "unit": grid.poi_unit, "field": field,
+    }  # fmt: skip
     if res.significance is not None:
-        plots.append(plot_counting_grid(res, folder / "significance.png", significance=True,
-                                        mark=mark))  # fmt: skip
+        if len(grid.shape) == 2:
+            plots.append(plot_counting_grid(res, f"{prefix}significance.png", significance=True,
+                                            mark=mark))  # fmt: skip
         z = np.where(res.significance_converged, res.significance, np.nan)
-        i, j = np.unravel_index(np.nanargmax(z), res.shape)
-        summary["max_local_z"] = {"m": float(ex.masses[i]), "ctau": float(ex.ctaus[j]),
-                                  "z": float(z[i, j])}  # fmt: skip
+        at = np.unravel_index(np.nanargmax(z), res.shape)
+        summary["max_local_z"] = {
+            "at": {k: float(v[i]) for (k, v), i in zip(coords.items(), at, strict=True)},
+            "z": float(z[at]),
+        }
         if args.lee_toys:
             toys_res = js.counting_grid_toys(
-                ex.grid, args.lee_toys, seed=args.toy_seed or 0, sampler=ex.sampler(),
+                grid, args.lee_toys, seed=args.toy_seed or 0, sampler=sampler,
                 return_maps=True, progress=not args.no_progress,
             )  # fmt: skip
-            p, err = toys_res.global_pvalue(float(z[i, j]))
-            gv = _gross_vitells(toys_res.z, float(z[i, j]))
+            p, err = toys_res.global_pvalue(float(z[at]))
+            gv = _gross_vitells(toys_res.z, float(z[at]))
             summary["global"] = {"toys": int(args.lee_toys), "p": p, "p_err": err,
                                  "failed_fits": int(toys_res.n_failed.sum()),
                                  "gross_vitells_p": gv}  # fmt: skip
-    intervals = ex.coupling_limits(limit)
-    plots.append(plot_coupling_band(ex.masses, intervals, folder / "couplings.png",
-                                    mass_title=ex.grid.axes[0].title,
-                                    coupling_title=r"$\sin\theta$"))  # fmt: skip
-    summary["coupling"] = _coupling_summary(ex, intervals)
     summary["plots"] = [str(p) for p in plots]
-    return summary, (EXIT_NOT_CONVERGED if summary["not_converged"] else 0)
+    return summary, (EXIT_NOT_CONVERGED if summary["not_converged"] else 0), res, limit
 
 
 def _gross_vitells(maps, z_max):
@@ -150,11 +194,15 @@ def grid_summary_text(s: dict) -> str:
         ["converged", f"{100 * s['converged_fraction']:.4g}%"],
     ]
     lim = s["strongest_limit"]
-    rows.append(["strongest limit", f"{lim['limit_fb']:.3g} fb at m {lim['m']:g}, "
-                 f"cτ {lim['ctau']:.3g} ({lim['field']})"])  # fmt: skip
+
+    def where(at):
+        return ", ".join(f"{k} {v:.4g}" for k, v in at.items())
+
+    rows.append(["strongest limit", f"{lim['limit']:.3g} {lim['unit']} at {where(lim['at'])} "
+                 f"({lim['field']})"])  # fmt: skip
     if "max_local_z" in s:
         z = s["max_local_z"]
-        rows.append(["largest local Z", f"{z['z']:.3g} at m {z['m']:g}, cτ {z['ctau']:.3g}"])
+        rows.append(["largest local Z", f"{z['z']:.3g} at {where(z['at'])}"])
     if "global" in s:
         g = s["global"]
         rows.append(
@@ -164,10 +212,11 @@ def grid_summary_text(s: dict) -> str:
                 f"Gross–Vitells from their Euler characteristics {g['gross_vitells_p']:.3g})",
             ]
         )
-    c = s["coupling"]
-    text = f"excluded band at {c['masses_with_exclusion']} of {c['masses']} masses"
-    if "sin_theta_min" in c:
-        text += f", sin θ {c['sin_theta_min']:.3g}…{c['sin_theta_max']:.3g}"
-    rows.append(["couplings", text])
+    if "coupling" in s:
+        c = s["coupling"]
+        text = f"excluded band at {c['masses_with_exclusion']} of {c['masses']} masses"
+        if "sin_theta_min" in c:
+            text += f", sin θ {c['sin_theta_min']:.3g}…{c['sin_theta_max']:.3g}"
+        rows.append(["couplings", text])
     rows.append(["plots", ", ".join(s["plots"])])
     return table(["", ""], rows)

@@ -167,7 +167,7 @@ class DarkHiggsExample:
         tot = sum(width_factors(m).values())
         return _HBARC_GEV_CM / (sin_theta**2 * _WIDTH_SCALE * tot)
 
-    def coupling_limits(self, ul, *, g_min=1e-6, g_max=1e-1, n_grid=256):
+    def coupling_limits(self, ul, *, masses=None, ctaus=None, g_min=1e-6, g_max=1e-1, n_grid=256):
         r"""Excluded intervals of sin θ at every mass from the σ limits ``ul`` [n_mass, n_cτ]
         (fb) of the grid: r(sin θ) = σ(sin θ, m) / σ_UL(m, cτ(sin θ, m)) with log σ_UL
         interpolated linearly in log cτ between the grid's lifetimes and r = 0 (nothing
@@ -175,14 +175,18 @@ class DarkHiggsExample:
         small couplings give too little signal, large ones decay before the vertex region).
         Returns the :class:`~jaxlike.infer.ExcludedIntervals` batched over masses. An edge
         where cτ(sin θ) reaches the grid's shortest or longest lifetime is where the grid
-        ends, not where the search loses sensitivity: see :meth:`edges_at_grid_end`."""
+        ends, not where the search loses sensitivity: see :meth:`edges_at_grid_end`.
+        ``masses``/``ctaus``: the axes of ``ul`` when it belongs to a sub-grid
+        (:meth:`~jaxlike.scan.CountingGrid.select`); default the whole grid's."""
+        m_axis = self.masses if masses is None else np.asarray(masses, float)
+        ct_axis = self.ctaus if ctaus is None else np.asarray(ctaus, float)
         ul = np.asarray(ul, float)
-        if ul.shape != (self.masses.size, self.ctaus.size):
-            raise ValueError(f"ul must have shape {(self.masses.size, self.ctaus.size)}")
-        log_ct = jnp.log(jnp.asarray(self.ctaus))
+        if ul.shape != (m_axis.size, ct_axis.size):
+            raise ValueError(f"ul must have shape {(m_axis.size, ct_axis.size)}")
+        log_ct = jnp.log(jnp.asarray(ct_axis))
         log_ul = jnp.log(jnp.asarray(np.where(ul > 0, ul, np.inf)))
-        masses = jnp.asarray(self.masses)
-        width = jnp.asarray(_WIDTH_SCALE * sum(width_factors(self.masses).values()))
+        masses = jnp.asarray(m_axis)
+        width = jnp.asarray(_WIDTH_SCALE * sum(width_factors(m_axis).values()))
 
         def one(m, w, lul):
             def ratio(g):
@@ -196,15 +200,18 @@ class DarkHiggsExample:
 
         return jax.vmap(one)(masses, width, log_ul)
 
-    def edges_at_grid_end(self, intervals):
+    def edges_at_grid_end(self, intervals, *, masses=None, ctaus=None):
         """(lower, upper) boolean arrays like ``intervals.lower``: the edge's lifetime
         cτ(sin θ, m) is at an end of the grid's cτ range (within 10⁻⁶), so the exclusion may
-        continue beyond it with a larger grid."""
-        ends = np.log(self.ctaus[[0, -1]])
+        continue beyond it with a larger grid. ``masses``/``ctaus`` as
+        :meth:`coupling_limits`."""
+        m_axis = self.masses if masses is None else np.asarray(masses, float)
+        ct_axis = self.ctaus if ctaus is None else np.asarray(ctaus, float)
+        ends = np.log(ct_axis[[0, -1]])
         out = []
         for g in (np.asarray(intervals.lower), np.asarray(intervals.upper)):
             with np.errstate(invalid="ignore", divide="ignore"):
-                lct = np.log(self.ctau(g, self.masses[:, None]))
+                lct = np.log(self.ctau(g, m_axis[:, None]))
             near = np.min(np.abs(lct[..., None] - ends), axis=-1) < 1e-6
             out.append(np.isfinite(g) & near)
         return tuple(out)

@@ -33,7 +33,9 @@ from ._counting_grid import (
     GridToys,
     counting_grid_models,
     counting_grid_scan,
+    counting_grid_to_dict,
     counting_grid_toys,
+    load_counting_grid,
     local_significance,
     window_sampler,
 )
@@ -82,6 +84,8 @@ __all__ = [
     "bayes_options",
     "check_methods",
     "counting_grid_models",
+    "counting_grid_to_dict",
+    "load_counting_grid",
     "counting_grid_scan",
     "counting_grid_toys",
     "local_significance",

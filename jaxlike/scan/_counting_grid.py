@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._strict import check_keys, read_config
 from ..exceptions import InvalidScanConfig
 from ..fit import (
     conditional_inputs,
@@ -71,6 +72,8 @@ __all__ = [
     "GridChannel",
     "GridToys",
     "counting_grid_models",
+    "counting_grid_to_dict",
+    "load_counting_grid",
     "counting_grid_scan",
     "counting_grid_toys",
     "local_significance",
@@ -315,6 +318,100 @@ class CountingGrid:
             poi_bounds=poi_bounds,
             keep_zero_uncertainties=True,
         )
+
+
+_CHANNEL_KEYS = ("name", "observed", "efficiency", "background", "weight", *_OPTIONAL,
+                 "expected_background", "expected_sideband", "window")  # fmt: skip
+_AXIS_KEYS = ("name", "values", "unit", "log", "label")
+_GRID_KEYS = ("axes", "channels", "luminosity", "poi")
+_POI_KEYS = ("name", "unit", "label")
+
+
+def counting_grid_to_dict(grid: CountingGrid) -> dict:
+    """The grid as plain JSON data, ``{"counting_grid": {"axes": [...], "channels": [...],
+    "luminosity": L, "poi": {...}}}``, every array a nested list of the grid's shape (or of
+    its broadcast shape where that is smaller: a number, a column over the first axis, ...).
+    :func:`load_counting_grid` reads it back; ``jaxlike scan GRID.json`` scans it."""
+
+    def compact(a):
+        full = a.reshape(grid.shape)
+        for k in range(len(grid.shape)):  # drop axes along which nothing changes
+            if np.all(full == np.take(full, [0], axis=k)):
+                full = np.take(full, [0], axis=k)
+        return float(full.reshape(-1)[0]) if full.size == 1 else full.tolist()
+
+    axes = []
+    for a in grid.axes:
+        d = {"name": a.name, "values": a.values.tolist(), "unit": a.unit, "log": bool(a.log)}
+        if a.label:
+            d["label"] = a.label
+        axes.append(d)
+    channels = [{"name": c.name} | {k: compact(v) for k, v in grid._arrays[c.name].items()}
+                for c in grid.channels]  # fmt: skip
+    poi = {"name": grid.poi_name, "unit": grid.poi_unit}
+    if grid.poi_label:
+        poi["label"] = grid.poi_label
+    return {"counting_grid": {"axes": axes, "channels": channels,
+                              "luminosity": float(grid.luminosity), "poi": poi}}  # fmt: skip
+
+
+def load_counting_grid(source) -> CountingGrid:
+    """A :class:`CountingGrid` from :func:`counting_grid_to_dict` data or a JSON/TOML file of
+    it (``{"counting_grid": {...}}``). Unknown keys are errors (with a "did you mean" hint),
+    arrays must broadcast to the grid's shape; errors name the field
+    (:class:`~jaxlike.exceptions.InvalidScanConfig`)."""
+    if not isinstance(source, dict):
+        source = read_config(source, InvalidScanConfig, "counting grid")
+    check_keys(source, ("counting_grid",), "", InvalidScanConfig)
+    cfg = source.get("counting_grid")
+    if not isinstance(cfg, dict):
+        raise InvalidScanConfig("counting_grid", "must be a table with axes and channels")
+    check_keys(cfg, _GRID_KEYS, "counting_grid", InvalidScanConfig)
+    for key in ("axes", "channels"):
+        if not isinstance(cfg.get(key), list) or not cfg[key]:
+            raise InvalidScanConfig(f"counting_grid.{key}", "must be a non-empty list")
+    axes = []
+    for i, a in enumerate(cfg["axes"]):
+        path = f"counting_grid.axes[{i}]"
+        if not isinstance(a, dict):
+            raise InvalidScanConfig(path, "must be a table")
+        check_keys(a, _AXIS_KEYS, path, InvalidScanConfig)
+        if "name" not in a or "values" not in a:
+            raise InvalidScanConfig(path, "needs 'name' and 'values'")
+        try:
+            values = np.asarray(a["values"], float)
+        except (TypeError, ValueError):
+            raise InvalidScanConfig(f"{path}.values", "must be a list of numbers") from None
+        axes.append(GridAxis(str(a["name"]), values, str(a.get("unit", "")),
+                             bool(a.get("log", False)), a.get("label")))  # fmt: skip
+    channels = []
+    for i, c in enumerate(cfg["channels"]):
+        path = f"counting_grid.channels[{i}]"
+        if not isinstance(c, dict):
+            raise InvalidScanConfig(path, "must be a table")
+        check_keys(c, _CHANNEL_KEYS, path, InvalidScanConfig)
+        for key in ("name", "observed", "efficiency", "background"):
+            if key not in c:
+                raise InvalidScanConfig(f"{path}.{key}", "is required")
+        kw = {}
+        for key, v in c.items():
+            if key == "name":
+                continue
+            try:
+                kw[key] = np.asarray(v, float)
+            except (TypeError, ValueError):
+                raise InvalidScanConfig(f"{path}.{key}", "must be a number or nested lists of "
+                                        "numbers") from None  # fmt: skip
+        channels.append(GridChannel(str(c["name"]), **kw))
+    poi = cfg.get("poi", {})
+    if not isinstance(poi, dict):
+        raise InvalidScanConfig("counting_grid.poi", "must be a table")
+    check_keys(poi, _POI_KEYS, "counting_grid.poi", InvalidScanConfig)
+    lumi = cfg.get("luminosity", 1.0)
+    if isinstance(lumi, bool) or not isinstance(lumi, int | float):
+        raise InvalidScanConfig("counting_grid.luminosity", "must be a number")
+    return CountingGrid(axes, channels, float(lumi), str(poi.get("name", "sigma")),
+                        str(poi.get("unit", "")), poi.get("label"))  # fmt: skip
 
 
 def _uniform_bounds(specs):
