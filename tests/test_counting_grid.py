@@ -258,7 +258,7 @@ def test_grid_file_round_trip_and_errors(grid, tmp_path):
     with pytest.raises(InvalidScanConfig, match="did you mean 'efficiency'"):
         load_counting_grid(bad)
     bad = json.loads(json.dumps(d))
-    bad["counting_grid"]["channels"][1]["observed"] = [1, 2, 3]
+    bad["counting_grid"]["channels"][1]["observed"] = [[1, 2, 3, 4]]
     with pytest.raises(InvalidScanConfig, match=r"channels\['pipi'\].observed"):
         load_counting_grid(bad)
     bad = json.loads(json.dumps(d))

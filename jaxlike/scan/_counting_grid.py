@@ -613,29 +613,37 @@ def counting_grid_scan(
             out["converged"] = out["converged"] & ok
         return out
 
-    ident = _identity(grid, methods, cl, rule, test_poi, toys, bayes, config, None)
+    digest = scan_digest((stacked, data, acc))
+    ident = _identity(grid, methods, cl, rule, test_poi, toys, bayes, config, lambda: digest)
     if chunk_size is None and memory_budget_bytes is None:
         chunk_size = DEFAULT_SCAN_CHUNK if toys is None else toy_chunk(toys)
     npars = stacked.config.npars
-    out = run_scan(
-        lambda batch: map_toys(point, (batch,), npars),
-        ident.hypotheses,
-        store=store,
-        resume=resume,
-        overwrite=overwrite,
-        chunk_size=chunk_size,
-        memory_budget_bytes=memory_budget_bytes,
-        devices=devices,
-        progress=progress,
-        config=ident.config,
-        model_digest=scan_digest((stacked, data, acc)),
-        attrs={
-            "kind": "counting_grid",
-            "cl": list(cl),
-            "poi_unit": grid.poi_unit,
-            "axis_names": [a.name for a in grid.axes],
-            "axis_units": [a.unit for a in grid.axes],
-        },  # fmt: skip
+    # a resume of a complete, intact file of this scan returns its results without compiling;
+    # another configuration or grid is refused here, before any compilation
+    done = ident.check_resume(store) if resume and store is not None else None
+    out = (
+        done
+        if done is not None
+        else run_scan(
+            lambda batch: map_toys(point, (batch,), npars),
+            ident.hypotheses,
+            store=store,
+            resume=resume,
+            overwrite=overwrite,
+            chunk_size=chunk_size,
+            memory_budget_bytes=memory_budget_bytes,
+            devices=devices,
+            progress=progress,
+            config=ident.config,
+            model_digest=scan_digest((stacked, data, acc)),
+            attrs={
+                "kind": "counting_grid",
+                "cl": list(cl),
+                "poi_unit": grid.poi_unit,
+                "axis_names": [a.name for a in grid.axes],
+                "axis_units": [a.unit for a in grid.axes],
+            },  # fmt: skip
+        )
     )
     shaped = {k: np.asarray(v).reshape(grid.shape + np.shape(v)[1:]) for k, v in out.items()}
     return CountingGridResult.from_results(
