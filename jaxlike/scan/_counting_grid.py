@@ -447,6 +447,12 @@ def counting_grid_models(grid: CountingGrid, counts=None):
     return stacked, data, grid.acceptance()
 
 
+def _picker(stacked):
+    """``i ↦`` the model of point i of a stacked model (every leaf indexed; traceable in i)."""
+    leaves, treedef = jax.tree_util.tree_flatten(stacked)
+    return lambda i: jax.tree_util.tree_unflatten(treedef, [x[i] for x in leaves])
+
+
 def local_significance(model, data, *, search=None):
     """(Z, converged) of the discovery test at one point: Z = √q0 with
     q0 = 2NLL(μ = 0, θ̂̂) − 2NLL(μ̂, θ̂) for μ̂ ≥ 0 (the POI's lower bound is 0, so Z ≥ 0;
@@ -595,7 +601,7 @@ def counting_grid_scan(
     single = stacked_hypothesis(
         stacked, data, cl=cl, methods=methods, test_poi=0.0, rule=rule, toys=toys, bayes=bayes
     )
-    dyn, static = jax.tree_util.tree_flatten(stacked)
+    pick = _picker(stacked)
 
     def point(h):
         i = h["index"]
@@ -607,7 +613,7 @@ def counting_grid_scan(
         if "mu_hat" in out:
             out["mu_hat"] = jnp.where(a > 0, out["mu_hat"], jnp.nan)
         if "cls" in methods:
-            model = jax.tree_util.tree_unflatten(static, [x[i] for x in dyn])
+            model = pick(i)
             z, ok = local_significance(model, jnp.asarray(data)[i])
             out["significance"], out["significance_converged"] = z, ok
             out["converged"] = out["converged"] & ok
@@ -767,7 +773,7 @@ def counting_grid_toys(
     off_pos = {c.name: slices[f"{c.name}_sideband"].start for c in grid.channels
                if f"{c.name}_sideband" in slices}  # fmt: skip
     data_j = jnp.asarray(data)
-    dyn, static = jax.tree_util.tree_flatten(stacked)
+    pick = _picker(stacked)
     key0 = jax.random.key(seed)
     if sampler is None:
         sampler = window_sampler(grid)
@@ -783,7 +789,7 @@ def counting_grid_toys(
                 d = d.at[:, off_pos[c.name]].set(jnp.asarray(off, d.dtype))
 
         def at_point(i):
-            model = jax.tree_util.tree_unflatten(static, [x[i] for x in dyn])
+            model = pick(i)
             return local_significance(model, d[i], search=False)
 
         z, ok = map_toys(at_point, (jnp.arange(grid.size),), npars)
