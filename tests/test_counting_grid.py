@@ -183,7 +183,7 @@ def test_grid_toys(grid):
              for c in grid.channels]  # fmt: skip
     g2 = CountingGrid(grid.axes, chans, grid.luminosity, poi_unit="fb")
     draws = window_sampler(g2)(jax.random.key(1))
-    for name, (on, off) in draws.items():
+    for on, off in draws.values():
         for arr in (on, off) if off is not None else (on,):
             per_point = np.asarray(arr).reshape(grid.shape)
             np.testing.assert_array_equal(per_point, per_point[:, :1] * np.ones((1, 3)))

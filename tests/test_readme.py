@@ -471,7 +471,9 @@ COMMANDS: dict[str, Run | Covered] = {
         slow="900 grid points with CLs and Bayesian limits, ~2 min on 2 cores; "
         "tests/test_dark_higgs.py runs the same scan on sub-grids of the example and its "
         "command's error paths, tests/test_counting_grid.py the scan on small grids",
-        check=files_exist("dark_higgs/grid.h5", "dark_higgs/limits.png", "dark_higgs/couplings.png"),
+        check=files_exist(
+            "dark_higgs/grid.h5", "dark_higgs/limits.png", "dark_higgs/couplings.png"
+        ),
     ),
     "jaxlike example": Run(slow=SLOW_EXAMPLE, needs=(EXAMPLE,), check=stdout_has("mu")),
     "jaxlike plot alp_scan/scan.h5 -o brazil.png": Run(
@@ -650,7 +652,8 @@ COMMANDS: dict[str, Run | Covered] = {
     # Benchmarks (the full runs take 10 min to hours; their results are benchmarks/README.md)
     **{
         f"python benchmarks/bench_{name}.py": Covered("test_benchmark_scripts_start")
-        for name in ("core", "scan", "analysis", "bayes", "bins", "convergence", "cold", "toys")
+        for name in ("core", "scan", "analysis", "bayes", "bins", "convergence", "cold", "toys",
+                     "counting_grid")
     },
     # Notebooks
     "pytest -m slow tests/test_notebooks.py": Covered("test_notebook_tests_exist"),
