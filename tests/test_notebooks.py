@@ -104,4 +104,6 @@ def test_dark_higgs_notebook(fast_env):
     assert "all converged: True" in text and "converged: True" in text
     assert number(r"largest local Z = ([\d.]+) at m = 1.42", text) > 3.0
     assert number(r"excluded band at (\d+) of", text) > 5
-    assert 0.0 < number(r"global p = ([\d.]+)", text) <= 1.0
+    # 20 toys in fast mode: none may beat a local 3σ (p = 0 ± 1/20); 1000 give 0.007 ± 0.003
+    assert 0.0 <= number(r"global p = ([\d.]+)", text) <= 1.0
+    assert number(r"failed fits: (\d+)", text) == 0
