@@ -131,7 +131,8 @@ def test_cli_full_example(tmp_path):
     assert code == 0
     s = json.loads(out)
     assert s["points"] == 900 and s["converged_fraction"] == 1.0
-    assert s["max_local_z"]["m"] == pytest.approx(1.42)
+    assert s["max_local_z"]["at"]["m"] == pytest.approx(1.42)
+    assert s["strongest_limit"]["unit"] == "fb" and set(s["strongest_limit"]["at"]) == {"m", "ctau"}
     assert 0 < s["global"]["p"] < 1 and s["global"]["failed_fits"] == 0
     assert s["coupling"]["masses_with_exclusion"] > 20
     for p in s["plots"]:
