@@ -50,8 +50,6 @@ from jaxlike.scan import (  # noqa: E402
     GridChannel,
     counting_grid_scan,
     counting_grid_toys,
-    euler_characteristic,
-    gross_vitells_nd,
 )
 
 
@@ -128,10 +126,7 @@ def bench_lee(ex, z_obs, n_toys):
                               progress=False)  # fmt: skip
     t = time.perf_counter() - t0
     p, err = toys.global_pvalue(z_obs)
-    levels = (0.5, 1.0, 1.5)
-    z = np.nan_to_num(toys.z, nan=-np.inf)
-    ec = [np.mean([euler_characteristic(m > u) for m in z]) for u in levels]
-    gv = gross_vitells_nd(z_obs, levels, ec, 2)
+    gv = toys.gross_vitells(z_obs)
     return t, p, err, gv, int(toys.n_failed.sum())
 
 

@@ -176,6 +176,10 @@ def test_grid_toys(grid):
     assert a.n_failed.sum() == 0
     p, err = a.global_pvalue(0.0)
     assert p == 1.0 and err > 0
+    gv = a.gross_vitells(1.0)  # the Euler estimate from the same toys' maps
+    assert gv.p_local <= gv.p_global <= 1.0 and len(gv.ec_mean) == 3
+    with pytest.raises(InvalidScanConfig, match="return_maps"):
+        counting_grid_toys(grid, 2, seed=3, progress=False).gross_vitells(1.0)
     # with one window per mass (labels along m), toys draw one count per mass for all cτ
     chans = [GridChannel(c.name, **{**{k: v.reshape(grid.shape) for k, v in
                                         grid._arrays[c.name].items()},

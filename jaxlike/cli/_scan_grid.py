@@ -158,24 +158,12 @@ def _run_grid(args, grid, out: Path, prefix: str, t0, mark=None, sampler=None):
                 return_maps=True, progress=not args.no_progress,
             )  # fmt: skip
             p, err = toys_res.global_pvalue(float(z[at]))
-            gv = _gross_vitells(toys_res.z, float(z[at]))
+            gv = toys_res.gross_vitells(float(z[at])).p_global
             summary["global"] = {"toys": int(args.lee_toys), "p": p, "p_err": err,
                                  "failed_fits": int(toys_res.n_failed.sum()),
                                  "gross_vitells_p": gv}  # fmt: skip
     summary["plots"] = [str(p) for p in plots]
     return summary, (EXIT_NOT_CONVERGED if summary["not_converged"] else 0), res, limit
-
-
-def _gross_vitells(maps, z_max):
-    """The Euler-characteristic (Gross–Vitells) estimate of the global p-value of ``z_max``
-    from the mean Euler characteristics of the toys' excursion sets {Z > u} at u = 0.5, 1, 1.5
-    (:func:`jaxlike.scan.gross_vitells_nd`; failed fits count as below every level)."""
-    import jaxlike.scan as js
-
-    levels = (0.5, 1.0, 1.5)
-    z = np.nan_to_num(np.asarray(maps, float), nan=-np.inf)
-    ec = [np.mean([js.euler_characteristic(m > u) for m in z]) for u in levels]
-    return float(js.gross_vitells_nd(z_max, levels, ec, z.ndim - 1).p_global)
 
 
 def grid_summary_text(s: dict) -> str:

@@ -193,7 +193,7 @@ class DarkHiggsExample:
                 lct = jnp.log(_HBARC_GEV_CM / (g**2 * w))
                 inside = (lct >= log_ct[0]) & (lct <= log_ct[-1])
                 sig_ul = jnp.exp(jnp.interp(lct, log_ct, lul))
-                sigma = 25.0 * (g / 1e-3) ** 2 * (1.0 - m**2 / 16.0) ** 1.5
+                sigma = self.cross_section(g, m)
                 return jnp.where(inside & jnp.isfinite(sig_ul), sigma / sig_ul, 0.0)
 
             return excluded_intervals(ratio, g_min, g_max, n_grid=n_grid)

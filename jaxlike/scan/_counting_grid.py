@@ -61,6 +61,7 @@ from ..model import stack_models
 from ..stream import run_scan
 from ..workspace import Workspace, counting_workspace
 from ._identity import ScanIdentity
+from ._lee_nd import euler_characteristic, gross_vitells_nd
 from ._mass import DEFAULT_SCAN_CHUNK, check_rule, scan_digest, toy_chunk, toy_options
 from ._results import _Fields
 from ._stacked import bayes_options, check_methods, stacked_hypothesis
@@ -177,7 +178,7 @@ class CountingGrid:
     poi_name: str = "sigma"
     poi_unit: str = ""
     poi_label: str | None = None
-    _arrays: dict = field(default=None, repr=False, compare=False)
+    _arrays: dict = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "axes", tuple(self.axes))
@@ -677,6 +678,18 @@ class GridToys(_Fields):
     seed: int
     z: np.ndarray | None = None
     __repr__ = result_repr
+
+    def gross_vitells(self, z_local: float, levels=(0.5, 1.0, 1.5)):
+        """The Euler-characteristic (Gross–Vitells) estimate of the global p-value of
+        ``z_local`` from these toys: the mean Euler characteristic of their excursion sets
+        {Z > u} at ``levels`` (failed fits count as below every level), fitted by
+        :func:`jaxlike.scan.gross_vitells_nd` in the grid's dimension. Needs the maps
+        (``return_maps=True``). Returns a :class:`~jaxlike.scan.GrossVitellsND`."""
+        if self.z is None:
+            raise InvalidScanConfig("return_maps", "the Euler estimate needs the toys' maps")
+        z = np.nan_to_num(self.z, nan=-np.inf)
+        ec = [np.mean([euler_characteristic(m > u) for m in z]) for u in levels]
+        return gross_vitells_nd(z_local, levels, ec, z.ndim - 1)
 
     def global_pvalue(self, z_local: float) -> tuple[float, float]:
         """(p, its binomial standard error): the fraction of toys whose largest local Z is at
