@@ -95,3 +95,49 @@ def test_vmapped_over_masses():
 def test_bad_arguments(kw, what):
     with pytest.raises(InvalidArgument, match=what):
         excluded_intervals(lambda g: g, **kw)
+
+
+def test_lifetime_grid_intervals_against_brentq():
+    """:func:`lifetime_excluded_intervals`: the limit tabulated on a lifetime grid and
+    interpolated log-log, cτ(g) ∝ 1/g²; edges equal brentq's roots of the same ratio, no
+    exclusion beyond the longest lifetime, and below the shortest only with ``prompt_below``
+    (where the shortest lifetime's limit then applies)."""
+    from jaxlike.infer import edges_at_lifetime_ends, lifetime_excluded_intervals
+
+    ctaus = np.geomspace(0.1, 100.0, 13)
+    ul = 1.0 / -np.expm1(-5.0 / ctaus)  # efficiency ∝ P(decay within 5 cm)
+    limits = np.stack([ul, 3.0 * ul])
+    k = np.array([1.0, 2.0])  # cτ = k / g²
+
+    def predicted(g, p):
+        return 1e2 * g**2
+
+    def ctau(g, p):
+        return p / g**2
+
+    def ratio_ref(g, i, prompt):
+        lct = np.log(k[i] / g**2)
+        if lct > np.log(ctaus[-1]) or (lct < np.log(ctaus[0]) and not prompt):
+            return 0.0
+        return 1e2 * g**2 / np.exp(np.interp(lct, np.log(ctaus), np.log(limits[i])))
+
+    for prompt in (False, True):
+        res = lifetime_excluded_intervals(limits, ctaus, predicted, ctau, jnp.asarray(k), 1e-3,
+                                          1e2, prompt_below=prompt, n_grid=400)  # fmt: skip
+        at_lo, at_hi = edges_at_lifetime_ends(res, ctaus, lambda g: k[:, None] / g**2,
+                                              prompt_below=prompt)  # fmt: skip
+        for i in range(2):
+            ref = _roots(lambda g, i=i, p=prompt: ratio_ref(g, i, p), 1e-3, 1e2)
+            got = np.concatenate([np.asarray(res.lower[i]), np.asarray(res.upper[i])])
+            got = np.sort(got[np.isfinite(got)])
+            if prompt:  # open above: the range's end is the last edge
+                assert bool(res.open_above[i]) and got[-1] == pytest.approx(1e2)
+                got = got[:-1]
+            else:  # the exclusion stops where cτ(g) leaves the grid at its short end
+                assert not bool(res.open_above[i]) and at_hi[i, 0]
+            np.testing.assert_allclose(got, ref, rtol=1e-9)
+            assert not at_lo[i, 0]
+    with pytest.raises(InvalidArgument, match="shape"):
+        lifetime_excluded_intervals(
+            limits[:, :5], ctaus, predicted, ctau, jnp.asarray(k), 1e-3, 1.0
+        )

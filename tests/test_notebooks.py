@@ -107,3 +107,14 @@ def test_dark_higgs_notebook(fast_env):
     # 20 toys in fast mode: none may beat a local 3σ (p = 0 ± 1/20); 1000 give 0.007 ± 0.003
     assert 0.0 <= number(r"global p = ([\d.]+)", text) <= 1.0
     assert number(r"failed fits: (\d+)", text) == 0
+
+
+@pytest.mark.slow  # ~2 min of CI: the grid scan and g_aW limits are covered by
+# tests/test_bka_lifetime.py and tests/test_counting_grid.py
+def test_bka_lifetime_notebook(fast_env):
+    text = run_notebook("05_bka_lifetime_grid.ipynb")
+    assert "741 points = 39 masses x 19 lifetimes" in text
+    assert number(r"max \|ε/ε_true − 1\| = ([\d.]+)", text) < 0.05
+    assert "all converged: True" in text
+    assert number(r"g_aW excluded at (\d+) of", text) == 13
+    assert 0.7 < number(r"Bayesian / CLs limits: ([\d.]+)", text) <= 1.0

@@ -475,6 +475,14 @@ COMMANDS: dict[str, Run | Covered] = {
             "dark_higgs/grid.h5", "dark_higgs/limits.png", "dark_higgs/couplings.png"
         ),
     ),
+    "jaxlike scan --example bka-lifetime --method cls --method bayes -o bka_lifetime": Run(
+        slow="741 grid points × 4 modes with CLs and Bayesian limits, ~2 min on 2 cores; "
+        "tests/test_bka_lifetime.py runs the same scan on sub-grids of the example, its g_aW "
+        "limits and the command's error paths",
+        check=files_exist(
+            "bka_lifetime/grid.h5", "bka_lifetime/limits.png", "bka_lifetime/couplings.png"
+        ),
+    ),
     "jaxlike example": Run(slow=SLOW_EXAMPLE, needs=(EXAMPLE,), check=stdout_has("mu")),
     "jaxlike plot alp_scan/scan.h5 -o brazil.png": Run(
         needs=(MAIN_JOB,), check=files_exist("brazil.png")

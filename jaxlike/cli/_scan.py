@@ -6,6 +6,7 @@ Three forms, one HDF5 results file each (see :mod:`jaxlike.scan`)::
     jaxlike scan BKG.json --patchset FILE | --patches DIR ...   # one hypothesis per signal patch
     jaxlike scan --example alp [-o DIR]                         # DIR/scan.h5 and DIR/brazil.png
     jaxlike scan --example dark-higgs [--method bayes] [-o DIR] # an N-D counting grid
+    jaxlike scan --example bka-lifetime [-o DIR]                # m_a × cτ grid, g_aW limits
     jaxlike scan GRID.json [--method cls --method bayes] [-o grid.h5]   # a grid of one's own
 
 Every input is validated before anything is compiled; an existing results file is refused
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 #: names accepted by ``--example`` (writers in :data:`jaxlike.examples.SCAN_EXAMPLES`)
-EXAMPLES = ("alp", "bka", "zprime", "dark-higgs")
+EXAMPLES = ("alp", "bka", "zprime", "dark-higgs", "bka-lifetime")
 #: exit code when a fit or a limit of some hypothesis did not converge
 EXIT_NOT_CONVERGED = 3
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
@@ -73,8 +74,8 @@ _DESCRIPTION = """\
   jaxlike scan GRID.json [--method cls|bayes] [--lee-toys N] [-o grid.h5]
                                                          N-D counting grid (format:
                                                          jaxlike.scan.load_counting_grid)
-  jaxlike scan --example dark-higgs [--method cls|bayes] [--lee-toys N] [-o DIR]
-                                                         m × cτ counting grid: DIR/grid.h5,
+  jaxlike scan --example dark-higgs|bka-lifetime [--method cls|bayes] [--lee-toys N] [-o DIR]
+                                                         m × cτ counting grids: DIR/grid.h5,
                                                          limit, significance, coupling plots
 
 An existing results file is refused unless --resume (continue it; refused when written by
@@ -167,12 +168,13 @@ def add_parser(subs) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--method", choices=("cls", "bayes"), action="append",
-        help="N-D counting grids (--example dark-higgs): asymptotic CLs limits (default) and/or "
+        help="N-D counting grids (GRID.json, --example dark-higgs|bka-lifetime): asymptotic CLs "
+        "limits (default) and/or "
         "Bayesian credible limits; repeat for both",
     )  # fmt: skip
     p.add_argument(
         "--lee-toys", type=int, metavar="N",
-        help="--example dark-higgs: N background-only toys of the whole grid for the global "
+        help="N-D counting grids: N background-only toys of the whole grid for the global "
         "p-value (0)",
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -210,16 +212,18 @@ def cmd_scan(args) -> int:
             raise CliError("--seed applies to --example only")
         grid_only = [f for f in ("method", "lee_toys") if getattr(args, f) is not None]
         grid_file = args.config is not None and _is_counting_grid(Path(args.config))
-        if grid_only and args.example != "dark-higgs" and not grid_file:
+        grid_example = args.example in ("dark-higgs", "bka-lifetime")
+        if grid_only and not grid_example and not grid_file:
             flag = "--" + grid_only[0].replace("_", "-")
             raise CliError(f"{flag} applies to N-D counting grids (a GRID.json or "
-                           "--example dark-higgs)")  # fmt: skip
-        if args.example == "dark-higgs":
+                           "--example dark-higgs|bka-lifetime)")  # fmt: skip
+        if grid_example:
             from ._scan_grid import grid_example_command, grid_summary_text
 
             if args.config is not None:
                 raise CliError("--example takes no CONFIG argument")
-            summary, code = grid_example_command(args, Path(args.output or "jaxlike-dark-higgs"))
+            folder = Path(args.output or f"jaxlike-{args.example}")
+            summary, code = grid_example_command(args, folder, args.example)
             print(dump(summary) if args.json else grid_summary_text(summary))
             if summary["not_converged"]:
                 bad, where = summary["not_converged"], summary["output"]

@@ -1,15 +1,18 @@
-"""``jaxlike scan --example dark-higgs``: the N-D counting grid of the bundled dark-Higgs search.
+"""``jaxlike scan --example dark-higgs|bka-lifetime``: the N-D counting grids of the bundled
+searches.
 
 ::
 
     jaxlike scan --example dark-higgs [-o DIR] [--method cls --method bayes] [--lee-toys N]
+    jaxlike scan --example bka-lifetime [-o DIR] [--method cls --method bayes] [--lee-toys N]
 
-writes DIR/grid.h5 (every point's limits in fb, resumable), DIR/limits.png (the limit map over
-m_h′ × cτ, log cτ), DIR/significance.png, DIR/couplings.png (the excluded band of sin θ) and
-prints a summary: the largest local significance, the global p-value from ``--lee-toys``
-pseudo-experiments of the whole grid (0: none) beside the Gross–Vitells estimate, and the
-coupling exclusion. ``--method`` (repeatable): ``cls`` (asymptotic CLs, the default) and/or
-``bayes`` (credible limits, uniform prior on σ); ``--calctype toybased`` adds toy limits.
+writes DIR/grid.h5 (every point's limits in the POI's unit, resumable), DIR/limits.png (the
+limit map over mass × cτ, log cτ), DIR/significance.png, DIR/couplings.png (the excluded
+region of the coupling: sin θ of the dark Higgs, g_aW of the ALP) and prints a summary: the
+largest local significance, the global p-value from ``--lee-toys`` pseudo-experiments of the
+whole grid (0: none) beside the Gross–Vitells estimate, and the coupling exclusion.
+``--method`` (repeatable): ``cls`` (asymptotic CLs, the default) and/or ``bayes`` (credible
+limits, uniform prior on the POI); ``--calctype toybased`` adds toy limits.
 """
 
 from __future__ import annotations
@@ -21,7 +24,20 @@ import numpy as np
 
 from ._io import CliError
 
-__all__ = ["grid_example_command", "grid_file_command", "grid_methods", "grid_summary_text"]
+__all__ = [
+    "GRID_EXAMPLES",
+    "grid_example_command",
+    "grid_file_command",
+    "grid_methods",
+    "grid_summary_text",
+]
+
+
+#: ``--example`` names of the counting-grid examples: (builder in jaxlike.examples, file name)
+GRID_EXAMPLES = {
+    "dark-higgs": ("dark_higgs_grid", "dark_higgs_grid.json"),
+    "bka-lifetime": ("bka_lifetime_grid", "bka_lifetime_grid.json"),
+}
 
 
 def grid_methods(args) -> tuple[str, ...]:
@@ -38,10 +54,12 @@ def _coupling_summary(ex, intervals):
     lo, hi = np.asarray(intervals.lower)[:, 0], np.asarray(intervals.upper)[:, 0]
     at_lo, at_hi = ex.edges_at_grid_end(intervals)
     has = n > 0
-    out = {"masses_with_exclusion": int(has.sum()), "masses": int(n.size)}
+    name = ex.coupling_name
+    out = {"name": name, "masses_with_exclusion": int(has.sum()), "masses": int(n.size)}
     if has.any():
-        out["sin_theta_min"] = float(np.nanmin(lo[has]))
-        out["sin_theta_max"] = float(np.nanmax(hi[has]))
+        out["min"] = float(np.nanmin(lo[has]))
+        out["max"] = float(np.nanmax(hi[has]))
+        out["open_above"] = int(np.asarray(intervals.open_above)[has].sum())
         out["edges_at_grid_end"] = int(at_lo[:, 0][has].sum() + at_hi[:, 0][has].sum())
     return out
 
@@ -54,11 +72,11 @@ def _check_args(args):
         raise CliError(f"--lee-toys must be ≥ 0, not {args.lee_toys}")
 
 
-def grid_example_command(args, folder: Path):
-    """The dark-Higgs example: write its grid (``dark_higgs_grid.json``, the format of
-    ``jaxlike scan GRID.json``) into ``folder``, scan every point, plot limits, significance and
-    the excluded sin θ band, summarise: (summary, exit code)."""
-    from jaxlike.examples import dark_higgs_grid
+def grid_example_command(args, folder: Path, name: str = "dark-higgs"):
+    """A counting-grid example (:data:`GRID_EXAMPLES`): write its grid (``<name>_grid.json``,
+    the format of ``jaxlike scan GRID.json``) into ``folder``, scan every point, plot limits,
+    significance and the excluded coupling region, summarise: (summary, exit code)."""
+    import jaxlike.examples as examples
     from jaxlike.plotting import plot_coupling_band
     from jaxlike.scan import counting_grid_to_dict
 
@@ -72,15 +90,16 @@ def grid_example_command(args, folder: Path):
     if out.exists() and not (args.resume or args.overwrite):
         raise CliError(f"{out} already exists; pass --resume to continue it or --overwrite")
     t0 = time.monotonic()
-    ex = dark_higgs_grid(seed=0 if args.seed is None else args.seed)
-    (folder / "dark_higgs_grid.json").write_text(dump(counting_grid_to_dict(ex.grid)))
+    builder, file_name = GRID_EXAMPLES[name]
+    ex = getattr(examples, builder)(seed=0 if args.seed is None else args.seed)
+    (folder / file_name).write_text(dump(counting_grid_to_dict(ex.grid)))
     mark = (ex.injected["m"], ex.injected["ctau"], "injected") if ex.injected else None
     summary, code, res, limit = _run_grid(args, ex.grid, out, f"{folder}/", t0, mark,
                                           ex.sampler())  # fmt: skip
     intervals = ex.coupling_limits(limit)
     summary["plots"].append(str(plot_coupling_band(
         ex.masses, intervals, folder / "couplings.png", mass_title=ex.grid.axes[0].title,
-        coupling_title=r"$\sin\theta$")))  # fmt: skip
+        coupling_title=ex.coupling_title)))  # fmt: skip
     summary["coupling"] = _coupling_summary(ex, intervals)
     return summary, code
 
@@ -202,9 +221,11 @@ def grid_summary_text(s: dict) -> str:
         )
     if "coupling" in s:
         c = s["coupling"]
-        text = f"excluded band at {c['masses_with_exclusion']} of {c['masses']} masses"
-        if "sin_theta_min" in c:
-            text += f", sin θ {c['sin_theta_min']:.3g}…{c['sin_theta_max']:.3g}"
+        text = f"excluded at {c['masses_with_exclusion']} of {c['masses']} masses"
+        if "min" in c:
+            text += f", {c['name']} {c['min']:.3g}…{c['max']:.3g}"
+            if c["open_above"]:
+                text += f" (open above at {c['open_above']} masses: the scanned range's end)"
         rows.append(["couplings", text])
     rows.append(["plots", ", ".join(s["plots"])])
     return table(["", ""], rows)

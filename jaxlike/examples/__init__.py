@@ -1,6 +1,10 @@
 """Bundled examples: a synthetic, documented multi-channel search workspace and synthetic
 mass-scan datasets.
 
+``dark_higgs_grid(seed)`` and ``bka_lifetime_grid(seed)`` build N-D counting grids (mass ×
+lifetime) with their physics models for coupling limits (sin θ, g_aW); see
+:mod:`jaxlike.examples._dark_higgs` and :mod:`jaxlike.examples._bka_lifetime`.
+
 ``make_example_workspace(seed)`` returns the workspace as a pyhf JSON dict (schema 1.0.0);
 ``python -m jaxlike.examples out.json`` writes it to a file; ``jaxlike example`` fits it.
 See :mod:`jaxlike.examples._search` for what the workspace models.
@@ -11,6 +15,7 @@ See :mod:`jaxlike.examples._search` for what the workspace models.
 The numbers are synthetic and belong to no experiment.
 """
 
+from ._bka_lifetime import BkaLifetimeExample, bka_lifetime_grid
 from ._dark_higgs import DARK_HIGGS_CHANNELS, DarkHiggsExample, dark_higgs_grid
 from ._scans import (
     ALP_LUMI_FB,
@@ -27,6 +32,8 @@ from ._search import INJECTED_MU, SR_EDGES, make_example_workspace
 from ._write import main_example, write_example_workspace
 
 __all__ = [
+    "BkaLifetimeExample",
+    "bka_lifetime_grid",
     "DARK_HIGGS_CHANNELS",
     "DarkHiggsExample",
     "dark_higgs_grid",

@@ -38,12 +38,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..infer import excluded_intervals
+from ..infer import edges_at_lifetime_ends, lifetime_excluded_intervals
 from ..scan import CountingGrid, GridAxis, GridChannel
+from ._windows import spectrum_sampler, window_matrices
 
 __all__ = ["DARK_HIGGS_CHANNELS", "DarkHiggsExample", "dark_higgs_grid"]
 
@@ -128,6 +128,10 @@ class DarkHiggsExample:
     sideband_matrix: dict
     injected: dict
 
+    #: the coupling of :meth:`coupling_limits`, for summaries and plots
+    coupling_name = "sin_theta"
+    coupling_title = r"$\sin\theta$"
+
     @property
     def masses(self) -> np.ndarray:
         return self.grid.axes[0].values
@@ -140,23 +144,9 @@ class DarkHiggsExample:
         """The toy sampler for :func:`jaxlike.scan.counting_grid_toys`: each toy draws the
         three background-only spectra bin by bin and sums them into every mass window and
         sideband, so neighbouring masses share events as the data do."""
-        n_ct = self.ctaus.size
-        parts = [
-            (name, jnp.asarray(self.background[name]), jnp.asarray(self.window_matrix[name]),
-             jnp.asarray(self.sideband_matrix[name]))
-            for name, *_ in DARK_HIGGS_CHANNELS
-        ]  # fmt: skip
-
-        def sample(key):
-            out = {}
-            for j, (name, bkg, won, woff) in enumerate(parts):
-                spec = jax.random.poisson(jax.random.fold_in(key, j), bkg).astype(bkg.dtype)
-                on = jnp.repeat(won @ spec, n_ct)
-                off = jnp.repeat(woff @ spec, n_ct)
-                out[name] = (on, off)
-            return out
-
-        return sample
+        names = [c[0] for c in DARK_HIGGS_CHANNELS]
+        return spectrum_sampler(names, self.background, self.window_matrix,
+                                self.sideband_matrix, self.ctaus.size)  # fmt: skip
 
     def cross_section(self, sin_theta, m):
         """σ(sin θ, m) in fb = 25 fb (sin θ / 10⁻³)² (1 − m²/16)^{3/2}."""
@@ -183,22 +173,13 @@ class DarkHiggsExample:
         ul = np.asarray(ul, float)
         if ul.shape != (m_axis.size, ct_axis.size):
             raise ValueError(f"ul must have shape {(m_axis.size, ct_axis.size)}")
-        log_ct = jnp.log(jnp.asarray(ct_axis))
-        log_ul = jnp.log(jnp.asarray(np.where(ul > 0, ul, np.inf)))
-        masses = jnp.asarray(m_axis)
         width = jnp.asarray(_WIDTH_SCALE * sum(width_factors(m_axis).values()))
-
-        def one(m, w, lul):
-            def ratio(g):
-                lct = jnp.log(_HBARC_GEV_CM / (g**2 * w))
-                inside = (lct >= log_ct[0]) & (lct <= log_ct[-1])
-                sig_ul = jnp.exp(jnp.interp(lct, log_ct, lul))
-                sigma = self.cross_section(g, m)
-                return jnp.where(inside & jnp.isfinite(sig_ul), sigma / sig_ul, 0.0)
-
-            return excluded_intervals(ratio, g_min, g_max, n_grid=n_grid)
-
-        return jax.vmap(one)(masses, width, log_ul)
+        return lifetime_excluded_intervals(
+            ul, ct_axis,
+            lambda g, p: self.cross_section(g, p[0]),
+            lambda g, p: _HBARC_GEV_CM / (g**2 * p[1]),
+            (jnp.asarray(m_axis), width), g_min, g_max, n_grid=n_grid,
+        )  # fmt: skip
 
     def edges_at_grid_end(self, intervals, *, masses=None, ctaus=None):
         """(lower, upper) boolean arrays like ``intervals.lower``: the edge's lifetime
@@ -207,14 +188,7 @@ class DarkHiggsExample:
         :meth:`coupling_limits`."""
         m_axis = self.masses if masses is None else np.asarray(masses, float)
         ct_axis = self.ctaus if ctaus is None else np.asarray(ctaus, float)
-        ends = np.log(ct_axis[[0, -1]])
-        out = []
-        for g in (np.asarray(intervals.lower), np.asarray(intervals.upper)):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                lct = np.log(self.ctau(g, m_axis[:, None]))
-            near = np.min(np.abs(lct[..., None] - ends), axis=-1) < 1e-6
-            out.append(np.isfinite(g) & near)
-        return tuple(out)
+        return edges_at_lifetime_ends(intervals, ct_axis, lambda g: self.ctau(g, m_axis[:, None]))
 
 
 def _spectra():
@@ -249,11 +223,7 @@ def dark_higgs_grid(seed: int = 0, *, inject=True) -> DarkHiggsExample:
             n_sig = rng.poisson(mean)
             spec += np.histogram(rng.normal(m0, sm, n_sig), edges)[0]
         observed[name] = spec
-        sm = resolution(masses)[:, None]
-        dist = np.abs(centres[None, :] - masses[:, None])
-        above = centres[None, :] > 2 * mx
-        won = ((dist < 2 * sm) & above).astype(float)
-        woff = ((dist >= 2 * sm) & (dist < 6 * sm) & above).astype(float)
+        won, woff = window_matrices(centres, masses, resolution(masses), centres > 2 * mx)
         won_all[name], woff_all[name] = won, woff
         b_on, b_off = won @ bkg[name], woff @ bkg[name]
         open_ = (b_on > 0) & (b_off > 0)

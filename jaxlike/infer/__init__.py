@@ -8,7 +8,12 @@ from ._counting import (
     counting_statistic,
     feldman_cousins_counting,
 )
-from ._couplings import ExcludedIntervals, excluded_intervals
+from ._couplings import (
+    ExcludedIntervals,
+    edges_at_lifetime_ends,
+    excluded_intervals,
+    lifetime_excluded_intervals,
+)
 from ._hypotest import (
     CALCTYPES,
     HypoTestPrep,
@@ -57,6 +62,8 @@ from ._toys import (
 __all__ = [
     "ExcludedIntervals",
     "excluded_intervals",
+    "lifetime_excluded_intervals",
+    "edges_at_lifetime_ends",
     "SUMMARY_FIELDS",
     "ToyStudyResult",
     "make_study_result",

@@ -23,11 +23,17 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from ..exceptions import InvalidArgument
 
-__all__ = ["ExcludedIntervals", "excluded_intervals"]
+__all__ = [
+    "ExcludedIntervals",
+    "excluded_intervals",
+    "lifetime_excluded_intervals",
+    "edges_at_lifetime_ends",
+]
 
 
 class ExcludedIntervals(eqx.Module):
@@ -125,3 +131,79 @@ def excluded_intervals(
         open_above=excl[-1],
         truncated=n_up > k,
     )
+
+
+def lifetime_excluded_intervals(
+    limits: ArrayLike,
+    ctaus: ArrayLike,
+    predicted: Callable,
+    ctau: Callable,
+    params,
+    g_min: float,
+    g_max: float,
+    *,
+    prompt_below: bool = False,
+    n_grid: int = 256,
+    iters: int = 60,
+    max_intervals: int = 4,
+) -> ExcludedIntervals:
+    r"""Excluded intervals of a coupling g at every hypothesis of a grid whose second axis is the
+    lifetime, where the lifetime itself depends on g.
+
+    ``limits`` [M, K]: upper limits on the predicted quantity (σ × B, a branching fraction) at M
+    hypotheses (masses) × K lifetimes ``ctaus`` (increasing, > 0). ``predicted(g, p)`` and
+    ``ctau(g, p)``: JAX functions of a scalar coupling and one hypothesis' parameters ``p`` (a
+    pytree; ``params`` holds them with a leading axis M, e.g. ``(masses, widths)``). At
+    hypothesis i
+
+    .. math::
+        r_i(g) = P(g, p_i) \,/\, \mathrm{UL}_i(c\tau(g, p_i)), \qquad
+        \ln \mathrm{UL}_i(c\tau) = \text{linear interpolation of } \ln \mathrm{UL}_{ik}
+        \text{ in } \ln c\tau,
+
+    and {g : r_i(g) ≥ 1} by :func:`excluded_intervals` (log-spaced, ``n_grid`` samples, bisection).
+    Where cτ(g) lies beyond the longest tabulated lifetime r = 0: no exclusion is claimed where
+    no limit was computed. Below the shortest lifetime r = 0 too, unless ``prompt_below``: then
+    the limit at the shortest lifetime is used (right when that lifetime is already prompt for
+    the detector, so the efficiency — hence the limit — no longer changes). A limit that is not
+    positive and finite excludes nothing there. Returns the intervals batched over the M
+    hypotheses; see :func:`edges_at_lifetime_ends` for edges that are only the grid's end.
+    """
+    ul = jnp.asarray(limits, float)
+    ct = jnp.asarray(ctaus, float)
+    if ul.ndim != 2 or ul.shape[1] != ct.shape[0]:
+        raise InvalidArgument(f"limits must have shape [M, {ct.shape[0]}], got {ul.shape}")
+    log_ct = jnp.log(ct)
+    log_ul = jnp.log(jnp.where(ul > 0, ul, jnp.inf))
+
+    def one(p, lul):
+        def ratio(g):
+            lct = jnp.log(ctau(g, p))
+            inside = lct <= log_ct[-1]
+            inside = inside if prompt_below else inside & (lct >= log_ct[0])
+            ul_g = jnp.exp(jnp.interp(lct, log_ct, lul))
+            ok = inside & jnp.isfinite(ul_g)
+            return jnp.where(ok, predicted(g, p) / jnp.where(ok, ul_g, 1.0), 0.0)
+
+        return excluded_intervals(ratio, g_min, g_max, n_grid=n_grid, iters=iters,
+                                  max_intervals=max_intervals)  # fmt: skip
+
+    return jax.vmap(one)(params, log_ul)
+
+
+def edges_at_lifetime_ends(intervals: ExcludedIntervals, ctaus: ArrayLike, ctau_of, *,
+                           prompt_below: bool = False, rtol: float = 1e-6):  # fmt: skip
+    """(lower, upper) boolean arrays shaped like ``intervals.lower``: the edge's lifetime
+    ``ctau_of(g)`` (a host function of the edges [M, k], e.g. closing over the masses) is at an
+    end of the grid's ``ctaus`` (within ``rtol`` in log cτ), so the exclusion may continue
+    beyond it with a larger grid. With ``prompt_below`` only the long-lifetime end counts
+    (:func:`lifetime_excluded_intervals` extends the shortest lifetime's limit below it)."""
+    ct = np.asarray(ctaus, float)
+    ends = np.log(ct[[-1]] if prompt_below else ct[[0, -1]])
+    out = []
+    for g in (np.asarray(intervals.lower), np.asarray(intervals.upper)):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lct = np.log(np.asarray(ctau_of(g), float))
+        near = np.min(np.abs(lct[..., None] - ends), axis=-1) < rtol
+        out.append(np.isfinite(g) & near)
+    return tuple(out)
