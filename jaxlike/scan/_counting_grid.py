@@ -16,7 +16,11 @@ points), w_c a theory weight (a branching fraction B(h′ → xx)(m) that combin
 the relative signal uncertainty (one nuisance α_s shared by the channels: a lifetime-dependent
 efficiency systematic), b_c the nominal background, k_c its normalisation measured in the
 sideband (n_off ~ Pois(ν_off), τ_c the sideband-to-window ratio, t_c its relative uncertainty).
-Without a sideband b_c is known up to an absolute Gaussian uncertainty δ_c.
+Without a sideband b_c is known up to an absolute Gaussian uncertainty δ_c. A channel may instead
+measure its background with the ABCD method (:class:`GridChannel` ``abcd_*`` fields: the window
+is region A, three control regions B, C, D with k_D, k_B, k_C free and
+ν_A's background k_D k_B k_C b_B b_C / b_D, see :func:`jaxlike.workspace.counting_workspace`);
+its toys draw the control counts too.
 
 Every point is one model of one shared layout: internally the POI is the total expected number
 of signal events s = σ A(p), A(p) = L Σ_c ε_c w_c, so the POI bounds are the same at every point
@@ -60,6 +64,7 @@ from ..infer import map_toys
 from ..model import stack_models
 from ..stream import run_scan
 from ..workspace import Workspace, counting_workspace
+from ..workspace._counting import abcd_nominal
 from ._identity import ScanIdentity
 from ._lee_nd import euler_characteristic, gross_vitells_nd
 from ._mass import DEFAULT_SCAN_CHUNK, check_rule, scan_digest, toy_chunk, toy_options
@@ -87,7 +92,24 @@ _OPTIONAL = (
     "sideband_observed",
     "transfer_factor",
     "transfer_factor_uncertainty",
+    "abcd_closure_uncertainty",
 )
+#: the ABCD method's per-region fields: {counting_workspace key: (fields of B, C, D)}
+_ABCD = {
+    "abcd_observed": ("abcd_observed_b", "abcd_observed_c", "abcd_observed_d"),
+    "abcd_background": ("abcd_background_b", "abcd_background_c", "abcd_background_d"),
+    "abcd_signal_fraction": (
+        "abcd_signal_fraction_b",
+        "abcd_signal_fraction_c",
+        "abcd_signal_fraction_d",
+    ),
+}
+_EXPECTED_ABCD = ("expected_abcd_b", "expected_abcd_c", "expected_abcd_d")
+_ABCD_FIELDS = (*(f for fs in _ABCD.values() for f in fs), "abcd_closure_uncertainty",
+                *_EXPECTED_ABCD)  # fmt: skip
+#: every array field of a channel, in order
+_ARRAY_KEYS = ("observed", "efficiency", "background", "weight", *_OPTIONAL[:-1],
+               "expected_background", "expected_sideband", "window", *_ABCD_FIELDS)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -143,12 +165,29 @@ class GridChannel:
             (default ``background``); ``expected_sideband`` likewise (default τ_c b_c).
         window: an integer label per point of the data window (default: every point its own),
             see :func:`counting_grid_toys`: points with the same label share one draw.
+        abcd_observed_b, abcd_observed_c, abcd_observed_d: n_B, n_C, n_D ≥ 0, the counts of
+            the three control regions of the ABCD method (all three or none; see
+            :func:`jaxlike.workspace.counting_workspace`): the window is region A, its
+            background ν_B ν_C / ν_D. ``background`` may then be left out (it is
+            b_B b_C / b_D; if given it must equal that to 10⁻⁶ relative), and neither a
+            sideband nor ``background_uncertainty`` may be given.
+        abcd_background_b, abcd_background_c, abcd_background_d: b_B, b_C, b_D > 0, the
+            nominal control-region expectations (all three or none; default
+            max(n_X, 0.5) from the counts).
+        abcd_closure_uncertainty: c ≥ 0, relative log-normal uncertainty of the ABCD
+            relation on A's background.
+        abcd_signal_fraction_b, abcd_signal_fraction_c, abcd_signal_fraction_d: f_X ≥ 0,
+            signal contamination: region X expects f_X times the window's signal (all
+            three or none).
+        expected_abcd_b, expected_abcd_c, expected_abcd_d: the mean control-region counts
+            of background-only pseudo-experiments (default b_B, b_C, b_D; all three or
+            none).
     """
 
     name: str
     observed: np.ndarray
     efficiency: np.ndarray
-    background: np.ndarray
+    background: np.ndarray | None = None
     weight: np.ndarray | float = 1.0
     background_uncertainty: np.ndarray | None = None
     signal_uncertainty: np.ndarray | None = None
@@ -158,6 +197,67 @@ class GridChannel:
     expected_background: np.ndarray | None = None
     expected_sideband: np.ndarray | None = None
     window: np.ndarray | None = None
+    abcd_observed_b: np.ndarray | None = None
+    abcd_observed_c: np.ndarray | None = None
+    abcd_observed_d: np.ndarray | None = None
+    abcd_background_b: np.ndarray | None = None
+    abcd_background_c: np.ndarray | None = None
+    abcd_background_d: np.ndarray | None = None
+    abcd_closure_uncertainty: np.ndarray | None = None
+    abcd_signal_fraction_b: np.ndarray | None = None
+    abcd_signal_fraction_c: np.ndarray | None = None
+    abcd_signal_fraction_d: np.ndarray | None = None
+    expected_abcd_b: np.ndarray | None = None
+    expected_abcd_c: np.ndarray | None = None
+    expected_abcd_d: np.ndarray | None = None
+
+
+def abcd_expectations(arr):
+    """((b_B, b_C, b_D), b_A) [H] of a channel's checked arrays with the ABCD method: the
+    given nominal control-region expectations or max(n_X, 0.5), and b_A = b_B b_C / b_D."""
+    given = ([arr[k] for k in _ABCD["abcd_background"]] if "abcd_background_b" in arr
+             else None)  # fmt: skip
+    return abcd_nominal([arr[k] for k in _ABCD["abcd_observed"]], given)
+
+
+def _check_abcd(arr, path):
+    """The ABCD fields of one channel's arrays: complete triples, no sideband nor absolute
+    background uncertainty beside them, ``background`` absent or b_B b_C / b_D."""
+    for fields in (*_ABCD.values(), _EXPECTED_ABCD):
+        given = [f for f in fields if f in arr]
+        if 0 < len(given) < 3:
+            missing = next(f for f in fields if f not in arr)
+            raise InvalidScanConfig(
+                f"{path}.{missing}", f"give all three of {', '.join(fields)} or none"
+            )
+    if "abcd_observed_b" not in arr:
+        extra = [f for f in _ABCD_FIELDS if f in arr]
+        if extra:
+            raise InvalidScanConfig(
+                f"{path}.{extra[0]}", "needs the ABCD counts abcd_observed_b, _c and _d"
+            )
+        if "background" not in arr:
+            raise InvalidScanConfig(f"{path}.background", "is required")
+        return
+    for key in ("sideband_observed", "transfer_factor", "transfer_factor_uncertainty"):
+        if key in arr:
+            raise InvalidScanConfig(
+                f"{path}.{key}",
+                "a channel has either a sideband or the ABCD method (abcd_observed_*), not both",
+            )
+    if "background_uncertainty" in arr:
+        raise InvalidScanConfig(
+            f"{path}.background_uncertainty",
+            "the ABCD method measures the background; give abcd_closure_uncertainty",
+        )
+    if "background" in arr:
+        b_a = abcd_expectations(arr)[1]
+        if not np.allclose(arr["background"], b_a, rtol=1e-6, atol=0.0):
+            raise InvalidScanConfig(
+                f"{path}.background",
+                "with the ABCD method the window's background is b_B b_C / b_D "
+                "(abcd_background_*, by default from the counts); leave it out",
+            )
 
 
 @dataclass(frozen=True)
@@ -218,8 +318,7 @@ class CountingGrid:
         for ch in self.channels:
             path = f"channels[{ch.name!r}]"
             arr = {}
-            for key in ("observed", "efficiency", "background", "weight", *_OPTIONAL,
-                        "expected_background", "expected_sideband", "window"):  # fmt: skip
+            for key in _ARRAY_KEYS:
                 val = getattr(ch, key)
                 if val is None:
                     continue
@@ -236,12 +335,15 @@ class CountingGrid:
             for key in ("observed", "efficiency", "weight", "background_uncertainty",
                         "signal_uncertainty", "sideband_observed",
                         "transfer_factor_uncertainty", "expected_background",
-                        "expected_sideband"):  # fmt: skip
+                        "expected_sideband", *_ABCD["abcd_observed"],
+                        *_ABCD["abcd_signal_fraction"], "abcd_closure_uncertainty",
+                        *_EXPECTED_ABCD):  # fmt: skip
                 if key in arr and np.any(arr[key] < 0):
                     raise InvalidScanConfig(f"{path}.{key}", "must be non-negative")
-            for key in ("background", "transfer_factor"):
+            for key in ("background", "transfer_factor", *_ABCD["abcd_background"]):
                 if key in arr and np.any(arr[key] <= 0):
                     raise InvalidScanConfig(f"{path}.{key}", "must be positive")
+            _check_abcd(arr, path)
             if "signal_uncertainty" in arr and np.any(arr["signal_uncertainty"] >= 1):
                 raise InvalidScanConfig(f"{path}.signal_uncertainty", "must be below 1")
             if ("sideband_observed" in arr) != ("transfer_factor" in arr):
@@ -257,6 +359,12 @@ class CountingGrid:
                 raise InvalidScanConfig(path, "transfer_factor_uncertainty needs a sideband")
             out[ch.name] = arr
         return out
+
+    def nominal_background(self, channel: str) -> np.ndarray:
+        """b_c [H], the nominal window background of ``channel`` (with the ABCD method
+        b_B b_C / b_D, see :func:`abcd_expectations`)."""
+        a = self._arrays[channel]
+        return a["background"] if "background" in a else abcd_expectations(a)[1]
 
     def select(self, **indices) -> CountingGrid:
         """The sub-grid at the given indices of named axes (others kept whole), e.g.
@@ -287,7 +395,9 @@ class CountingGrid:
     def channel_dicts(self, h: int, counts: dict | None = None) -> list[dict]:
         """The :func:`jaxlike.workspace.counting_workspace` channels of point ``h`` (the signal
         in events per unit of the total signal: the POI is the total signal count).
-        ``counts``: optional ``{channel: (n_on [H], n_off [H] or None)}`` replacing the data."""
+        ``counts``: optional ``{channel: (n_on [H], n_off [H] or None)}`` replacing the data
+        (a channel with the ABCD method: ``(n_on, None, (n_B [H], n_C [H], n_D [H]))``; the
+        nominal b_B, b_C, b_D stay those of the grid)."""
         acc = self.acceptance()[h]
         chans = []
         n_ch = len(self.channels)
@@ -298,16 +408,30 @@ class CountingGrid:
                 "name": ch.name,
                 "observed": float(a["observed"][h]),
                 "signal": float(share / acc) if acc > 0 else 1.0 / n_ch,
-                "background": float(a["background"][h]),
             }
+            if "abcd_observed_b" in a:
+                d["abcd_observed"] = [float(a[k][h]) for k in _ABCD["abcd_observed"]]
+                d["abcd_background"] = [float(v[h]) for v in abcd_expectations(a)[0]]
+                if "abcd_signal_fraction_b" in a:
+                    d["abcd_signal_fraction"] = [
+                        float(a[k][h]) for k in _ABCD["abcd_signal_fraction"]
+                    ]
+            else:
+                d["background"] = float(a["background"][h])
             for key in _OPTIONAL:
                 if key in a:
                     d[key] = float(a[key][h])
             if counts is not None:
-                on, off = counts[ch.name]
+                on, off, *rest = counts[ch.name]
                 d["observed"] = float(on[h])
                 if off is not None:
                     d["sideband_observed"] = float(off[h])
+                if "abcd_observed" in d:
+                    if not rest or rest[0] is None:
+                        raise InvalidScanConfig(
+                            f"counts[{ch.name!r}]", "an ABCD channel needs (n_on, None, n_BCD)"
+                        )
+                    d["abcd_observed"] = [float(v[h]) for v in rest[0]]
             chans.append(d)
         return chans
 
@@ -321,8 +445,7 @@ class CountingGrid:
         )
 
 
-_CHANNEL_KEYS = ("name", "observed", "efficiency", "background", "weight", *_OPTIONAL,
-                 "expected_background", "expected_sideband", "window")  # fmt: skip
+_CHANNEL_KEYS = ("name", *_ARRAY_KEYS)
 _AXIS_KEYS = ("name", "values", "unit", "log", "label")
 _GRID_KEYS = ("axes", "channels", "luminosity", "poi")
 _POI_KEYS = ("name", "unit", "label")
@@ -391,7 +514,8 @@ def load_counting_grid(source) -> CountingGrid:
         if not isinstance(c, dict):
             raise InvalidScanConfig(path, "must be a table")
         check_keys(c, _CHANNEL_KEYS, path, InvalidScanConfig)
-        for key in ("name", "observed", "efficiency", "background"):
+        required = ("name", "observed", "efficiency")
+        for key in required + (() if "abcd_observed_b" in c else ("background",)):
             if key not in c:
                 raise InvalidScanConfig(f"{path}.{key}", "is required")
         kw = {}
@@ -707,18 +831,24 @@ def _windows(grid):
         a = grid._arrays[ch.name]
         labels = a.get("window", np.arange(grid.size, dtype=float)).astype(np.int64)
         uniq, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-        eb = a.get("expected_background", a["background"])
+        eb = a.get("expected_background", grid.nominal_background(ch.name))
         es = a.get(
             "expected_sideband",
             a["background"] * a["transfer_factor"] if "transfer_factor" in a else None,
         )
-        for name, v in (("expected_background", eb), ("expected_sideband", es)):
+        named = [("expected_background", eb), ("expected_sideband", es)]
+        if "abcd_observed_b" in a:
+            nominal = abcd_expectations(a)[0]
+            named += [(k, a.get(k, v)) for k, v in zip(_EXPECTED_ABCD, nominal, strict=True)]
+        for name, v in named:
             if v is not None and not np.allclose(v, v[first][inverse], rtol=1e-12, atol=0):
                 raise InvalidScanConfig(
                     f"channels[{ch.name!r}].{name}",
                     "points of one window must share the expected counts",
                 )
-        out[ch.name] = (inverse, eb[first], None if es is None else es[first])
+        ctl = (np.stack([v[first] for _, v in named[2:]]) if "abcd_observed_b" in a
+               else None)  # fmt: skip
+        out[ch.name] = (inverse, eb[first], None if es is None else es[first], ctl)
     return out
 
 
@@ -726,21 +856,25 @@ def window_sampler(grid: CountingGrid):
     """The default toy sampler of :func:`counting_grid_toys`: for every channel and every data
     window (points with the same :attr:`GridChannel.window` label share it; by default every
     point is its own window) n_on ~ Pois(expected_background) and, with a sideband,
-    n_off ~ Pois(expected_sideband), independently between windows and channels."""
+    n_off ~ Pois(expected_sideband), independently between windows and channels. A channel
+    with the ABCD method also draws its control regions, n_X ~ Pois(expected_abcd_x) for
+    X = B, C, D (default b_X), and gives ``(n_on, None, (n_B, n_C, n_D))``."""
     wins = _windows(grid)
-    draws = [
-        (c.name, jnp.asarray(wins[c.name][0]), jnp.asarray(wins[c.name][1]),
-         None if wins[c.name][2] is None else jnp.asarray(wins[c.name][2]))
-        for c in grid.channels
-    ]  # fmt: skip
+    as_j = lambda v: None if v is None else jnp.asarray(v)  # noqa: E731
+    draws = [(c.name, *(as_j(v) for v in wins[c.name])) for c in grid.channels]
 
     def sample(key):
         out = {}
-        for j, (name, inv, eb, es) in enumerate(draws):
-            k_on, k_off = jax.random.split(jax.random.fold_in(key, j))
+        for j, (name, inv, eb, es, ctl) in enumerate(draws):
+            kj = jax.random.fold_in(key, j)
+            k_on, k_off = jax.random.split(kj)
             on = jax.random.poisson(k_on, eb)[inv]
             off = None if es is None else jax.random.poisson(k_off, es)[inv]
-            out[name] = (on, off)
+            if ctl is None:
+                out[name] = (on, off)
+            else:
+                n_ctl = jax.random.poisson(jax.random.fold_in(kj, 1), ctl)[:, inv]
+                out[name] = (on, off, (n_ctl[0], n_ctl[1], n_ctl[2]))
         return out
 
     return sample
@@ -769,7 +903,8 @@ def counting_grid_toys(
     fraction of toys with max Z ≥ Z_obs is the global p-value (:meth:`GridToys.global_pvalue`).
     Rows of :func:`jaxlike.stream.run_scan` are toys (stored and resumable with ``store``).
 
-    ``sampler``: a JAX function key → ``{channel: (n_on [H], n_off [H] or None)}``. The
+    ``sampler``: a JAX function key → ``{channel: (n_on [H], n_off [H] or None)}`` (a channel
+    with the ABCD method: ``(n_on, None, (n_B [H], n_C [H], n_D [H]))``). The
     default, :func:`window_sampler`, draws every data window independently; where windows or
     sidebands of neighbouring points overlap (a mass spectrum), pass a sampler that draws the
     spectrum and sums it into the windows, so the toys carry the data's correlations (the dark
@@ -785,6 +920,8 @@ def counting_grid_toys(
     on_pos = {c.name: slices[c.name].start for c in grid.channels}
     off_pos = {c.name: slices[f"{c.name}_sideband"].start for c in grid.channels
                if f"{c.name}_sideband" in slices}  # fmt: skip
+    abcd_pos = {c.name: [slices[f"{c.name}_abcd_{x}"].start for x in "BCD"]
+                for c in grid.channels if f"{c.name}_abcd_B" in slices}  # fmt: skip
     data_j = jnp.asarray(data)
     pick = _picker(stacked)
     key0 = jax.random.key(seed)
@@ -796,10 +933,19 @@ def counting_grid_toys(
         d = data_j
         counts = sampler(key)
         for c in grid.channels:
-            on, off = counts[c.name]
+            on, off, *rest = counts[c.name]
             d = d.at[:, on_pos[c.name]].set(jnp.asarray(on, d.dtype))
             if c.name in off_pos:
                 d = d.at[:, off_pos[c.name]].set(jnp.asarray(off, d.dtype))
+            if c.name in abcd_pos:
+                if not rest or rest[0] is None:
+                    raise InvalidScanConfig(
+                        "sampler",
+                        f"channel {c.name!r} has the ABCD method: the sampler must give "
+                        "(n_on, None, (n_B, n_C, n_D))",
+                    )
+                for pos, n_x in zip(abcd_pos[c.name], rest[0], strict=True):
+                    d = d.at[:, pos].set(jnp.asarray(n_x, d.dtype))
 
         def at_point(i):
             model = pick(i)
