@@ -72,9 +72,10 @@ def add_parser(subs):
     p.add_argument("--logy", action="store_true", help="logarithmic limit axis")
     p.add_argument(
         "--units",
-        choices=["auto", "mu", "physical"],
+        choices=["auto", "mu", "physical", "coupling"],
         default="auto",
-        help="limits on μ or in physical units (auto: physical when the file has them)",
+        help="limits on μ, in physical units, or on the [physics] parameter of the scan "
+        "(auto: the coupling, else physical units, when the file has them)",
     )
     p.add_argument("--xlabel", metavar="TEXT", help="x axis label (default: from the scan file)")
     p.add_argument("--ylabel", metavar="TEXT", help="y axis label (default: from the scan file)")
@@ -143,17 +144,24 @@ def plot_scan(
     raise CliError(f"{path}: not a mass or patch scan (kind {kind!r}); nothing to plot")
 
 
-def _mass_labels(config, phys: bool, level: float) -> tuple[str, str]:
-    """(x label, limit label) of a mass scan from its stored ``[plot]`` section."""
+def _mass_labels(config, kind: str, level: float) -> tuple[str, str]:
+    """(x label, limit label) of a mass scan from its stored ``[plot]`` (and ``[physics]``)
+    sections; ``kind``: ``"mu"``, ``"physical"`` or ``"coupling"``."""
     from ..exceptions import InvalidScanConfig
-    from ..parametric import plot_labels
+    from ..parametric import physics_labels, plot_labels
     from ..plotting import axis_label
 
     try:
         lab = plot_labels(config)
+        phys = physics_labels(config)
     except InvalidScanConfig as err:
         raise CliError(f"the stored scan configuration: {err}") from None
-    what = axis_label(lab["limit_label"], lab["limit_unit"]) if phys else lab["poi_label"]
+    if kind == "coupling" and phys is not None:
+        what = axis_label(phys["label"], phys["unit"])
+    elif kind != "mu":
+        what = axis_label(lab["limit_label"], lab["limit_unit"])
+    else:
+        what = lab["poi_label"]
     return axis_label(lab["label"], lab["unit"]), f"{100 * level:g}% CL upper limit on {what}"
 
 
@@ -161,8 +169,8 @@ def _plot_mass(hyps, res, config, level, j, output, sig, units, path, logy, over
     from .. import plotting
 
     x, order = hyps["mass"], np.argsort(hyps["mass"])
-    obs, exp, phys = _limits(res, j, units, path)
-    xlabel, ylabel = _mass_labels(config, phys, level)
+    obs, exp, kind = _limits(res, j, units, path)
+    xlabel, ylabel = _mass_labels(config, kind, level)
     xlabel, ylabel = over["xlabel"] or xlabel, over["ylabel"] or ylabel
     window = config.get("window") if isinstance(config.get("window"), dict) else {}
     vetoes = window.get("vetoes") or None
@@ -207,8 +215,8 @@ def _plot_patches(hyps, res, config, names, level, j, output, units, path, logy,
     one = values.ndim == 2 and values.shape[1] == 1
     x = values[:, 0] if one else hyps["index"]
     xlabel = labels[0] if len(labels) == 1 and one else "patch index"
-    obs, exp, phys = _limits(res, j, units, path)
-    what = "σ × B" if phys else "μ"
+    obs, exp, kind = _limits(res, j, units, path)
+    what = "σ × B" if kind == "physical" else "μ"
     ylabel = over["ylabel"] or f"{100 * level:g}% CL upper limit on {what}"
     order = np.argsort(x)
     _draw(plotting.plot_brazil_band, x[order], obs[order], exp[order], output,
@@ -224,21 +232,26 @@ def _level(levels, cl, path) -> int:
 
 
 def _limits(res, j, units, path):
-    """(observed [H], expected [H, 5] sorted, in physical units?) at CL level ``j``."""
+    """(observed [H], expected [H, 5] sorted, kind) at CL level ``j``; kind ``"mu"``,
+    ``"physical"`` (× unit) or ``"coupling"`` (the ``[physics]`` parameter)."""
     phys = "ul_obs_phys" in res and "ul_exp_phys" in res
+    coupling = "ul_obs_coupling" in res and "ul_exp_coupling" in res
     if units == "physical" and not phys:
         raise CliError(f"--units physical: {path} holds no limits in physical units")
+    if units == "coupling" and not coupling:
+        raise CliError(f"--units coupling: {path} holds no limits on a [physics] parameter")
     if "ul_obs" not in res or "ul_exp" not in res:
         raise CliError(f"{path}: no upper limits (ul_obs, ul_exp) to plot")
     if units == "auto":
         phys = phys and not np.allclose(res["ul_obs_phys"], res["ul_obs"], equal_nan=True)
-    elif units == "mu":
-        phys = False
-    key = "_phys" if phys else ""
+        kind = "coupling" if coupling else "physical" if phys else "mu"
+    else:
+        kind = units
+    key = {"mu": "", "physical": "_phys", "coupling": "_coupling"}[kind]
     n = len(res[f"ul_obs{key}"])
     obs = np.asarray(res[f"ul_obs{key}"], float).reshape(n, -1)[:, j]
     exp = np.asarray(res[f"ul_exp{key}"], float).reshape(n, -1, 5)[:, j]
-    return obs, np.sort(exp, axis=1), phys
+    return obs, np.sort(exp, axis=1), kind
 
 
 def _draw(plot, *args, **kwargs) -> None:

@@ -61,6 +61,9 @@ def toy_summary(results, coords, cl, coord_name, toys) -> dict:
     if "ul_obs_toys_phys" in results:
         view |= {"ul_obs_phys": results["ul_obs_toys_phys"],
                  "ul_exp_phys": results["ul_exp_toys_phys"]}  # fmt: skip
+    if "ul_obs_toys_coupling" in results:
+        view |= {"ul_obs_coupling": results["ul_obs_toys_coupling"],
+                 "ul_exp_coupling": results["ul_exp_toys_coupling"]}  # fmt: skip
     out = {"toys": dict(toys), "toy_limits": limits(view, coords, cl, coord_name)}
     p0 = np.asarray(results["p0_toys"], float)
     if np.any(np.isfinite(p0)):
@@ -130,24 +133,25 @@ def limits(results, coords, cl, coord_name, reliable=None, excluded=None) -> lis
         results["ul_obs_phys"], obs, rtol=1e-12, equal_nan=True
     ):
         obs, exp, units = results["ul_obs_phys"], results["ul_exp_phys"], "physical"
-    obs = np.asarray(obs, float).reshape(len(coords), -1)
-    exp = np.asarray(exp, float).reshape(len(coords), obs.shape[1], -1)
-    if reliable is not None:
-        obs = np.where(reliable, obs, np.nan)
-    out = []
-    for j, level in enumerate(cl):
-        entry = {"cl": float(level), "units": units}
-        if excluded is not None:
-            entry["excluded"] = excluded[j]
-        if np.any(np.isfinite(obs[:, j])):
-            for what, i in (
-                ("strongest", np.nanargmin(obs[:, j])),
-                ("weakest", np.nanargmax(obs[:, j])),
-            ):
+    sets = [("", obs, exp)]
+    if "ul_obs_coupling" in results:  # a [physics] parameter: its extremes too
+        sets.append(("_coupling", results["ul_obs_coupling"], results["ul_exp_coupling"]))
+    out = [{"cl": float(level), "units": units} for level in cl]
+    for suffix, o, e in sets:
+        o = np.asarray(o, float).reshape(len(coords), -1)
+        e = np.asarray(e, float).reshape(len(coords), o.shape[1], -1)
+        if reliable is not None:
+            o = np.where(reliable, o, np.nan)
+        for j, entry in enumerate(out):
+            if excluded is not None:
+                entry["excluded"] = excluded[j]
+            if not np.any(np.isfinite(o[:, j])):
+                continue
+            for what, i in (("strongest", np.nanargmin(o[:, j])),
+                            ("weakest", np.nanargmax(o[:, j]))):  # fmt: skip
                 c = coords[i] if isinstance(coords[i], str) else float(coords[i])
-                med = float(np.sort(exp[i, j])[exp.shape[2] // 2])
-                entry[what] = {coord_name: c, "obs": float(obs[i, j]), "exp_median": med}
-        out.append(entry)
+                med = float(np.sort(e[i, j])[e.shape[2] // 2])
+                entry[what + suffix] = {coord_name: c, "obs": float(o[i, j]), "exp_median": med}
     return out
 
 
@@ -187,13 +191,14 @@ def summary_text(s: dict) -> str:
     for key, label in (("limits", "limit"), ("toy_limits", "toy limit")):
         for entry in s.get(key, []):
             units = " (physical units)" if entry["units"] == "physical" else ""
-            for what in ("strongest", "weakest"):
+            for what in ("strongest", "weakest", "strongest_coupling", "weakest_coupling"):
                 if what in entry:
                     lim = entry[what]
                     text = f"{lim['obs']:.4g} at {coord} {_fmt(lim[coord])}"
-                    text += f" (expected {lim['exp_median']:.4g}){units}"
-                    name = f"{what} {100 * entry['cl']:g}% CL {kind} {label}".replace("  ", " ")
-                    rows.append([name, text])
+                    on = " on the coupling" if what.endswith("_coupling") else ""
+                    text += f" (expected {lim['exp_median']:.4g}){'' if on else units}"
+                    name = f"{what.split('_')[0]} {100 * entry['cl']:g}% CL {kind} {label}{on}"
+                    rows.append([name.replace("  ", " "), text])
             left = {k: v for k, v in entry.get("excluded", {}).items() if v}
             if left:
                 why = {"above_range": "limit > poi_max", "not_converged": "not converged"}

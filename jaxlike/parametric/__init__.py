@@ -6,10 +6,19 @@ exponential or template backgrounds, peaking components, vetoes and Gaussian sys
 - :class:`MassScan`: the hypothesis-independent inputs; ``scan.window_model(m)``.
 - :func:`hypothesis_results`: fit, local significance and CLs limits at one mass (vmappable).
 - :func:`load_config`, :func:`build_mass_scan`: TOML/JSON scan configurations, validated;
-  :func:`plot_labels`: the axis labels of their figures (``[plot]``, :data:`PLOT_LABELS`).
+  :func:`plot_labels`: the axis labels of their figures (``[plot]``, :data:`PLOT_LABELS`);
+  :func:`physics_labels`: the physics parameter g = k(m) σ^p that limits are also given in
+  (``[physics]``).
 """
 
-from ._config import PLOT_LABELS, build_mass_scan, load_config, plot_labels, scan_masses
+from ._config import (
+    PLOT_LABELS,
+    build_mass_scan,
+    load_config,
+    physics_labels,
+    plot_labels,
+    scan_masses,
+)
 from ._model import BACKGROUNDS, SIGNAL_SHAPES, WindowConfig, WindowModel
 from ._scan import RESULT_FIELDS, MassScan, hypothesis_results, hypothesis_significance
 
@@ -26,5 +35,6 @@ __all__ = [
     "hypothesis_significance",
     "load_config",
     "plot_labels",
+    "physics_labels",
     "scan_masses",
 ]

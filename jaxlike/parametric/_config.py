@@ -41,6 +41,13 @@ Every check runs on the host before anything is compiled, and a failure raises
     limit_label = "σ × B"         # what μ × signal.tables.unit is (limits in physical units)
     limit_unit = "fb"             # its unit
 
+    [physics]                     # optional: limits on a physics parameter g = k(m) σ^power
+    power = 0.5                   # σ = μ × unit (the physical-unit limit)
+    mass = [0.2, 5.0, 9.7]        # optional k(m), tabulated (monotone cubic; default k = 1)
+    scale = [1.1e-4, 1.2e-4, 2.9e-4]
+    label = "$g_{a\\gamma\\gamma}$"  # its name and unit, for summaries and figures
+    unit = "GeV$^{-1}$"
+
 Masses given as ``step_sigma`` advance by that many σ(m) each step (the Belle II convention).
 
 The loader is strict: an unknown key anywhere (a section, a key of a section, a column of a
@@ -75,7 +82,14 @@ from ..shapes import MassTable, check_windows, fine_cumsum
 from ._model import BACKGROUNDS, SIGNAL_SHAPES
 from ._scan import TABLE_COLUMNS, MassScan
 
-__all__ = ["PLOT_LABELS", "load_config", "build_mass_scan", "plot_labels", "scan_masses"]
+__all__ = [
+    "PLOT_LABELS",
+    "load_config",
+    "build_mass_scan",
+    "physics_labels",
+    "plot_labels",
+    "scan_masses",
+]
 
 #: most hypothesis masses a configuration may ask for (any form of ``scan.masses``)
 MAX_HYPOTHESES = 10_000_000
@@ -99,7 +113,7 @@ MAX_LABEL = 200
 
 _E = InvalidScanConfig
 _SECTIONS = ("spectrum", "signal", "background", "window", "scan")
-_OPTIONAL = ("plot",)
+_OPTIONAL = ("plot", "physics")
 _ARRAYS = {"edges": 1, "counts": 2, "comb": 2, "template": 2, "peaks": 3}  # name -> ndim
 _KEYS = {
     "spectrum": {"file", *_ARRAYS},
@@ -108,6 +122,7 @@ _KEYS = {
     "window": {"lo", "hi", "n_bins", "vetoes"},
     "scan": {"masses", "cl", "mu_max", "skip_vetoed"},
     "plot": set(PLOT_LABELS),
+    "physics": {"power", "label", "unit", "mass", "scale"},
 }
 _MASSES_KEYS = {"start", "stop", "n", "step", "step_sigma"}
 _TABLE_NAMES = {"mass"} | {name for name, _ in TABLE_COLUMNS}
@@ -198,6 +213,30 @@ def plot_labels(cfg: dict) -> dict:
             raise _E(f"plot.{key}", f"must be a string of at most {MAX_LABEL} characters, "
                      f"got {_short(value)}")  # fmt: skip
         out[key] = value
+    return out
+
+
+def physics_labels(cfg: dict) -> dict | None:
+    """The ``[physics]`` section of a scan configuration (or of the ``config`` a scan stored
+    in its file): ``{"power", "label", "unit"}`` with the defaults label ``"g"``, unit ``""``;
+    None without one (the tabulated scale ``mass``/``scale`` is read by
+    :func:`build_mass_scan`). ``power`` must be a number in (0, 10]. Raises
+    :class:`~jaxlike.exceptions.InvalidScanConfig` naming the field."""
+    if not isinstance(cfg, dict) or "physics" not in cfg:
+        return None
+    section = cfg["physics"]
+    if not isinstance(section, dict):
+        raise _E("physics", f"must be a table, got {_short(section)}")
+    check_keys(section, _KEYS["physics"], "physics", _E)
+    power = _number(section, "power", "physics", positive=True, hi=10.0)
+    out = {"power": power, "label": "g", "unit": ""}
+    for key in ("label", "unit"):
+        if key in section:
+            value = section[key]
+            if not isinstance(value, str) or len(value) > MAX_LABEL:
+                raise _E(f"physics.{key}", f"must be a string of at most {MAX_LABEL} "
+                         f"characters, got {_short(value)}")  # fmt: skip
+            out[key] = value
     return out
 
 
@@ -504,6 +543,16 @@ def build_mass_scan(cfg: dict):
 
     zeros = np.zeros((n_cat, n_fine))
     peaks = arrays.get("peaks", np.zeros((n_cat, 0, n_fine)))
+    physics = physics_labels(cfg)
+    physics_scale = None
+    if physics is not None and ("mass" in cfg["physics"] or "scale" in cfg["physics"]):
+        sec, path = cfg["physics"], "physics"
+        pm = numbers(_get(sec, "mass", path), "physics.mass", _E)
+        ps = numbers(_get(sec, "scale", path), "physics.scale", _E, lo=0.0, lo_open=True)
+        if len(ps) != len(pm):
+            raise _E("physics.scale", f"has {len(ps)} entries but physics.mass has {len(pm)}")
+        physics_scale = MassTable(pm, {"scale": ps}, kind="pchip", path="physics")
+        physics_scale.check_range(masses, path="physics.mass")
     scan = MassScan(
         fine_edges=jnp.asarray(edges),
         cum_counts=fine_cumsum(jnp.asarray(counts)),
@@ -524,5 +573,7 @@ def build_mass_scan(cfg: dict):
         n_coeffs=n_coeffs,
         has_eff=rel_eff > 0,
         has_res=rel_res > 0,
+        physics_power=None if physics is None else jnp.asarray(physics["power"]),
+        physics_scale=physics_scale,
     )
     return scan, masses, tuple(float(x) for x in cl)

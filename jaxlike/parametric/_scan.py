@@ -62,6 +62,10 @@ class MassScan(eqx.Module):
         window_lo, window_hi: window extent below/above m in units of σ(m).
         mu_max: upper bound of μ; ≤ 0 means automatic (10 (5 + √n_window) / min_c k_c).
         n_bins, shape, background, n_coeffs: static layout.
+        physics_power: p of the physics parameter g = k(m) (μ unit(m))^p (a coupling from a
+            cross section: p = 1/2), or None (no ``[physics]`` section).
+        physics_scale: k(m), a :class:`~jaxlike.shapes.MassTable` with column ``scale``
+            (monotone cubic in m), or None (k = 1); see :meth:`physics`.
     """
 
     fine_edges: jnp.ndarray
@@ -83,6 +87,8 @@ class MassScan(eqx.Module):
     n_coeffs: int = eqx.field(static=True)
     has_eff: bool = eqx.field(static=True)
     has_res: bool = eqx.field(static=True)
+    physics_power: jnp.ndarray | None = None
+    physics_scale: MassTable | None = None
 
     @property
     def n_categories(self) -> int:
@@ -170,6 +176,16 @@ class MassScan(eqx.Module):
         """Physical value per unit μ at mass m (table column ``unit``, category 0)."""
         return self.shape_parameters(m)["unit"][0]
 
+    def physics(self, m, value):
+        r"""The physics parameter of a physical-unit value (a cross section σ = μ · unit) at
+        mass m: g = k(m) σ^p, with p = ``physics_power`` and k(m) the table ``physics_scale``
+        (1 without one). Increasing in σ for p > 0, so an upper limit and every expected band
+        map to the same quantile of g (σ_a = g² α/24 (1 − m²/s)³ of an ALP gives
+        p = 1/2, k = √(24/(α (1 − m²/s)³)) in matching units). Only with a ``[physics]``
+        section."""
+        g = jnp.power(value, self.physics_power)
+        return g if self.physics_scale is None else self.physics_scale(m)["scale"] * g
+
 
 RESULT_FIELDS = (
     "mu_hat",
@@ -201,7 +217,10 @@ def hypothesis_results(scan: MassScan, m, cl=(0.95,), data=None, *, rule="cls", 
     - local significance Z = sign(μ̂) √(2NLL(μ=0) − 2NLL(μ̂)), p0 = 1 − Φ(Z) (one-sided);
     - observed and expected (N = 2, 1, 0, −1, −2) CLs upper limits on μ at each level of ``cl``
       (q̃μ, asymptotic, μ ≥ 0; :func:`jaxlike.upper_limit`);
-    - the same in physical units (× ``unit``), and convergence flags (every fit / every root).
+    - the same in physical units (× ``unit``), and convergence flags (every fit / every root);
+    - with a ``[physics]`` section (``scan.physics_power``), the limits as the physics
+      parameter g = k(m) (limit × unit)^p: ``ul_obs_coupling``, ``ul_exp_coupling`` (and
+      ``ul_*_toys_coupling`` with toys; :meth:`MassScan.physics`).
 
     ``data`` replaces the observed window counts (toys); default: the observed spectrum.
     ``rule``: ``"cls"`` or ``"clsb"`` (one-sided profile-likelihood limits, CLs+b = α).
@@ -232,6 +251,12 @@ def hypothesis_results(scan: MassScan, m, cl=(0.95,), data=None, *, rule="cls", 
         )  # fmt: skip
         extra["ul_obs_toys_phys"] = extra["ul_obs_toys"] * unit
         extra["ul_exp_toys_phys"] = extra["ul_exp_toys"] * unit
+        if scan.physics_power is not None:
+            extra["ul_obs_toys_coupling"] = scan.physics(m, extra["ul_obs_toys_phys"])
+            extra["ul_exp_toys_coupling"] = scan.physics(m, extra["ul_exp_toys_phys"])
+    if scan.physics_power is not None:
+        extra["ul_obs_coupling"] = scan.physics(m, ul.obs * unit)
+        extra["ul_exp_coupling"] = scan.physics(m, ul.exp * unit)
     return extra | {
         "mu_hat": mu_hat,
         "mu_hat_err": free.uncertainties[0],

@@ -88,6 +88,12 @@ class MassScanResult(_Fields):
     toys_failed: np.ndarray | None = None
     toy_grid: np.ndarray | None = None
     toy_p_obs: np.ndarray | None = None
+    # scans with a [physics] section: the limits as the physics parameter g = k(m) (σ_UL)^p
+    # (a coupling; :meth:`jaxlike.parametric.MassScan.physics`), asymptotic and toy-based
+    ul_obs_coupling: np.ndarray | None = None
+    ul_exp_coupling: np.ndarray | None = None
+    ul_obs_toys_coupling: np.ndarray | None = None
+    ul_exp_toys_coupling: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
