@@ -16,7 +16,8 @@ Every check runs on the host before anything is compiled, and a failure raises
     [[signal.tables]]             # one per category: simulated masses and shape columns
     mass = [0.2, 1.0, 5.0]
     sigma = [0.010, 0.012, 0.020] # required; optional: mean, alpha_l, n_l, alpha_r, n_r,
-                                  # efficiency, comb_fraction, unit
+                                  # efficiency, comb_fraction, unit, and rel_eff/rel_res
+                                  # (mass-dependent widths of the two nuisances)
 
     [background]
     kind = "bernstein"            # bernstein | chebyshev | exponential | template
@@ -358,6 +359,8 @@ _COLUMN_BOUNDS = {
     "efficiency": {"lo": 0.0, "lo_open": True},
     "comb_fraction": {"lo": 0.0, "hi": 1.0},
     "unit": {"lo": 0.0, "lo_open": True},
+    "rel_eff": {"lo": 0.0, "hi": 1.0, "hi_open": True},
+    "rel_res": {"lo": 0.0, "hi": 1.0, "hi_open": True},
 }
 
 
@@ -571,8 +574,10 @@ def build_mass_scan(cfg: dict):
         shape=shape,
         background=background,
         n_coeffs=n_coeffs,
-        has_eff=rel_eff > 0,
-        has_res=rel_res > 0,
+        has_eff=rel_eff > 0
+        or any(np.any(t.values["rel_eff"] > 0) for t in tables if "rel_eff" in t.values),
+        has_res=rel_res > 0
+        or any(np.any(t.values["rel_res"] > 0) for t in tables if "rel_res" in t.values),
         physics_power=None if physics is None else jnp.asarray(physics["power"]),
         physics_scale=physics_scale,
     )

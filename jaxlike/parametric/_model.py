@@ -152,7 +152,7 @@ class WindowModel(Likelihood):
         scale: signal yield per unit μ, k_c [C].
         template: fixed background shape per bin [C, W] (background ``"template"``).
         peaks: peaking-background shapes R_ckb [C, K, W] (probability content per bin).
-        rel_eff, rel_res: δ_ε, δ_σ (used when ``has_eff``/``has_res``).
+        rel_eff, rel_res: δ_ε, δ_σ per category [C] (used when ``has_eff``/``has_res``).
         mu_max: upper bound of μ (the limit search bracket is [0, mu_max]).
     """
 

@@ -43,6 +43,8 @@ TABLE_COLUMNS = (
     ("efficiency", 1.0),
     ("comb_fraction", 0.0),
     ("unit", 1.0),  # physical value per unit μ (e.g. 1/(ε L) for a cross section)
+    ("rel_eff", None),  # mass-dependent δ_ε of the category; default: the scan's rel_eff
+    ("rel_res", None),  # mass-dependent δ_σ of the category; default: the scan's rel_res
 )
 
 
@@ -58,7 +60,9 @@ class MassScan(eqx.Module):
         tables: one :class:`~jaxlike.shapes.MassTable` per category.
         conversion: signal yield per unit μ before efficiency, per category [C].
         vetoes: vetoed intervals [V, 2].
-        rel_eff, rel_res: relative efficiency / resolution uncertainties (0 = no nuisance).
+        rel_eff, rel_res: relative efficiency / resolution uncertainties (0 = no nuisance),
+            for every category whose table has no ``rel_eff``/``rel_res`` column (the column:
+            a mass-dependent width of that category, one nuisance shared by all).
         window_lo, window_hi: window extent below/above m in units of σ(m).
         mu_max: upper bound of μ; ≤ 0 means automatic (10 (5 + √n_window) / min_c k_c).
         n_bins, shape, background, n_coeffs: static layout.
@@ -102,6 +106,8 @@ class MassScan(eqx.Module):
         for name, default in TABLE_COLUMNS:
             if name == "mean" and default is None:
                 vals = [r.get("mean", m) for r in rows]
+            elif name in ("rel_eff", "rel_res"):  # the scan-wide width where not tabulated
+                vals = [r.get(name, getattr(self, name)) for r in rows]
             else:
                 vals = [r.get(name, default) for r in rows]
             out[name] = jnp.stack([jnp.asarray(v, float) for v in vals])
@@ -127,10 +133,13 @@ class MassScan(eqx.Module):
         keep = veto_mask(edges, self.vetoes)
         comb, f = normalised(self.cum_comb), p["comb_fraction"][:, None]
 
-        def shape_at(factor):  # U_cb at σ·factor: peak + fixed-shape component
+        def shape_at(factor):  # U_cb at σ_c·factor_c: peak + fixed-shape component
             if self.shape == "gauss":
                 peak = jnp.stack(
-                    [gaussian_binned(edges, p["mean"][c], p["sigma"][c] * factor) for c in range(C)]
+                    [
+                        gaussian_binned(edges, p["mean"][c], p["sigma"][c] * factor[c])
+                        for c in range(C)
+                    ]  # fmt: skip
                 )
             else:
                 peak = jnp.stack(
@@ -138,7 +147,7 @@ class MassScan(eqx.Module):
                         crystal_ball_binned(
                             edges,
                             p["mean"][c],
-                            p["sigma"][c] * factor,
+                            p["sigma"][c] * factor[c],
                             p["alpha_l"][c],
                             p["n_l"][c],
                             p["alpha_r"][c],
@@ -157,14 +166,14 @@ class MassScan(eqx.Module):
             edges=jnp.broadcast_to(edges, (C, self.n_bins + 1)),
             counts=counts,
             mask=jnp.broadcast_to(keep, (C, self.n_bins)),
-            sig_nom=shape_at(1.0),
-            sig_up=shape_at(1.0 + self.rel_res),
-            sig_down=shape_at(1.0 - self.rel_res),
+            sig_nom=shape_at(jnp.ones(C)),
+            sig_up=shape_at(1.0 + p["rel_res"]),
+            sig_down=shape_at(1.0 - p["rel_res"]),
             scale=scale,
             template=normalised(self.cum_template),
             peaks=normalised(self.cum_peaks),
-            rel_eff=self.rel_eff,
-            rel_res=self.rel_res,
+            rel_eff=p["rel_eff"],
+            rel_res=p["rel_res"],
             mu_max=jnp.where(self.mu_max > 0, self.mu_max, auto),
             background=self.background,
             n_coeffs=self.n_coeffs,

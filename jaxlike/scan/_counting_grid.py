@@ -63,8 +63,7 @@ from ..fit import (
 from ..infer import map_toys
 from ..model import stack_models
 from ..stream import run_scan
-from ..workspace import Workspace, counting_workspace
-from ..workspace._counting import abcd_nominal
+from ..workspace import Workspace, abcd_nominal, counting_workspace
 from ._identity import ScanIdentity
 from ._lee_nd import euler_characteristic, gross_vitells_nd
 from ._mass import DEFAULT_SCAN_CHUNK, check_rule, scan_digest, toy_chunk, toy_options

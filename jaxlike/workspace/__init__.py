@@ -9,7 +9,7 @@ Example:
     >>> ws = Workspace.load("BkgOnly.json").patch(load_patch("patch.json"))  # doctest: +SKIP
 """
 
-from ._counting import counting_workspace
+from ._counting import abcd_nominal, counting_workspace
 from ._json import parse_json, read_json_file
 from ._patch import Patch, PatchSet, apply_patch, digest, load_patch
 from ._unify import unify_patches
@@ -22,6 +22,7 @@ __all__ = [
     "Patch",
     "apply_patch",
     "counting_workspace",
+    "abcd_nominal",
     "load_patch",
     "parse_json",
     "read_json_file",
