@@ -296,3 +296,36 @@ def test_cli_scans_a_grid_file(grid, scanned, tmp_path):
     with contextlib.redirect_stderr(err):
         code = main(["scan", str(path), "-o", str(tmp_path / "x.h5")])
     assert code == 2 and "counting_grid.axes" in err.getvalue()
+
+
+def test_cli_method_toys_is_toybased(grid, tmp_path, monkeypatch):
+    """``--method toys`` asks the grid scan for toy limits with the toy flags of
+    ``--calctype toybased`` (``--ntoys``), which are accepted without it."""
+    import argparse
+    import contextlib
+    import io
+
+    import jaxlike.scan
+    from jaxlike.cli import main
+    from jaxlike.cli._scan_grid import grid_methods
+    from jaxlike.scan import counting_grid_to_dict
+
+    ns = argparse.Namespace(method=["cls", "toys"], calctype="toybased")
+    assert grid_methods(ns) == ("cls", "toys")
+    assert grid_methods(argparse.Namespace(method=None, calctype="asymptotics")) == ("cls",)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_scan(g, **kw):
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr(jaxlike.scan, "counting_grid_scan", fake_scan)
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(counting_grid_to_dict(grid)))
+    with contextlib.redirect_stderr(io.StringIO()):
+        main(["scan", str(path), "--method", "toys", "--ntoys", "70", "-o",
+              str(tmp_path / "t.h5"), "--no-progress"])  # fmt: skip
+    assert seen["method"] == ("toys",) and seen["toys"]["ntoys"] == 70

@@ -167,10 +167,10 @@ def add_parser(subs) -> argparse.ArgumentParser:
         help="nuisance values the toys are generated at (profiled, the default, as pyhf; init)",
     )  # fmt: skip
     p.add_argument(
-        "--method", choices=("cls", "bayes"), action="append",
+        "--method", choices=("cls", "bayes", "toys"), action="append",
         help="N-D counting grids (GRID.json, --example dark-higgs|bka-lifetime): asymptotic CLs "
-        "limits (default) and/or "
-        "Bayesian credible limits; repeat for both",
+        "limits (default), Bayesian credible limits and/or toy-based limits (toys: as "
+        "--calctype toybased, with --ntoys); repeat for several",
     )  # fmt: skip
     p.add_argument(
         "--lee-toys", type=int, metavar="N",

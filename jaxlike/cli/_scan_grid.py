@@ -11,12 +11,13 @@ limit map over mass × cτ, log cτ), DIR/significance.png, DIR/couplings.png (t
 region of the coupling: sin θ of the dark Higgs, g_aW of the ALP) and prints a summary: the
 largest local significance, the global p-value from ``--lee-toys`` pseudo-experiments of the
 whole grid (0: none) beside the Gross–Vitells estimate, and the coupling exclusion.
-``--method`` (repeatable): ``cls`` (asymptotic CLs, the default) and/or ``bayes`` (credible
-limits, uniform prior on the POI); ``--calctype toybased`` adds toy limits.
+``--method`` (repeatable): ``cls`` (asymptotic CLs, the default), ``bayes`` (credible limits,
+uniform prior on the POI) and/or ``toys`` (toy-based limits, as ``--calctype toybased``).
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -41,12 +42,12 @@ GRID_EXAMPLES = {
 
 
 def grid_methods(args) -> tuple[str, ...]:
-    """The methods of ``--method`` (default ``cls``) plus ``toys`` with ``--calctype
-    toybased``."""
-    methods = list(dict.fromkeys(args.method or ["cls"]))
+    """The methods of ``--method`` (``cls``, ``bayes``, ``toys``; default ``cls``), plus
+    ``toys`` with ``--calctype toybased``."""
+    methods = list(args.method or ["cls"])
     if args.calctype == "toybased":
         methods.append("toys")
-    return tuple(methods)
+    return tuple(dict.fromkeys(methods))
 
 
 def _coupling_summary(ex, intervals):
@@ -130,7 +131,9 @@ def _run_grid(args, grid, out: Path, prefix: str, t0, mark=None, sampler=None):
     from ._scan import EXIT_NOT_CONVERGED, toy_args
 
     methods = grid_methods(args)
-    toys = toy_args(args)
+    # --method toys is --calctype toybased: its toy flags (--ntoys, ...) apply
+    toys = toy_args(argparse.Namespace(**{**vars(args), "calctype": "toybased"})
+                    if "toys" in methods else args)  # fmt: skip
     cl = tuple(args.cl or (0.95,))
     res = js.counting_grid_scan(
         grid, method=methods, cl=cl, rule=args.rule, toys=toys, store=str(out),
