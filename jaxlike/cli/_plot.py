@@ -133,7 +133,8 @@ def plot_scan(
     levels = [float(x) for x in np.atleast_1d(attrs.get("cl", [0.95]))]
     j = 0 if cl is None else _level(levels, cl, path)
     kind, config = attrs.get("kind"), attrs.get("config") or {}
-    over = {"xlabel": xlabel, "ylabel": ylabel, "style": style}
+    over = {"xlabel": xlabel, "ylabel": ylabel, "style": style,
+            "boundaries": attrs.get("segment_boundaries")}  # fmt: skip
     if kind == "mass" and "mass" in hyps:
         sig = Path(significance or output.with_name("significance")).with_suffix(f".{fmt}")
         return _plot_mass(hyps, res, config, levels[j], j, output, sig, units, path, logy, over)
@@ -174,12 +175,14 @@ def _plot_mass(hyps, res, config, level, j, output, sig, units, path, logy, over
     xlabel, ylabel = over["xlabel"] or xlabel, over["ylabel"] or ylabel
     window = config.get("window") if isinstance(config.get("window"), dict) else {}
     vetoes = window.get("vetoes") or None
+    bounds = over.get("boundaries")
     _draw(plotting.plot_brazil_band, x[order], obs[order], exp[order], output, xlabel=xlabel,
-          ylabel=ylabel, logy=logy, vetoes=vetoes, style=over["style"])  # fmt: skip
+          ylabel=ylabel, logy=logy, vetoes=vetoes, style=over["style"],
+          boundaries=bounds)  # fmt: skip
     if "significance" not in res:
         return [output]
     _draw(plotting.plot_significance, x[order], res["significance"][order], sig,
-          xlabel=xlabel, vetoes=vetoes, style=over["style"])  # fmt: skip
+          xlabel=xlabel, vetoes=vetoes, style=over["style"], boundaries=bounds)  # fmt: skip
     return [output, sig]
 
 

@@ -8,6 +8,7 @@ Three forms, one HDF5 results file each (see :mod:`jaxlike.scan`)::
     jaxlike scan --example dark-higgs [--method bayes] [-o DIR] # an N-D counting grid
     jaxlike scan --example bka-lifetime [-o DIR]                # m_a × cτ grid, g_aW limits
     jaxlike scan GRID.json [--method cls --method bayes] [-o grid.h5]   # a grid of one's own
+    jaxlike scan SEGMENTS.toml [-o scan.h5]                     # mass ranges stitched into one
 
 Every input is validated before anything is compiled; an existing results file is refused
 unless ``--resume`` (continue it; refused when it belongs to another configuration) or
@@ -69,6 +70,8 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 _DESCRIPTION = """\
   jaxlike scan CONFIG.toml|CONFIG.json [-o scan.h5]      parametric mass scan
+  jaxlike scan SEGMENTS.toml [-o scan.h5]                segmented mass scan ([[segments]]:
+                                                         name, config, variable m|m2)
   jaxlike scan BKG.json --patchset FILE | --patches DIR  one hypothesis per signal patch
   jaxlike scan --example alp|bka|zprime [-o DIR]         DIR/scan.h5, DIR/brazil.png
   jaxlike scan GRID.json [--method cls|bayes] [--lee-toys N] [-o grid.h5]
@@ -206,6 +209,7 @@ def toy_args(args):
 def cmd_scan(args) -> int:
     """``jaxlike scan``: run the scan, print the summary; bad input is one line and exit 2."""
     from ..exceptions import JaxlikeError
+    from ._scan_segments import is_segmented, segmented_scan_command
 
     try:
         if args.seed is not None and args.example is None:
@@ -238,6 +242,8 @@ def cmd_scan(args) -> int:
             from ._scan_patches import patch_scan_command
 
             summary, code = patch_scan_command(args)
+        elif is_segmented(Path(args.config)):
+            summary, code = segmented_scan_command(args, Path(args.config))
         elif _is_counting_grid(Path(args.config)):
             from ._scan_grid import grid_file_command, grid_summary_text
 

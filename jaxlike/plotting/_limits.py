@@ -63,9 +63,17 @@ def _shade_vetoes(ax, vetoes, x) -> None:
             label = None
 
 
+def _mark_boundaries(ax, boundaries):
+    """Dotted vertical lines at the boundaries between the segments of a segmented scan."""
+    label = "segment boundary"
+    for b in np.atleast_1d(boundaries if boundaries is not None else []):
+        ax.axvline(float(b), color="tab:purple", ls=":", lw=1.2, label=label)
+        label = None
+
+
 def plot_brazil_band(
     x, observed, expected, path, *, xlabel=MASS_LABEL, ylabel="upper limit on μ",
-    logy=False, vetoes=None, veto_band=True, style=None, fmt=None,
+    logy=False, vetoes=None, veto_band=True, style=None, fmt=None, boundaries=None,
 ):  # fmt: skip
     """The Brazil band of upper limits versus ``x``: the observed limit (solid, with markers
     below 30 points), the expected median (dashed) and the expected ±1σ (green) and ±2σ
@@ -83,6 +91,7 @@ def plot_brazil_band(
             break there (:func:`veto_gaps`), as they do at NaN limits.
         veto_band: shade the vetoed ranges lightly (with a legend entry).
         style: None (plain) or an mplhep style name (:data:`~jaxlike.plotting.STYLES`).
+        boundaries: masses between the segments of a segmented scan, marked by dotted lines.
 
     Returns the path written.
     """
@@ -96,6 +105,7 @@ def plot_brazil_band(
         ax.fill_between(x, exp[:, 1], exp[:, 3], color=GREEN, lw=0, label="expected ±1σ")
         ax.plot(x, exp[:, 2], "k--", label="expected")
         ax.plot(x, obs, "k-", marker="o" if len(x0) < 30 else None, ms=3, label="observed")
+        _mark_boundaries(ax, boundaries)
         ax.set(xlabel=xlabel, ylabel=ylabel)
         if len(x0) > 1:
             ax.set_xlim(np.nanmin(x0), np.nanmax(x0))
@@ -108,12 +118,14 @@ def plot_brazil_band(
 
 
 def plot_significance(
-    x, z, path, *, xlabel=MASS_LABEL, vetoes=None, veto_band=True, style=None, fmt=None
-):
+    x, z, path, *, xlabel=MASS_LABEL, vetoes=None, veto_band=True, style=None, fmt=None,
+    boundaries=None,
+):  # fmt: skip
     """The local significance ``z`` [σ] versus ``x`` with the 3σ and 5σ lines; the axis
     spans at least [−1, 5.5]. Non-finite values are left out of the axis range; the curve
     breaks at NaN values and across ``vetoes`` (shaded with ``veto_band``), as in
-    :func:`plot_brazil_band`. ``style``: None or an mplhep style.
+    :func:`plot_brazil_band`. ``style``: None or an mplhep style; ``boundaries``: segment
+    boundaries (dotted lines).
 
     Returns the path written (PNG or PDF by the suffix of ``path`` or ``fmt``).
     """
@@ -127,6 +139,7 @@ def plot_significance(
         for level, color in ((3, "tab:orange"), (5, "tab:red")):
             ax.axhline(level, color=color, ls="--", lw=1, label=f"{level}σ")
         ax.axhline(0, color="grey", lw=0.8)
+        _mark_boundaries(ax, boundaries)
         finite = z[np.isfinite(z)] if np.any(np.isfinite(z)) else np.zeros(1)
         ax.set_ylim(min(-1.0, finite.min() - 0.5), max(5.5, finite.max() + 0.5))
         ax.set(xlabel=xlabel, ylabel="local significance Z [σ]")

@@ -65,6 +65,7 @@ from ._patches import (
     stack_patched_models,
 )
 from ._results import MassScanResult, PatchScanResult, ToyScan
+from ._segments import Segment, SegmentedScanResult, segmented_scan
 from ._stacked import METHODS, bayes_options, check_methods
 from ._study import (
     MassToyStudyResult,
@@ -75,6 +76,9 @@ from ._study import (
 )
 
 __all__ = [
+    "Segment",
+    "SegmentedScanResult",
+    "segmented_scan",
     "CountingGrid",
     "CountingGridResult",
     "GridAxis",

@@ -1,0 +1,124 @@
+"""``jaxlike scan SEGMENTS.toml``: a segmented mass scan (:func:`jaxlike.scan.segmented_scan`).
+
+The file lists the segments, in increasing mass, each a scan configuration of its own (a path
+relative to this file) with its fit variable::
+
+    [[segments]]
+    name = "low"
+    config = "low_scan.toml"      # spectrum in M²_γγ, hypotheses in GeV²
+    variable = "m2"               # x = m² ("m": x = m, the default)
+
+    [[segments]]
+    name = "high"
+    config = "high_scan.toml"
+    variable = "m2"
+
+Every segment goes to ``<stem>.<name>.h5`` beside the output (resumable), the stitched scan to
+the output (default ``scan.h5``), whose hypotheses are the masses m; ``jaxlike plot`` marks the
+segment boundaries. The segments must share their CL levels.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._io import CliError
+
+__all__ = ["is_segmented", "segmented_scan_command"]
+
+_KEYS = ("name", "config", "variable")
+
+
+def is_segmented(path: Path) -> bool:
+    """Whether ``path`` starts like a segmented-scan file (``[[segments]]`` / ``{"segments"``)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096).decode("utf-8-sig", errors="replace")
+    except OSError:
+        return False
+    head = re.sub(r"(?m)^\s*#.*$", "", head)  # TOML comments before the first table
+    return bool(re.match(r'\s*(\{\s*"segments"|\[\[segments\]\])', head))
+
+
+def _segments(path: Path):
+    """The :class:`jaxlike.scan.Segment` s of the file and their CL levels."""
+    from .._strict import check_keys, read_config
+    from ..exceptions import InvalidScanConfig
+    from ..scan import Segment
+    from ._scan import _load_mass_config
+
+    doc = read_config(path, InvalidScanConfig, "segmented scan")
+    check_keys(doc, ("segments",), "", InvalidScanConfig, "section")
+    entries = doc.get("segments")
+    if not isinstance(entries, list) or not entries:
+        raise CliError(f"{path}: segments: needs a list of [[segments]] tables")
+    segs, levels = [], None
+    for i, e in enumerate(entries):
+        where = f"{path}: segments[{i}]"
+        if not isinstance(e, dict):
+            raise CliError(f"{where}: must be a table (name, config, variable)")
+        try:
+            check_keys(e, _KEYS, f"segments[{i}]", InvalidScanConfig)
+        except InvalidScanConfig as err:
+            raise CliError(f"{path}: {err}") from None
+        for key in ("name", "config"):
+            if not isinstance(e.get(key), str):
+                raise CliError(f"{where}.{key}: must be a string")
+        ident, scan, masses, cl = _load_mass_config(path.parent / e["config"])
+        if levels is None:
+            levels = cl
+        elif tuple(cl) != tuple(levels):
+            raise CliError(f"{where}: CL levels {list(cl)} differ from the first segment's "
+                           f"{list(levels)}")  # fmt: skip
+        try:
+            segs.append(Segment(e["name"], scan, masses, e.get("variable", "m"), ident))
+        except InvalidScanConfig as err:
+            raise CliError(f"{path}: {err}") from None
+    return segs, levels
+
+
+def segmented_scan_command(args, path: Path):
+    """Run the segmented scan of ``path``: (summary, exit code)."""
+    import jaxlike.scan as js
+
+    from ._scan import EXIT_NOT_CONVERGED, _output, toy_args
+    from ._scan_summary import common, convergence, limits, mass_checks
+
+    for flag in ("cl", "test_poi", "poi_max"):
+        if getattr(args, flag) is not None:
+            raise CliError(f"--{flag.replace('_', '-')} applies to patch scans (a mass scan "
+                           "reads scan.cl)")  # fmt: skip
+    toys = toy_args(args)
+    segs, cl = _segments(path)
+    out = _output(args.output, args)
+    t0 = time.monotonic()
+    res = js.segmented_scan(
+        segs, cl=cl, store=out, resume=args.resume, overwrite=args.overwrite,
+        progress=not args.no_progress, rule=args.rule, toys=toys, chunk_size=args.chunk_size,
+        memory_budget_bytes=args.memory_budget,
+    )  # fmt: skip
+    seconds = time.monotonic() - t0
+    results, masses = res.results, res.mass
+    summary = common(out, "mass", masses, (seconds, seconds, len(masses), 0))
+    checks = mass_checks(results, masses, cl, toys is not None)
+    ok = np.asarray([not c for c in checks], bool)
+    summary.update(convergence(ok, masses, checks))
+    z = np.asarray(results["significance"], float)
+    if np.any(np.isfinite(z)):
+        i = int(np.nanargmax(z))
+        summary["max_significance"] = {"mass": float(masses[i]), "z": float(z[i]),
+                                       "p0": float(results["p0"][i])}  # fmt: skip
+    summary["limits"] = limits(results, masses, cl, "mass")
+    summary["rule"] = args.rule
+    summary["segments"] = [
+        {"name": n, "file": str(f), "masses": [float(res.mass[res.segment == k][0]),
+                                               float(res.mass[res.segment == k][-1])],
+         "hypotheses": int(np.sum(res.segment == k))}
+        for k, (n, f) in enumerate(zip(res.names, res.files, strict=True))
+    ]  # fmt: skip
+    summary["segment_boundaries"] = [float(b) for b in res.boundaries]
+    return summary, (EXIT_NOT_CONVERGED if not ok.all() else 0)
