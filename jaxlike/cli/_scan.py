@@ -399,7 +399,13 @@ def _mass_scan(args, config_path: Path, output):
         js.mass_scan, scan, masses, cl=cl, config=ident, rule=args.rule, toys=toys
     )
     results, timing = _execute(fn, len(masses), shortcut, args, out)
-    summary = common(out, "mass", masses, timing)
+    return mass_summary(common(out, "mass", masses, timing), results, masses, cl, args.rule, toys)
+
+
+def mass_summary(summary, results, masses, cl, rule, toys):
+    """(summary, exit code) of mass-scan ``results``: ``summary`` (:func:`common`) plus the
+    convergence (with the failed checks), the largest local significance, the strongest and
+    weakest limits, the rule and the toy limits."""
     checks = mass_checks(results, masses, cl, toys is not None)
     ok = np.asarray([not c for c in checks], bool)
     summary.update(convergence(ok, masses, checks))
@@ -409,7 +415,7 @@ def _mass_scan(args, config_path: Path, output):
         p0 = float(results["p0"][i])
         summary["max_significance"] = {"mass": float(masses[i]), "z": float(z[i]), "p0": p0}
     summary["limits"] = limits(results, masses, cl, "mass")
-    summary["rule"] = args.rule
+    summary["rule"] = rule
     if toys is not None:
         summary.update(toy_summary(results, masses, cl, "mass", toys))
     return summary, (EXIT_NOT_CONVERGED if not ok.all() else 0)

@@ -85,8 +85,8 @@ def segmented_scan_command(args, path: Path):
     """Run the segmented scan of ``path``: (summary, exit code)."""
     import jaxlike.scan as js
 
-    from ._scan import EXIT_NOT_CONVERGED, _output, toy_args
-    from ._scan_summary import common, convergence, limits, mass_checks
+    from ._scan import _output, mass_summary, toy_args
+    from ._scan_summary import common
 
     for flag in ("cl", "test_poi", "poi_max"):
         if getattr(args, flag) is not None:
@@ -102,18 +102,8 @@ def segmented_scan_command(args, path: Path):
         memory_budget_bytes=args.memory_budget,
     )  # fmt: skip
     seconds = time.monotonic() - t0
-    results, masses = res.results, res.mass
-    summary = common(out, "mass", masses, (seconds, seconds, len(masses), 0))
-    checks = mass_checks(results, masses, cl, toys is not None)
-    ok = np.asarray([not c for c in checks], bool)
-    summary.update(convergence(ok, masses, checks))
-    z = np.asarray(results["significance"], float)
-    if np.any(np.isfinite(z)):
-        i = int(np.nanargmax(z))
-        summary["max_significance"] = {"mass": float(masses[i]), "z": float(z[i]),
-                                       "p0": float(results["p0"][i])}  # fmt: skip
-    summary["limits"] = limits(results, masses, cl, "mass")
-    summary["rule"] = args.rule
+    summary = common(out, "mass", res.mass, (seconds, seconds, len(res.mass), 0))
+    summary, code = mass_summary(summary, res.results, res.mass, cl, args.rule, toys)
     summary["segments"] = [
         {"name": n, "file": str(f), "masses": [float(res.mass[res.segment == k][0]),
                                                float(res.mass[res.segment == k][-1])],
@@ -121,4 +111,4 @@ def segmented_scan_command(args, path: Path):
         for k, (n, f) in enumerate(zip(res.names, res.files, strict=True))
     ]  # fmt: skip
     summary["segment_boundaries"] = [float(b) for b in res.boundaries]
-    return summary, (EXIT_NOT_CONVERGED if not ok.all() else 0)
+    return summary, code
