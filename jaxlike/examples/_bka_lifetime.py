@@ -48,16 +48,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..infer import edges_at_lifetime_ends, lifetime_excluded_intervals
 from ..scan import CountingGrid, GridAxis, GridChannel
 from ..shapes import GridTable
 from ._scans import _N_BB, BKA_MODES, _binned_density
-from ._windows import spectrum_sampler, window_matrices
+from ._windows import SpectrumGridExample, window_matrices
 
 __all__ = ["BKA_KAON_MASSES", "BkaLifetimeExample", "SIM_CTAUS", "SIM_MASSES",
            "bka_lifetime_grid"]  # fmt: skip
@@ -127,57 +127,31 @@ def simulated_efficiencies(seed: int = _SIM_SEED, method: str = "pchip") -> Grid
 
 
 @dataclass(frozen=True)
-class BkaLifetimeExample:
-    """The synthetic B → K(*)a(→γγ) search: the :class:`~jaxlike.scan.CountingGrid` (axes
-    ``m`` [GeV] and ``ctau`` [cm], POI B(B⁺ → K⁺a) B(a → γγ) in 10⁻⁶), the spectra, the
-    simulated efficiency table and the g_aW model (module docstring).
+class BkaLifetimeExample(SpectrumGridExample):
+    """The synthetic B → K(*)a(→γγ) search (a :class:`SpectrumGridExample`): the
+    :class:`~jaxlike.scan.CountingGrid` (axes ``m`` [GeV] and ``ctau`` [cm], POI
+    B(B⁺ → K⁺a) B(a → γγ) in 10⁻⁶, 39 × 19 points, four modes with sidebands), the M_γγ
+    spectra, the injected signal (m, cτ, B in 10⁻⁶) or none, the simulated efficiency
+    :class:`~jaxlike.shapes.GridTable` ``table`` and the g_aW model (module docstring):
+    limits on g_aW in GeV⁻¹ (:meth:`coupling_limits`; below the shortest lifetime the decay
+    is prompt, so an interval whose upper edge is the range's end is open above)."""
 
-    Attributes:
-        grid: the counting grid (39 × 19 points, four modes with sidebands).
-        table: the simulated efficiency :class:`~jaxlike.shapes.GridTable`.
-        edges: M_γγ bin edges [nb + 1].
-        background, observed: expected background and observed spectrum per bin {mode: [nb]}.
-        window_matrix, sideband_matrix: {mode: [n_mass, nb]} 0/1 sums of the bins.
-        injected: the injected signal (m, cτ, B in 10⁻⁶), or empty.
-    """
+    table: GridTable = None
 
-    grid: CountingGrid
-    table: GridTable
-    edges: np.ndarray
-    background: dict
-    observed: dict
-    window_matrix: dict
-    sideband_matrix: dict
-    injected: dict
-
-    #: the coupling of :meth:`coupling_limits`, for summaries and plots
-    coupling_name = "g_aW"
-    coupling_title = r"$g_{aW}$ [GeV$^{-1}$]"
+    coupling_name: ClassVar[str] = "g_aW"
+    coupling_title: ClassVar[str] = r"$g_{aW}$ [GeV$^{-1}$]"
+    coupling_range: ClassVar[tuple[float, float]] = (1e-7, 1e-4)
+    prompt_below: ClassVar[bool] = True
 
     #: where the efficiencies were simulated (GeV, cm): the nodes of :attr:`table`
-    sim_masses = SIM_MASSES
-    sim_ctaus = SIM_CTAUS
+    sim_masses: ClassVar[np.ndarray] = SIM_MASSES
+    sim_ctaus: ClassVar[np.ndarray] = SIM_CTAUS
 
     @staticmethod
     def true_efficiency(m, ctau, mode: int = 0):
         """The generator's efficiency ε_c(m, cτ) of mode index ``mode`` (the truth the
         simulated table samples)."""
         return true_efficiency(m, ctau, mode)
-
-    @property
-    def masses(self) -> np.ndarray:
-        return self.grid.axes[0].values
-
-    @property
-    def ctaus(self) -> np.ndarray:
-        return self.grid.axes[1].values
-
-    def sampler(self):
-        """The toy sampler for :func:`jaxlike.scan.counting_grid_toys`: background-only M_γγ
-        spectra of the four modes summed into every window and sideband."""
-        names = [m[0] for m in BKA_MODES]
-        return spectrum_sampler(names, self.background, self.window_matrix,
-                                self.sideband_matrix, self.ctaus.size)  # fmt: skip
 
     def branching_fraction(self, g, m):
         """B(B⁺ → K⁺a) B(a → γγ) in 10⁻⁶ at coupling g (GeV⁻¹) and mass m (GeV)."""
@@ -188,31 +162,9 @@ class BkaLifetimeExample:
         """cτ(g, m) in cm = ħc / Γ(a → γγ), Γ = (g sin²θ_W)² m³ / (64π)."""
         return _HBARC_GEV_CM * 64.0 * math.pi / ((g * _SW2) ** 2 * m**3)
 
-    def coupling_limits(self, ul, *, masses=None, ctaus=None, g_min=1e-7, g_max=1e-4,
-                        n_grid=256):  # fmt: skip
-        """Excluded intervals of g_aW (GeV⁻¹) at every mass from the limits ``ul``
-        [n_mass, n_cτ] (10⁻⁶) of the grid, by :func:`jaxlike.infer.lifetime_excluded_intervals`
-        (below the shortest lifetime the decay is prompt: ``prompt_below``). An interval whose
-        upper edge is ``g_max`` is open above (``open_above``): exclusion up to the scanned
-        range. ``masses``/``ctaus``: the axes of ``ul`` for a sub-grid."""
-        m_axis = self.masses if masses is None else np.asarray(masses, float)
-        ct_axis = self.ctaus if ctaus is None else np.asarray(ctaus, float)
-        ul = np.asarray(ul, float)
-        if ul.shape != (m_axis.size, ct_axis.size):
-            raise ValueError(f"ul must have shape {(m_axis.size, ct_axis.size)}")
-        return lifetime_excluded_intervals(
-            ul, ct_axis, self.branching_fraction, self.ctau, jnp.asarray(m_axis), g_min, g_max,
-            prompt_below=True, n_grid=n_grid,
-        )  # fmt: skip
-
-    def edges_at_grid_end(self, intervals, *, masses=None, ctaus=None):
-        """(lower, upper) boolean arrays like ``intervals.lower``: the edge's lifetime is the
-        grid's longest (the exclusion may continue to smaller couplings with a longer-lifetime
-        grid). ``masses``/``ctaus`` as :meth:`coupling_limits`."""
-        m_axis = self.masses if masses is None else np.asarray(masses, float)
-        ct_axis = self.ctaus if ctaus is None else np.asarray(ctaus, float)
-        return edges_at_lifetime_ends(intervals, ct_axis, lambda g: self.ctau(g, m_axis[:, None]),
-                                      prompt_below=True)  # fmt: skip
+    def coupling_model(self, masses):
+        """B(g, m) and cτ(g, m), both traceable; the parameter of a mass is the mass."""
+        return self.branching_fraction, self.ctau, jnp.asarray(masses)
 
 
 def bka_lifetime_grid(seed: int = 0, *, inject=None) -> BkaLifetimeExample:

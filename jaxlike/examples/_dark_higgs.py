@@ -37,13 +37,13 @@ Generator (all in GeV and cm):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax.numpy as jnp
 import numpy as np
 
-from ..infer import edges_at_lifetime_ends, lifetime_excluded_intervals
 from ..scan import CountingGrid, GridAxis, GridChannel
-from ._windows import spectrum_sampler, window_matrices
+from ._windows import SpectrumGridExample, window_matrices
 
 __all__ = ["DARK_HIGGS_CHANNELS", "DarkHiggsExample", "dark_higgs_grid"]
 
@@ -107,46 +107,18 @@ def resolution(m):
 
 
 @dataclass(frozen=True)
-class DarkHiggsExample:
-    """The synthetic dark-Higgs search: the :class:`~jaxlike.scan.CountingGrid` (axes ``m``
-    [GeV] and ``ctau`` [cm], POI σ in fb), the spectra, and the physics model.
+class DarkHiggsExample(SpectrumGridExample):
+    """The synthetic dark-Higgs search (a :class:`SpectrumGridExample`): the
+    :class:`~jaxlike.scan.CountingGrid` (axes ``m`` [GeV] and ``ctau`` [cm], POI σ in fb,
+    45 × 20 points, three channels with sidebands), the M(x⁺x⁻) spectra, the injected
+    fluctuation (m, cτ, σ) and the physics model: excluded *bands* of sin θ
+    (:meth:`coupling_limits`: small couplings give too little signal, large ones decay before
+    the vertex region; an edge at the grid's shortest or longest lifetime is where the grid
+    ends, :meth:`edges_at_grid_end`)."""
 
-    Attributes:
-        grid: the counting grid (45 × 20 points, three channels with sidebands).
-        edges: M(x⁺x⁻) bin edges [nb + 1].
-        background: expected background per bin {channel: [nb]}.
-        observed: observed spectrum {channel: [nb]}.
-        window_matrix, sideband_matrix: {channel: [n_mass, nb]} 0/1 sums of the bins.
-        injected: where the fluctuation was put (m, cτ, σ).
-    """
-
-    grid: CountingGrid
-    edges: np.ndarray
-    background: dict
-    observed: dict
-    window_matrix: dict
-    sideband_matrix: dict
-    injected: dict
-
-    #: the coupling of :meth:`coupling_limits`, for summaries and plots
-    coupling_name = "sin_theta"
-    coupling_title = r"$\sin\theta$"
-
-    @property
-    def masses(self) -> np.ndarray:
-        return self.grid.axes[0].values
-
-    @property
-    def ctaus(self) -> np.ndarray:
-        return self.grid.axes[1].values
-
-    def sampler(self):
-        """The toy sampler for :func:`jaxlike.scan.counting_grid_toys`: each toy draws the
-        three background-only spectra bin by bin and sums them into every mass window and
-        sideband, so neighbouring masses share events as the data do."""
-        names = [c[0] for c in DARK_HIGGS_CHANNELS]
-        return spectrum_sampler(names, self.background, self.window_matrix,
-                                self.sideband_matrix, self.ctaus.size)  # fmt: skip
+    coupling_name: ClassVar[str] = "sin_theta"
+    coupling_title: ClassVar[str] = r"$\sin\theta$"
+    coupling_range: ClassVar[tuple[float, float]] = (1e-6, 1e-1)
 
     def cross_section(self, sin_theta, m):
         """σ(sin θ, m) in fb = 25 fb (sin θ / 10⁻³)² (1 − m²/16)^{3/2}."""
@@ -157,38 +129,13 @@ class DarkHiggsExample:
         tot = sum(width_factors(m).values())
         return _HBARC_GEV_CM / (sin_theta**2 * _WIDTH_SCALE * tot)
 
-    def coupling_limits(self, ul, *, masses=None, ctaus=None, g_min=1e-6, g_max=1e-1, n_grid=256):
-        r"""Excluded intervals of sin θ at every mass from the σ limits ``ul`` [n_mass, n_cτ]
-        (fb) of the grid: r(sin θ) = σ(sin θ, m) / σ_UL(m, cτ(sin θ, m)) with log σ_UL
-        interpolated linearly in log cτ between the grid's lifetimes and r = 0 (nothing
-        excluded) outside them; {r ≥ 1} by :func:`jaxlike.infer.excluded_intervals` (a band:
-        small couplings give too little signal, large ones decay before the vertex region).
-        Returns the :class:`~jaxlike.infer.ExcludedIntervals` batched over masses. An edge
-        where cτ(sin θ) reaches the grid's shortest or longest lifetime is where the grid
-        ends, not where the search loses sensitivity: see :meth:`edges_at_grid_end`.
-        ``masses``/``ctaus``: the axes of ``ul`` when it belongs to a sub-grid
-        (:meth:`~jaxlike.scan.CountingGrid.select`); default the whole grid's."""
-        m_axis = self.masses if masses is None else np.asarray(masses, float)
-        ct_axis = self.ctaus if ctaus is None else np.asarray(ctaus, float)
-        ul = np.asarray(ul, float)
-        if ul.shape != (m_axis.size, ct_axis.size):
-            raise ValueError(f"ul must have shape {(m_axis.size, ct_axis.size)}")
-        width = jnp.asarray(_WIDTH_SCALE * sum(width_factors(m_axis).values()))
-        return lifetime_excluded_intervals(
-            ul, ct_axis,
-            lambda g, p: self.cross_section(g, p[0]),
-            lambda g, p: _HBARC_GEV_CM / (g**2 * p[1]),
-            (jnp.asarray(m_axis), width), g_min, g_max, n_grid=n_grid,
-        )  # fmt: skip
-
-    def edges_at_grid_end(self, intervals, *, masses=None, ctaus=None):
-        """(lower, upper) boolean arrays like ``intervals.lower``: the edge's lifetime
-        cτ(sin θ, m) is at an end of the grid's cτ range (within 10⁻⁶), so the exclusion may
-        continue beyond it with a larger grid. ``masses``/``ctaus`` as
-        :meth:`coupling_limits`."""
-        m_axis = self.masses if masses is None else np.asarray(masses, float)
-        ct_axis = self.ctaus if ctaus is None else np.asarray(ctaus, float)
-        return edges_at_lifetime_ends(intervals, ct_axis, lambda g: self.ctau(g, m_axis[:, None]))
+    def coupling_model(self, masses):
+        """σ(sin θ, m) and cτ = ħc / (sin²θ Γ(m)), with the width Γ(m) at sin θ = 1 of each
+        mass as its parameter (the width factors are host functions)."""
+        width = jnp.asarray(_WIDTH_SCALE * sum(width_factors(masses).values()))
+        return (lambda g, p: self.cross_section(g, p[0]),
+                lambda g, p: _HBARC_GEV_CM / (g**2 * p[1]),
+                (jnp.asarray(masses), width))  # fmt: skip
 
 
 def _spectra():
