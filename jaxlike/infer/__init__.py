@@ -24,7 +24,7 @@ from ._hypotest import (
     hypotest_prepare,
     hypotest_scan,
 )
-from ._limits import UpperLimitResult, upper_limit, upper_limit_prepared
+from ._limits import UpperLimitResult, illinois_roots, upper_limit, upper_limit_prepared
 from ._study import (
     SUMMARY_FIELDS,
     ToyStudyResult,
@@ -112,6 +112,7 @@ __all__ = [
     "qmu_tilde",
     "tmu",
     "tmu_tilde",
+    "illinois_roots",
     "upper_limit",
     "upper_limit_prepared",
 ]

@@ -24,7 +24,7 @@ from ..fit import Bounds, Data, Fixed, Pars, conditional_inputs, fit_arrays, res
 from ._asymptotics import asymptotic_pvalues, profile_statistic
 from ._hypotest import HypoTestPrep, hypotest_prepare
 
-__all__ = ["UpperLimitResult", "upper_limit", "upper_limit_prepared"]
+__all__ = ["UpperLimitResult", "illinois_roots", "upper_limit", "upper_limit_prepared"]
 
 
 class UpperLimitResult(eqx.Module):
@@ -119,23 +119,44 @@ def _asymptotic_guess(prep, alpha, mu_lo, mu_hi, rule="cls"):
 
 @jit
 def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter, rule="cls"):
-    """Bracket expansion from the asymptotic guess, then Illinois regula falsi, for all
-    curves and levels in lockstep. One :func:`_evaluate` per iteration (compiled once).
-
-    At μ = 0 every test statistic vanishes, CLs = 1 and h = −√(−2 ln α) < 0 without a fit, so
-    for ``mu_lo = 0`` the lower end of the bracket is free; for ``mu_lo > 0`` it is evaluated
-    first. The first trial point is 1.1 × the Wald guess (usually just above the root), then
-    ×1.5 steps up to ``mu_hi`` until h changes sign; a curve whose h stays negative up to
-    ``mu_hi`` (or is already positive at ``mu_lo > 0``) has no root in range: NaN, not converged.
-    """
+    """The six curves × levels of :func:`upper_limit_prepared` by :func:`illinois_roots`, one
+    :func:`_evaluate` (compiled once) per iteration, warm-started from the free fits."""
     ncl = alpha.shape[0]
     al = jnp.repeat(alpha[:, None], 6, axis=1)  # [ncl, 6]
     npar = prep.init.shape[0]
     sd0 = jnp.broadcast_to(prep.free_fit.bestfit, (ncl, npar))
     sa0 = jnp.broadcast_to(prep.asimov_fit.bestfit, (ncl, 6, npar))
-    full = lambda x: jnp.broadcast_to(jnp.asarray(x, al.dtype), (ncl, 6))  # noqa: E731
-    lo_known = mu_lo <= 0.0
     guess = _asymptotic_guess(prep, alpha, mu_lo, mu_hi, rule)
+
+    def evaluate(c, carry):
+        cls_c, cc, sd_new, sa_new = _evaluate(prep, model, c, *carry, rule)
+        return cls_c, cc, (sd_new, sa_new)
+
+    return illinois_roots(evaluate, (sd0, sa0), guess, al, mu_lo, mu_hi, rtol, maxiter)
+
+
+def illinois_roots(evaluate, carry, guess, alpha, mu_lo, mu_hi, rtol, maxiter):
+    r"""Roots of CL(μ) = α for a batch of curves in lockstep (traceable): bracket expansion
+    from a guess, then the Illinois variant of regula falsi on
+
+    .. math:: h(\mu) = \sqrt{-2\ln CL(\mu)} - \sqrt{-2\ln\alpha},
+
+    which grows almost linearly in μ for asymptotic CLs or CLs+b.
+
+    ``evaluate(mu, carry) -> (cl, converged, carry)`` gives every curve's CL at its own trial
+    μ (arrays of ``alpha``'s shape) and a new carry (e.g. warm starts of the fits). At μ = 0
+    every test statistic vanishes, CL = 1 and h = −√(−2 ln α) < 0 without a fit, so for
+    ``mu_lo = 0`` the lower end of the bracket is free; for ``mu_lo > 0`` it is evaluated
+    first. The first trial point is 1.1 × ``guess`` (usually just above the root), then ×1.5
+    steps up to ``mu_hi`` until h changes sign; a curve whose h stays negative up to ``mu_hi``
+    (or is already positive at ``mu_lo > 0``) has no root in range: NaN, not converged.
+
+    Returns (roots, ok, iterations): ``ok`` needs a bracket, a converged search and a
+    converged evaluation at the returned point.
+    """
+    al = alpha
+    full = lambda x: jnp.broadcast_to(jnp.asarray(x, al.dtype), al.shape)  # noqa: E731
+    lo_known = mu_lo <= 0.0
     first_c = jnp.where(lo_known, jnp.clip(1.1 * guess, mu_lo, mu_hi), full(mu_lo))
 
     def cond(s):
@@ -147,7 +168,7 @@ def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter, rule="cls"):
         illinois = jnp.clip(illinois, jnp.minimum(a, b), jnp.maximum(a, b))
         c = jnp.where(br, illinois, s["next"])
         c = jnp.where(s["done"], b, c)
-        cls_c, cc, sd_new, sa_new = _evaluate(prep, model, c, s["sd"], s["sa"], rule)
+        cls_c, cc, carry_new = evaluate(c, s["carry"])
         hc = _h(cls_c, al)
         live = ~s["done"]
         # -- lanes still expanding the bracket upwards
@@ -176,7 +197,7 @@ def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter, rule="cls"):
         nxt = jnp.where(too_low, jnp.minimum(1.5 * c, mu_hi), s["next"])
         return {"a": a_new, "b": b_new, "ha": ha_new, "hb": hb_new, "ca": ca_new, "cb": cb_new,
                 "side": side_new, "bracketed": br_new, "done": done, "next": nxt,
-                "it": s["it"] + 1, "sd": sd_new, "sa": sa_new}  # fmt: skip
+                "it": s["it"] + 1, "carry": carry_new}  # fmt: skip
 
     state = {
         "a": full(mu_lo),
@@ -185,13 +206,12 @@ def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter, rule="cls"):
         "hb": full(jnp.nan),
         "ca": full(True).astype(bool),
         "cb": full(False).astype(bool),
-        "side": jnp.zeros((ncl, 6), dtype=jnp.int32),
+        "side": jnp.zeros(al.shape, dtype=jnp.int32),
         "bracketed": full(False).astype(bool),
         "done": full(False).astype(bool),
         "next": first_c,
         "it": jnp.asarray(0),
-        "sd": sd0,
-        "sa": sa0,
+        "carry": carry,
     }
     s = lax.while_loop(cond, body, state)
     use_b = jnp.abs(s["hb"]) <= jnp.abs(s["ha"])
