@@ -384,6 +384,8 @@ def _chunk_size(args, out: Path):
 def _mass_scan(args, config_path: Path, output):
     import jaxlike.scan as js
 
+    from ..parametric import Envelope
+
     for flag in ("cl", "test_poi", "poi_max"):
         if getattr(args, flag) is not None:
             name = "--" + flag.replace("_", "-")
@@ -399,7 +401,26 @@ def _mass_scan(args, config_path: Path, output):
         js.mass_scan, scan, masses, cl=cl, config=ident, rule=args.rule, toys=toys
     )
     results, timing = _execute(fn, len(masses), shortcut, args, out)
-    return mass_summary(common(out, "mass", masses, timing), results, masses, cl, args.rule, toys)
+    summary, code = mass_summary(
+        common(out, "mass", masses, timing), results, masses, cl, args.rule, toys
+    )
+    if isinstance(scan, Envelope):
+        summary["envelope"] = envelope_summary(scan, results)
+    return summary, code
+
+
+def envelope_summary(env, results) -> dict:
+    """The envelope's method, penalty, model names and how often each model gave Z and μ̂
+    (``bkg_model``) and the observed limit (``bkg_model_limit``, first CL level)."""
+    z = np.bincount(np.asarray(results["bkg_model"], int), minlength=len(env.names))
+    lim = np.bincount(np.asarray(results["bkg_model_limit"], int)[:, 0], minlength=len(env.names))
+    return {
+        "method": env.method,
+        "penalty": float(env.penalty),
+        "models": list(env.names),
+        "chosen_for_z": {n: int(c) for n, c in zip(env.names, z, strict=True)},
+        "chosen_for_limit": {n: int(c) for n, c in zip(env.names, lim, strict=True)},
+    }
 
 
 def mass_summary(summary, results, masses, cl, rule, toys):

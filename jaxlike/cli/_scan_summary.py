@@ -179,6 +179,16 @@ def summary_text(s: dict) -> str:
         text += ", ...)" if a["count"] > _SHOWN else ")"
         rows.append([f"limit > poi_max = {a['poi_max']:g}",
                      f"{text}; {rerun_hint(a['suggested_poi_max'], a['poi_max'])}"])  # fmt: skip
+    if "envelope" in s:
+        e = s["envelope"]
+        wins = ", ".join(f"{n} {c}" for n, c in e["chosen_for_limit"].items())
+        how = (
+            f"discrete profiling, penalty {e['penalty']:g}/parameter"
+            if e["method"] == "profile"
+            else "conservative (smallest Z, least stringent limit)"
+        )
+        rows.append(["background envelope", f"{len(e['models'])} models, {how}"])
+        rows.append(["chosen for the limit", wins])
     if "max_significance" in s:
         z = s["max_significance"]
         text = f"{z['z']:.3g} at mass {_fmt(z['mass'])} (p0 {z['p0']:.3g})"

@@ -49,15 +49,13 @@ def _h(cls, alpha):
     return jnp.sqrt(-2.0 * jnp.log(jnp.clip(cls, 1e-300, 1.0))) - jnp.sqrt(-2.0 * jnp.log(alpha))
 
 
-def _evaluate(prep, model, mu, start_d, start_a, rule="cls"):
-    """CLs (``rule="clsb"``: CLs+b) of the six curves at their own trial μ (mu: [ncl, 6]).
-
-    Only the observed curve needs a conditional fit to the data; every curve needs one to the
+def conditional_fits(prep, model, mu, start_d, start_a):
+    """The conditional fits of one limit-search iteration at the trial μ of six curves
+    (mu: [ncl, 6]): the observed curve's to the data (at ``mu[:, 0]``) and every curve's to the
     Asimov data: 1 + 6 fits per level, run as ONE vmapped fit over [ncl, 7] (data, Asimov × 6)
     so the minimiser is compiled once. ``start_*`` are warm starts (previous iterate).
-    Returns (cls [ncl, 6], converged [ncl, 6], bestfit_d [ncl, P], bestfit_a [ncl, 6, P]).
-    """
-    ncl, poi, ts = mu.shape[0], prep.poi, prep.test_stat
+    Returns the fits' :class:`~jaxlike.fit.FitResult` batched [ncl, 7] (column 0: data)."""
+    ncl, poi = mu.shape[0], prep.poi
     mus = jnp.concatenate([mu[:, :1], mu], axis=1)  # [ncl, 7]
     starts = jnp.concatenate([start_d[:, None], start_a], axis=1)  # [ncl, 7, P]
     on_asimov = jnp.arange(7) > 0
@@ -74,13 +72,17 @@ def _evaluate(prep, model, mu, start_d, start_a, rule="cls"):
         )
 
     rows = jnp.broadcast_to(jnp.arange(7), (ncl, 7))
-    fits = jax.vmap(jax.vmap(cond_fit))(rows, starts, mus)
-    nll, conv_all, best = fits.twice_nll, fits.converged, fits.bestfit
-    q = profile_statistic(
-        ts, mu[:, 0], nll[:, 0], prep.free_fit.twice_nll, prep.free_fit.bestfit[poi]
-    )
+    return jax.vmap(jax.vmap(cond_fit))(rows, starts, mus)
+
+
+def curve_pvalues(prep, mu, q, nll_asimov, rule="cls"):
+    """CLs (``rule="clsb"``: CLs+b) of the six curves [ncl, 6] at their trial μ: the observed
+    curve from its test statistic ``q`` [ncl] (at ``mu[:, 0]``), the expected curve N = 2 … −2
+    (column k) from the Asimov test statistic at its own μ (the conditional Asimov 2NLL
+    ``nll_asimov`` [ncl, 6] against ``prep.free_fit_asimov``)."""
+    ts = prep.test_stat
     qa = profile_statistic(
-        ts, mu, nll[:, 1:], prep.free_fit_asimov.twice_nll, prep.free_fit_asimov.bestfit[poi]
+        ts, mu, nll_asimov, prep.free_fit_asimov.twice_nll, prep.free_fit_asimov.bestfit[prep.poi]
     )
     pick = 0 if rule == "clsb" else 2  # (CLs+b, CLb, CLs)
     obs, _ = jax.vmap(lambda x, y: asymptotic_pvalues(ts, x, y, prep.calc_base_dist))(q, qa[:, 0])
@@ -89,12 +91,25 @@ def _evaluate(prep, model, mu, start_d, start_a, rule="cls"):
     )(qa)
     cls_obs, band = obs[pick], exp[pick]
     cls_exp = jnp.diagonal(band[:, 1:, :], axis1=1, axis2=2)  # curve k uses band entry k-1
-    cls = jnp.concatenate([cls_obs[:, None], cls_exp], axis=1)
+    return jnp.concatenate([cls_obs[:, None], cls_exp], axis=1)
+
+
+def _evaluate(prep, model, mu, start_d, start_a, rule="cls"):
+    """CLs (``rule="clsb"``: CLs+b) of the six curves at their own trial μ (mu: [ncl, 6]) from
+    :func:`conditional_fits`. Returns (cls [ncl, 6], converged [ncl, 6], bestfit_d [ncl, P],
+    bestfit_a [ncl, 6, P])."""
+    ncl, poi, ts = mu.shape[0], prep.poi, prep.test_stat
+    fits = conditional_fits(prep, model, mu, start_d, start_a)
+    nll, conv_all, best = fits.twice_nll, fits.converged, fits.bestfit
+    q = profile_statistic(
+        ts, mu[:, 0], nll[:, 0], prep.free_fit.twice_nll, prep.free_fit.bestfit[poi]
+    )
+    cls = curve_pvalues(prep, mu, q, nll[:, 1:], rule)
     conv = conv_all[:, 1:] & jnp.concatenate([conv_all[:, :1], jnp.ones((ncl, 5), bool)], axis=1)
     return cls, conv, best[:, 0], best[:, 1:]
 
 
-def _asymptotic_guess(prep, alpha, mu_lo, mu_hi, rule="cls"):
+def asymptotic_guess(prep, alpha, mu_lo, mu_hi, rule="cls"):
     """Wald-approximation limits [ncl, 6]: q(μ) = ((μ − μ̂)/σ)², q_A(μ) = (μ/σ)² with σ the
     Hessian uncertainty of the POI in the free Asimov fit; the first point of a fine grid in
     μ/σ where the asymptotic CLs of each curve falls below α. Only a starting point."""
@@ -126,13 +141,14 @@ def _limit_core(prep, model, alpha, mu_lo, mu_hi, rtol, maxiter, rule="cls"):
     npar = prep.init.shape[0]
     sd0 = jnp.broadcast_to(prep.free_fit.bestfit, (ncl, npar))
     sa0 = jnp.broadcast_to(prep.asimov_fit.bestfit, (ncl, 6, npar))
-    guess = _asymptotic_guess(prep, alpha, mu_lo, mu_hi, rule)
+    guess = asymptotic_guess(prep, alpha, mu_lo, mu_hi, rule)
 
     def evaluate(c, carry):
         cls_c, cc, sd_new, sa_new = _evaluate(prep, model, c, *carry, rule)
         return cls_c, cc, (sd_new, sa_new)
 
-    return illinois_roots(evaluate, (sd0, sa0), guess, al, mu_lo, mu_hi, rtol, maxiter)
+    root, ok, it, _ = illinois_roots(evaluate, (sd0, sa0), guess, al, mu_lo, mu_hi, rtol, maxiter)
+    return root, ok, it
 
 
 def illinois_roots(evaluate, carry, guess, alpha, mu_lo, mu_hi, rtol, maxiter):
@@ -151,8 +167,8 @@ def illinois_roots(evaluate, carry, guess, alpha, mu_lo, mu_hi, rtol, maxiter):
     steps up to ``mu_hi`` until h changes sign; a curve whose h stays negative up to ``mu_hi``
     (or is already positive at ``mu_lo > 0``) has no root in range: NaN, not converged.
 
-    Returns (roots, ok, iterations): ``ok`` needs a bracket, a converged search and a
-    converged evaluation at the returned point.
+    Returns (roots, ok, iterations, carry): ``ok`` needs a bracket, a converged search and a
+    converged evaluation at the returned point; ``carry`` is the last evaluation's.
     """
     al = alpha
     full = lambda x: jnp.broadcast_to(jnp.asarray(x, al.dtype), al.shape)  # noqa: E731
@@ -217,7 +233,7 @@ def illinois_roots(evaluate, carry, guess, alpha, mu_lo, mu_hi, rtol, maxiter):
     use_b = jnp.abs(s["hb"]) <= jnp.abs(s["ha"])
     root = jnp.where(use_b, s["b"], s["a"])
     ok = s["bracketed"] & s["done"] & jnp.where(use_b, s["cb"], s["ca"])
-    return jnp.where(s["bracketed"], root, jnp.nan), ok, s["it"]
+    return jnp.where(s["bracketed"], root, jnp.nan), ok, s["it"], s["carry"]
 
 
 def upper_limit(

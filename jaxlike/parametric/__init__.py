@@ -5,6 +5,8 @@ exponential or template backgrounds, peaking components, vetoes and Gaussian sys
 - :class:`WindowModel`: the likelihood of one hypothesis (fit/inference protocol).
 - :class:`MassScan`: the hypothesis-independent inputs; ``scan.window_model(m)``.
 - :func:`hypothesis_results`: fit, local significance and CLs limits at one mass (vmappable).
+- :class:`Envelope` (:func:`background_envelope`): several background models per hypothesis,
+  combined by discrete profiling or the conservative rule (:func:`envelope_results`).
 - :func:`load_config`, :func:`build_mass_scan`: TOML/JSON scan configurations, validated;
   :func:`plot_labels`: the axis labels of their figures (``[plot]``, :data:`PLOT_LABELS`);
   :func:`physics_labels`: the physics parameter g = k(m) σ^p that limits are also given in
@@ -19,10 +21,22 @@ from ._config import (
     plot_labels,
     scan_masses,
 )
+from ._envelope import (
+    ENVELOPE_FIELDS,
+    ENVELOPE_METHODS,
+    Envelope,
+    background_envelope,
+    envelope_results,
+)
 from ._model import BACKGROUNDS, SIGNAL_SHAPES, WindowConfig, WindowModel
 from ._scan import RESULT_FIELDS, MassScan, hypothesis_results, hypothesis_significance
 
 __all__ = [
+    "ENVELOPE_FIELDS",
+    "ENVELOPE_METHODS",
+    "Envelope",
+    "background_envelope",
+    "envelope_results",
     "BACKGROUNDS",
     "PLOT_LABELS",
     "RESULT_FIELDS",

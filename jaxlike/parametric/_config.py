@@ -114,7 +114,7 @@ MAX_LABEL = 200
 
 _E = InvalidScanConfig
 _SECTIONS = ("spectrum", "signal", "background", "window", "scan")
-_OPTIONAL = ("plot", "physics")
+_OPTIONAL = ("plot", "physics", "envelope")
 _ARRAYS = {"edges": 1, "counts": 2, "comb": 2, "template": 2, "peaks": 3}  # name -> ndim
 _KEYS = {
     "spectrum": {"file", *_ARRAYS},
@@ -124,7 +124,11 @@ _KEYS = {
     "scan": {"masses", "cl", "mu_max", "skip_vetoed"},
     "plot": set(PLOT_LABELS),
     "physics": {"power", "label", "unit", "mass", "scale"},
+    "envelope": {"method", "penalty", "models"},
 }
+_ENVELOPE_MODEL_KEYS = {"name", "kind", "order", "lo", "hi"}
+#: most background models in one ``[envelope]``
+MAX_ENVELOPE_MODELS = 32
 _MASSES_KEYS = {"start", "stop", "n", "step", "step_sigma"}
 _TABLE_NAMES = {"mass"} | {name for name, _ in TABLE_COLUMNS}
 _INTERPOLATIONS = ("linear", "pchip")
@@ -481,12 +485,81 @@ def _levels(sc: dict) -> tuple:
 def build_mass_scan(cfg: dict):
     """Validate ``cfg`` and return ``(scan, masses, cl)``; nothing is compiled.
 
+    With an ``[envelope]`` section, ``scan`` is an :class:`~jaxlike.parametric.Envelope`
+    (:func:`build_envelope`); otherwise a :class:`MassScan`.
+
     Raises :class:`~jaxlike.exceptions.InvalidScanConfig` naming the field: unknown keys
     (with the closest known name), wrong types, values out of range, sizes beyond the limits
     of this module, unreadable or special spectrum files."""
     if not isinstance(cfg, dict):
         raise _E("", f"the scan config must be a table/object, got {type(cfg).__name__}")
     _check_structure(cfg)
+    if "envelope" in cfg:
+        return build_envelope(cfg)
+    return _build_single(cfg)
+
+
+def build_envelope(cfg: dict):
+    """``(envelope, masses, cl)`` of a configuration with an ``[envelope]`` section::
+
+        [envelope]
+        method = "profile"        # or "conservative" (module jaxlike.parametric._envelope)
+        penalty = 1.0             # 2NLL per fitted parameter (profile), ≥ 0
+        models = [
+          {name = "bern2", kind = "bernstein", order = 2},
+          {kind = "chebyshev", order = 4},
+          {kind = "bernstein", order = 4, lo = 15.0, hi = 25.0},   # another fit range
+        ]
+
+    Each model is the configuration with its ``[background]`` replaced by ``kind``/``order``
+    (``order`` alone: the ``[background]`` family at that order) and, when given, the
+    window's ``lo``/``hi`` (σ units) replaced; the rest (spectrum, signal,
+    masses, levels) is shared. Names default to kind + order (``"bernstein2"``)."""
+    import copy
+
+    from ._envelope import ENVELOPE_METHODS, background_envelope
+
+    sec = _get(cfg, "envelope", "", dict)
+    method = _choice(sec, "method", "envelope", ENVELOPE_METHODS, "profile")
+    penalty = _number(sec, "penalty", "envelope", 1.0, lo=0.0)
+    entries = _get(sec, "models", "envelope", list)
+    if not 1 <= len(entries) <= MAX_ENVELOPE_MODELS:
+        raise _E("envelope.models", f"needs 1 to {MAX_ENVELOPE_MODELS} models, got {len(entries)}")
+    base = {k: v for k, v in cfg.items() if k != "envelope"}
+    scans, names, masses, cl = [], [], None, None
+    for j, entry in enumerate(entries):
+        path = f"envelope.models[{j}]"
+        if not isinstance(entry, dict):
+            raise _E(path, f"must be a table, got {_short(entry)}")
+        check_keys(entry, _ENVELOPE_MODEL_KEYS, path, _E)
+        one = copy.deepcopy(base)
+        if "kind" in entry:  # another family: its own order (if it takes one)
+            one["background"] = {k: entry[k] for k in ("kind", "order") if k in entry}
+        elif "order" in entry:  # the [background] family at another order
+            one["background"] = {**base["background"], "order": entry["order"]}
+        for k in ("lo", "hi"):
+            if k in entry:
+                one["window"][k] = entry[k]
+        try:
+            scan, m, c = _build_single(one)
+        except _E as err:  # the model's own fields are reported under its entry
+            if err.path.startswith(("background", "window.lo", "window.hi")):
+                raise _E(join(path, err.path.split(".", 1)[-1]), err.reason) from None
+            raise
+        order = scan.n_coeffs if scan.background in ("bernstein", "chebyshev") else ""
+        name = entry.get("name", f"{scan.background}{order}")
+        if not isinstance(name, str) or not name or len(name) > MAX_LABEL:
+            raise _E(join(path, "name"), f"must be a non-empty string, got {_short(name)}")
+        if name in names:
+            raise _E(join(path, "name"), f"{name!r} names two models")
+        scans.append(scan)
+        names.append(name)
+        masses, cl = (m, c) if masses is None else (masses, cl)
+    return background_envelope(scans, method=method, penalty=penalty, names=names), masses, cl
+
+
+def _build_single(cfg: dict):
+    """``(scan, masses, cl)`` of a configuration without an envelope (:func:`build_mass_scan`)."""
     plot_labels(cfg)
     sig, bkg = cfg["signal"], cfg["background"]
     win, sc = cfg["window"], cfg["scan"]

@@ -263,22 +263,32 @@ def hypothesis_results(scan: MassScan, m, cl=(0.95,), data=None, *, rule="cls", 
         if scan.physics_power is not None:
             extra["ul_obs_toys_coupling"] = scan.physics(m, extra["ul_obs_toys_phys"])
             extra["ul_exp_toys_coupling"] = scan.physics(m, extra["ul_exp_toys_phys"])
+    return (
+        extra
+        | {
+            "mu_hat": mu_hat,
+            "mu_hat_err": free.uncertainties[0],
+            "significance": z,
+            "p0": jax.scipy.stats.norm.sf(z),
+            "ul_obs": ul.obs,
+            "ul_exp": ul.exp,
+            "fit_converged": free.converged & null.converged,
+            "limit_converged": ul.converged,
+        }
+        | physical_fields(scan, m, mu_hat, ul.obs, ul.exp)
+    )
+
+
+def physical_fields(scan, m, mu_hat, ul_obs, ul_exp) -> dict:
+    """μ̂ and the limits on μ in physical units (× ``scan.unit(m)``: ``mu_hat_phys``,
+    ``ul_obs_phys``, ``ul_exp_phys``) and, with a ``[physics]`` section, as the physics
+    parameter g = k(m) (limit × unit)^p (``ul_obs_coupling``, ``ul_exp_coupling``)."""
+    unit = scan.unit(m)
+    out = {"mu_hat_phys": mu_hat * unit, "ul_obs_phys": ul_obs * unit, "ul_exp_phys": ul_exp * unit}
     if scan.physics_power is not None:
-        extra["ul_obs_coupling"] = scan.physics(m, ul.obs * unit)
-        extra["ul_exp_coupling"] = scan.physics(m, ul.exp * unit)
-    return extra | {
-        "mu_hat": mu_hat,
-        "mu_hat_err": free.uncertainties[0],
-        "mu_hat_phys": mu_hat * unit,
-        "significance": z,
-        "p0": jax.scipy.stats.norm.sf(z),
-        "ul_obs": ul.obs,
-        "ul_exp": ul.exp,
-        "ul_obs_phys": ul.obs * unit,
-        "ul_exp_phys": ul.exp * unit,
-        "fit_converged": free.converged & null.converged,
-        "limit_converged": ul.converged,
-    }
+        out["ul_obs_coupling"] = scan.physics(m, ul_obs * unit)
+        out["ul_exp_coupling"] = scan.physics(m, ul_exp * unit)
+    return out
 
 
 def hypothesis_significance(scan: MassScan, m):

@@ -279,6 +279,12 @@ def _toy_fn(scan, masses, expectation, u0, curves, scan_id):
 
 
 def _check_masses(scan, masses):
+    if not isinstance(scan, MassScan):  # an Envelope: which model would generate the toys?
+        raise InvalidScanConfig(
+            "envelope",
+            "toys of a scan (look-elsewhere, toy studies) take one background model; "
+            "remove the [envelope] section",
+        )
     m = np.asarray(masses, dtype=float).ravel()
     if m.size == 0 or np.any(np.diff(m) <= 0):
         raise InvalidScanConfig("masses", "must be a non-empty, strictly increasing list")

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from ..infer import LIMIT_RULES
-from ..parametric import MassScan, hypothesis_results
+from ..parametric import Envelope, MassScan, envelope_results, hypothesis_results
 from ..stream import compiled, run_scan, tree_digest
 from ._identity import ScanIdentity
 from ._results import MassScanResult
@@ -46,6 +46,10 @@ def _scan_fn(scan, cl, digest, rule="cls", toys=None):
     its compilation is reused by later scans of the same model
     (:func:`jaxlike.stream.compiled`)."""
     key = ("mass_scan", digest, cl, rule, None if toys is None else tuple(sorted(toys.items())))
+    if isinstance(scan, Envelope):
+        return compiled(
+            key, lambda: jax.vmap(lambda h: envelope_results(scan, h["mass"], cl, rule=rule))
+        )
     return compiled(
         key,
         lambda: jax.vmap(lambda h: hypothesis_results(scan, h["mass"], cl, rule=rule, toys=toys)),
@@ -92,7 +96,7 @@ def mass_scan_identity(
 
 
 def mass_scan(
-    scan: MassScan,
+    scan: MassScan | Envelope,
     masses,
     *,
     cl=(0.95,),
@@ -110,6 +114,10 @@ def mass_scan(
     """Fit, local significance and observed/expected CLs limits at every mass.
 
     ``rule="clsb"``: one-sided profile-likelihood limits (CLs+b = α) instead of CLs.
+    ``scan`` may be an :class:`~jaxlike.parametric.Envelope` of background models: every mass
+    then fits all of them in the same compiled call and combines them
+    (:func:`~jaxlike.parametric.envelope_results`; fields ``bkg_model`` …, the model names and
+    method in the file's attributes); not with ``toys``.
     ``toys``: toy options (:func:`toy_options`: ``ntoys``, ``seed``, ``npoints``,
     ``toy_pars``) — every mass then also gets toy-based limits on a grid around its
     asymptotic limits and a toy p0 (fields :data:`jaxlike.infer.TOY_SCAN_FIELDS`), the default
@@ -126,6 +134,15 @@ def mass_scan(
     """
     cl = tuple(float(x) for x in np.atleast_1d(cl))
     check_rule(rule)
+    attrs = {"kind": "mass", "cl": list(cl), "rule": rule}
+    if isinstance(scan, Envelope):
+        if toys is not None:
+            from ..exceptions import InvalidScanConfig
+
+            raise InvalidScanConfig("envelope", "toy-based limits of an envelope are not "
+                                    "available; scan each background model with toys")  # fmt: skip
+        attrs |= {"bkg_models": list(scan.names), "envelope_method": scan.method,
+                  "envelope_penalty": float(scan.penalty)}  # fmt: skip
     if toys is not None:
         toys = toy_options(**toys)
     ident = mass_scan_identity(scan, masses, cl=cl, config=config, rule=rule, toys=toys)
@@ -144,6 +161,6 @@ def mass_scan(
         progress=progress,
         config=ident.config,
         model_digest=digest,
-        attrs={"kind": "mass", "cl": list(cl), "rule": rule},
+        attrs=attrs,
     )
     return MassScanResult.from_results(out)

@@ -94,6 +94,11 @@ class MassScanResult(_Fields):
     ul_exp_coupling: np.ndarray | None = None
     ul_obs_toys_coupling: np.ndarray | None = None
     ul_exp_toys_coupling: np.ndarray | None = None
+    # background-model envelopes (:func:`jaxlike.parametric.envelope_results`): the model of
+    # Z and μ̂, of the observed limit [H, ncl], and (discrete profiling) of the μ = 0 fit
+    bkg_model: np.ndarray | None = None
+    bkg_model_limit: np.ndarray | None = None
+    bkg_model_null: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
