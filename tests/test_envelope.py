@@ -20,6 +20,7 @@ import io
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.stats import norm
@@ -32,6 +33,7 @@ from jaxlike.parametric import (
     build_mass_scan,
     envelope_results,
     hypothesis_results,
+    spurious_signal,
 )
 from jaxlike.scan import mass_scan, read_results, scan_toys
 
@@ -165,7 +167,7 @@ def test_profiling_certified_by_independent_fits(models, rule):
         ul = float(got["ul_obs"][0])
         for w in wms:
             d = w.make_data()
-            bounds = np.asarray(w.config.suggested_bounds())
+            bounds = np.array(w.config.suggested_bounds())
             signed = bounds.copy()
             signed[0, 0] = -signed[0, 1]
             free.append(float(jaxlike.fit(w, d, par_bounds=signed).twice_nll))
@@ -273,3 +275,36 @@ def test_bad_envelopes_name_the_field(models):
         mass_scan(env, [3.0], toys={"ntoys": 10})
     with pytest.raises(InvalidScanConfig, match="envelope"):
         scan_toys(env, [3.0], n_toys=2)
+
+
+def test_spurious_signal_table(models):
+    """Asimov background-only spectra of each shape fitted by each model: nothing on the
+    diagonal, nothing where the fit family contains the truth (chebyshev 1 ⊂ chebyshev 2),
+    and the off-diagonal values equal an independent fit of the same Asimov data."""
+    small, big = variant(kind="chebyshev", order=1), models[2]
+    fam = [models[0], small, big]
+    res = spurious_signal(fam, [3.0, 6.0], chunk_size=2, names=["b1", "c1", "c2"])
+    assert res.mu_spur.shape == (2, 3, 3) and res.names == ("b1", "c1", "c2")
+    assert np.all(res.converged)
+    diag = np.abs(res.ratio[:, np.arange(3), np.arange(3)])
+    assert np.all(diag < 1e-3), diag
+    assert np.all(np.abs(res.ratio[:, 1, 2]) < 1e-3)  # c1 truth, c2 fit: nested
+    # an independent fit of one off-diagonal pair (truth b1, fit c1) at m = 6
+    m = 6.0
+    wt, wf = models[0].window_model(m), small.window_model(m)
+    null = jaxlike.fixed_poi_fit(wt, wt.make_data(), 0.0)
+    asimov = jnp.concatenate([wt.expected_actualdata(null.bestfit), wf.auxdata()])
+    bounds = np.array(wf.config.suggested_bounds())
+    bounds[0, 0] = -bounds[0, 1]
+    fit = jaxlike.fit(wf, asimov, par_bounds=bounds)
+    tol = 1e-4 * res.mu_err[1, 0, 1]
+    assert res.mu_spur[1, 0, 1] == pytest.approx(float(fit.bestfit[0]), abs=tol)
+    assert res.mu_err[1, 0, 1] == pytest.approx(float(fit.uncertainties[0]), rel=1e-4)
+    assert np.max(np.abs(res.ratio)) > 0.05  # the shapes do differ somewhere
+    table = res.table()
+    assert len(table) == 9 and {r["truth"] for r in table} == {"b1", "c1", "c2"}
+    assert np.all(np.isfinite(res.phys))
+    with pytest.raises(InvalidScanConfig, match="window"):
+        cfg = make_config()
+        cfg["window"]["lo"] = 5.0
+        spurious_signal([models[0], build_mass_scan(cfg)[0]], [3.0])

@@ -6,7 +6,8 @@ exponential or template backgrounds, peaking components, vetoes and Gaussian sys
 - :class:`MassScan`: the hypothesis-independent inputs; ``scan.window_model(m)``.
 - :func:`hypothesis_results`: fit, local significance and CLs limits at one mass (vmappable).
 - :class:`Envelope` (:func:`background_envelope`): several background models per hypothesis,
-  combined by discrete profiling or the conservative rule (:func:`envelope_results`).
+  combined by discrete profiling or the conservative rule (:func:`envelope_results`);
+  :func:`spurious_signal`: the spurious-signal (bias) table of such a family.
 - :func:`load_config`, :func:`build_mass_scan`: TOML/JSON scan configurations, validated;
   :func:`plot_labels`: the axis labels of their figures (``[plot]``, :data:`PLOT_LABELS`);
   :func:`physics_labels`: the physics parameter g = k(m) σ^p that limits are also given in
@@ -30,12 +31,16 @@ from ._envelope import (
 )
 from ._model import BACKGROUNDS, SIGNAL_SHAPES, WindowConfig, WindowModel
 from ._scan import RESULT_FIELDS, MassScan, hypothesis_results, hypothesis_significance
+from ._spurious import SpuriousSignal, spurious_signal, spurious_signal_at
 
 __all__ = [
     "ENVELOPE_FIELDS",
     "ENVELOPE_METHODS",
     "Envelope",
     "background_envelope",
+    "SpuriousSignal",
+    "spurious_signal",
+    "spurious_signal_at",
     "envelope_results",
     "BACKGROUNDS",
     "PLOT_LABELS",
