@@ -202,7 +202,8 @@ def _profile(env, m, cl, data, rule, rtol=1e-6, maxiter=60):
     root, ok, _, (_, j_lim) = illinois_roots(
         evaluate, carry, guess, al, mu_lo, mu_hi, rtol, maxiter
     )
-    fit_ok = jnp.all(jnp.stack([p.signed_fit.converged & p.asimov_fit.converged for p in preps]))
+    fits = ("signed_fit", "free_fit", "asimov_fit", "free_fit_asimov")
+    fit_ok = jnp.all(jnp.stack([getattr(p, f).converged for p in preps for f in fits]))
     return {
         "mu_hat": mu_hat,
         "mu_hat_err": pick([p.signed_fit.uncertainties[0] for p in preps], w),
