@@ -24,7 +24,15 @@ from ._hypotest import (
     hypotest_prepare,
     hypotest_scan,
 )
-from ._limits import UpperLimitResult, illinois_roots, upper_limit, upper_limit_prepared
+from ._limits import (
+    UpperLimitResult,
+    asymptotic_guess,
+    conditional_fits,
+    curve_pvalues,
+    illinois_roots,
+    upper_limit,
+    upper_limit_prepared,
+)
 from ._study import (
     SUMMARY_FIELDS,
     ToyStudyResult,
@@ -112,6 +120,9 @@ __all__ = [
     "qmu_tilde",
     "tmu",
     "tmu_tilde",
+    "asymptotic_guess",
+    "conditional_fits",
+    "curve_pvalues",
     "illinois_roots",
     "upper_limit",
     "upper_limit_prepared",

@@ -24,7 +24,15 @@ from ..fit import Bounds, Data, Fixed, Pars, conditional_inputs, fit_arrays, res
 from ._asymptotics import asymptotic_pvalues, profile_statistic
 from ._hypotest import HypoTestPrep, hypotest_prepare
 
-__all__ = ["UpperLimitResult", "illinois_roots", "upper_limit", "upper_limit_prepared"]
+__all__ = [
+    "UpperLimitResult",
+    "asymptotic_guess",
+    "conditional_fits",
+    "curve_pvalues",
+    "illinois_roots",
+    "upper_limit",
+    "upper_limit_prepared",
+]
 
 
 class UpperLimitResult(eqx.Module):

@@ -47,9 +47,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..exceptions import InvalidScanConfig
-from ..infer import hypotest_prepare
-from ..infer._asymptotics import profile_statistic
-from ..infer._limits import asymptotic_guess, conditional_fits, curve_pvalues, illinois_roots
+from ..infer import (
+    asymptotic_guess,
+    conditional_fits,
+    curve_pvalues,
+    hypotest_prepare,
+    illinois_roots,
+    profile_statistic,
+)
 from ._scan import MassScan, hypothesis_results, physical_fields
 
 __all__ = ["Envelope", "ENVELOPE_METHODS", "ENVELOPE_FIELDS", "background_envelope",
