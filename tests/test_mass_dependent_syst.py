@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+import jaxlike
 from jaxlike.exceptions import InvalidScanConfig
 from jaxlike.parametric import build_mass_scan, hypothesis_results
 
@@ -83,3 +84,57 @@ def test_bad_columns(col, values):
     cfg["signal"]["tables"][0][col] = values
     with pytest.raises(InvalidScanConfig, match=rf"signal\.tables\[0\]\.{col}"):
         build_mass_scan(cfg)
+
+
+def test_per_category_nuisances():
+    """``signal.uncorrelated``: one θ_ε and one θ_σ per category. With every θ_c equal to the
+    shared θ the expected counts equal the correlated model's and the log-likelihood differs by
+    the extra unit-Gaussian constraint terms only; with one category the scan is the same."""
+    cfg = make_config(two_categories=True)
+    corr, _, cl = build_mass_scan(cfg)
+    cfg["signal"]["uncorrelated"] = True
+    unc, _, _ = build_mass_scan(cfg)
+    m = 3.0
+    wc, wu = corr.window_model(m), unc.window_model(m)
+    names = wu.config.par_names
+    assert names[-4:] == ["theta_eff_0", "theta_eff_1", "theta_res_0", "theta_res_1"]
+    assert wu.config.nauxdata == 4 and wc.config.nauxdata == 2
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        pc = np.asarray(wc.config.suggested_init(), float).copy()
+        pc[0] = 40.0
+        pc[-2:] = rng.normal(size=2) * 1.5  # θ_ε, θ_σ (also beyond |θ| = 1: code 4p's tails)
+        pu = np.concatenate([pc[:-2], np.repeat(pc[-2:], 2)])
+        np.testing.assert_allclose(wu.expected_actualdata(pu), wc.expected_actualdata(pc),
+                                   rtol=1e-14)  # fmt: skip
+        extra = -0.5 * np.sum(pc[-2:] ** 2) - np.log(2 * np.pi)  # two more unit Gaussians
+        du, dc = wu.make_data(), wc.make_data()
+        assert float(wu.logpdf(pu, du)) == pytest.approx(float(wc.logpdf(pc, dc)) + extra,
+                                                          rel=1e-13)  # fmt: skip
+        # the categories move apart: θ_ε,1 alone changes category 1 only
+        pv = pu.copy()
+        pv[names.index("theta_eff_1")] += 1.0
+        diff = (wu.expected_actualdata(pv) - wu.expected_actualdata(pu)).reshape(2, -1)
+        assert np.all(diff[0] == 0) and np.any(diff[1] != 0)
+    # more freedom, never a worse fit; the per-category model's results are complete
+    ru = jax.jit(lambda s, x: hypothesis_results(s, x, cl))(unc, m)
+    assert bool(ru["fit_converged"]) and bool(np.all(ru["limit_converged"]))
+    assert np.all(np.isfinite(np.asarray(ru["ul_exp"]))) and float(ru["ul_obs"][0]) > 0
+    fit_c = jaxlike.fit(wc, wc.make_data())
+    fit_u = jaxlike.fit(wu, wu.make_data())
+    # (2NLL counts each unit Gaussian's normalisation, log 2π; two more of them)
+    assert float(fit_u.twice_nll) - 2 * np.log(2 * np.pi) <= float(fit_c.twice_nll) + 1e-7
+    # one category: the same likelihood, whatever the switch
+    one = make_config()
+    a = build_mass_scan(one)[0].window_model(7.0)
+    one["signal"]["uncorrelated"] = True
+    b = build_mass_scan(one)[0].window_model(7.0)
+    assert b.config.par_names[-2:] == ["theta_eff_0", "theta_res_0"]
+    p = np.asarray(a.config.suggested_init(), float).copy()
+    p[0], p[-2:] = 25.0, (0.7, -1.3)
+    assert float(a.logpdf(p, a.make_data())) == float(b.logpdf(p, b.make_data()))
+    bad = make_config()
+    bad["signal"]["uncorrelated"] = 1
+    with pytest.raises(InvalidScanConfig) as err:
+        build_mass_scan(bad)
+    assert err.value.path == "signal.uncorrelated"

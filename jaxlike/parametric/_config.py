@@ -12,6 +12,7 @@ Every check runs on the host before anything is compiled, and a failure raises
     conversion = [1.0]            # per category: signal yield per unit μ before efficiency
     rel_eff = 0.05                # Gaussian nuisance on the efficiency (0: none)
     rel_res = 0.10                # Gaussian nuisance on the resolution (0: none)
+    uncorrelated = false          # true: one θ_eff and one θ_res per category (default: shared)
     interpolation = "linear"      # or "pchip"
     [[signal.tables]]             # one per category: simulated masses and shape columns
     mass = [0.2, 1.0, 5.0]
@@ -48,6 +49,11 @@ Every check runs on the host before anything is compiled, and a failure raises
     scale = [1.1e-4, 1.2e-4, 2.9e-4]
     label = "$g_{a\\gamma\\gamma}$"  # its name and unit, for summaries and figures
     unit = "GeV$^{-1}$"
+
+    [envelope]                    # optional: several background models (build_envelope)
+    method = "profile"            # discrete profiling, or "conservative"
+    penalty = 1.0                 # 2NLL per fitted parameter (profile)
+    models = [{order = 2}, {order = 4}, {kind = "chebyshev", order = 4}]
 
 Masses given as ``step_sigma`` advance by that many σ(m) each step (the Belle II convention).
 
@@ -118,7 +124,15 @@ _OPTIONAL = ("plot", "physics", "envelope")
 _ARRAYS = {"edges": 1, "counts": 2, "comb": 2, "template": 2, "peaks": 3}  # name -> ndim
 _KEYS = {
     "spectrum": {"file", *_ARRAYS},
-    "signal": {"shape", "conversion", "rel_eff", "rel_res", "interpolation", "tables"},
+    "signal": {
+        "shape",
+        "conversion",
+        "rel_eff",
+        "rel_res",
+        "interpolation",
+        "tables",
+        "uncorrelated",
+    },
     "background": {"kind", "order"},
     "window": {"lo", "hi", "n_bins", "vetoes"},
     "scan": {"masses", "cl", "mu_max", "skip_vetoed"},
@@ -568,6 +582,7 @@ def _build_single(cfg: dict):
     kind = _choice(sig, "interpolation", "signal", _INTERPOLATIONS, "linear")
     rel_eff = _number(sig, "rel_eff", "signal", 0.0, lo=0.0, hi=1.0, hi_open=True)
     rel_res = _number(sig, "rel_res", "signal", 0.0, lo=0.0, hi=1.0, hi_open=True)
+    uncorrelated = _get(sig, "uncorrelated", "signal", bool, False)
     background = _choice(bkg, "kind", "background", BACKGROUNDS)
     if background in ("bernstein", "chebyshev"):
         order = integer(_get(bkg, "order", "background"), "background.order", _E,
@@ -653,5 +668,6 @@ def _build_single(cfg: dict):
         or any(np.any(t.values["rel_res"] > 0) for t in tables if "rel_res" in t.values),
         physics_power=None if physics is None else jnp.asarray(physics["power"]),
         physics_scale=physics_scale,
+        uncorrelated=uncorrelated,
     )
     return scan, masses, tuple(float(x) for x in cl)

@@ -137,7 +137,8 @@ def background_envelope(models, method="profile", penalty=1.0, names=None) -> En
                 )
                 raise InvalidScanConfig(f"envelope.models[{j}]",
                                         f"{field} differs from model 0 {why}")  # fmt: skip
-        if (s.shape, s.has_eff, s.has_res) != (first.shape, first.has_eff, first.has_res):
+        signal = lambda x: (x.shape, x.has_eff, x.has_res, x.uncorrelated)  # noqa: E731
+        if signal(s) != signal(first):
             raise InvalidScanConfig(f"envelope.models[{j}]", "the signal model differs from "
                                     "model 0 (shape or systematics)")  # fmt: skip
     return Envelope(models=models, penalty=jnp.asarray(float(penalty)), method=method,

@@ -21,7 +21,9 @@ expected count in window bin b is
   the window.
 - R_ckb: fixed-shape peaking backgrounds (π⁰, η, η′ …) with free yields N_ck ≥ 0.
 - θ_ε, θ_σ: Gaussian nuisance parameters (unit width, global observable 0) for the relative
-  efficiency and resolution uncertainties δ_ε, δ_σ; present only when δ > 0.
+  efficiency and resolution uncertainties δ_ε, δ_σ; present only when δ > 0. One of each
+  shared by the categories (fully correlated), or with ``uncorrelated`` one per category
+  (θ_ε,c, θ_σ,c: e.g. per-mode efficiencies measured independently).
 
 log L(θ | n) = Σ_cb m_cb [n_cb log ν_cb − ν_cb − log Γ(n_cb + 1)] + Σ_j log N(a_j | θ_j, 1),
 where m_cb masks vetoed and empty window bins. The data vector is pyhf-like: the C·W window
@@ -86,13 +88,16 @@ class WindowConfig(LikelihoodConfig):
         for c in range(C):
             names += [f"bkg_{c}"] + [f"bkg_{c}_a{j + 1}" for j in range(model.n_coeffs)]
             names += [f"peak_{c}_{k}" for k in range(K)]
-        names += [n for n, on in (("theta_eff", model.has_eff), ("theta_res", model.has_res)) if on]
+        for name, on in (("theta_eff", model.has_eff), ("theta_res", model.has_res)):
+            if on:  # one shared nuisance, or one per category (``uncorrelated``)
+                names += [f"{name}_{c}" for c in range(C)] if model.uncorrelated else [name]
         self.par_names = names
         self.npars = len(names)
         self.poi_index = 0
         self.poi_name = "mu"
         self.nmaindata = int(np.prod(model.counts.shape))
-        self.nauxdata = int(model.has_eff) + int(model.has_res)
+        self.n_nuisance = C if model.uncorrelated else 1  # per systematic
+        self.nauxdata = self.n_nuisance * (int(model.has_eff) + int(model.has_res))
         self.per_category = 1 + model.n_coeffs + K
 
     def par_index(self, name: str) -> int:
@@ -153,6 +158,8 @@ class WindowModel(Likelihood):
         template: fixed background shape per bin [C, W] (background ``"template"``).
         peaks: peaking-background shapes R_ckb [C, K, W] (probability content per bin).
         rel_eff, rel_res: δ_ε, δ_σ per category [C] (used when ``has_eff``/``has_res``).
+        uncorrelated: one nuisance per category (θ_ε,c, θ_σ,c, uncorrelated between the
+            categories) instead of one shared by all (static).
         mu_max: upper bound of μ (the limit search bracket is [0, mu_max]).
     """
 
@@ -172,6 +179,7 @@ class WindowModel(Likelihood):
     n_coeffs: int = eqx.field(static=True, default=0)
     has_eff: bool = eqx.field(static=True, default=False)
     has_res: bool = eqx.field(static=True, default=False)
+    uncorrelated: bool = eqx.field(static=True, default=False)
 
     @property
     def config(self) -> WindowConfig:
@@ -184,8 +192,10 @@ class WindowModel(Likelihood):
         C, K, nc = self.counts.shape[0], self.peaks.shape[1], self.n_coeffs
         blocks = pars[1 : 1 + C * cfg.per_category].reshape(C, cfg.per_category)
         nuis = pars[1 + C * cfg.per_category :]
-        theta_eff = nuis[0] if self.has_eff else jnp.zeros(())
-        theta_res = nuis[int(self.has_eff)] if self.has_res else jnp.zeros(())
+        k = cfg.n_nuisance  # θ per systematic: 1 shared, or C (one per category)
+        pick = (lambda at: nuis[at : at + C]) if self.uncorrelated else (lambda at: nuis[at])
+        theta_eff = pick(0) if self.has_eff else jnp.zeros(())
+        theta_res = pick(k * int(self.has_eff)) if self.has_res else jnp.zeros(())
         return (
             pars[0],
             blocks[:, 0],
@@ -200,7 +210,8 @@ class WindowModel(Likelihood):
     def _signal_fractions(self, theta_res):
         if not self.has_res:
             return self.sig_nom
-        delta = histosys_delta("code4p", theta_res, self.sig_down, self.sig_nom, self.sig_up)
+        theta = theta_res[:, None] if self.uncorrelated else theta_res  # [C, 1] or scalar
+        delta = histosys_delta("code4p", theta, self.sig_down, self.sig_nom, self.sig_up)
         return self.sig_nom + delta
 
     def _background_fractions(self, coeffs):

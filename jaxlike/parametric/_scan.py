@@ -70,6 +70,8 @@ class MassScan(eqx.Module):
             cross section: p = 1/2), or None (no ``[physics]`` section).
         physics_scale: k(m), a :class:`~jaxlike.shapes.MassTable` with column ``scale``
             (monotone cubic in m), or None (k = 1); see :meth:`physics`.
+        uncorrelated: one efficiency and one resolution nuisance per category instead of one
+            shared by all (``signal.uncorrelated``; :class:`WindowModel`).
     """
 
     fine_edges: jnp.ndarray
@@ -93,6 +95,7 @@ class MassScan(eqx.Module):
     has_res: bool = eqx.field(static=True)
     physics_power: jnp.ndarray | None = None
     physics_scale: MassTable | None = None
+    uncorrelated: bool = eqx.field(static=True, default=False)
 
     @property
     def n_categories(self) -> int:
@@ -179,6 +182,7 @@ class MassScan(eqx.Module):
             n_coeffs=self.n_coeffs,
             has_eff=self.has_eff,
             has_res=self.has_res,
+            uncorrelated=self.uncorrelated,
         )
 
     def unit(self, m):
