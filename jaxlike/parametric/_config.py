@@ -13,6 +13,8 @@ Every check runs on the host before anything is compiled, and a failure raises
     rel_eff = 0.05                # Gaussian nuisance on the efficiency (0: none)
     rel_res = 0.10                # Gaussian nuisance on the resolution (0: none)
     uncorrelated = false          # true: one θ_eff and one θ_res per category (default: shared)
+    comb_masses = [1.0, 5.0]      # with spectrum.comb [C, S, N]: the simulated mass of each
+    comb_interpolation = "linear" # template; "linear" mixes the two neighbours, or "nearest"
     interpolation = "linear"      # or "pchip"
     [[signal.tables]]             # one per category: simulated masses and shape columns
     mass = [0.2, 1.0, 5.0]
@@ -121,7 +123,8 @@ MAX_LABEL = 200
 _E = InvalidScanConfig
 _SECTIONS = ("spectrum", "signal", "background", "window", "scan")
 _OPTIONAL = ("plot", "physics", "envelope")
-_ARRAYS = {"edges": 1, "counts": 2, "comb": 2, "template": 2, "peaks": 3}  # name -> ndim
+# name -> largest ndim (comb: [C, N], or [C, S, N] at S simulated masses)
+_ARRAYS = {"edges": 1, "counts": 2, "comb": 3, "template": 2, "peaks": 3}
 _KEYS = {
     "spectrum": {"file", *_ARRAYS},
     "signal": {
@@ -132,6 +135,8 @@ _KEYS = {
         "interpolation",
         "tables",
         "uncorrelated",
+        "comb_masses",
+        "comb_interpolation",
     },
     "background": {"kind", "order"},
     "window": {"lo", "hi", "n_bins", "vetoes"},
@@ -355,10 +360,12 @@ def _load_arrays(cfg: dict) -> dict:
         if key in arrays:
             a = arrays[key].reshape((c.shape[0],) * (ndim - 1 - (key == "peaks")) + (-1,)) \
                 if arrays[key].ndim == 1 else arrays[key]  # fmt: skip
+            if key == "comb" and a.ndim == 3:  # templates at simulated masses: [C, S, N]
+                ndim = 3
             if a.ndim != ndim or a.shape[0] != c.shape[0] or a.shape[-1] != c.shape[-1]:
                 raise _E(
                     f"spectrum.{key}",
-                    f"must have shape {'[C, K, N]' if key == 'peaks' else '[C, N]'} with "
+                    f"must have shape {_SHAPES[key]} with "
                     f"C = {c.shape[0]}, N = {c.shape[-1]}; got {list(a.shape)}",
                 )
             if np.any(~np.isfinite(a)) or np.any(a < 0):
@@ -366,6 +373,10 @@ def _load_arrays(cfg: dict) -> dict:
             arrays[key] = a
     return arrays
 
+
+_SHAPES = {"comb": "[C, N] or [C, S, N]", "template": "[C, N]", "peaks": "[C, K, N]"}
+#: how mass-dependent combinatorial templates are picked (``signal.comb_interpolation``)
+COMB_MODES = ("linear", "nearest")
 
 # column -> (bounds of every entry, what it means)
 _COLUMN_BOUNDS = {
@@ -572,6 +583,26 @@ def build_envelope(cfg: dict):
     return background_envelope(scans, method=method, penalty=penalty, names=names), masses, cl
 
 
+def _comb_masses(sig: dict, comb):
+    """(``signal.comb_masses`` as an array [S] or None, ``signal.comb_interpolation``): the
+    simulated masses of combinatorial templates ``spectrum.comb`` [C, S, N], strictly
+    increasing, one per template; absent for a single template [C, N]."""
+    mode = _choice(sig, "comb_interpolation", "signal", COMB_MODES, "linear")
+    if comb is None or comb.ndim == 2:
+        for key in ("comb_masses", "comb_interpolation"):
+            if key in sig:
+                raise _E(f"signal.{key}", "needs combinatorial templates at several masses "
+                         "(spectrum.comb of shape [C, S, N])")  # fmt: skip
+        return None, mode
+    ms = np.asarray(numbers(_get(sig, "comb_masses", "signal"), "signal.comb_masses", _E), float)
+    if ms.shape != (comb.shape[1],):
+        raise _E("signal.comb_masses", f"needs {comb.shape[1]} masses (one per template of "
+                 f"spectrum.comb), got {ms.size}")  # fmt: skip
+    if np.any(np.diff(ms) <= 0):
+        raise _E("signal.comb_masses", "must be strictly increasing")
+    return jnp.asarray(ms), mode
+
+
 def _build_single(cfg: dict):
     """``(scan, masses, cl)`` of a configuration without an envelope (:func:`build_mass_scan`)."""
     plot_labels(cfg)
@@ -617,6 +648,7 @@ def _build_single(cfg: dict):
         raise _E("spectrum.comb", "comb_fraction is tabulated but no comb template")
     if background == "template" and "template" not in arrays:
         raise _E("spectrum.template", "background kind 'template' needs it")
+    comb_masses, comb_mode = _comb_masses(sig, arrays.get("comb"))
 
     masses = scan_masses(sc, tables[0])
     if skip_vetoed and len(vetoes):
@@ -669,5 +701,7 @@ def _build_single(cfg: dict):
         physics_power=None if physics is None else jnp.asarray(physics["power"]),
         physics_scale=physics_scale,
         uncorrelated=uncorrelated,
+        comb_masses=comb_masses,
+        comb_mode=comb_mode,
     )
     return scan, masses, tuple(float(x) for x in cl)

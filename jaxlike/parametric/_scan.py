@@ -72,6 +72,9 @@ class MassScan(eqx.Module):
             (monotone cubic in m), or None (k = 1); see :meth:`physics`.
         uncorrelated: one efficiency and one resolution nuisance per category instead of one
             shared by all (``signal.uncorrelated``; :class:`WindowModel`).
+        comb_masses: simulated masses [S] of mass-dependent combinatorial templates
+            (``cum_comb`` then [C, S, N+1]), or None (one template); ``comb_mode`` how the
+            template at m is formed from them (:func:`comb_weights`).
     """
 
     fine_edges: jnp.ndarray
@@ -96,6 +99,8 @@ class MassScan(eqx.Module):
     physics_power: jnp.ndarray | None = None
     physics_scale: MassTable | None = None
     uncorrelated: bool = eqx.field(static=True, default=False)
+    comb_masses: jnp.ndarray | None = None
+    comb_mode: str = eqx.field(static=True, default="linear")
 
     @property
     def n_categories(self) -> int:
@@ -135,6 +140,8 @@ class MassScan(eqx.Module):
         C = self.n_categories
         keep = veto_mask(edges, self.vetoes)
         comb, f = normalised(self.cum_comb), p["comb_fraction"][:, None]
+        if self.comb_masses is not None:  # [C, S, W] at simulated masses → [C, W] at m
+            comb = jnp.einsum("csw,s->cw", comb, comb_weights(self.comb_masses, m, self.comb_mode))
 
         def shape_at(factor):  # U_cb at σ_c·factor_c: peak + fixed-shape component
             if self.shape == "gauss":
@@ -198,6 +205,20 @@ class MassScan(eqx.Module):
         section."""
         g = jnp.power(value, self.physics_power)
         return g if self.physics_scale is None else self.physics_scale(m)["scale"] * g
+
+
+def comb_weights(masses, m, mode="linear"):
+    r"""Weights w_s [S] of the templates simulated at ``masses`` (increasing) for hypothesis m:
+    ``"nearest"`` one-hot at the closest simulated mass; ``"linear"`` the two neighbours,
+    w = (1 − t, t) with t = (m − m_s)/(m_{s+1} − m_s), constant beyond the ends. Each
+    template is normalised in the window first, so the mixture is one too."""
+    masses = jnp.asarray(masses, float)
+    S = masses.shape[0]
+    if mode == "nearest" or S == 1:
+        return jax.nn.one_hot(jnp.argmin(jnp.abs(masses - m)), S, dtype=masses.dtype)
+    j = jnp.clip(jnp.searchsorted(masses, m), 1, S - 1)
+    t = jnp.clip((m - masses[j - 1]) / (masses[j] - masses[j - 1]), 0.0, 1.0)
+    return jnp.zeros(S, masses.dtype).at[j - 1].set(1.0 - t).at[j].add(t)
 
 
 RESULT_FIELDS = (
