@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..fit import fit_arrays, prepare_fit_inputs
+from ..stream import run_scan
 from ._envelope import Envelope, background_envelope
 
 __all__ = ["SpuriousSignal", "spurious_signal", "spurious_signal_at"]
@@ -83,33 +84,28 @@ class SpuriousSignal:
         return rows
 
 
-def spurious_signal(env_or_models, masses, *, chunk_size=32, names=None) -> SpuriousSignal:
+def spurious_signal(
+    env_or_models, masses, *, chunk_size=32, names=None, progress=False
+) -> SpuriousSignal:
     """The spurious-signal table of a background family at ``masses`` (module docstring).
 
     ``env_or_models``: an :class:`Envelope` or a list of :class:`MassScan` (same window);
-    one compiled, vmapped :func:`spurious_signal_at` runs the masses in chunks."""
+    one compiled, vmapped :func:`spurious_signal_at` runs the masses in chunks of
+    ``chunk_size`` through the streaming engine (:func:`jaxlike.stream.run_scan`, in memory)."""
     env = env_or_models
     if not isinstance(env, Envelope):
         env = background_envelope(env, method="profile", names=names)
     else:  # the window check of discrete profiling
         env = background_envelope(env.models, method="profile", names=env.names)
     masses = np.asarray(masses, float).ravel()
-    fn = jax.jit(jax.vmap(lambda x: spurious_signal_at(env, x)))
-    unit = jax.jit(jax.vmap(env.unit))
-    parts = []
-    for start in range(0, masses.size, chunk_size):
-        block = masses[start : start + chunk_size]
-        pad = np.pad(block, (0, chunk_size - block.size), mode="edge")  # one compiled shape
-        out = jax.tree.map(lambda x, n=block.size: np.asarray(x)[:n], fn(jnp.asarray(pad)))
-        out["unit"] = np.asarray(unit(jnp.asarray(pad)))[: block.size]
-        parts.append(out)
-    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    fn = jax.vmap(lambda h: spurious_signal_at(env, h["mass"]) | {"unit": env.unit(h["mass"])})
+    out = run_scan(fn, {"mass": masses}, chunk_size=chunk_size, progress=progress)
     return SpuriousSignal(
         masses=masses,
         names=tuple(env.names),
-        mu_spur=cat["mu_spur"],
-        mu_err=cat["mu_err"],
-        ratio=cat["mu_spur"] / cat["mu_err"],
-        phys=cat["mu_spur"] * cat["unit"][:, None, None],
-        converged=cat["converged"],
+        mu_spur=out["mu_spur"],
+        mu_err=out["mu_err"],
+        ratio=out["mu_spur"] / out["mu_err"],
+        phys=out["mu_spur"] * out["unit"][:, None, None],
+        converged=out["converged"],
     )
