@@ -23,6 +23,7 @@ from ._hypotest import (
     hypotest_at,
     hypotest_prepare,
     hypotest_scan,
+    with_asimov_free_fit,
 )
 from ._limits import (
     UpperLimitResult,
@@ -113,6 +114,7 @@ __all__ = [
     "hypotest",
     "hypotest_at",
     "hypotest_prepare",
+    "with_asimov_free_fit",
     "hypotest_scan",
     "profile_statistic",
     "q0",

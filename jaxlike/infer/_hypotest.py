@@ -10,6 +10,8 @@ do not depend on μ are done once (:func:`hypotest_prepare`); :func:`hypotest` /
 
 from __future__ import annotations
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -43,6 +45,7 @@ __all__ = [
     "hypotest_scan",
     "hypotest_prepare",
     "hypotest_at",
+    "with_asimov_free_fit",
     "discovery_significance",
 ]
 
@@ -62,7 +65,7 @@ class HypoTestPrep(eqx.Module):
     fixed: jax.Array
     free_fit: FitResult
     asimov_fit: FitResult
-    free_fit_asimov: FitResult
+    free_fit_asimov: FitResult | None
     signed_fit: FitResult | None
     test_stat: str = eqx.field(static=True)
     poi: int = eqx.field(static=True)
@@ -215,14 +218,8 @@ def _fits_on_data(model, data, init, lo, hi, fixed, poi, mu_a, signed):
     return fits[0], fits[1], (fits[2] if signed else None)
 
 
-def _prepare_core(model, data, init, lo, hi, fixed, test_stat, calc_base_dist, signed=False):
-    poi = model.config.poi_index
-    mu_a = 1.0 if test_stat == "q0" else 0.0
-    free, asimov_fit, signed_fit = _fits_on_data(
-        model, data, init, lo, hi, fixed, poi, mu_a, signed
-    )
-    asimov = _expected(model, asimov_fit.bestfit)
-    free_a = fit_jit(
+def _free_fit_asimov(model, asimov, init, lo, hi, fixed, asimov_fit, free):
+    return fit_jit(
         model,
         asimov,
         init,
@@ -231,6 +228,28 @@ def _prepare_core(model, data, init, lo, hi, fixed, test_stat, calc_base_dist, s
         fixed,
         starts=start_rows(init, asimov_fit.bestfit, free.bestfit, model=model),
     )
+
+
+def with_asimov_free_fit(prep: HypoTestPrep, model) -> HypoTestPrep:
+    """Complete a :func:`hypotest_prepare` made with ``asimov_free_fit=False``: the free fit
+    to its Asimov data (the same fit, with the same starts, as the one-call preparation)."""
+    free_a = _free_fit_asimov(model, prep.asimov_data, prep.init, prep.lo, prep.hi, prep.fixed,
+                              prep.asimov_fit, prep.free_fit)  # fmt: skip
+    return dataclasses.replace(prep, free_fit_asimov=free_a)
+
+
+def _prepare_core(
+    model, data, init, lo, hi, fixed, test_stat, calc_base_dist, signed=False, asimov_free=True
+):
+    poi = model.config.poi_index
+    mu_a = 1.0 if test_stat == "q0" else 0.0
+    free, asimov_fit, signed_fit = _fits_on_data(
+        model, data, init, lo, hi, fixed, poi, mu_a, signed
+    )
+    asimov = _expected(model, asimov_fit.bestfit)
+    free_a = None
+    if asimov_free:
+        free_a = _free_fit_asimov(model, asimov, init, lo, hi, fixed, asimov_fit, free)
     return HypoTestPrep(
         data=data,
         asimov_data=asimov,
@@ -258,10 +277,14 @@ def hypotest_prepare(
     fixed_params: Fixed | None = None,
     calc_base_dist: str = "normal",
     signed_fit: bool = False,
+    asimov_free_fit: bool = True,
 ) -> HypoTestPrep:
     """The three μ-independent fits of an asymptotic test (free fit, Asimov construction,
     free fit to Asimov). Pass the result to :func:`hypotest_at`.
 
+    ``asimov_free_fit=False`` leaves out the free fit to the Asimov data
+    (``prep.free_fit_asimov`` is None; :func:`with_asimov_free_fit` adds it later): for a
+    batch of models of which only some need it (a background envelope's null winner).
     ``calc_base_dist``: ``"normal"`` (pyhf default) or ``"clipped_normal"`` for the expected band
     (see :mod:`jaxlike.infer._asymptotics`). ``signed_fit=True`` adds ``prep.signed_fit``, the
     free fit with the POI allowed below zero (down to −upper bound) for a signed μ̂ and
@@ -275,7 +298,9 @@ def hypotest_prepare(
         model, data, init_pars, par_bounds, fixed_params, host=True
     )
     check_poi_free(model, lo, hi, fixed)
-    return _prepare_core(model, d, init, lo, hi, fixed, test_stat, calc_base_dist, signed_fit)
+    return _prepare_core(
+        model, d, init, lo, hi, fixed, test_stat, calc_base_dist, signed_fit, asimov_free_fit
+    )
 
 
 def hypotest_at(

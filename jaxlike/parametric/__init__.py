@@ -2,7 +2,9 @@
 peak (Gaussian or double-sided Crystal Ball) depends on the mass hypothesis, with polynomial,
 exponential or template backgrounds, peaking components, vetoes and Gaussian systematics.
 
-- :class:`WindowModel`: the likelihood of one hypothesis (fit/inference protocol).
+- :class:`WindowModel`: the likelihood of one hypothesis (fit/inference protocol);
+  :func:`padded_background`, :func:`stack_backgrounds`: models of different background
+  families and orders in one array layout (one vmapped fit for all of them).
 - :class:`MassScan`: the hypothesis-independent inputs; ``scan.window_model(m)``.
 - :func:`hypothesis_results`: fit, local significance and CLs limits at one mass (vmappable).
 - :class:`Envelope` (:func:`background_envelope`): several background models per hypothesis,
@@ -29,8 +31,21 @@ from ._envelope import (
     background_envelope,
     envelope_results,
 )
-from ._model import BACKGROUNDS, SIGNAL_SHAPES, WindowConfig, WindowModel
-from ._scan import RESULT_FIELDS, MassScan, hypothesis_results, hypothesis_significance
+from ._model import (
+    BACKGROUNDS,
+    SIGNAL_SHAPES,
+    WindowConfig,
+    WindowModel,
+    padded_background,
+    stack_backgrounds,
+)
+from ._scan import (
+    RESULT_FIELDS,
+    MassScan,
+    hypothesis_results,
+    hypothesis_significance,
+    window_results,
+)
 from ._spurious import SpuriousSignal, spurious_signal, spurious_signal_at
 
 __all__ = [
@@ -49,6 +64,9 @@ __all__ = [
     "MassScan",
     "WindowConfig",
     "WindowModel",
+    "padded_background",
+    "stack_backgrounds",
+    "window_results",
     "build_mass_scan",
     "hypothesis_results",
     "hypothesis_significance",

@@ -18,7 +18,7 @@ expected count in window bin b is
 - T_cb, f_c: an optional second signal component of fixed shape (e.g. combinatorial), fraction f_c.
 - P_cb(a_c): the background shape normalised over the window (Bernstein with c_0 = 1 and free
   c_1…c_n ≥ 0, Chebyshev 1 + Σ c_k T_k, exponential, or a fixed template), B_c its yield in
-  the window.
+  the window. ``"padded"``: any of them in one layout shared by all (:func:`padded_background`).
 - R_ckb: fixed-shape peaking backgrounds (π⁰, η, η′ …) with free yields N_ck ≥ 0.
 - θ_ε, θ_σ: Gaussian nuisance parameters (unit width, global observable 0) for the relative
   efficiency and resolution uncertainties δ_ε, δ_σ; present only when δ > 0. One of each
@@ -37,6 +37,8 @@ counts (row-major) followed by the global observables a_j.
 
 from __future__ import annotations
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -51,9 +53,10 @@ from ..model import (
     normal_logpdf,
     poisson_logpdf,
 )
-from ..shapes import bernstein_binned, chebyshev_binned, exponential_binned
+from ..shapes import bernstein_binned, chebyshev_binned, exponential_binned, polynomial_basis
 
-__all__ = ["WindowModel", "WindowConfig", "SIGNAL_SHAPES", "BACKGROUNDS"]
+__all__ = ["WindowModel", "WindowConfig", "SIGNAL_SHAPES", "BACKGROUNDS", "padded_background",
+           "stack_backgrounds"]  # fmt: skip
 
 
 def _value_and_jacfwd(f, x):
@@ -114,8 +117,9 @@ class WindowConfig(LikelihoodConfig):
         m = self._m
         C = m.counts.shape[0]
         coeff0 = 1.0 if m.background == "bernstein" else 0.0
+        coeffs = m.coeff_init if m.background == "padded" else jnp.full((m.n_coeffs,), coeff0)
         block = lambda total: jnp.concatenate(  # noqa: E731
-            [total[None], jnp.full((m.n_coeffs,), coeff0), jnp.zeros((m.peaks.shape[1],))]
+            [total[None], coeffs, jnp.zeros((m.peaks.shape[1],))]
         )
         totals = jnp.maximum(jnp.sum(jnp.where(m.mask, m.counts, 0.0), axis=1), 1.0)
         parts = [jnp.zeros((1,))] + [block(totals[c]) for c in range(C)]
@@ -133,7 +137,10 @@ class WindowConfig(LikelihoodConfig):
         rows = [jnp.stack([jnp.zeros(()), m.mu_max])[None]]
         for c in range(C):
             rows.append(jnp.stack([jnp.zeros(()), big[c]])[None])
-            rows.append(jnp.tile(jnp.asarray([[lo_c, hi_c]]), (m.n_coeffs, 1)))
+            if m.background == "padded":
+                rows.append(m.coeff_bounds)
+            else:
+                rows.append(jnp.tile(jnp.asarray([[lo_c, hi_c]]), (m.n_coeffs, 1)))
             rows.append(jnp.stack([jnp.zeros((K,)), jnp.full((K,), big[c])], axis=1))
         rows.append(jnp.tile(jnp.asarray([_NUISANCE_BOUNDS]), (self.nauxdata, 1)))
         return jnp.concatenate(rows, axis=0)
@@ -161,6 +168,12 @@ class WindowModel(Likelihood):
         uncorrelated: one nuisance per category (θ_ε,c, θ_σ,c, uncorrelated between the
             categories) instead of one shared by all (static).
         mu_max: upper bound of μ (the limit search bracket is [0, mu_max]).
+        basis, basis_norm, coeff_init, coeff_bounds, coeff_free, family: background
+            ``"padded"`` only (:func:`padded_background`): the polynomial family as the linear
+            basis of :func:`~jaxlike.shapes.polynomial_basis` [C, W, N+1] and [C, N+1], the
+            initial values, bounds [N, 2] and free flags [N] of the N coefficient slots (slots
+            beyond the model's order are fixed at 0), and the index of the model's family in
+            the static ``families``.
     """
 
     edges: jnp.ndarray
@@ -175,11 +188,18 @@ class WindowModel(Likelihood):
     rel_eff: jnp.ndarray
     rel_res: jnp.ndarray
     mu_max: jnp.ndarray
+    basis: jnp.ndarray | None = None
+    basis_norm: jnp.ndarray | None = None
+    coeff_init: jnp.ndarray | None = None
+    coeff_bounds: jnp.ndarray | None = None
+    coeff_free: jnp.ndarray | None = None
+    family: jnp.ndarray | None = None
     background: str = eqx.field(static=True, default="bernstein")
     n_coeffs: int = eqx.field(static=True, default=0)
     has_eff: bool = eqx.field(static=True, default=False)
     has_res: bool = eqx.field(static=True, default=False)
     uncorrelated: bool = eqx.field(static=True, default=False)
+    families: tuple = eqx.field(static=True, default=())
 
     @property
     def config(self) -> WindowConfig:
@@ -226,9 +246,28 @@ class WindowModel(Likelihood):
                 rows.append(chebyshev_binned(e, coeffs[c], lo, hi))
             elif self.background == "exponential":
                 rows.append(exponential_binned(e, coeffs[c, 0], lo, hi))
+            elif self.background == "padded":
+                rows.append(self._padded_fractions(c, coeffs[c], e, lo, hi))
             else:
                 rows.append(self.template[c])
         return jnp.stack(rows)
+
+    def _padded_fractions(self, c, coeffs, e, lo, hi):
+        """Background fractions of category c for background ``"padded"``: the branch of
+        ``family`` among the static ``families`` (the unselected branches get harmless inputs,
+        so no NaN reaches a gradient through ``where``)."""
+        a = jnp.concatenate([jnp.ones((1,), coeffs.dtype), coeffs])
+        out = None
+        for i, kind in enumerate(self.families):
+            this = self.family == i
+            if kind == "polynomial":
+                value = (self.basis[c] @ a) / (self.basis_norm[c] @ a)
+            elif kind == "exponential":
+                value = exponential_binned(e, jnp.where(this, coeffs[0], 0.0), lo, hi)
+            else:
+                value = self.template[c]
+            out = value if out is None else jnp.where(this, value, out)
+        return out
 
     def expected_by_component(self, pars):
         """(signal [C, W], smooth background [C, W], peaking backgrounds [C, K, W])."""
@@ -301,6 +340,19 @@ class WindowModel(Likelihood):
         hess = 2.0 * (jac.T * w) @ jac + 2.0 * curv(pars) + jnp.diag(h_con)
         return self.twice_nll(pars, data), grad, 0.5 * (hess + hess.T)
 
+    def fixed_mask(self):
+        """No parameter is fixed, except (background ``"padded"``) the coefficient slots beyond
+        the model's order, held at 0."""
+        fixed = super().fixed_mask()
+        if self.background != "padded":
+            return fixed
+        cfg = self.config
+        at = np.concatenate(
+            [1 + c * cfg.per_category + 1 + np.arange(self.n_coeffs)
+             for c in range(self.counts.shape[0])]
+        )  # fmt: skip
+        return fixed.at[at].set(jnp.tile(~self.coeff_free, self.counts.shape[0]))
+
     def constraint_terms(self):
         """The unit Gaussians of θ_eff, θ_res (the last ``nauxdata`` parameters)."""
         naux, npars = self.config.nauxdata, self.config.npars
@@ -313,3 +365,65 @@ class WindowModel(Likelihood):
     def batch_shape(self):
         """Leading batch shape of stacked window models: ``counts`` is [..., C, W]."""
         return tuple(self.counts.shape[:-2])
+
+
+#: what :func:`padded_background` can pad, and the family each background belongs to
+_FAMILY = {"bernstein": "polynomial", "chebyshev": "polynomial", "exponential": "exponential",
+           "template": "template"}  # fmt: skip
+#: initial value of a used coefficient slot
+_COEFF_INIT = {"bernstein": 1.0, "chebyshev": 0.0, "exponential": 0.0}
+
+
+def padded_background(model: WindowModel, n: int, families: tuple) -> WindowModel:
+    """The same likelihood with background ``"padded"``: n coefficient slots (n ≥ the model's
+    ``n_coeffs``; the slots beyond it fixed at 0) and the background family as data, so window
+    models of *different* background families and orders share one array layout and stack
+    into one batch (``jax.vmap`` over background models: the envelope's fits in one call).
+
+    A polynomial (Bernstein, Chebyshev) becomes P(x) ∝ A a / (s · a) with the linear basis of
+    :func:`~jaxlike.shapes.polynomial_basis` padded with zero columns (the same fractions to
+    rounding, ~1e-16); an exponential keeps its slope in slot 1; a template is the template.
+    ``families``: the static tuple of families of the batch (``"polynomial"``,
+    ``"exponential"``, ``"template"``), the same for every model of it. Parameter names,
+    order, initial values and bounds of the used slots are the model's own."""
+    kind = model.background
+    fam = _FAMILY[kind]
+    if fam not in families or n < model.n_coeffs:
+        raise ValueError(f"cannot pad background {kind!r} (order {model.n_coeffs}) to {n} "
+                         f"slots of families {families}")  # fmt: skip
+    C, W = model.counts.shape
+    if fam == "polynomial":
+        rows = [polynomial_basis(kind, e, model.n_coeffs, e[0], e[-1]) for e in model.edges]
+        pad = n - model.n_coeffs
+        basis = jnp.stack([jnp.pad(a, ((0, 0), (0, pad))) for a, _ in rows])
+        norm = jnp.stack([jnp.pad(s, (0, pad)) for _, s in rows])
+    else:  # any finite basis: its branch is not selected
+        basis = jnp.full((C, W, n + 1), 1.0 / W)
+        norm = jnp.ones((C, n + 1))
+    used = np.arange(n) < model.n_coeffs
+    lo_c, hi_c = _COEFF_BOUNDS.get(kind, (0.0, 1.0))
+    return dataclasses.replace(
+        model,
+        basis=basis,
+        basis_norm=norm,
+        coeff_init=jnp.asarray(np.where(used, _COEFF_INIT.get(kind, 0.0), 0.0)),
+        coeff_bounds=jnp.asarray(np.where(used[:, None], [[lo_c, hi_c]], [[0.0, 1.0]])),
+        coeff_free=jnp.asarray(used),
+        family=jnp.asarray(families.index(fam), jnp.int32),
+        background="padded",
+        n_coeffs=n,
+        families=tuple(families),
+    )
+
+
+def stack_backgrounds(models) -> WindowModel:
+    """Window models of one hypothesis that differ only in their background (family, order,
+    or the window's range) as ONE batched :class:`WindowModel` [J]: every model padded
+    (:func:`padded_background`) to the largest order and the families present, then stacked
+    leaf by leaf. ``jax.vmap`` over the result fits all J models with one compiled fit.
+    The models need equal array shapes (categories, window bins, peaks) and signal systematics."""
+    n = max(w.n_coeffs for w in models)
+    families = tuple(f for f in ("polynomial", "exponential", "template")
+                     if any(_FAMILY[w.background] == f for w in models))  # fmt: skip
+    padded = [padded_background(w, n, families) for w in models]
+    return jax.tree.map(lambda *x: jnp.stack(x), *padded)

@@ -30,7 +30,8 @@ from ..shapes import (
 )
 from ._model import WindowModel
 
-__all__ = ["MassScan", "hypothesis_results", "hypothesis_significance", "RESULT_FIELDS"]
+__all__ = ["MassScan", "hypothesis_results", "hypothesis_significance", "window_results",
+           "RESULT_FIELDS"]  # fmt: skip
 
 #: shape-table columns: (name, default when absent from the table)
 TABLE_COLUMNS = (
@@ -265,15 +266,7 @@ def hypothesis_results(scan: MassScan, m, cl=(0.95,), data=None, *, rule="cls", 
     Returns a dict of arrays (``ul_*`` have a leading axis over ``cl``).
     """
     model = scan.window_model(m)
-    d = model.make_data(None if data is None else data)
-    # the q̃ fits bound μ ≥ 0; the signed fit (μ ≥ −μ_max, batched with them) gives μ̂ and Z.
-    # The μ = 0 fit to the data (Asimov construction) is the null fit of q0.
-    prep = hypotest_prepare(d, model, test_stat="qtilde", signed_fit=True)
-    free, null = prep.signed_fit, prep.asimov_fit
-    q0 = jnp.clip(null.twice_nll - free.twice_nll, 0.0)
-    mu_hat = free.bestfit[0]
-    z = jnp.sign(mu_hat) * jnp.sqrt(q0)
-    ul = upper_limit_prepared(prep, model, cl=jnp.asarray(cl, float), rule=rule)
+    prep, ul, out = window_results(model, cl, data, rule=rule)
     unit = scan.unit(m)
     extra = {}
     if toys is not None:
@@ -288,9 +281,28 @@ def hypothesis_results(scan: MassScan, m, cl=(0.95,), data=None, *, rule="cls", 
         if scan.physics_power is not None:
             extra["ul_obs_toys_coupling"] = scan.physics(m, extra["ul_obs_toys_phys"])
             extra["ul_exp_toys_coupling"] = scan.physics(m, extra["ul_exp_toys_phys"])
+    return extra | out | physical_fields(scan, m, out["mu_hat"], ul.obs, ul.exp)
+
+
+def window_results(model: WindowModel, cl=(0.95,), data=None, *, rule="cls"):
+    """The fits of :func:`hypothesis_results` for one window model (traceable; vmap over
+    stacked models): μ̂ and its uncertainty, Z, p0, the observed and expected limits on μ and
+    the convergence flags. Returns (prep, limits, fields) — the
+    :class:`~jaxlike.infer.HypoTestPrep`, the :class:`~jaxlike.infer.UpperLimitResult` and
+    the dict of fields (no physical units)."""
+    d = model.make_data(None if data is None else data)
+    # the q̃ fits bound μ ≥ 0; the signed fit (μ ≥ −μ_max, batched with them) gives μ̂ and Z.
+    # The μ = 0 fit to the data (Asimov construction) is the null fit of q0.
+    prep = hypotest_prepare(d, model, test_stat="qtilde", signed_fit=True)
+    free, null = prep.signed_fit, prep.asimov_fit
+    q0 = jnp.clip(null.twice_nll - free.twice_nll, 0.0)
+    mu_hat = free.bestfit[0]
+    z = jnp.sign(mu_hat) * jnp.sqrt(q0)
+    ul = upper_limit_prepared(prep, model, cl=jnp.asarray(cl, float), rule=rule)
     return (
-        extra
-        | {
+        prep,
+        ul,
+        {
             "mu_hat": mu_hat,
             "mu_hat_err": free.uncertainties[0],
             "significance": z,
@@ -299,8 +311,7 @@ def hypothesis_results(scan: MassScan, m, cl=(0.95,), data=None, *, rule="cls", 
             "ul_exp": ul.exp,
             "fit_converged": free.converged & null.converged,
             "limit_converged": ul.converged,
-        }
-        | physical_fields(scan, m, mu_hat, ul.obs, ul.exp)
+        },
     )
 
 

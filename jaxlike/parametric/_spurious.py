@@ -26,34 +26,34 @@ import numpy as np
 from ..fit import fit_arrays, prepare_fit_inputs
 from ..stream import run_scan
 from ._envelope import Envelope, background_envelope
+from ._model import stack_backgrounds
 
 __all__ = ["SpuriousSignal", "spurious_signal", "spurious_signal_at"]
 
 
 def spurious_signal_at(env: Envelope, m):
     """``{"mu_spur", "mu_err", "converged"}`` [J, J] (truth i, fit j) at mass m (traceable;
-    module docstring)."""
-    models = [s.window_model(m) for s in env.models]
-    asimov = []
-    ok_truth = []
-    for w in models:
+    module docstring). The J models are one stacked window model
+    (:func:`~jaxlike.parametric.stack_backgrounds`): one vmapped fit for the J truths, one for
+    the J × J free fits."""
+    stacked = stack_backgrounds([s.window_model(m) for s in env.models])
+
+    def null_fit(w):
         d, init, lo, hi, fixed = prepare_fit_inputs(w, w.make_data())
         null = fit_arrays(w, d, init.at[0].set(0.0), lo, hi, fixed.at[0].set(True))
-        asimov.append(jnp.concatenate([w.expected_actualdata(null.bestfit), w.auxdata()]))
-        ok_truth.append(null.converged)
-    mu, err, ok = [], [], []
-    for i, data in enumerate(asimov):
-        row_mu, row_err, row_ok = [], [], []
-        for w in models:
-            d, init, lo, hi, fixed = prepare_fit_inputs(w, data)
-            free = fit_arrays(w, d, init, lo.at[0].set(-hi[0]), hi, fixed)
-            row_mu.append(free.bestfit[0])
-            row_err.append(free.uncertainties[0])
-            row_ok.append(free.converged & ok_truth[i])
-        mu.append(jnp.stack(row_mu))
-        err.append(jnp.stack(row_err))
-        ok.append(jnp.stack(row_ok))
-    return {"mu_spur": jnp.stack(mu), "mu_err": jnp.stack(err), "converged": jnp.stack(ok)}
+        return jnp.concatenate([w.expected_actualdata(null.bestfit), w.auxdata()]), null.converged
+
+    def free_fit(w, data):
+        d, init, lo, hi, fixed = prepare_fit_inputs(w, data)
+        return fit_arrays(w, d, init, lo.at[0].set(-hi[0]), hi, fixed)
+
+    asimov, ok_truth = jax.vmap(null_fit)(stacked)  # [J, ndata], [J]
+    free = jax.vmap(lambda data: jax.vmap(lambda w: free_fit(w, data))(stacked))(asimov)
+    return {
+        "mu_spur": free.bestfit[..., 0],
+        "mu_err": free.uncertainties[..., 0],
+        "converged": free.converged & ok_truth[:, None],
+    }
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ tails), so a yield times the returned vector is an expected-count template.
 - Signal: :func:`gaussian_binned`, :func:`crystal_ball_binned` (double-sided Crystal Ball),
   with :func:`gaussian_cdf`, :func:`crystal_ball_cdf`, :func:`crystal_ball_pdf`.
 - Background on a fit range [lo, hi]: :func:`bernstein_binned` (positive for c_k ≥ 0),
-  :func:`bernstein_integrals`, :func:`chebyshev_binned`, :func:`exponential_binned`.
+  :func:`bernstein_integrals`, :func:`chebyshev_binned`, :func:`exponential_binned`,
+  :func:`polynomial_basis` (both polynomial families as one padded linear basis).
 - Mass dependence: :class:`MassTable` (linear or monotone-cubic interpolation of tabulated
   shape parameters) with host-side :meth:`MassTable.check_range`.
 - N-D grids of simulated points (mass × lifetime × …): :class:`GridTable`, multilinear in
@@ -27,7 +28,13 @@ from ._pdf import (
     gaussian_binned,
     gaussian_cdf,
 )
-from ._poly import bernstein_binned, bernstein_integrals, chebyshev_binned, exponential_binned
+from ._poly import (
+    bernstein_binned,
+    bernstein_integrals,
+    chebyshev_binned,
+    exponential_binned,
+    polynomial_basis,
+)
 from ._table import MassTable
 from ._window import (
     check_windows,
@@ -52,6 +59,7 @@ __all__ = [
     "fine_cumsum",
     "gaussian_binned",
     "gaussian_cdf",
+    "polynomial_basis",
     "veto_mask",
     "window_counts",
     "window_edges",

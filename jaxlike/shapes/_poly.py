@@ -22,6 +22,7 @@ __all__ = [
     "bernstein_binned",
     "chebyshev_binned",
     "exponential_binned",
+    "polynomial_basis",
 ]
 
 
@@ -124,6 +125,38 @@ def chebyshev_binned(edges: ArrayLike, coeffs: ArrayLike, lo: ArrayLike, hi: Arr
     odd = np.arange(n + 2) % 2 == 1
     total = 2.0 * jnp.sum(jnp.where(odd, f, 0.0))
     return (big_f[1:] - big_f[:-1]) / total
+
+
+# -- Both polynomial families as one linear basis ---------------------------------------------
+def polynomial_basis(kind: str, edges: ArrayLike, n: int, lo: ArrayLike, hi: ArrayLike):
+    """The Bernstein or Chebyshev family of order n as a linear basis: (A [nb, n+1], s [n+1])
+    with, for a = [1, c_1 … c_n],
+
+    .. math:: p_i(c) = \\frac{(A a)_i}{s \\cdot a},
+
+    equal to :func:`bernstein_binned` (``kind="bernstein"``, a the Bernstein coefficients with
+    a_0 = 1) or :func:`chebyshev_binned` (``kind="chebyshev"``, c its coefficients): A holds the
+    bin integrals of each basis polynomial (b_{k,n}, or T_k in v = 2u − 1) and s their
+    integrals over [lo, hi] (1/(n+1) each; ∫T_k dv = 2/(1 − k²) for even k, 0 for odd k).
+    Padding A and s with zero columns gives every order the same shape, so polynomial
+    backgrounds of different families and orders are one array layout (background envelopes
+    fit them in one vmapped call).
+
+    >>> A, s = polynomial_basis("chebyshev", jnp.array([0.0, 0.5, 1.0]), 1, 0.0, 1.0)
+    >>> ((A @ jnp.array([1.0, 0.5])) / (s @ jnp.array([1.0, 0.5]))).tolist()
+    [0.375, 0.625]
+    """
+    unit = jnp.eye(n + 1)
+    if kind == "bernstein":
+        a = jnp.stack([bernstein_integrals(edges, row, lo, hi) for row in unit], axis=-1)
+        return a, jnp.full((n + 1,), 1.0 / (n + 1))
+    if kind == "chebyshev":
+        m = jnp.asarray(_chebyshev_antiderivative_matrix(n))  # row k: ∫T_k in T_0 … T_{n+1}
+        v = 2.0 * _unit(edges, lo, hi) - 1.0
+        big_f = _chebyshev_t(v, n + 1) @ m.T  # [nb+1, n+1]
+        odd = np.arange(n + 2) % 2 == 1
+        return big_f[1:] - big_f[:-1], 2.0 * jnp.sum(jnp.where(odd, m, 0.0), axis=1)
+    raise ValueError(f"no polynomial basis for background {kind!r} (bernstein, chebyshev)")
 
 
 # -- Exponential ------------------------------------------------------------------------------
