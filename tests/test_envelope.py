@@ -27,6 +27,7 @@ from scipy.stats import norm
 
 import jaxlike
 from jaxlike.cli import main
+from jaxlike.cli._scan_summary import summary_text
 from jaxlike.exceptions import InvalidScanConfig
 from jaxlike.parametric import (
     background_envelope,
@@ -86,6 +87,10 @@ def one(scan, m, rule="cls"):
 
 
 MASSES = (3.0, 6.0)
+#: the common part of a scan summary (for rendering summary rows)
+SUMMARY = {"output": "scan.h5", "coordinate": "mass", "hypotheses": 2, "computed": 2,
+           "resumed": 0, "seconds": 1.0, "compute_seconds": 1.0, "hypotheses_per_second": 2.0,
+           "not_converged": {"count": 0, "first": []}, "converged_fraction": 1.0}  # fmt: skip
 
 
 def _cli(*argv):
@@ -122,6 +127,24 @@ def test_one_model_is_todays_scan_bit_for_bit(tmp_path):
     # the text summary names the envelope; a bad model is one error line, nothing written
     code, out, err = _cli("scan", tmp_path / "env.json", "-o", tmp_path / "e.h5", "--resume")
     assert code == 0 and "background envelope" in out and "chosen for the limit" in out
+    # --spurious: the family's spurious-signal table in the summary (one model: its own shape)
+    code, out, err = _cli("scan", tmp_path / "env.json", "-o", tmp_path / "e.h5", "--resume",
+                          "--spurious", "--json", "--no-progress")  # fmt: skip
+    assert code == 0, err
+    (sp,) = json.loads(out)["spurious"]
+    assert sp["models"] == ["bernstein2"] and sp["converged"]
+    (row,) = sp["table"]
+    assert row["truth"] == row["fit"] == "bernstein2" and row["max_abs_ratio"] < 1e-3
+    (tmp_path / "plain.json").write_text(json.dumps(make_config()))
+    for config, field in (("plain.json", "[envelope]"), ("bad.json", "envelope.models[1]")):
+        if config == "bad.json":
+            narrow = copy.deepcopy(cfg)
+            narrow["envelope"] = {"method": "conservative",
+                                  "models": [{"order": 2}, {"order": 1, "lo": 3.0}]}  # fmt: skip
+            (tmp_path / config).write_text(json.dumps(narrow))
+        code, _, err = _cli("scan", tmp_path / config, "-o", tmp_path / "s.h5", "--spurious")
+        assert code == 2 and field in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "s.h5").exists()
     bad = copy.deepcopy(cfg)
     bad["envelope"] = {"models": [{"order": 2}, {"order": 1, "lo": 3.0}]}
     (tmp_path / "bad.json").write_text(json.dumps(bad))
@@ -303,6 +326,15 @@ def test_spurious_signal_table(models):
     assert np.max(np.abs(res.ratio)) > 0.05  # the shapes do differ somewhere
     table = res.table()
     assert len(table) == 9 and {r["truth"] for r in table} == {"b1", "c1", "c2"}
+    # the CLI's summary rows (jaxlike scan --spurious): per fit model, its worst bias over the
+    # other shapes
+    text = summary_text(SUMMARY | {"spurious": [{"segment": "low", "models": list(res.names),
+                                                 "converged": True, "table": table}]})  # fmt: skip
+    for fit in res.names:
+        others = [r for r in table if r["fit"] == fit and r["truth"] != fit]
+        worst = max(others, key=lambda r: r["max_abs_ratio"])
+        line = next(x for x in text.splitlines() if f"spurious signal (low), fit {fit} " in x)
+        assert f"{worst['max_abs_ratio']:.2f} (truth {worst['truth']}, at x" in line, line
     assert np.all(np.isfinite(res.phys))
     with pytest.raises(InvalidScanConfig, match="window"):
         cfg = make_config()

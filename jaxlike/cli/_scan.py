@@ -180,6 +180,12 @@ def add_parser(subs) -> argparse.ArgumentParser:
         help="N-D counting grids: N background-only toys of the whole grid for the global "
         "p-value (0)",
     )  # fmt: skip
+    p.add_argument(
+        "--spurious", action="store_true",
+        help="mass scans with an [envelope] section: also the spurious-signal table of its "
+        "models (each model's background-only Asimov spectrum fitted by every model; per "
+        "segment of a segmented scan)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
@@ -392,6 +398,7 @@ def _mass_scan(args, config_path: Path, output):
             raise CliError(f"{name} applies to patch scans (a mass scan reads scan.cl)")
     toys = toy_args(args)
     ident, scan, masses, cl = _load_mass_config(config_path)
+    check_spurious(args, [scan])
     out = _output(output, args)
     identity = js.mass_scan_identity(
         scan, masses, cl=cl, config=ident, rule=args.rule, toys=toys
@@ -406,7 +413,36 @@ def _mass_scan(args, config_path: Path, output):
     )
     if isinstance(scan, Envelope):
         summary["envelope"] = envelope_summary(scan, results)
+    if args.spurious:
+        summary["spurious"] = [spurious_summary(scan, masses, args)]
     return summary, code
+
+
+def check_spurious(args, scans) -> None:
+    """Refuse ``--spurious`` (before any work) unless every scan is an envelope whose models
+    share one window (the Asimov spectra of one shape are fitted by the others)."""
+    from ..parametric import Envelope, background_envelope
+
+    if not args.spurious:
+        return
+    for scan in scans:
+        if not isinstance(scan, Envelope):
+            raise CliError("--spurious needs an [envelope] section (the background models "
+                           "whose spurious signal it tabulates)")  # fmt: skip
+        background_envelope(scan.models, method="profile", names=scan.names)
+
+
+def spurious_summary(env, masses, args, segment=None) -> dict:
+    """The spurious-signal table of the envelope's models at ``masses``
+    (:func:`jaxlike.parametric.spurious_signal`): one row per (truth, fit) pair with the largest
+    and median |μ̂/σ| over the masses; ``segment``: the segment's name, if any."""
+    from ..parametric import spurious_signal
+
+    with scan_warnings("scan"):
+        res = spurious_signal(env, masses, progress=not args.no_progress)
+    out = {"models": list(res.names), "converged": bool(np.all(res.converged)),
+           "table": res.table()}  # fmt: skip
+    return out if segment is None else {"segment": segment} | out
 
 
 def envelope_summary(env, results) -> dict:

@@ -85,7 +85,7 @@ def segmented_scan_command(args, path: Path):
     """Run the segmented scan of ``path``: (summary, exit code)."""
     import jaxlike.scan as js
 
-    from ._scan import _output, mass_summary, toy_args
+    from ._scan import _output, check_spurious, mass_summary, spurious_summary, toy_args
     from ._scan_summary import common
 
     for flag in ("cl", "test_poi", "poi_max"):
@@ -94,6 +94,7 @@ def segmented_scan_command(args, path: Path):
                            "reads scan.cl)")  # fmt: skip
     toys = toy_args(args)
     segs, cl = _segments(path)
+    check_spurious(args, [seg.scan for seg in segs])
     out = _output(args.output, args)
     t0 = time.monotonic()
     res = js.segmented_scan(
@@ -111,4 +112,7 @@ def segmented_scan_command(args, path: Path):
         for k, (n, f) in enumerate(zip(res.names, res.files, strict=True))
     ]  # fmt: skip
     summary["segment_boundaries"] = [float(b) for b in res.boundaries]
+    if args.spurious:  # per segment: its own fit variable, window and background family
+        summary["spurious"] = [spurious_summary(seg.scan, seg.masses, args, seg.name)
+                               for seg in segs]  # fmt: skip
     return summary, code

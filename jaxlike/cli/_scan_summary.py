@@ -189,6 +189,20 @@ def summary_text(s: dict) -> str:
         )
         rows.append(["background envelope", f"{len(e['models'])} models, {how}"])
         rows.append(["chosen for the limit", wins])
+    for sp in s.get("spurious", []):
+        where = f" ({sp['segment']})" if "segment" in sp else ""
+        at = "x" if "segment" in sp else "mass"  # a segment's hypotheses are its fit variable
+        for fit in sp["models"]:
+            rows_fit = [r for r in sp["table"] if r["fit"] == fit and r["truth"] != fit]
+            if not rows_fit:
+                continue
+            worst = max(rows_fit, key=lambda r: r["max_abs_ratio"])
+            text = (f"max |μ̂/σ| {worst['max_abs_ratio']:.2f} (truth {worst['truth']}, at {at} "
+                    f"{_fmt(worst['at_mass'])}), median ≤ "
+                    f"{max(r['median_abs_ratio'] for r in rows_fit):.2f}")  # fmt: skip
+            rows.append([f"spurious signal{where}, fit {fit}", text])
+        if not sp["converged"]:
+            rows.append([f"spurious signal{where}", "some fits did not converge (see --json)"])
     if "max_significance" in s:
         z = s["max_significance"]
         text = f"{z['z']:.3g} at mass {_fmt(z['mass'])} (p0 {z['p0']:.3g})"
