@@ -34,6 +34,7 @@ from jaxlike.parametric import (
     build_mass_scan,
     envelope_results,
     hypothesis_results,
+    scan_rule,
     spurious_signal,
 )
 from jaxlike.scan import mass_scan, read_results, scan_toys
@@ -127,6 +128,21 @@ def test_one_model_is_todays_scan_bit_for_bit(tmp_path):
     # the text summary names the envelope; a bad model is one error line, nothing written
     code, out, err = _cli("scan", tmp_path / "env.json", "-o", tmp_path / "e.h5", "--resume")
     assert code == 0 and "background envelope" in out and "chosen for the limit" in out
+    # scan.rule: the config's limit rule (one-sided clsb here) is part of the scan's identity,
+    # so the CLs file is not resumed under it; --rule overrides the config
+    one_sided = copy.deepcopy(cfg)
+    one_sided["scan"]["rule"] = "clsb"
+    assert scan_rule(one_sided) == "clsb" and scan_rule(cfg) == "cls"
+    (tmp_path / "clsb.json").write_text(json.dumps(one_sided))
+    code, _, err = _cli("scan", tmp_path / "clsb.json", "-o", tmp_path / "e.h5", "--resume")
+    assert code == 2 and "rule" in err and len(err.strip().splitlines()) == 1, err
+    code, out, err = _cli("scan", tmp_path / "clsb.json", "-o", tmp_path / "e.h5", "--resume",
+                          "--rule", "cls", "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["rule"] == "cls", err
+    one_sided["scan"]["rule"] = "cl"
+    (tmp_path / "clsb.json").write_text(json.dumps(one_sided))
+    code, _, err = _cli("scan", tmp_path / "clsb.json", "-o", tmp_path / "r.h5")
+    assert code == 2 and "scan.rule" in err and "clsb" in err, err
     # --spurious: the family's spurious-signal table in the summary (one model: its own shape)
     code, out, err = _cli("scan", tmp_path / "env.json", "-o", tmp_path / "e.h5", "--resume",
                           "--spurious", "--json", "--no-progress")  # fmt: skip

@@ -152,8 +152,9 @@ def add_parser(subs) -> argparse.ArgumentParser:
         help="patch scans: search limits in [0, X] instead of [0, POI upper bound]",
     )
     p.add_argument(
-        "--rule", choices=("cls", "clsb"), default="cls",
-        help="limit rule: CLs = 1 - CL (default) or CLs+b (one-sided profile likelihood)",
+        "--rule", choices=("cls", "clsb"),
+        help="limit rule: CLs = 1 - CL or CLs+b (one-sided profile likelihood); default: a mass "
+        "scan config's scan.rule, else cls",
     )  # fmt: skip
     p.add_argument(
         "--calctype", choices=("asymptotics", "toybased"), default="asymptotics",
@@ -218,6 +219,8 @@ def cmd_scan(args) -> int:
     from ._scan_segments import is_segmented, segmented_scan_command
 
     try:
+        if not _mass_scan_input(args):  # patch scans and N-D grids: no config rule
+            args.rule = args.rule or "cls"
         if args.seed is not None and args.example is None:
             raise CliError("--seed applies to --example only")
         grid_only = [f for f in ("method", "lee_toys") if getattr(args, f) is not None]
@@ -265,6 +268,19 @@ def cmd_scan(args) -> int:
     print(dump(summary) if args.json else summary_text(summary))
     report(summary)
     return code
+
+
+def _mass_scan_input(args) -> bool:
+    """Whether the scan is a mass scan (a config, segmented or not, or a mass-scan example),
+    whose limit rule may come from its config (``scan.rule``)."""
+    from ._scan_segments import is_segmented
+
+    if args.example is not None:
+        return args.example not in ("dark-higgs", "bka-lifetime")
+    if args.config is None or args.patchset is not None or args.patches is not None:
+        return False
+    path = Path(args.config)
+    return is_segmented(path) or not _is_counting_grid(path)
 
 
 def _is_counting_grid(path: Path) -> bool:
@@ -322,7 +338,7 @@ def _output(path, args) -> Path:
 def _load_mass_config(path: Path):
     """(identity config, scan, masses, cl) of a scan config file; errors name the file."""
     from ..exceptions import InvalidScanConfig
-    from ..parametric import build_mass_scan, load_config
+    from ..parametric import build_mass_scan, load_config, scan_rule
     from ..scan import canonical_json
 
     if not path.exists():
@@ -334,14 +350,17 @@ def _load_mass_config(path: Path):
         if "channels" in cfg:
             raise CliError(f"{path}: a workspace; scan its patches with --patchset or --patches")
         scan, masses, cl = build_mass_scan(cfg)
+        rule = scan_rule(cfg)
+        # the identity holds the rule the scan runs with (mass_scan_identity), not the config's
         ident = {k: v for k, v in cfg.items() if k != "_base"}
+        ident["scan"] = {k: v for k, v in ident["scan"].items() if k != "rule"}
         canonical_json(ident)
     except InvalidScanConfig as err:
         field = err.path.lstrip(".")  # top-level sections come as ".background"
         raise CliError(f"{path}: {field}: {err.reason}" if field else f"{path}: {err}") from None
     except (ValueError, TypeError, KeyError, IndexError) as err:  # malformed values
         raise CliError(f"{path}: invalid scan config ({type(err).__name__}: {err})") from None
-    return ident, scan, masses, cl
+    return ident, scan, masses, cl, rule
 
 
 def _resume_shortcut(out: Path, identity):
@@ -397,25 +416,35 @@ def _mass_scan(args, config_path: Path, output):
             name = "--" + flag.replace("_", "-")
             raise CliError(f"{name} applies to patch scans (a mass scan reads scan.cl)")
     toys = toy_args(args)
-    ident, scan, masses, cl = _load_mass_config(config_path)
+    ident, scan, masses, cl, config_rule = _load_mass_config(config_path)
+    rule = scan_rule_of(args, [config_rule])
     check_spurious(args, [scan])
     out = _output(output, args)
     identity = js.mass_scan_identity(
-        scan, masses, cl=cl, config=ident, rule=args.rule, toys=toys
+        scan, masses, cl=cl, config=ident, rule=rule, toys=toys
     )  # what it stores
     shortcut = _resume_shortcut(out, identity) if args.resume else None
-    fn = functools.partial(
-        js.mass_scan, scan, masses, cl=cl, config=ident, rule=args.rule, toys=toys
-    )
+    fn = functools.partial(js.mass_scan, scan, masses, cl=cl, config=ident, rule=rule, toys=toys)
     results, timing = _execute(fn, len(masses), shortcut, args, out)
     summary, code = mass_summary(
-        common(out, "mass", masses, timing), results, masses, cl, args.rule, toys
+        common(out, "mass", masses, timing), results, masses, cl, rule, toys
     )
     if isinstance(scan, Envelope):
         summary["envelope"] = envelope_summary(scan, results)
     if args.spurious:
         summary["spurious"] = [spurious_summary(scan, masses, args)]
     return summary, code
+
+
+def scan_rule_of(args, config_rules) -> str:
+    """The limit rule of a mass scan: ``--rule`` if given, else the common ``scan.rule`` of its
+    configs (:func:`jaxlike.parametric.scan_rule`; configs that disagree need the flag)."""
+    if args.rule is not None:
+        return args.rule
+    rules = set(config_rules)
+    if len(rules) > 1:
+        raise CliError(f"the segments' scan.rule differ ({sorted(rules)}): give --rule")
+    return rules.pop()
 
 
 def check_spurious(args, scans) -> None:
@@ -528,7 +557,7 @@ def _write_example(writer, args, folder: Path, out: Path) -> Path:
         except OSError as err:
             raise cannot(err) from None
         if args.resume and out.exists():
-            ident, scan, masses, cl = _load_mass_config(written)
+            ident, scan, masses, cl, _ = _load_mass_config(written)
             _resume_shortcut(out, js.mass_scan_identity(scan, masses, cl=cl, config=ident))
         try:
             for f in sorted(tmp.iterdir()):

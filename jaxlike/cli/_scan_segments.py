@@ -45,7 +45,8 @@ def is_segmented(path: Path) -> bool:
 
 
 def _segments(path: Path):
-    """The :class:`jaxlike.scan.Segment` s of the file and their CL levels."""
+    """The :class:`jaxlike.scan.Segment` s of the file, their CL levels and their configs'
+    limit rules."""
     from .._strict import check_keys, read_config
     from ..exceptions import InvalidScanConfig
     from ..scan import Segment
@@ -56,7 +57,7 @@ def _segments(path: Path):
     entries = doc.get("segments")
     if not isinstance(entries, list) or not entries:
         raise CliError(f"{path}: segments: needs a list of [[segments]] tables")
-    segs, levels = [], None
+    segs, levels, rules = [], None, []
     for i, e in enumerate(entries):
         where = f"{path}: segments[{i}]"
         if not isinstance(e, dict):
@@ -68,7 +69,8 @@ def _segments(path: Path):
         for key in ("name", "config"):
             if not isinstance(e.get(key), str):
                 raise CliError(f"{where}.{key}: must be a string")
-        ident, scan, masses, cl = _load_mass_config(path.parent / e["config"])
+        ident, scan, masses, cl, rule = _load_mass_config(path.parent / e["config"])
+        rules.append(rule)
         if levels is None:
             levels = cl
         elif tuple(cl) != tuple(levels):
@@ -78,14 +80,21 @@ def _segments(path: Path):
             segs.append(Segment(e["name"], scan, masses, e.get("variable", "m"), ident))
         except InvalidScanConfig as err:
             raise CliError(f"{path}: {err}") from None
-    return segs, levels
+    return segs, levels, rules
 
 
 def segmented_scan_command(args, path: Path):
     """Run the segmented scan of ``path``: (summary, exit code)."""
     import jaxlike.scan as js
 
-    from ._scan import _output, check_spurious, mass_summary, spurious_summary, toy_args
+    from ._scan import (
+        _output,
+        check_spurious,
+        mass_summary,
+        scan_rule_of,
+        spurious_summary,
+        toy_args,
+    )
     from ._scan_summary import common
 
     for flag in ("cl", "test_poi", "poi_max"):
@@ -93,18 +102,19 @@ def segmented_scan_command(args, path: Path):
             raise CliError(f"--{flag.replace('_', '-')} applies to patch scans (a mass scan "
                            "reads scan.cl)")  # fmt: skip
     toys = toy_args(args)
-    segs, cl = _segments(path)
+    segs, cl, rules = _segments(path)
+    rule = scan_rule_of(args, rules)
     check_spurious(args, [seg.scan for seg in segs])
     out = _output(args.output, args)
     t0 = time.monotonic()
     res = js.segmented_scan(
         segs, cl=cl, store=out, resume=args.resume, overwrite=args.overwrite,
-        progress=not args.no_progress, rule=args.rule, toys=toys, chunk_size=args.chunk_size,
+        progress=not args.no_progress, rule=rule, toys=toys, chunk_size=args.chunk_size,
         memory_budget_bytes=args.memory_budget,
     )  # fmt: skip
     seconds = time.monotonic() - t0
     summary = common(out, "mass", res.mass, (seconds, seconds, len(res.mass), 0))
-    summary, code = mass_summary(summary, res.results, res.mass, cl, args.rule, toys)
+    summary, code = mass_summary(summary, res.results, res.mass, cl, rule, toys)
     summary["segments"] = [
         {"name": n, "file": str(f), "masses": [float(res.mass[res.segment == k][0]),
                                                float(res.mass[res.segment == k][-1])],

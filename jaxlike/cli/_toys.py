@@ -273,7 +273,7 @@ def _scan_study(args, source: Path) -> dict:
     from .. import scan as js
     from ..stream import Progress, resume_chunk_size
 
-    ident, scan, masses, _ = _load_mass_config(source)
+    ident, scan, masses, _, _ = _load_mass_config(source)
     out = results_file(args.output or "study.h5", args.resume, args.overwrite)
     plot = _plot_path(args, out)
     settings = {"mu_true": args.mu, "ntoys": args.ntoys, "seed": args.seed,

@@ -23,6 +23,7 @@ from ._config import (
     physics_labels,
     plot_labels,
     scan_masses,
+    scan_rule,
 )
 from ._envelope import (
     ENVELOPE_FIELDS,
@@ -74,4 +75,5 @@ __all__ = [
     "plot_labels",
     "physics_labels",
     "scan_masses",
+    "scan_rule",
 ]

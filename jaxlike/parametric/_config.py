@@ -37,6 +37,7 @@ Every check runs on the host before anything is compiled, and a failure raises
     cl = [0.95]                   # confidence levels of the limits
     mu_max = 0                    # μ upper bound; 0 = automatic
     skip_vetoed = true            # drop masses inside a vetoed range (default)
+    rule = "cls"                  # limit rule: "cls" or "clsb" (one-sided, CLs+b = α)
 
     [plot]                        # optional: axis labels of the figures (defaults shown)
     label = "m"                   # the scanned variable (x axis "m [GeV]")
@@ -87,6 +88,7 @@ import numpy as np
 
 from .._strict import check_keys, integer, join, number, numbers, read_config, regular_file
 from ..exceptions import InvalidScanConfig
+from ..infer import LIMIT_RULES
 from ..shapes import MassTable, check_windows, fine_cumsum
 from ._model import BACKGROUNDS, SIGNAL_SHAPES
 from ._scan import TABLE_COLUMNS, MassScan
@@ -140,7 +142,7 @@ _KEYS = {
     },
     "background": {"kind", "order"},
     "window": {"lo", "hi", "n_bins", "vetoes"},
-    "scan": {"masses", "cl", "mu_max", "skip_vetoed"},
+    "scan": {"masses", "cl", "mu_max", "skip_vetoed", "rule"},
     "plot": set(PLOT_LABELS),
     "physics": {"power", "label", "unit", "mass", "scale"},
     "envelope": {"method", "penalty", "models"},
@@ -273,6 +275,7 @@ def _check_structure(cfg: dict) -> None:
             continue
         section = _get(cfg, name, "", dict)
         check_keys(section, _KEYS[name], name, _E)
+    scan_rule(cfg)
     masses = cfg["scan"].get("masses")
     if isinstance(masses, dict):
         check_keys(masses, _MASSES_KEYS, "scan.masses", _E)
@@ -505,6 +508,17 @@ def _levels(sc: dict) -> tuple:
                lo=0.0, hi=1.0, lo_open=True, hi_open=True)
         for i, x in enumerate(values)
     )  # fmt: skip
+
+
+def scan_rule(cfg: dict) -> str:
+    """The limit rule of a scan configuration, ``scan.rule``: ``"cls"`` (CLs = α, the default)
+    or ``"clsb"`` (CLs+b = α: one-sided profile-likelihood limits, e.g. the e⁺e⁻ → γa search's
+    rule); part of the analysis, so a config that needs one-sided limits says so itself
+    (``jaxlike scan --rule`` overrides it)."""
+    rule = _get(cfg["scan"], "rule", "scan", str, "cls")
+    if rule not in LIMIT_RULES:
+        raise _E("scan.rule", f"must be one of {list(LIMIT_RULES)}, got {_short(rule)}")
+    return rule
 
 
 def build_mass_scan(cfg: dict):
