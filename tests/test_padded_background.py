@@ -15,7 +15,8 @@ import pytest
 from test_envelope import variant
 
 import jaxlike
-from jaxlike.parametric import padded_background, stack_backgrounds
+from jaxlike.parametric import build_mass_scan, padded_background, stack_backgrounds
+from jaxlike.scan import mass_scan
 from jaxlike.shapes import bernstein_binned, chebyshev_binned, polynomial_basis
 
 FAMILIES = ("polynomial", "exponential", "template")
@@ -119,3 +120,76 @@ def test_one_vmapped_fit_finds_every_models_minimum():
         assert float(fits.twice_nll[j]) == pytest.approx(float(own.twice_nll), abs=1e-7)
         assert float(fits.bestfit[j, 0]) == pytest.approx(float(own.bestfit[0]), rel=1e-5,
                                                           abs=1e-4)  # fmt: skip
+
+
+def _ranged(**background):
+    from test_envelope import make_config
+
+    cfg = make_config()
+    cfg["background"] = {"kind": "bernstein"} | background
+    return build_mass_scan(cfg)
+
+
+def test_an_order_per_mass_range_is_each_orders_model():
+    """background.order = [1, 2] with order_below = [5]: below 5 the Bernstein 1 likelihood,
+    above it the Bernstein 2 one (a different basis, not padded coefficients) — in one layout,
+    so one compiled scan serves both ranges — and the fits find the same minima."""
+    scan, masses, _ = _ranged(order=[1, 2], order_below=[5.0])
+    assert scan.orders == (1, 2) and scan.n_coeffs == 2 and list(masses) == [3.0, 6.0]
+    for m, order in ((3.0, 1), (6.0, 2)):
+        w = scan.window_model(m)
+        own = variant(kind="bernstein", order=order).window_model(m)
+        assert w.background == "padded" and w.config.npars == own.config.npars + 2 - order
+        # the free parameters of the envelope's penalty: the order's own
+        assert int(w.config.npars - np.sum(w.fixed_mask())) == own.config.npars
+        d = own.make_data()
+        x = np.array(own.config.suggested_init(), float)
+        x[0], x[2:2 + order] = 30.0, np.linspace(0.5, 2.0, order)
+        xp = _pad(jnp.asarray(x), own, 2)
+        assert float(w.logpdf(xp, d)) == pytest.approx(float(own.logpdf(x, d)), rel=1e-13)
+        fit, want = jaxlike.fit(w, d), jaxlike.fit(own, d)
+        assert bool(fit.converged) and float(fit.twice_nll) == pytest.approx(
+            float(want.twice_nll), abs=1e-7)  # fmt: skip
+    # the scan end to end (one compiled call for both ranges): Z from each order's own fits
+    res = mass_scan(scan, masses, progress=False)
+    assert np.all(res.fit_converged) and np.all(res.limit_converged)
+    for i, (m, order) in enumerate(((3.0, 1), (6.0, 2))):
+        own = variant(kind="bernstein", order=order).window_model(m)
+        d = own.make_data()
+        bounds = np.array(own.config.suggested_bounds())
+        bounds[0, 0] = -bounds[0, 1]
+        free = jaxlike.fit(own, d, par_bounds=bounds)
+        null = jaxlike.fixed_poi_fit(own, d, 0.0)
+        z = np.sign(float(free.bestfit[0])) * np.sqrt(
+            max(float(null.twice_nll - free.twice_nll), 0.0))  # fmt: skip
+        assert float(res.significance[i]) == pytest.approx(z, abs=2e-6)
+    # the envelope's members may have an order per range too; default names list the orders
+    from test_envelope import make_config
+
+    cfg = make_config() | {"envelope": {"models": [
+        {"order": [1, 2], "order_below": [5.0]}, {"order": 2}]}}  # fmt: skip
+    cfg["background"] = {"kind": "bernstein", "order": 1}
+    env, _, _ = build_mass_scan(cfg)
+    assert env.names == ("bernstein1-2", "bernstein2")
+    stacked = stack_backgrounds([s.window_model(3.0) for s in env.models])
+    assert stacked.n_coeffs == 2 and stacked.families == ("polynomial",)
+
+
+@pytest.mark.parametrize(
+    ("background", "field"),
+    [
+        ({"order": [1, 2]}, "background.order_below"),
+        ({"order": [1, 2, 3], "order_below": [5.0]}, "background.order_below"),
+        ({"order": [1, 2, 3], "order_below": [5.0, 4.0]}, "background.order_below"),
+        ({"order": 2, "order_below": [5.0]}, "background.order_below"),
+        ({"order": [1, 99], "order_below": [5.0]}, "background.order[1]"),
+        ({"order": []}, "background.order"),
+        ({"kind": "exponential", "order_below": [5.0]}, "background.order_below"),
+    ],
+)
+def test_bad_order_ranges_name_the_field(background, field):
+    from jaxlike.exceptions import InvalidScanConfig
+
+    with pytest.raises(InvalidScanConfig) as err:
+        _ranged(**background)
+    assert err.value.path == field, (err.value.path, err.value.reason)

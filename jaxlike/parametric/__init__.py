@@ -38,6 +38,7 @@ from ._model import (
     WindowConfig,
     WindowModel,
     padded_background,
+    ranged_order,
     stack_backgrounds,
 )
 from ._scan import (
@@ -66,6 +67,7 @@ __all__ = [
     "WindowConfig",
     "WindowModel",
     "padded_background",
+    "ranged_order",
     "stack_backgrounds",
     "window_results",
     "build_mass_scan",

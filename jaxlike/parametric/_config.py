@@ -24,7 +24,9 @@ Every check runs on the host before anything is compiled, and a failure raises
 
     [background]
     kind = "bernstein"            # bernstein | chebyshev | exponential | template
-    order = 4                     # polynomial order (bernstein/chebyshev)
+    order = 4                     # polynomial order (bernstein/chebyshev), or one per
+                                  # mass range: order = [2, 4, 5] with
+                                  # order_below = [1.0, 5.0] (the masses between the ranges)
 
     [window]
     lo = 20.0                     # window [m − lo σ(m), m + hi σ(m)]
@@ -140,14 +142,14 @@ _KEYS = {
         "comb_masses",
         "comb_interpolation",
     },
-    "background": {"kind", "order"},
+    "background": {"kind", "order", "order_below"},
     "window": {"lo", "hi", "n_bins", "vetoes"},
     "scan": {"masses", "cl", "mu_max", "skip_vetoed", "rule"},
     "plot": set(PLOT_LABELS),
     "physics": {"power", "label", "unit", "mass", "scale"},
     "envelope": {"method", "penalty", "models"},
 }
-_ENVELOPE_MODEL_KEYS = {"name", "kind", "order", "lo", "hi"}
+_ENVELOPE_MODEL_KEYS = {"name", "kind", "order", "order_below", "lo", "hi"}
 #: most background models in one ``[envelope]``
 MAX_ENVELOPE_MODELS = 32
 _MASSES_KEYS = {"start", "stop", "n", "step", "step_sigma"}
@@ -573,9 +575,12 @@ def build_envelope(cfg: dict):
         check_keys(entry, _ENVELOPE_MODEL_KEYS, path, _E)
         one = copy.deepcopy(base)
         if "kind" in entry:  # another family: its own order (if it takes one)
-            one["background"] = {k: entry[k] for k in ("kind", "order") if k in entry}
+            one["background"] = {k: entry[k] for k in ("kind", "order", "order_below")
+                                 if k in entry}  # fmt: skip
         elif "order" in entry:  # the [background] family at another order
             one["background"] = {**base["background"], "order": entry["order"]}
+            if "order_below" in entry:
+                one["background"]["order_below"] = entry["order_below"]
         for k in ("lo", "hi"):
             if k in entry:
                 one["window"][k] = entry[k]
@@ -586,6 +591,8 @@ def build_envelope(cfg: dict):
                 raise _E(join(path, err.path.split(".", 1)[-1]), err.reason) from None
             raise
         order = scan.n_coeffs if scan.background in ("bernstein", "chebyshev") else ""
+        if scan.orders:  # an order per mass range: e.g. "bernstein2-4-5"
+            order = "-".join(str(o) for o in scan.orders)
         name = entry.get("name", f"{scan.background}{order}")
         if not isinstance(name, str) or not name or len(name) > MAX_LABEL:
             raise _E(join(path, "name"), f"must be a non-empty string, got {_short(name)}")
@@ -617,6 +624,30 @@ def _comb_masses(sig: dict, comb):
     return jnp.asarray(ms), mode
 
 
+def _orders(bkg: dict):
+    """``background.order``: one order, or a list of orders per mass range with
+    ``background.order_below`` the increasing masses between the ranges (order[i] applies
+    below order_below[i], the last order above the last boundary). Returns (orders, boundaries
+    or None)."""
+    order = _get(bkg, "order", "background")
+    if not isinstance(order, list):
+        if "order_below" in bkg:
+            raise _E("background.order_below", "needs a list of orders (one per mass range)")
+        return (integer(order, "background.order", _E, lo=0, hi=MAX_ORDER),), None
+    if not order:
+        raise _E("background.order", "needs at least one order")
+    orders = tuple(integer(o, f"background.order[{i}]", _E, lo=0, hi=MAX_ORDER)
+                   for i, o in enumerate(order))  # fmt: skip
+    below = numbers(_get(bkg, "order_below", "background", list, []), "background.order_below",
+                    _E)  # fmt: skip
+    if len(below) != len(orders) - 1:
+        raise _E("background.order_below", f"needs {len(orders) - 1} masses between the "
+                 f"{len(orders)} ranges of background.order, got {len(below)}")  # fmt: skip
+    if any(b <= a for a, b in zip(below, below[1:], strict=False)):
+        raise _E("background.order_below", f"must increase, got {list(below)}")
+    return orders, (np.asarray(below, float) if below else None)
+
+
 def _build_single(cfg: dict):
     """``(scan, masses, cl)`` of a configuration without an envelope (:func:`build_mass_scan`)."""
     plot_labels(cfg)
@@ -629,14 +660,16 @@ def _build_single(cfg: dict):
     rel_res = _number(sig, "rel_res", "signal", 0.0, lo=0.0, hi=1.0, hi_open=True)
     uncorrelated = _get(sig, "uncorrelated", "signal", bool, False)
     background = _choice(bkg, "kind", "background", BACKGROUNDS)
+    orders, order_below = (), None
     if background in ("bernstein", "chebyshev"):
-        order = integer(_get(bkg, "order", "background"), "background.order", _E,
-                        lo=0, hi=MAX_ORDER)  # fmt: skip
-        n_coeffs = order
+        orders, order_below = _orders(bkg)
+        n_coeffs = max(orders)
+        orders = orders if len(orders) > 1 else ()
     else:
-        if "order" in bkg:
-            raise _E("background.order", f"only bernstein and chebyshev take an order, "
-                     f"not {background!r}")  # fmt: skip
+        for key in ("order", "order_below"):
+            if key in bkg:
+                raise _E(f"background.{key}", f"only bernstein and chebyshev take an order, "
+                         f"not {background!r}")  # fmt: skip
         n_coeffs = 1 if background == "exponential" else 0
     w_lo = _number(win, "lo", "window", positive=True)
     w_hi = _number(win, "hi", "window", positive=True)
@@ -708,6 +741,8 @@ def _build_single(cfg: dict):
         shape=shape,
         background=background,
         n_coeffs=n_coeffs,
+        orders=orders,
+        order_below=None if order_below is None else jnp.asarray(order_below),
         has_eff=rel_eff > 0
         or any(np.any(t.values["rel_eff"] > 0) for t in tables if "rel_eff" in t.values),
         has_res=rel_res > 0

@@ -160,7 +160,9 @@ def _members(env, m):
     (:func:`stack_backgrounds`: one compiled fit serves all J) and the penalties c k_j [J]
     (k_j the model's own number of parameters, not the padded one)."""
     windows = [s.window_model(m) for s in env.models]
-    pen = env.penalty * jnp.asarray([w.config.npars for w in windows], float)
+    # k_j: the free parameters (a model with an order per mass range has fixed slots)
+    k = [w.config.npars - jnp.sum(w.fixed_mask()) for w in windows]
+    pen = env.penalty * jnp.stack([jnp.asarray(x, float) for x in k])
     return stack_backgrounds(windows), pen
 
 

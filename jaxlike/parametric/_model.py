@@ -56,7 +56,7 @@ from ..model import (
 from ..shapes import bernstein_binned, chebyshev_binned, exponential_binned, polynomial_basis
 
 __all__ = ["WindowModel", "WindowConfig", "SIGNAL_SHAPES", "BACKGROUNDS", "padded_background",
-           "stack_backgrounds"]  # fmt: skip
+           "stack_backgrounds", "ranged_order"]  # fmt: skip
 
 
 def _value_and_jacfwd(f, x):
@@ -386,6 +386,8 @@ def padded_background(model: WindowModel, n: int, families: tuple) -> WindowMode
     ``families``: the static tuple of families of the batch (``"polynomial"``,
     ``"exponential"``, ``"template"``), the same for every model of it. Parameter names,
     order, initial values and bounds of the used slots are the model's own."""
+    if model.background == "padded":  # already padded: more slots, more families
+        return _repad(model, n, families)
     kind = model.background
     fam = _FAMILY[kind]
     if fam not in families or n < model.n_coeffs:
@@ -423,7 +425,64 @@ def stack_backgrounds(models) -> WindowModel:
     leaf by leaf. ``jax.vmap`` over the result fits all J models with one compiled fit.
     The models need equal array shapes (categories, window bins, peaks) and signal systematics."""
     n = max(w.n_coeffs for w in models)
+    own = [w.families if w.background == "padded" else (_FAMILY[w.background],) for w in models]
     families = tuple(f for f in ("polynomial", "exponential", "template")
-                     if any(_FAMILY[w.background] == f for w in models))  # fmt: skip
+                     if any(f in fams for fams in own))  # fmt: skip
     padded = [padded_background(w, n, families) for w in models]
     return jax.tree.map(lambda *x: jnp.stack(x), *padded)
+
+
+def _repad(model: WindowModel, n: int, families: tuple) -> WindowModel:
+    """A padded model with n ≥ its slots and the ``families`` (⊇ its own) of a larger batch."""
+    extra = n - model.n_coeffs
+    if extra < 0 or not set(model.families) <= set(families):
+        raise ValueError(f"cannot pad a padded background of {model.n_coeffs} slots and "
+                         f"families {model.families} to {n} slots of {families}")  # fmt: skip
+    remap = jnp.asarray([families.index(f) for f in model.families], jnp.int32)
+    return dataclasses.replace(
+        model,
+        basis=jnp.pad(model.basis, ((0, 0), (0, 0), (0, extra))),
+        basis_norm=jnp.pad(model.basis_norm, ((0, 0), (0, extra))),
+        coeff_init=jnp.pad(model.coeff_init, (0, extra)),
+        coeff_bounds=jnp.concatenate(
+            [model.coeff_bounds, jnp.tile(jnp.asarray([[0.0, 1.0]]), (extra, 1))]
+        ),  # fmt: skip
+        coeff_free=jnp.pad(model.coeff_free, (0, extra)),
+        family=remap[model.family],
+        n_coeffs=n,
+        families=tuple(families),
+    )
+
+
+def ranged_order(model: WindowModel, orders: tuple, index) -> WindowModel:
+    """The polynomial background of ``model`` (Bernstein or Chebyshev, ``n_coeffs`` = the
+    largest of ``orders``) at the order ``orders[index]`` — ``index`` traced (e.g. the mass
+    range of a hypothesis), so one compiled scan serves every range: the padded layout of
+    :func:`padded_background` with the basis of each candidate order (a Bernstein basis of
+    degree k is not the degree-N one with coefficients set to 0) selected by ``index`` and the
+    slots above the order fixed at 0."""
+    kind, n = model.background, model.n_coeffs
+    if kind not in ("bernstein", "chebyshev") or max(orders) != n:
+        raise ValueError(f"orders {orders} need a bernstein or chebyshev background of order "
+                         f"{max(orders)}, got {kind!r} of order {n}")  # fmt: skip
+    bases, norms = [], []
+    for k in orders:
+        rows = [polynomial_basis(kind, e, k, e[0], e[-1]) for e in model.edges]
+        bases.append(jnp.stack([jnp.pad(a, ((0, 0), (0, n - k))) for a, _ in rows]))
+        norms.append(jnp.stack([jnp.pad(s, (0, n - k)) for _, s in rows]))
+    index = jnp.asarray(index, jnp.int32)
+    free = jnp.arange(n) < jnp.asarray(orders)[index]
+    lo_c, hi_c = _COEFF_BOUNDS[kind]
+    return dataclasses.replace(
+        model,
+        basis=jnp.stack(bases)[index],
+        basis_norm=jnp.stack(norms)[index],
+        coeff_init=jnp.where(free, _COEFF_INIT[kind], 0.0),
+        coeff_bounds=jnp.where(
+            free[:, None], jnp.asarray([[lo_c, hi_c]]), jnp.asarray([[0.0, 1.0]])
+        ),  # noqa: E501
+        coeff_free=free,
+        family=jnp.asarray(0, jnp.int32),
+        background="padded",
+        families=("polynomial",),
+    )

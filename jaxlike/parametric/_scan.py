@@ -28,7 +28,7 @@ from ..shapes import (
     window_edges,
     window_indices,
 )
-from ._model import WindowModel
+from ._model import WindowModel, ranged_order
 
 __all__ = ["MassScan", "hypothesis_results", "hypothesis_significance", "window_results",
            "RESULT_FIELDS"]  # fmt: skip
@@ -76,6 +76,10 @@ class MassScan(eqx.Module):
         comb_masses: simulated masses [S] of mass-dependent combinatorial templates
             (``cum_comb`` then [C, S, N+1]), or None (one template); ``comb_mode`` how the
             template at m is formed from them (:func:`comb_weights`).
+        orders, order_below: a polynomial order per mass range (static, ``n_coeffs`` their
+            maximum) and the masses between the ranges [len(orders) − 1]: ``orders[i]``
+            applies below ``order_below[i]``, the last above (``background.order`` as a list);
+            () for one order. The window models are then :func:`ranged_order` models.
     """
 
     fine_edges: jnp.ndarray
@@ -102,6 +106,8 @@ class MassScan(eqx.Module):
     uncorrelated: bool = eqx.field(static=True, default=False)
     comb_masses: jnp.ndarray | None = None
     comb_mode: str = eqx.field(static=True, default="linear")
+    orders: tuple = eqx.field(static=True, default=())
+    order_below: jnp.ndarray | None = None
 
     @property
     def n_categories(self) -> int:
@@ -173,7 +179,7 @@ class MassScan(eqx.Module):
         total = jnp.sum(jnp.where(keep, counts, 0.0))
         # no signal yield can exceed the window's content by more than a few σ of it
         auto = (total + 10.0 * (5.0 + jnp.sqrt(total))) / jnp.min(scale)
-        return WindowModel(
+        model = WindowModel(
             edges=jnp.broadcast_to(edges, (C, self.n_bins + 1)),
             counts=counts,
             mask=jnp.broadcast_to(keep, (C, self.n_bins)),
@@ -192,6 +198,10 @@ class MassScan(eqx.Module):
             has_res=self.has_res,
             uncorrelated=self.uncorrelated,
         )
+        if not self.orders:
+            return model
+        below = jnp.zeros((0,)) if self.order_below is None else self.order_below
+        return ranged_order(model, self.orders, jnp.searchsorted(below, m, side="right"))
 
     def unit(self, m):
         """Physical value per unit μ at mass m (table column ``unit``, category 0)."""
