@@ -219,8 +219,8 @@ def cmd_scan(args) -> int:
     from ._scan_segments import is_segmented, segmented_scan_command
 
     try:
-        if not _mass_scan_input(args):  # patch scans and N-D grids: no config rule
-            args.rule = args.rule or "cls"
+        # a mass-scan config may state its rule (scan.rule): only the flag overrides it
+        args.rule_flag, args.rule = args.rule, args.rule or "cls"
         if args.seed is not None and args.example is None:
             raise CliError("--seed applies to --example only")
         grid_only = [f for f in ("method", "lee_toys") if getattr(args, f) is not None]
@@ -268,19 +268,6 @@ def cmd_scan(args) -> int:
     print(dump(summary) if args.json else summary_text(summary))
     report(summary)
     return code
-
-
-def _mass_scan_input(args) -> bool:
-    """Whether the scan is a mass scan (a config, segmented or not, or a mass-scan example),
-    whose limit rule may come from its config (``scan.rule``)."""
-    from ._scan_segments import is_segmented
-
-    if args.example is not None:
-        return args.example not in ("dark-higgs", "bka-lifetime")
-    if args.config is None or args.patchset is not None or args.patches is not None:
-        return False
-    path = Path(args.config)
-    return is_segmented(path) or not _is_counting_grid(path)
 
 
 def _is_counting_grid(path: Path) -> bool:
@@ -439,8 +426,8 @@ def _mass_scan(args, config_path: Path, output):
 def scan_rule_of(args, config_rules) -> str:
     """The limit rule of a mass scan: ``--rule`` if given, else the common ``scan.rule`` of its
     configs (:func:`jaxlike.parametric.scan_rule`; configs that disagree need the flag)."""
-    if args.rule is not None:
-        return args.rule
+    if args.rule_flag is not None:
+        return args.rule_flag
     rules = set(config_rules)
     if len(rules) > 1:
         raise CliError(f"the segments' scan.rule differ ({sorted(rules)}): give --rule")

@@ -28,6 +28,7 @@ from ._hypotest import (
 from ._limits import (
     UpperLimitResult,
     asymptotic_guess,
+    conditional_fit,
     conditional_fits,
     curve_pvalues,
     illinois_roots,
@@ -123,6 +124,7 @@ __all__ = [
     "tmu",
     "tmu_tilde",
     "asymptotic_guess",
+    "conditional_fit",
     "conditional_fits",
     "curve_pvalues",
     "illinois_roots",

@@ -27,6 +27,7 @@ from ._hypotest import HypoTestPrep, hypotest_prepare
 __all__ = [
     "UpperLimitResult",
     "asymptotic_guess",
+    "conditional_fit",
     "conditional_fits",
     "curve_pvalues",
     "illinois_roots",
@@ -57,27 +58,28 @@ def _h(cls, alpha):
     return jnp.sqrt(-2.0 * jnp.log(jnp.clip(cls, 1e-300, 1.0))) - jnp.sqrt(-2.0 * jnp.log(alpha))
 
 
+def conditional_fit(prep, model, data, start, mu):
+    """One μ-conditional fit of a limit search (POI held at ``mu``, the bounds and fixed
+    parameters of ``prep``) to ``data``, warm-started at ``start``: a continuation from the
+    previous iterate's minimum, so no global search per step (the prepared fits had it)."""
+    inputs = conditional_inputs(start, prep.lo, prep.hi, prep.fixed, prep.poi, mu)
+    return fit_arrays(model, data, *inputs, search=False)
+
+
 def conditional_fits(prep, model, mu, start_d, start_a):
     """The conditional fits of one limit-search iteration at the trial μ of six curves
     (mu: [ncl, 6]): the observed curve's to the data (at ``mu[:, 0]``) and every curve's to the
     Asimov data: 1 + 6 fits per level, run as ONE vmapped fit over [ncl, 7] (data, Asimov × 6)
     so the minimiser is compiled once. ``start_*`` are warm starts (previous iterate).
     Returns the fits' :class:`~jaxlike.fit.FitResult` batched [ncl, 7] (column 0: data)."""
-    ncl, poi = mu.shape[0], prep.poi
+    ncl = mu.shape[0]
     mus = jnp.concatenate([mu[:, :1], mu], axis=1)  # [ncl, 7]
     starts = jnp.concatenate([start_d[:, None], start_a], axis=1)  # [ncl, 7, P]
     on_asimov = jnp.arange(7) > 0
 
     def cond_fit(row, start, m):
         data = jnp.where(on_asimov[row], prep.asimov_data, prep.data)
-        # a continuation from the previous iterate's minimum: no global search per step (the
-        # prepared fits had it)
-        return fit_arrays(
-            model,
-            data,
-            *conditional_inputs(start, prep.lo, prep.hi, prep.fixed, poi, m),
-            search=False,
-        )
+        return conditional_fit(prep, model, data, start, m)
 
     rows = jnp.broadcast_to(jnp.arange(7), (ncl, 7))
     return jax.vmap(jax.vmap(cond_fit))(rows, starts, mus)

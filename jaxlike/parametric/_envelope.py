@@ -55,9 +55,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..exceptions import InvalidScanConfig
-from ..fit import conditional_inputs, fit_arrays
 from ..infer import (
     asymptotic_guess,
+    conditional_fit,
     curve_pvalues,
     hypotest_prepare,
     illinois_roots,
@@ -183,12 +183,6 @@ def _conservative(env, m, cl, data, rule):
     return out | {"bkg_model": j_z.astype(jnp.int32), "bkg_model_limit": j_ul.astype(jnp.int32)}
 
 
-def _conditional_fit(prep, model, data, start, mu):
-    """A μ-conditional fit warm-started at ``start`` (a continuation: no global search)."""
-    inputs = conditional_inputs(start, prep.lo, prep.hi, prep.fixed, prep.poi, mu)
-    return fit_arrays(model, data, *inputs, search=False)
-
-
 def _profile(env, m, cl, data, rule, rtol=1e-6, maxiter=60):
     stacked, pen = _members(env, m)
     preps = jax.vmap(
@@ -215,9 +209,9 @@ def _profile(env, m, cl, data, rule, rtol=1e-6, maxiter=60):
     mu_hi = jnp.min(preps.hi[:, 0])
     guess = asymptotic_guess(prep0, alpha, mu_lo, mu_hi, rule)
     # data: every model at the observed curve's μ [J, ncl]; Asimov: j₀ at every curve's μ
-    on_data = jax.vmap(jax.vmap(lambda p, w_, s, mu: _conditional_fit(p, w_, p.data, s, mu),
+    on_data = jax.vmap(jax.vmap(lambda p, w_, s, mu: conditional_fit(p, w_, p.data, s, mu),
                                 in_axes=(None, None, 0, 0)), in_axes=(0, 0, 0, None))  # fmt: skip
-    asimov = lambda s, mu: _conditional_fit(prep0, model0, prep0.asimov_data, s, mu)  # noqa: E731
+    asimov = lambda s, mu: conditional_fit(prep0, model0, prep0.asimov_data, s, mu)  # noqa: E731
     on_asimov = jax.vmap(jax.vmap(asimov))
 
     def evaluate(mu, carry):

@@ -395,27 +395,38 @@ def padded_background(model: WindowModel, n: int, families: tuple) -> WindowMode
                          f"slots of families {families}")  # fmt: skip
     C, W = model.counts.shape
     if fam == "polynomial":
-        rows = [polynomial_basis(kind, e, model.n_coeffs, e[0], e[-1]) for e in model.edges]
-        pad = n - model.n_coeffs
-        basis = jnp.stack([jnp.pad(a, ((0, 0), (0, pad))) for a, _ in rows])
-        norm = jnp.stack([jnp.pad(s, (0, pad)) for _, s in rows])
+        basis, norm = _padded_basis(kind, model.edges, model.n_coeffs, n)
     else:  # any finite basis: its branch is not selected
         basis = jnp.full((C, W, n + 1), 1.0 / W)
         norm = jnp.ones((C, n + 1))
-    used = np.arange(n) < model.n_coeffs
-    lo_c, hi_c = _COEFF_BOUNDS.get(kind, (0.0, 1.0))
+    free = jnp.arange(n) < model.n_coeffs
     return dataclasses.replace(
         model,
         basis=basis,
         basis_norm=norm,
-        coeff_init=jnp.asarray(np.where(used, _COEFF_INIT.get(kind, 0.0), 0.0)),
-        coeff_bounds=jnp.asarray(np.where(used[:, None], [[lo_c, hi_c]], [[0.0, 1.0]])),
-        coeff_free=jnp.asarray(used),
+        **_slots(kind, free),
         family=jnp.asarray(families.index(fam), jnp.int32),
         background="padded",
         n_coeffs=n,
         families=tuple(families),
     )
+
+
+def _padded_basis(kind, edges, k: int, n: int):
+    """The order-k basis of each category's window (:func:`polynomial_basis`, edges [C, W+1])
+    padded with zero columns to n slots: ([C, W, n+1], [C, n+1])."""
+    rows = [polynomial_basis(kind, e, k, e[0], e[-1]) for e in edges]
+    basis = jnp.stack([jnp.pad(a, ((0, 0), (0, n - k))) for a, _ in rows])
+    return basis, jnp.stack([jnp.pad(s, (0, n - k)) for _, s in rows])
+
+
+def _slots(kind, free) -> dict:
+    """Initial values, bounds and free flags of the coefficient slots of a ``kind``
+    background: the kind's own where ``free``, else 0 in [0, 1] (fixed)."""
+    lo_c, hi_c = _COEFF_BOUNDS.get(kind, (0.0, 1.0))
+    bounds = jnp.where(free[:, None], jnp.asarray([[lo_c, hi_c]]), jnp.asarray([[0.0, 1.0]]))
+    return {"coeff_init": jnp.where(free, _COEFF_INIT.get(kind, 0.0), 0.0),
+            "coeff_bounds": bounds, "coeff_free": free}  # fmt: skip
 
 
 def stack_backgrounds(models) -> WindowModel:
@@ -465,23 +476,14 @@ def ranged_order(model: WindowModel, orders: tuple, index) -> WindowModel:
     if kind not in ("bernstein", "chebyshev") or max(orders) != n:
         raise ValueError(f"orders {orders} need a bernstein or chebyshev background of order "
                          f"{max(orders)}, got {kind!r} of order {n}")  # fmt: skip
-    bases, norms = [], []
-    for k in orders:
-        rows = [polynomial_basis(kind, e, k, e[0], e[-1]) for e in model.edges]
-        bases.append(jnp.stack([jnp.pad(a, ((0, 0), (0, n - k))) for a, _ in rows]))
-        norms.append(jnp.stack([jnp.pad(s, (0, n - k)) for _, s in rows]))
+    bases, norms = zip(*(_padded_basis(kind, model.edges, k, n) for k in orders), strict=True)
     index = jnp.asarray(index, jnp.int32)
     free = jnp.arange(n) < jnp.asarray(orders)[index]
-    lo_c, hi_c = _COEFF_BOUNDS[kind]
     return dataclasses.replace(
         model,
         basis=jnp.stack(bases)[index],
         basis_norm=jnp.stack(norms)[index],
-        coeff_init=jnp.where(free, _COEFF_INIT[kind], 0.0),
-        coeff_bounds=jnp.where(
-            free[:, None], jnp.asarray([[lo_c, hi_c]]), jnp.asarray([[0.0, 1.0]])
-        ),  # noqa: E501
-        coeff_free=free,
+        **_slots(kind, free),
         family=jnp.asarray(0, jnp.int32),
         background="padded",
         families=("polynomial",),
