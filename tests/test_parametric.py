@@ -189,3 +189,16 @@ def test_masses_inside_a_veto_are_dropped_unless_asked_to_keep():
     np.testing.assert_array_equal(build_mass_scan(cfg)[1], [2.0, 2.41])
     with pytest.raises(InvalidScanConfig, match="vetoed"):
         build_mass_scan(small_config(masses=(2.41,)))
+
+
+def test_vetoes_are_padded_to_one_layout():
+    """0, 1 or 4 vetoes give [4, 2] (padded with (+inf, +inf)), 5 give [8, 2]: scans with a
+    few vetoes or none share one array layout, hence one compiled program."""
+    for vetoes, rows in (([], 4), ([[2.4, 2.42]], 4), ([[1.0 + k, 1.1 + k] for k in range(4)], 4),
+                         ([[1.0 + k, 1.1 + k] for k in range(5)], 8)):  # fmt: skip
+        cfg = small_config(masses=(2.0, 2.3))
+        cfg["window"]["vetoes"] = vetoes
+        v = np.asarray(build_mass_scan(cfg)[0].vetoes)
+        assert v.shape == (rows, 2)
+        np.testing.assert_array_equal(v[: len(vetoes)], np.reshape(vetoes, (-1, 2)))
+        assert np.all(v[len(vetoes) :] == np.inf)

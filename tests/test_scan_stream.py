@@ -381,3 +381,29 @@ def test_two_jax_distributed_processes(tmp_path, reference):
         with np.load(tmp_path / f"out{i}.npz") as f:
             assert_same({k: f[k] for k in reference}, reference)
             assert_same({k: f[f"mem_{k}"] for k in reference}, reference)
+
+
+def test_operands_share_one_compilation(monkeypatch, tmp_path):
+    """``run_scan(fn, hyps, operands=...)``: the operands are an argument of the program, so a
+    later scan of the same ``fn`` with operands of the same shapes runs the same executable
+    (the disk check still runs), and other shapes compile their own."""
+    import jaxlike.stream._stream as st
+
+    lowered = []
+    real = st._lower_compile
+    monkeypatch.setattr(st, "_lower_compile", lambda *a, **k: lowered.append(1) or real(*a, **k))
+    fn = jax.vmap(lambda h, op: {"y": h["x"] * op["a"] + op["b"].sum()}, in_axes=(0, None))
+    one = run_scan(fn, {"x": np.arange(10.0)}, operands={"a": 2.0, "b": np.ones(3)},
+                   chunk_size=4, progress=False)  # fmt: skip
+    two = run_scan(fn, {"x": np.arange(7.0)}, operands={"a": 3.0, "b": np.zeros(3)},
+                   chunk_size=4, progress=False, store=tmp_path / "two.h5")  # fmt: skip
+    assert lowered == [1]
+    np.testing.assert_array_equal(one["y"], 2 * np.arange(10.0) + 3)
+    np.testing.assert_array_equal(two["y"], 3 * np.arange(7.0))
+    three = run_scan(fn, {"x": np.arange(5.0)}, operands={"a": 1.0, "b": np.ones(4)},
+                     chunk_size=4, progress=False)  # fmt: skip
+    assert lowered == [1, 1]
+    np.testing.assert_array_equal(three["y"], np.arange(5.0) + 4)
+    budget = run_scan(fn, {"x": np.arange(6.0)}, operands={"a": 2.0, "b": np.ones(3)},
+                      memory_budget_bytes=10**6, progress=False)  # fmt: skip
+    np.testing.assert_array_equal(budget["y"], 2 * np.arange(6.0) + 3)

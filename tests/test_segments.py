@@ -131,3 +131,21 @@ def test_cli_segmented_scan_and_plot(stitched, tmp_path):
     (tmp_path / "segments.toml").write_text("[[segments]]\nname = \"a\"\nconfg = \"low.json\"\n")
     code, _, err = _cli("scan", tmp_path / "segments.toml", "-o", tmp_path / "u.h5")
     assert code == 2 and "confg" in err and len(err.strip().splitlines()) == 1
+
+
+def test_default_chunk_on_a_cpu_and_resume_keeps_the_files(tmp_path):
+    """Mass scans default to chunks of 8 on a CPU (each hypothesis is several fits and a limit
+    search in lockstep: smaller chunks finish sooner); a resume without ``chunk_size`` keeps
+    the chunk its file was computed with (files of the former default of 32 resume)."""
+    from jaxlike.scan import default_mass_chunk
+
+    assert default_mass_chunk() == 8  # the test suite runs on the CPU
+    cfg = low_config()
+    cfg["scan"]["masses"] = [2.0, 3.0, 4.0, 5.0]
+    scan, masses, _ = build_mass_scan(cfg)
+    first = mass_scan(scan, masses, store=tmp_path / "s.h5", chunk_size=3, progress=False)
+    again = mass_scan(scan, masses, store=tmp_path / "s.h5", resume=True, progress=False)
+    np.testing.assert_array_equal(np.asarray(first["ul_obs"]), np.asarray(again["ul_obs"]))
+    with pytest.raises(Exception, match="chunk"):
+        mass_scan(scan, masses, store=tmp_path / "s.h5", resume=True, chunk_size=4,
+                  progress=False)  # fmt: skip

@@ -493,6 +493,9 @@ def test_veto_mask():
     ref = [not any(max(a, v0) < min(b, v1) for v0, v1 in vetoes) for a, b in bins(edges)]
     assert got.tolist() == ref and got.tolist().count(False) == 2
     assert np.asarray(shapes.veto_mask(edges, np.zeros((0, 2)))).all()
+    # the rows (+inf, +inf) that pad a scan's vetoes to a fixed count mask nothing
+    padded = np.concatenate([vetoes, np.full((5, 2), np.inf)])
+    assert np.asarray(shapes.veto_mask(edges, padded)).tolist() == ref
     # a too-narrow window has empty (zero-width) bins: masked
     idx = np.asarray(indices(FINE, 5.0, 0.02, 0.02, 6))
     keep = np.asarray(shapes.veto_mask(shapes.window_edges(FINE, idx), np.zeros((0, 2))))

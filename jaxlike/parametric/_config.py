@@ -485,6 +485,10 @@ def scan_masses(cfg_scan: dict, table: MassTable) -> np.ndarray:
     return masses
 
 
+#: the vetoes of a scan are padded to a multiple of this many rows (:func:`_vetoes`)
+VETO_ROWS = 4
+
+
 def _vetoes(win: dict) -> np.ndarray:
     path = "window.vetoes"
     v = _get(win, "vetoes", "window", (list, tuple), [])
@@ -497,7 +501,11 @@ def _vetoes(win: dict) -> np.ndarray:
         if not lo < hi:
             raise _E(p, f"each veto must be [low, high] with low < high, got {pair!r}")
         out.append((lo, hi))
-    return np.asarray(out, float).reshape(-1, 2)
+    v = np.asarray(out, float).reshape(-1, 2)
+    # padded to a multiple of VETO_ROWS with empty intervals (+inf, +inf), which overlap no bin
+    # and hold no mass: scans with a few vetoes or none share one array layout (one program)
+    pad = -len(v) % VETO_ROWS if len(v) else VETO_ROWS
+    return np.concatenate([v, np.full((pad, 2), np.inf)])
 
 
 def _levels(sc: dict) -> tuple:

@@ -209,15 +209,27 @@ def _profile(env, m, cl, data, rule, rtol=1e-6, maxiter=60):
     mu_hi = jnp.min(preps.hi[:, 0])
     guess = asymptotic_guess(prep0, alpha, mu_lo, mu_hi, rule)
     # data: every model at the observed curve's μ [J, ncl]; Asimov: j₀ at every curve's μ
-    on_data = jax.vmap(jax.vmap(lambda p, w_, s, mu: conditional_fit(p, w_, p.data, s, mu),
-                                in_axes=(None, None, 0, 0)), in_axes=(0, 0, 0, None))  # fmt: skip
-    asimov = lambda s, mu: conditional_fit(prep0, model0, prep0.asimov_data, s, mu)  # noqa: E731
-    on_asimov = jax.vmap(jax.vmap(asimov))
+    # [ncl, 6]. All J·ncl + 6·ncl fits run as ONE vmapped conditional fit (the model, its
+    # preparation and its data gathered per row), so the minimiser is traced and compiled once.
+    n_models = pen.shape[0]
+    n_data = n_models * ncl
+    row_model = jnp.concatenate([jnp.repeat(jnp.arange(n_models), ncl),
+                                 jnp.full((6 * ncl,), j0)])  # fmt: skip
+    on_asimov = jnp.arange(n_data + 6 * ncl) >= n_data
+
+    def row_fit(j, asimov_row, start, mu):
+        p, w_ = jax.tree.map(lambda x: x[j], (preps, stacked))
+        return conditional_fit(p, w_, jnp.where(asimov_row, prep0.asimov_data, p.data), start, mu)
 
     def evaluate(mu, carry):
         (start_d, start_a), _ = carry
-        fd = on_data(preps, stacked, start_d, mu[:, 0])  # [J, ncl]
-        fa = on_asimov(start_a, mu)  # [ncl, 6]
+        mus = jnp.concatenate([jnp.broadcast_to(mu[:, 0], (n_models, ncl)).reshape(-1),
+                               mu.reshape(-1)])  # fmt: skip
+        npar = start_a.shape[-1]
+        starts = jnp.concatenate([start_d.reshape(n_data, npar), start_a.reshape(-1, npar)])
+        f = jax.vmap(row_fit)(row_model, on_asimov, starts, mus)
+        fd = jax.tree.map(lambda x: x[:n_data].reshape((n_models, ncl) + x.shape[1:]), f)
+        fa = jax.tree.map(lambda x: x[n_data:].reshape((ncl, 6) + x.shape[1:]), f)
         cond = fd.twice_nll + pen[:, None]
         q = profile_statistic("qtilde", mu[:, 0], jnp.min(cond, axis=0), free_min, mu_hat_q)
         cls = curve_pvalues(prep0, mu, q, fa.twice_nll, rule)

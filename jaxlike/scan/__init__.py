@@ -56,7 +56,14 @@ from ._lee_nd import (
     expected_euler_characteristic,
     gross_vitells_nd,
 )
-from ._mass import mass_scan, mass_scan_identity, scan_digest, toy_chunk, toy_options
+from ._mass import (
+    default_mass_chunk,
+    mass_scan,
+    mass_scan_identity,
+    scan_digest,
+    toy_chunk,
+    toy_options,
+)
 from ._patches import (
     load_patch_folder,
     patch_name_values,
@@ -95,6 +102,7 @@ __all__ = [
     "local_significance",
     "window_sampler",
     "toy_chunk",
+    "default_mass_chunk",
     "toy_options",
     "MassToyStudyResult",
     "mass_toy_study",

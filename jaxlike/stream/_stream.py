@@ -61,6 +61,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ..exceptions import InvalidScanConfig, InvalidScanFile
 from ._batch import take_rows
+from ._cache import compiled
 from ._progress import Progress
 from ._resume import stored_chunk_size
 from ._store import (
@@ -227,9 +228,24 @@ def _resolve_chunk_size(fn, hyps, n, devices, pcount, chunk_size, budget) -> int
     return min(chunk, -(-n // (pcount * d)) * d)  # no larger than this process's share
 
 
-def _compile(fn, hyps, chunk, mesh, before_compile=None):
+def _avals(tree):
+    """Hashable structure, shapes and dtypes of a pytree (what a compilation depends on)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((np.shape(x), str(_dtype(x))) for x in leaves)
+
+
+def _dtype(a):
+    return jax.dtypes.canonicalize_dtype(a.dtype if hasattr(a, "dtype") else np.result_type(a))
+
+
+def _compile(fn, hyps, chunk, mesh, before_compile=None, operands=None):
     """Lower and compile ``fn`` once for a sharded chunk; returns (compiled, result_spec).
-    ``before_compile(result_spec)`` runs between tracing and the (slow) XLA compilation."""
+    ``before_compile(result_spec)`` runs between tracing and the (slow) XLA compilation.
+
+    With ``operands`` (a pytree passed replicated as ``fn``'s second argument) the executable
+    is kept in :func:`~jaxlike.stream.compiled` under ``fn``, the chunk, the devices and the
+    shapes of the hypotheses and operands: another scan of the same ``fn`` whose operands have
+    the same shapes (e.g. a segment of another mass range) runs it without compiling."""
     sharding = NamedSharding(mesh, PartitionSpec("hyp"))
     args = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(
@@ -237,8 +253,32 @@ def _compile(fn, hyps, chunk, mesh, before_compile=None):
         ),
         hyps,
     )
+    if operands is None:
+        return _lower_compile(fn, (args,), (sharding,), sharding, chunk, before_compile)
+    rep = NamedSharding(mesh, PartitionSpec())
+    ops = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(np.shape(a), _dtype(a), sharding=rep),
+        operands,
+    )
+    devices = tuple(d.id for d in mesh.devices.flat)
+    key = ("run_scan", fn, chunk, devices, _avals(args), _avals(operands))
+    spec_seen = []
+
+    def build():
+        exe, spec = _lower_compile(fn, (args, ops), (sharding, rep), sharding, chunk,
+                                   before_compile)  # fmt: skip
+        spec_seen.append(spec)
+        return exe, spec
+
+    exe, spec = compiled(key, build)
+    if before_compile is not None and not spec_seen:  # cached: still check the disk
+        before_compile(spec)
+    return exe, spec
+
+
+def _lower_compile(fn, args, in_shardings, sharding, chunk, before_compile):
     try:
-        lowered = jax.jit(fn, in_shardings=(sharding,), out_shardings=sharding).lower(args)
+        lowered = jax.jit(fn, in_shardings=in_shardings, out_shardings=sharding).lower(*args)
     except ValueError as e:  # an output without the leading axis cannot be sharded
         raise InvalidScanConfig("fn", f"outputs must have a leading axis of {chunk}: {e}") from e
     out = lowered.out_info
@@ -260,8 +300,11 @@ def _chunk(hyps, start, stop, chunk):
     return take_rows(hyps, start, stop, chunk, pad="last")
 
 
-def _execute(compiled, hyps, n, todo, chunk, mesh, sink, reporter):
+def _execute(exe, hyps, n, todo, chunk, mesh, sink, reporter, operands=None):
     """Run the chunks ``todo``; chunk k+1 is dispatched before chunk k is fetched and stored."""
+    extra = ()
+    if operands is not None:  # placed once, replicated on every device of the mesh
+        extra = (jax.device_put(operands, NamedSharding(mesh, PartitionSpec())),)
 
     def store(start, stop, out):
         host = {k: np.asarray(v)[: stop - start] for k, v in jax.device_get(out).items()}
@@ -270,7 +313,7 @@ def _execute(compiled, hyps, n, todo, chunk, mesh, sink, reporter):
     pending = None
     for k in todo:
         start, stop = k * chunk, min((k + 1) * chunk, n)
-        out = compiled(shard_batch(_chunk(hyps, start, stop, chunk), mesh))
+        out = exe(shard_batch(_chunk(hyps, start, stop, chunk), mesh), *extra)
         if pending is not None:
             store(*pending)
         pending = (start, stop, out)
@@ -320,6 +363,7 @@ def run_scan(
     attrs=None,
     process_index=None,
     process_count=None,
+    operands=None,
 ) -> dict[str, np.ndarray]:
     """Evaluate ``fn`` on every hypothesis in chunks, sharded over devices, streamed to a store.
 
@@ -343,6 +387,11 @@ def run_scan(
             (``config`` and ``model_digest`` are checked on resume).
         process_index, process_count: explicit multi-process partition (see module docs);
             default: ``jax.process_index()``/``jax.process_count()``.
+        operands: optional pytree of arrays shared by every hypothesis (e.g. the model), passed
+            to ``fn`` as its second argument, ``fn(batch, operands)``, and replicated on the
+            devices. Compiled programs are then kept per (``fn``, chunk, devices, shapes), so a
+            later scan with the same ``fn`` and operands of the same shapes (another mass range
+            of the same layout) reuses the executable instead of compiling again.
 
     Returns:
         ``{name: array [H, ...]}``, resumed rows included.
@@ -365,7 +414,8 @@ def run_scan(
     stored = stored_chunk_size(own) if resuming else None
     if stored and chunk_size is None and memory_budget_bytes is None:
         chunk_size = stored
-    chunk = _resolve_chunk_size(fn, hyps, n, devices, pcount, chunk_size, memory_budget_bytes)
+    bound = fn if operands is None else (lambda batch: fn(batch, operands))
+    chunk = _resolve_chunk_size(bound, hyps, n, devices, pcount, chunk_size, memory_budget_bytes)
     check_chunk_size(own, stored, chunk)  # before the compilation
     mesh = scan_mesh(devices)
 
@@ -373,7 +423,7 @@ def run_scan(
         if own is not None and not resuming:
             check_free_space(own, store_bytes(hyps, spec))
 
-    compiled, spec = _compile(fn, hyps, chunk, mesh, before_compile=check_disk)
+    exe, spec = _compile(fn, hyps, chunk, mesh, before_compile=check_disk, operands=operands)
     ident = {"config": config, "model_digest": model_digest, "chunk_size": chunk}
     if own is None:
         sink = _MemoryResults(n, spec)
@@ -390,7 +440,7 @@ def run_scan(
         where = f", process {pidx} of {pcount}" if pcount > 1 else ""
         info = f"chunks of {chunk} on {len(devices)} device(s){where}"
         reporter.start(sum(b - a for _, a, b in ranges), resumed, info=info)
-        _execute(compiled, hyps, n, todo, chunk, mesh, sink, reporter)
+        _execute(exe, hyps, n, todo, chunk, mesh, sink, reporter, operands)
         reporter.finish()
         results, done = sink.read_results(), sink.done.copy()
     finally:
