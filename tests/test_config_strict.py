@@ -644,7 +644,7 @@ def test_grid_assignments_are_strict():
 # -- the bundled examples still load ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["alp", "bka", "zprime"])
+@pytest.mark.parametrize("name", ["alp-mgg", "bka", "zprime"])
 def test_bundled_examples_pass_the_strict_loader(tmp_path, name):
     from jaxlike.examples._scans import SCAN_EXAMPLES
 

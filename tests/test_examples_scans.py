@@ -17,6 +17,7 @@ from jaxlike.examples import (
     alp_resolution,
     example_names,
     write_alp_example,
+    write_alp_segments_example,
     write_bka_example,
 )
 from jaxlike.examples._scans import _dscb_binned
@@ -26,10 +27,14 @@ from jaxlike.shapes import crystal_ball_binned, gaussian_binned
 
 #: documented (name, number of hypotheses, categories, cl)
 EXPECTED = {
-    "alp": (332, 1, (0.95,)),
+    "alp-mgg": (332, 1, (0.95,)),
     "bka": (343, 4, (0.9,)),
     "zprime": (207, 1, (0.9, 0.95)),
 }  # vetoed masses dropped
+
+
+#: the file stem of each single-configuration example
+STEM = {"alp-mgg": "alp", "bka": "bka", "zprime": "zprime"}
 
 
 def _files(path):
@@ -37,20 +42,22 @@ def _files(path):
 
 
 def test_names_and_reexports():
-    assert example_names() == ["alp", "bka", "zprime"] == list(SCAN_EXAMPLES)
-    assert SCAN_EXAMPLES["alp"] is write_alp_example
+    assert example_names() == ["alp", "alp-mgg", "bka", "zprime"] == list(SCAN_EXAMPLES)
+    assert SCAN_EXAMPLES["alp"] is write_alp_segments_example
+    assert SCAN_EXAMPLES["alp-mgg"] is write_alp_example
 
 
-@pytest.mark.parametrize("name", ["alp", "bka", "zprime"])
-def test_example_writes_and_builds(tmp_path, name):
-    path = SCAN_EXAMPLES[name](tmp_path / name, seed=3)
+@pytest.mark.parametrize("example", ["alp-mgg", "bka", "zprime"])
+def test_example_writes_and_builds(tmp_path, example):
+    name = STEM[example]
+    path = SCAN_EXAMPLES[example](tmp_path / name, seed=3)
     assert path == tmp_path / name / f"{name}_scan.toml"
     assert sorted(_files(path)) == [f"{name}_scan.toml", f"{name}_spectrum.npz"]
     text = path.read_text()
     assert text.startswith("# ") and "SYNTHETIC" in text.split("\n[")[0]
     assert f'file = "{name}_spectrum.npz"' in text
     scan, masses, cl = build_mass_scan(load_config(path))
-    n_hyp, n_cat, levels = EXPECTED[name]
+    n_hyp, n_cat, levels = EXPECTED[example]
     assert len(masses) == n_hyp and cl == levels and scan.n_categories == n_cat
     with np.load(path.parent / f"{name}_spectrum.npz") as z:
         assert sorted(z.files) == ["counts", "edges"]
@@ -64,12 +71,12 @@ def test_same_seed_same_bytes(tmp_path):
         b = _files(write(tmp_path / "b" / name, seed=7))
         c = write(tmp_path / "c" / name, seed=8)
         assert a == b, name
-        with (
-            np.load(tmp_path / "a" / name / f"{name}_spectrum.npz") as za,
-            np.load(c.parent / f"{name}_spectrum.npz") as zc,
-        ):
-            assert np.array_equal(za["edges"], zc["edges"])
-            assert not np.array_equal(za["counts"], zc["counts"])
+        spectra = [f for f in a if f.endswith("_spectrum.npz")]
+        assert spectra, name
+        for f in spectra:
+            with np.load(tmp_path / "a" / name / f) as za, np.load(c.parent / f) as zc:
+                assert np.array_equal(za["edges"], zc["edges"])
+                assert not np.array_equal(za["counts"], zc["counts"])
 
 
 def test_alp_spectrum_and_tables_in_documented_ranges(tmp_path):
@@ -168,20 +175,21 @@ def test_alp_injected_signal_is_found(tmp_path):
 
 #: injections and their selected yields μ k_c ε_c(mass) from the documented formulas
 INJECTIONS = {
-    "alp": ((3.0, 2000.0), [2000.0 * 0.30 * (1 - np.exp(-3.0 / 0.45)) * (1 - 0.06)]),
+    "alp-mgg": ((3.0, 2000.0), [2000.0 * 0.30 * (1 - np.exp(-3.0 / 0.45)) * (1 - 0.06)]),
     "bka": ((2.0, 20.0), [20.0 * 399.38 * 0.27, 20.0 * 129.62 * 0.22, 20.0 * 223.69 * 0.096,
                           20.0 * 249.74 * 0.148]),
     "zprime": ((16.0, 10000.0), [10000.0 * 0.08 * (1 - 16.0 / 150.0)]),
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["alp", "bka", "zprime"])
-def test_injection_adds_the_documented_yield(tmp_path, name):
+@pytest.mark.parametrize("example", ["alp-mgg", "bka", "zprime"])
+def test_injection_adds_the_documented_yield(tmp_path, example):
     """Same seed with and without a signal: the excess within ±10σ is the selected yield."""
-    (mass, mu), selected = INJECTIONS[name]
+    (mass, mu), selected = INJECTIONS[example]
+    name = STEM[example]
     counts = []
     for folder, inject in (("bkg", None), ("sig", (mass, mu))):
-        path = SCAN_EXAMPLES[name](tmp_path / folder, seed=5, inject=inject)
+        path = SCAN_EXAMPLES[example](tmp_path / folder, seed=5, inject=inject)
         with np.load(path.parent / f"{name}_spectrum.npz") as z:
             edges = z["edges"]
             counts.append(z["counts"])

@@ -118,3 +118,17 @@ def test_bka_lifetime_notebook(fast_env):
     assert "all converged: True" in text
     assert number(r"g_aW excluded at (\d+) of", text) == 13
     assert 0.7 < number(r"Bayesian / CLs limits: ([\d.]+)", text) <= 1.0
+
+
+@pytest.mark.slow  # ~1 min: the two segmented scans it runs are covered by
+# tests/test_readme.py::test_main_job (the envelope scan), tests/test_segments.py and
+# tests/test_envelope.py (envelope = single model for one model, certificates, coverage)
+def test_alp_envelope_notebook(fast_env):
+    text = run_notebook("06_alp_envelope.ipynb")
+    assert "{'gg': 58, 'recoil': 21} mass hypotheses per segment" in text
+    assert text.count("converged: True") == 2
+    assert "envelope models: ('order-1', 'nominal', 'order+1')" in text
+    assert 0.9 < number(r"median expected-limit ratio envelope/single = ([\d.]+)", text) < 1.1
+    assert 0.8 < number(r"median observed-limit ratio envelope/single = ([\d.]+)", text) < 1.25
+    chosen = re.search(r"chosen for the limit: order-1 (\d+), nominal (\d+), order\+1 (\d+)", text)
+    assert chosen and sum(int(x) for x in chosen.groups()) == 79

@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 MAIN_JOB = "jaxlike scan --example alp -o alp_scan"
+ALP_MGG = "jaxlike scan --example alp-mgg -o alp_mgg"
 WET = (
     "jaxlike belle2-wet ../shared/data/belle2_bknunu -o wet_workspace.json "
     "--posterior-config wet_posterior.json"
@@ -453,10 +454,10 @@ COMMANDS: dict[str, Run | Covered] = {
     "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && " + MAIN_JOB: Covered(
         "test_main_job"
     ),
+    MAIN_JOB: Covered("test_main_job"),
     'python3 -m venv .venv && . .venv/bin/activate && pip install -q -e ".[test]" && pytest -q': (
         Covered("test_ci_runs_the_readme_test_command")
     ),
-    MAIN_JOB: Covered("test_main_job"),
     "jaxlike scan --example bka -o bka_scan": Run(
         slow="13 min on 2 cores; the main job runs the same scan code on the alp example, and "
         "tests/test_examples_scans.py builds the bka configuration",
@@ -484,6 +485,7 @@ COMMANDS: dict[str, Run | Covered] = {
         ),
     ),
     "jaxlike example": Run(slow=SLOW_EXAMPLE, needs=(EXAMPLE,), check=stdout_has("mu")),
+    ALP_MGG: Run(check=files_exist("alp_mgg/alp_scan.toml", "alp_mgg/scan.h5")),
     "jaxlike plot alp_scan/scan.h5 -o brazil.png": Run(
         needs=(MAIN_JOB,), check=files_exist("brazil.png")
     ),
@@ -515,6 +517,13 @@ COMMANDS: dict[str, Run | Covered] = {
         needs=("jaxlike scan alp_scan/alp_scan.toml -o scan.h5",),
         check=stdout_has("0 computed"),
     ),
+    "jaxlike scan alp_scan/alp_scan.toml --spurious": Run(
+        slow="the main job's scan again plus the spurious-signal tables of both segments "
+        "(~2 min); tests/test_envelope.py runs --spurious on a small envelope config, "
+        "tests/test_envelope.py::test_spurious_signal_table checks the tables",
+        needs=(MAIN_JOB,),
+        check=stdout_has("spurious"),
+    ),
     "jaxlike plot alp_scan/scan.h5 -o brazil.png --significance significance.png": Run(
         needs=(MAIN_JOB,), check=files_exist("brazil.png", "significance.png")
     ),
@@ -540,16 +549,16 @@ COMMANDS: dict[str, Run | Covered] = {
         needs=(EXAMPLE,),
         check=files_exist("toys.h5"),
     ),
-    "jaxlike toys alp_scan/alp_scan.toml --mu 0 --ntoys 50 -o study.h5": Run(
+    "jaxlike toys alp_mgg/alp_scan.toml --mu 0 --ntoys 50 -o study.h5": Run(
         slow="50 toys at each of 332 masses; "
         "tests/test_toy_study.py::test_cli_on_a_scan_config runs the same on a small config",
-        needs=(MAIN_JOB,),
+        needs=(ALP_MGG,),
         check=files_exist("study.h5"),
     ),
-    "jaxlike scan alp_scan/alp_scan.toml -o toy_scan.h5 --calctype toybased --ntoys 20": Run(
+    "jaxlike scan alp_mgg/alp_scan.toml -o toy_scan.h5 --calctype toybased --ntoys 20": Run(
         slow="toy limits at each of 332 masses; tests/test_scan_toys.py runs a toy-based scan "
         "of a small config",
-        needs=(MAIN_JOB,),
+        needs=(ALP_MGG,),
         check=files_exist("toy_scan.h5"),
     ),
     # Bayesian posteriors
@@ -691,11 +700,11 @@ BLOCKS: dict[str, Run | Covered] = {
         "same batched calls run in the default run on small models: tests/test_infer.py "
         "(hypotest_scan, cl=[...], vmap over datasets and stacked models), tests/test_unify.py"
     ),
-    "Mass scans and signal grids#0": Run(needs=(MAIN_JOB,)),
+    "Mass scans and signal grids#0": Run(needs=(ALP_MGG,)),
     "Mass scans and signal grids#1": Run(
         slow="20 background-only toys of the 332-mass scan take ~10 min on 2 cores; "
         "tests/test_lee.py runs scan_toys and global_significance on small scans",
-        needs=(MAIN_JOB,),
+        needs=(ALP_MGG,),
     ),
     "Mass scans and signal grids#2": Run(
         slow="the 66-patch ERJR scan, ~4 min on 2 cores; "
@@ -856,14 +865,29 @@ def test_main_job(runner):
     result = runner.run(MAIN_JOB)
     assert result.code == 0, result.err[-3000:]
     folder = runner.root / "alp_scan"
-    for name in ("alp_scan.toml", "alp_spectrum.npz", "scan.h5", "brazil.png", "significance.png"):
+    written = ("alp_scan.toml", "alp_gg_scan.toml", "alp_gg_spectrum.npz", "alp_recoil_scan.toml",
+               "alp_recoil_spectrum.npz", "scan.h5", "scan.gg.h5", "scan.recoil.h5",
+               "brazil.png", "significance.png")  # fmt: skip
+    for name in written:
         assert (folder / name).stat().st_size > 0, name
     from jaxlike.scan import read_results
 
     hyps, res, attrs = read_results(folder / "scan.h5")
-    documented = int(re.search(r"then fits (\d+) mass hypotheses", README.read_text()).group(1))
+    text = README.read_text()
+    documented = int(re.search(r"then fits (\d+) mass hypotheses", text).group(1))
     assert len(hyps["mass"]) == documented and bool(np.all(attrs["done"]))
     assert bool(np.all(res["fit_converged"])), "the main job's fits converge"
+    assert bool(np.all(res["limit_converged"])), "the main job's limits converge"
+    # the published procedure: two segments, an envelope, one-sided limits on the coupling
+    assert list(attrs["segment_names"]) == ["gg", "recoil"] and attrs["rule"] == "clsb"
+    assert list(attrs["config"]["segments"][0]["config"]["envelope"]["models"][1]["order"]) == [
+        5, 4, 2]
+    # CLs+b: the −2σ expected limit σ (Φ⁻¹(0.95) − 2) < 0 is clipped to 0; the others are > 0
+    exp = res["ul_exp_coupling"]
+    assert np.all(np.isfinite(res["ul_obs_coupling"])) and np.all(exp[..., 1:] > 0)
+    assert np.all(exp[..., 0] >= 0) and np.all(exp[..., 0] < exp[..., 1])
+    per = [int(np.sum(hyps["segment"] == k)) for k in (0, 1)]
+    assert f"{per[0]} in M²_γγ and {per[1]} in M²_recoil" in text
     header = (folder / "alp_scan.toml").read_text().split("\n[")[0]
     assert f"{documented} hypotheses" in header, "the config's comment states what runs"
 
@@ -961,7 +985,7 @@ def test_notebook_tests_exist():
 def test_multi_host_scan(runner):
     """The multi-host script of the README (written to scan_hosts.py) in two processes on one
     machine, then the plot of the merged file."""
-    runner.ensure(MAIN_JOB)
+    runner.ensure(ALP_MGG)
     (runner.root / "scan_hosts.py").write_text(BLOCK_BY_KEY["GPUs and several hosts#0"].text)
     lines = [c.text for c in ALL_COMMANDS if c.heading == "GPUs and several hosts"]
     script = "\n".join(t for t in lines if t.startswith("export ") or "scan_hosts.py" in t)

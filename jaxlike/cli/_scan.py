@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 #: names accepted by ``--example`` (writers in :data:`jaxlike.examples.SCAN_EXAMPLES`)
-EXAMPLES = ("alp", "bka", "zprime", "dark-higgs", "bka-lifetime")
+EXAMPLES = ("alp", "alp-mgg", "bka", "zprime", "dark-higgs", "bka-lifetime")
 #: exit code when a fit or a limit of some hypothesis did not converge
 EXIT_NOT_CONVERGED = 3
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
@@ -73,7 +73,7 @@ _DESCRIPTION = """\
   jaxlike scan SEGMENTS.toml [-o scan.h5]                segmented mass scan ([[segments]]:
                                                          name, config, variable m|m2)
   jaxlike scan BKG.json --patchset FILE | --patches DIR  one hypothesis per signal patch
-  jaxlike scan --example alp|bka|zprime [-o DIR]         DIR/scan.h5, DIR/brazil.png
+  jaxlike scan --example alp|alp-mgg|bka|zprime [-o DIR] DIR/scan.h5, DIR/brazil.png
   jaxlike scan GRID.json [--method cls|bayes] [--lee-toys N] [-o grid.h5]
                                                          N-D counting grid (format:
                                                          jaxlike.scan.load_counting_grid)
@@ -516,7 +516,14 @@ def _example(args):
     if out.exists() and not (args.resume or args.overwrite):
         raise CliError(f"{out} already exists; pass --resume to continue it or --overwrite")
     config = _write_example(SCAN_EXAMPLES[args.example], args, folder, out)
-    summary, code = _mass_scan(args, config, out)
+    from ._scan_segments import is_segmented, segmented_scan_command
+
+    if is_segmented(config):  # the published-procedure ALP example: a segmented scan file
+        summary, code = segmented_scan_command(
+            argparse.Namespace(**{**vars(args), "output": str(out)}), config
+        )
+    else:
+        summary, code = _mass_scan(args, config, out)
     plots = plot_scan(out, folder / "brazil.png", significance=folder / "significance.png")
     summary = {"config": str(config), **summary, "plots": [str(p) for p in plots]}
     return summary, code
@@ -543,7 +550,9 @@ def _write_example(writer, args, folder: Path, out: Path) -> Path:
             written = Path(writer(tmp, **kwargs))
         except OSError as err:
             raise cannot(err) from None
-        if args.resume and out.exists():
+        from ._scan_segments import is_segmented
+
+        if args.resume and out.exists() and not is_segmented(written):  # segments check their own
             ident, scan, masses, cl, _ = _load_mass_config(written)
             _resume_shortcut(out, js.mass_scan_identity(scan, masses, cl=cl, config=ident))
         try:

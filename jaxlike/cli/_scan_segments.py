@@ -15,7 +15,9 @@ relative to this file) with its fit variable::
 
 Every segment goes to ``<stem>.<name>.h5`` beside the output (resumable), the stitched scan to
 the output (default ``scan.h5``), whose hypotheses are the masses m; ``jaxlike plot`` marks the
-segment boundaries. The segments must share their CL levels.
+segment boundaries. The segments must share their CL levels. An optional ``[plot]`` table
+(``label``, ``unit``) names the stitched axis, the mass m (default: the first segment's labels,
+which name its fit variable).
 """
 
 from __future__ import annotations
@@ -34,14 +36,18 @@ _KEYS = ("name", "config", "variable")
 
 
 def is_segmented(path: Path) -> bool:
-    """Whether ``path`` starts like a segmented-scan file (``[[segments]]`` / ``{"segments"``)."""
+    """Whether ``path`` looks like a segmented-scan file: TOML with a ``[[segments]]`` table in
+    its first 8 kB (after an optional ``[plot]``), or JSON starting ``{"segments"`` or
+    ``{"plot": {...}, "segments"``."""
     try:
         with open(path, "rb") as f:
-            head = f.read(4096).decode("utf-8-sig", errors="replace")
+            head = f.read(8192).decode("utf-8-sig", errors="replace")
     except OSError:
         return False
-    head = re.sub(r"(?m)^\s*#.*$", "", head)  # TOML comments before the first table
-    return bool(re.match(r'\s*(\{\s*"segments"|\[\[segments\]\])', head))
+    if head.lstrip().startswith("{"):
+        return bool(re.match(r'\s*\{\s*("plot"\s*:\s*\{[^{}]*\}\s*,\s*)?"segments"', head))
+    head = re.sub(r"(?m)^\s*#.*$", "", head)  # TOML comments
+    return bool(re.search(r"(?m)^\s*\[\[segments\]\]", head))
 
 
 def _segments(path: Path):
@@ -53,7 +59,17 @@ def _segments(path: Path):
     from ._scan import _load_mass_config
 
     doc = read_config(path, InvalidScanConfig, "segmented scan")
-    check_keys(doc, ("segments",), "", InvalidScanConfig, "section")
+    try:
+        check_keys(doc, ("segments", "plot"), "", InvalidScanConfig, "section")
+        labels = doc.get("plot", {})
+        if not isinstance(labels, dict):
+            raise InvalidScanConfig("plot", "must be a table (label, unit)")
+        check_keys(labels, ("label", "unit"), "plot", InvalidScanConfig)
+        for key, value in labels.items():
+            if not isinstance(value, str) or len(value) > 200:
+                raise InvalidScanConfig(f"plot.{key}", "must be a string of at most 200 characters")
+    except InvalidScanConfig as err:
+        raise CliError(f"{path}: {err}") from None
     entries = doc.get("segments")
     if not isinstance(entries, list) or not entries:
         raise CliError(f"{path}: segments: needs a list of [[segments]] tables")
@@ -80,16 +96,18 @@ def _segments(path: Path):
             segs.append(Segment(e["name"], scan, masses, e.get("variable", "m"), ident))
         except InvalidScanConfig as err:
             raise CliError(f"{path}: {err}") from None
-    return segs, levels, rules
+    return segs, levels, rules, labels
 
 
 def segmented_scan_command(args, path: Path):
     """Run the segmented scan of ``path``: (summary, exit code)."""
     import jaxlike.scan as js
 
+    from ..parametric import Envelope
     from ._scan import (
         _output,
         check_spurious,
+        envelope_summary,
         mass_summary,
         scan_rule_of,
         spurious_summary,
@@ -102,7 +120,7 @@ def segmented_scan_command(args, path: Path):
             raise CliError(f"--{flag.replace('_', '-')} applies to patch scans (a mass scan "
                            "reads scan.cl)")  # fmt: skip
     toys = toy_args(args)
-    segs, cl, rules = _segments(path)
+    segs, cl, rules, labels = _segments(path)
     rule = scan_rule_of(args, rules)
     check_spurious(args, [seg.scan for seg in segs])
     out = _output(args.output, args)
@@ -110,7 +128,7 @@ def segmented_scan_command(args, path: Path):
     res = js.segmented_scan(
         segs, cl=cl, store=out, resume=args.resume, overwrite=args.overwrite,
         progress=not args.no_progress, rule=rule, toys=toys, chunk_size=args.chunk_size,
-        memory_budget_bytes=args.memory_budget,
+        memory_budget_bytes=args.memory_budget, labels=labels or None,
     )  # fmt: skip
     seconds = time.monotonic() - t0
     summary = common(out, "mass", res.mass, (seconds, seconds, len(res.mass), 0))
@@ -122,6 +140,9 @@ def segmented_scan_command(args, path: Path):
         for k, (n, f) in enumerate(zip(res.names, res.files, strict=True))
     ]  # fmt: skip
     summary["segment_boundaries"] = [float(b) for b in res.boundaries]
+    envelopes = [seg.scan for seg in segs if isinstance(seg.scan, Envelope)]
+    if len(envelopes) == len(segs) and len({e.names for e in envelopes}) == 1:
+        summary["envelope"] = envelope_summary(segs[0].scan, res.results)
     if args.spurious:  # per segment: its own fit variable, window and background family
         summary["spurious"] = [spurious_summary(seg.scan, seg.masses, args, seg.name)
                                for seg in segs]  # fmt: skip

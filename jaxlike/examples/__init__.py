@@ -10,8 +10,11 @@ lifetime) with their physics models for coupling limits (sin θ, g_aW); see
 See :mod:`jaxlike.examples._search` for what the workspace models.
 
 ``write_alp_example``, ``write_bka_example`` and ``write_zprime_example`` (also
-``SCAN_EXAMPLES[name]``) write a finely binned spectrum (``.npz``) and a scan configuration
-(``.toml``) for :func:`jaxlike.parametric.load_config`; see :mod:`jaxlike.examples._scans`.
+``SCAN_EXAMPLES["alp-mgg" | "bka" | "zprime"]``) write a finely binned spectrum (``.npz``) and
+a scan configuration (``.toml``) for :func:`jaxlike.parametric.load_config`; see
+:mod:`jaxlike.examples._scans`. ``write_alp_segments_example`` (``SCAN_EXAMPLES["alp"]``, the
+main job) writes the ALP search as published: two segments (M²_γγ, M²_recoil), a background
+order per range, an envelope and one-sided g_aγγ limits (:mod:`jaxlike.examples._alp_segments`).
 The numbers are synthetic and belong to no experiment.
 """
 
@@ -25,6 +28,7 @@ from ._scans import (
     alp_resolution,
     example_names,
     write_alp_example,
+    write_alp_segments_example,
     write_bka_example,
     write_zprime_example,
 )
@@ -43,6 +47,7 @@ __all__ = [
     "INJECTED_MU",
     "SR_EDGES",
     "write_alp_example",
+    "write_alp_segments_example",
     "write_bka_example",
     "write_zprime_example",
     "example_names",

@@ -216,18 +216,24 @@ def _write(folder, name, sections, edges, expected, seed, inject) -> Path:
 def _header(name: str, seed: int, inject) -> str:
     """Comment header of a written config: what made it, and the example's paragraph of the
     module docstring (the formulas and numbers)."""
-    doc = (__doc__ or f"``{name}``: see jaxlike.examples._scans").split(f"``{name}``: ", 1)[1]
+    return _header_text(name, seed, inject, _WRITERS[name], __doc__)
+
+
+def _header_text(name: str, seed: int, inject, writer, doc, use=None) -> str:
+    """The comment header of ``writer``'s files: ``name``'s paragraph of ``doc``, and ``use``
+    (how to run the file; default: build_mass_scan of load_config)."""
+    use = use or "jaxlike.parametric.build_mass_scan(jaxlike.parametric.load_config(path))"
+    doc = (doc or f"``{name}``: see {writer.__module__}").split(f"``{name}``: ", 1)[-1]
     doc = re.split(r"\n``\w+``: |\n\n", doc)[0].strip()
-    writer = SCAN_EXAMPLES[name].__name__
     inject = None if inject is None else tuple(float(x) for x in inject)
     return f"""SYNTHETIC example data for a jaxlike mass scan (invented numbers, no real data).
-Written by jaxlike.examples.{writer}(folder, seed={int(seed)}, inject={inject!r}): the
+Written by jaxlike.examples.{writer.__name__}(folder, seed={int(seed)}, inject={inject!r}): the
 spectrum described below (smooth background, peaks, injected signal if any) integrated over
 the fine bins, then Poisson-drawn once with numpy.random.default_rng({int(seed)}).
 
 {name}: {doc}
 
-Use: jaxlike.parametric.build_mass_scan(jaxlike.parametric.load_config(path))"""
+Use: {use}"""
 
 
 # -- ALP: e+e- -> gamma a, a -> gamma gamma --------------------------------------------------------
@@ -258,15 +264,9 @@ _ZPRIME_LIMIT = r"$\sigma(e^+e^- \to \mu^+\mu^- Z')\,\mathcal{B}(Z' \to \mathrm{
 _BKA_POI = r"$\mathcal{B}(B \to K^{(*)}a)\,\mathcal{B}(a \to \gamma\gamma)$"
 
 
-def write_alp_example(folder, seed: int = 0, inject=None) -> Path:
-    """Write the e+e− → γa(→γγ) example (module docstring) to ``folder``; returns the TOML path.
-
-    ``inject=(mass, mu)``: add ``mu`` produced ALP events (selected: μ ε(mass)) at ``mass``.
-
-    Example:
-        >>> path = write_alp_example("alp", seed=1, inject=(3.0, 600.0))  # doctest: +SKIP
-        >>> scan, masses, cl = build_mass_scan(load_config(path))  # doctest: +SKIP
-    """
+def alp_expected(inject=None):
+    """(edges [20921], expected counts [20920]) of the ``alp`` spectrum in M_γγ (0.5 MeV bins,
+    0.04–10.5 GeV): background, π⁰/η/η′ peaks and the injected signal, before the draw."""
     edges = np.linspace(0.04, 10.5, 20921)  # 0.5 MeV
     expected = _binned_density(
         lambda m: np.exp(-m / 1.5) * (1.0 + 0.5 * m + 0.05 * m * m), edges, 40000.0
@@ -277,6 +277,19 @@ def write_alp_example(folder, seed: int = 0, inject=None) -> Path:
         m, mu = _injection(inject, _ALP_TABLE)
         p = _at(_ALP_TABLE, m)
         expected += _peak(edges, p, m, mu * p["efficiency"])
+    return edges, expected
+
+
+def write_alp_example(folder, seed: int = 0, inject=None) -> Path:
+    """Write the e+e− → γa(→γγ) example (module docstring) to ``folder``; returns the TOML path.
+
+    ``inject=(mass, mu)``: add ``mu`` produced ALP events (selected: μ ε(mass)) at ``mass``.
+
+    Example:
+        >>> path = write_alp_example("alp", seed=1, inject=(3.0, 600.0))  # doctest: +SKIP
+        >>> scan, masses, cl = build_mass_scan(load_config(path))  # doctest: +SKIP
+    """
+    edges, expected = alp_expected(inject)
     sections = [
         ("spectrum", {"file": ("alp_spectrum.npz", "edges [N+1] in M_gg (GeV), counts [1, N]")}),
         (
@@ -459,9 +472,22 @@ def write_zprime_example(folder, seed: int = 0, inject=None) -> Path:
     return _write(folder, "zprime", sections, edges, expected, seed, inject)
 
 
-#: name → writer, for the command line (``folder, seed=..., inject=...`` → TOML path).
-SCAN_EXAMPLES = {
+#: the single-configuration writers (headers name them): name → writer
+_WRITERS = {
     "alp": write_alp_example,
+    "bka": write_bka_example,
+    "zprime": write_zprime_example,
+}
+
+from ._alp_segments import write_alp_segments_example  # noqa: E402  (uses the helpers above)
+
+#: name → writer, for the command line (``folder, seed=..., inject=...`` → path of the scan
+#: file): ``alp`` is the published procedure (two segments, envelope, one-sided g_aγγ limits,
+#: :mod:`jaxlike.examples._alp_segments`), ``alp-mgg`` the same M_γγ spectrum as one scan
+#: with one background model.
+SCAN_EXAMPLES = {
+    "alp": write_alp_segments_example,
+    "alp-mgg": write_alp_example,
     "bka": write_bka_example,
     "zprime": write_zprime_example,
 }

@@ -134,6 +134,7 @@ def segmented_scan(
     toys=None,
     chunk_size=None,
     memory_budget_bytes=None,
+    labels=None,
 ) -> SegmentedScanResult:
     """Run every :class:`Segment` with :func:`~jaxlike.scan.mass_scan` and stitch the results.
 
@@ -142,7 +143,9 @@ def segmented_scan(
     once every segment is complete). The other arguments are those of
     :func:`~jaxlike.scan.mass_scan`, the same for every segment. Every segment must give the
     same result fields (all with or all without physical units, a ``[physics]`` parameter,
-    toys). Raises :class:`~jaxlike.exceptions.InvalidScanConfig` for overlapping or unordered
+    toys). ``labels``: ``{"label", "unit"}`` of the stitched file's axis, the mass m (default:
+    the first segment's ``[plot]`` labels, which name its fit variable x).
+    Raises :class:`~jaxlike.exceptions.InvalidScanConfig` for overlapping or unordered
     segments, duplicated names, or segments with different result fields.
     """
     segs = _check(segments)
@@ -173,14 +176,16 @@ def segmented_scan(
                                                                        strict=True)])  # fmt: skip
     names = tuple(s.name for s in segs)
     if out is not None:
-        _write_stitched(out, segs, mass, x, index, bounds, results, cl, rule, overwrite or resume)
+        _write_stitched(
+            out, segs, mass, x, index, bounds, results, cl, rule, overwrite or resume, labels
+        )
     return SegmentedScanResult(
         mass=mass, x=x, segment=index, names=names, boundaries=bounds,
         results=MassScanResult.from_results(results), parts=tuple(parts), files=tuple(files),
     )  # fmt: skip
 
 
-def _write_stitched(out, segs, mass, x, index, bounds, results, cl, rule, overwrite):
+def _write_stitched(out, segs, mass, x, index, bounds, results, cl, rule, overwrite, labels=None):
     """One complete scan file of the stitched hypotheses and results."""
     spec = {k: (v.shape[1:], v.dtype) for k, v in results.items()}
     config = {
@@ -193,6 +198,8 @@ def _write_stitched(out, segs, mass, x, index, bounds, results, cl, rule, overwr
     # the figures' labels (and a [physics] parameter's) are the first segment's
     first = segs[0].config or {}
     config |= {k: first[k] for k in ("plot", "physics") if k in first}
+    if labels:
+        config["plot"] = {**config.get("plot", {}), **labels}
     if rule != "cls":
         config["rule"] = rule
     attrs = {"kind": "mass", "cl": list(cl), "rule": rule,
