@@ -9,7 +9,7 @@ import numpy as np
 
 from ..infer import LIMIT_RULES
 from ..parametric import Envelope, MassScan, envelope_results, hypothesis_results
-from ..stream import compiled, run_scan, tree_digest
+from ..stream import compiled, resume_chunk_size, run_scan, tree_digest
 from ._identity import ScanIdentity
 from ._results import MassScanResult
 
@@ -76,13 +76,6 @@ def _scan_fn(scan, cl, rule="cls", toys=None):
             in_axes=(0, None),
         ),
     )
-
-
-def _has(store) -> bool:
-    """Whether a results file exists (a resume then keeps the file's chunk size)."""
-    from pathlib import Path
-
-    return store is not None and Path(store).exists()
 
 
 def toy_options(ntoys, seed=0, npoints=6, toy_pars="profiled") -> dict:
@@ -176,8 +169,9 @@ def mass_scan(
         toys = toy_options(**toys)
     ident = mass_scan_identity(scan, masses, cl=cl, config=config, rule=rule, toys=toys)
     digest = ident.digest()
-    if chunk_size is None and memory_budget_bytes is None and not (resume and _has(store)):
-        chunk_size = default_mass_chunk() if toys is None else toy_chunk(toys)
+    if chunk_size is None and memory_budget_bytes is None:  # a resume keeps its file's chunk
+        stored = None if store is None else resume_chunk_size(store, resume=resume)
+        chunk_size = stored or (default_mass_chunk() if toys is None else toy_chunk(toys))
     out = run_scan(
         _scan_fn(scan, cl, rule, toys),
         ident.hypotheses,
