@@ -131,6 +131,12 @@ def test_cli_segmented_scan_and_plot(stitched, tmp_path):
     (tmp_path / "segments.toml").write_text("[[segments]]\nname = \"a\"\nconfg = \"low.json\"\n")
     code, _, err = _cli("scan", tmp_path / "segments.toml", "-o", tmp_path / "u.h5")
     assert code == 2 and "confg" in err and len(err.strip().splitlines()) == 1
+    # [plot] names the stitched axis: only label and unit, strings, one error line naming it
+    for plot, field in (('colour = "red"', "colour"), ("label = 5", "plot.label")):
+        (tmp_path / "segments.toml").write_text(
+            f"[plot]\n{plot}\n\n[[segments]]\nname = \"low\"\nconfig = \"low.json\"\n")
+        code, _, err = _cli("scan", tmp_path / "segments.toml", "-o", tmp_path / "v.h5")
+        assert code == 2 and field in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_default_chunk_on_a_cpu_and_resume_keeps_the_files(tmp_path):

@@ -55,19 +55,16 @@ def _segments(path: Path):
     limit rules."""
     from .._strict import check_keys, read_config
     from ..exceptions import InvalidScanConfig
+    from ..parametric import plot_labels
     from ..scan import Segment
     from ._scan import _load_mass_config
 
     doc = read_config(path, InvalidScanConfig, "segmented scan")
-    try:
+    try:  # [plot]: label and unit of the stitched mass axis, checked as any scan's labels
         check_keys(doc, ("segments", "plot"), "", InvalidScanConfig, "section")
+        plot_labels(doc)
         labels = doc.get("plot", {})
-        if not isinstance(labels, dict):
-            raise InvalidScanConfig("plot", "must be a table (label, unit)")
         check_keys(labels, ("label", "unit"), "plot", InvalidScanConfig)
-        for key, value in labels.items():
-            if not isinstance(value, str) or len(value) > 200:
-                raise InvalidScanConfig(f"plot.{key}", "must be a string of at most 200 characters")
     except InvalidScanConfig as err:
         raise CliError(f"{path}: {err}") from None
     entries = doc.get("segments")

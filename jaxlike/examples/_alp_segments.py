@@ -55,6 +55,7 @@ from ._scans import (
     _round,
     _toml,
     _write_npz,
+    alp_efficiency,
     alp_expected,
 )
 
@@ -77,10 +78,6 @@ _FB_IN_GEV2 = 1e-39 / 0.3893794e-27  # 1 fb in GeV⁻² (ħc)² = 0.3893794 mb G
 _ALPHA = 1.0 / 137.035999
 
 
-def _eff(m):
-    return 0.30 * (1.0 - np.exp(-m / 0.45)) * (1.0 - 0.02 * m)
-
-
 def _recoil_sigma(x):
     """σ of M²_recoil at x [GeV²]: 0.008 (s − x)."""
     return 0.008 * (_S - np.asarray(x, float))
@@ -93,7 +90,7 @@ def _gg_table() -> dict:
     m = np.array([0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0])
     cols = {k: f(m) for k, f in _ALP_SHAPE.items()}
     cols["sigma"] = 2.0 * m * cols["sigma"]  # σ_x = 2 m σ_m
-    cols["efficiency"] = _eff(m)
+    cols["efficiency"] = alp_efficiency(m)
     cols["unit"] = np.full_like(m, 1.0 / ALP_LUMI_FB)
     return {"mass": _round(m * m), **{k: _round(v) for k, v in cols.items()}}
 
@@ -103,7 +100,7 @@ def _recoil_table() -> dict:
     x = m * m
     cols = {"sigma": _recoil_sigma(x)}
     cols |= {k: np.full_like(m, v) for k, v in _RECOIL_TAILS.items()}
-    cols["efficiency"] = _eff(m)
+    cols["efficiency"] = alp_efficiency(m)
     cols["unit"] = np.full_like(m, 1.0 / ALP_LUMI_FB)
     return {"mass": _round(x), **{k: _round(v) for k, v in cols.items()}}
 
@@ -165,7 +162,7 @@ def write_alp_segments_example(folder, seed: int = 0, inject=None) -> Path:
     if inject is not None:
         m, mu = _injection(inject, {"mass": [0.2, 9.7]})
         x = m * m
-        recoil += mu * _eff(m) * _dscb_binned(
+        recoil += mu * alp_efficiency(m) * _dscb_binned(
             x_edges, x, float(_recoil_sigma(x)), *(_RECOIL_TAILS[k] for k in
                                                     ("alpha_l", "n_l", "alpha_r", "n_r"))
         )  # fmt: skip

@@ -243,6 +243,12 @@ def alp_resolution(m):
     return np.sqrt(0.004**2 + (0.0055 * m) ** 2)
 
 
+def alp_efficiency(m):
+    """Selection efficiency of the ALP example: ε(m) = 0.30 (1 − e^(−m/0.45 GeV)) (1 − 0.02 m)."""
+    m = np.asarray(m, float)
+    return 0.30 * (1.0 - np.exp(-m / 0.45)) * (1.0 - 0.02 * m)
+
+
 #: shape of a γγ resonance at m (ALP signal and the π⁰, η, η′ peaks)
 _ALP_SHAPE = {
     "sigma": alp_resolution,
@@ -254,7 +260,7 @@ _ALP_SHAPE = {
 _ALP_TABLE = _table(
     [0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 9.7],
     **_ALP_SHAPE,
-    efficiency=lambda m: 0.30 * (1.0 - np.exp(-m / 0.45)) * (1.0 - 0.02 * m),
+    efficiency=alp_efficiency,
     unit=lambda m: np.full_like(m, 1.0 / ALP_LUMI_FB),
 )
 _ALP_VETOES = [[0.110, 0.160], [0.500, 0.600], [0.910, 1.010]]
