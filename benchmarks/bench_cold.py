@@ -77,12 +77,15 @@ def synthetic_spec(npars: int) -> dict:
     }  # fmt: skip
 
 
-def likelihoods(quick: bool) -> list[dict]:
-    """[{name, ws: path or None, patch: path or None, synth: npars or None, settings}]."""
+def likelihoods(quick: bool, small: bool = False) -> list[dict]:
+    """[{name, ws: path or None, patch: path or None, synth: npars or None, settings}];
+    ``small``: only those of at most 10 parameters (the validation set, synthetic 3 and 10)."""
     out = []
     val = sorted((DATA / "pyhf_validation").glob("*.json"))
     for f in val[:1] if quick else val:
         out.append({"name": f.stem, "ws": str(f)})
+    if small:
+        return out + [{"name": f"synthetic {n} par", "synth": n} for n in (3, 10)]
     sb = DATA / "pyhf_validation" / "sbottom_regionA"
     out.append({"name": "sbottom_regionA 1300_205_60", "ws": str(sb / "BkgOnly.json"),
                 "patch": str(sb / "patch.sbottom_1300_205_60.json")})  # fmt: skip
@@ -148,6 +151,7 @@ def child(tool: str, case: dict, limit: bool) -> dict:
             out["limit_obs"] = float(ul.obs)
         t_lim = time.perf_counter()
         out["npars"] = model.config.npars
+        out["programs"] = dict(jaxlike._compile.program_stats)
     else:
         pyhf = C.pyhf_backend(tool.split("-")[1])
         t_imp = time.perf_counter()
@@ -214,24 +218,26 @@ def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="5 likelihoods, no limits (~5 min)")
     p.add_argument("--no-limit", action="store_true", help="first answers only")
+    p.add_argument("--small", action="store_true", help="≤ 10 parameters only, no limits")
     p.add_argument("--cores", type=int, default=2, help="CPU cores to pin to (default 2)")
     args = p.parse_args(argv)
     cores = C.pin_cores(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     quick = args.quick
-    limit = not quick and not args.no_limit
+    limit = not quick and not args.no_limit and not args.small
     timeout = 900.0
     m = C.describe_machine()
     print(C.fmt_machine(m), flush=True)
     load0 = C.load_1min()
     rows = []
     with tempfile.TemporaryDirectory() as cache:
-        for case in likelihoods(quick):
+        for case in likelihoods(quick, args.small):
             res = {t: run_tool(t, case, limit, timeout, cache) for t in TOOLS}
             rows.append(_row(case, res, limit))
             print(json.dumps({"case": case["name"], **res}), flush=True)
-    cols = ("likelihood", "pars", *(f"{t} first answer" for t in TOOLS), "jaxlike limit",
-            "pyhf-numpy limit", "agree", "cold ≤ pyhf-numpy", "cold < pyhf-jax")  # fmt: skip
+    cols = ("likelihood", "pars", *(f"{t} first answer" for t in TOOLS), "+cache programs",
+            "jaxlike limit", "pyhf-numpy limit", "agree", "cold ≤ pyhf-numpy",
+            "cold < pyhf-jax")  # fmt: skip
     pre = (f"{C.fmt_machine_short(m, load0, C.load_1min(), cores)}; first answer = fit + "
            "q̃ hypotest at μ = 1 after import, fresh process each; limits after that")  # fmt: skip
     C.print_rows("bench_cold.py — first answer, compile included (s)", rows, cols, pre)
@@ -249,6 +255,8 @@ def _row(case: dict, res: dict, limit: bool) -> dict:
     row = {"likelihood": case["name"], "pars": str(j.get("npars", jn.get("npars", "?")))}
     for t in TOOLS:
         row[f"{t} first answer"] = _fmt(res[t], "first_answer_s")
+    pc = res["jaxlike+cache"].get("programs")
+    row["+cache programs"] = f"{pc['loaded']} loaded, {pc['exported']} new" if pc else "—"
     if limit:
         row["jaxlike limit"] = _fmt(j, "limit_s")
         row["pyhf-numpy limit"] = _fmt(jn, "limit_s")

@@ -214,6 +214,12 @@ class ModelConfig(LikelihoodConfig):
             repr(sorted((self.modifier_settings or {}).items())),
         )
 
+    def structural_key(self) -> tuple:
+        """:meth:`_structural_key`: a tuple of numbers, strings and tuples whose ``repr`` is
+        complete, so it also describes the layout across processes (the program cache of
+        :mod:`jaxlike._compile`)."""
+        return self._key
+
     def __hash__(self):
         return self._hash
 
