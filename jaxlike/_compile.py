@@ -27,6 +27,7 @@ as before.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import functools
@@ -90,7 +91,7 @@ def jit(fun):
         nonlocal top
         if any_traced(args, kwargs):
             return nested(*args, **kwargs)
-        where = program_dir()
+        where = None if jax.config.jax_disable_jit else program_dir()
         if where is not None:
             out = _call_program(fun, where, args, kwargs)
             if out is not _NO_PROGRAM:
@@ -105,8 +106,11 @@ def jit(fun):
 # ------------------------------------------------------------------ exported-program cache
 #: files kept in the program folder; the least recently written beyond this are removed
 MAX_PROGRAM_FILES = 512
+#: programs kept loaded in this process (least recently used dropped first): each holds an
+#: executable, which ``jax.clear_caches()`` does not release
+MAX_LOADED_PROGRAMS = 64
 #: (function, argument layout) → a loaded program, or None: this layout is traced as before
-_programs: dict = {}
+_programs: collections.OrderedDict = collections.OrderedDict()
 #: what this process did with the program folder (read by tests and benchmarks)
 program_stats = {"exported": 0, "loaded": 0, "traced": 0}
 _NO_PROGRAM = object()
@@ -298,6 +302,10 @@ def _call_program(fun, where: str, args: tuple, kwargs: dict):
         return _NO_PROGRAM
     if prog is _NO_PROGRAM:
         prog = _programs[mem] = _find_program(fun, where, args, kwargs, leaves, dyn_tree, static)
+        while len(_programs) > MAX_LOADED_PROGRAMS:
+            _programs.popitem(last=False)
+    else:
+        _programs.move_to_end(mem)
     return _NO_PROGRAM if prog is None else prog(leaves)
 
 

@@ -193,9 +193,11 @@ def test_a_damaged_file_is_replaced_and_the_folder_is_bounded(program_folder, mo
     assert _delta(before)["exported"] == 2
     assert path.read_bytes() != b"not a program"
     monkeypatch.setattr(_compile, "MAX_PROGRAM_FILES", 1)
+    monkeypatch.setattr(_compile, "MAX_LOADED_PROGRAMS", 1)
     model3, data3 = _model(nbins=3)
     jaxlike.fit(model3, data3)
-    assert len(list(folder.glob("*.program"))) == 1
+    assert len(list(folder.glob("*.program"))) == 1  # on disk
+    assert len(_compile._programs) == 1  # and loaded in this process
 
 
 def test_no_program_folder_when_the_cache_is_off_or_shared(tmp_path, monkeypatch):
