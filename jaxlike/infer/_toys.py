@@ -423,9 +423,15 @@ def _host_pvalues(sb, b):
 
 
 def _nanpercentiles(v):
+    """np.nanpercentile of :data:`EXPECTED_PERCENTILES` along the last axis; without NaN, the
+    same numbers by np.percentile (NumPy's nanpercentile loops over the rows of a 2-D array)."""
+    q = np.asarray(EXPECTED_PERCENTILES)
+    v = np.asarray(v)
+    if v.ndim > 1 and v.size and not np.isnan(v).any():
+        return np.percentile(v, q, axis=-1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN CLs: NaN, as traced
-        return np.nanpercentile(v, np.asarray(EXPECTED_PERCENTILES), axis=-1)
+        return np.nanpercentile(v, q, axis=-1)
 
 
 def expected_pvalues_host(q_sb, q_b):
@@ -440,8 +446,30 @@ def expected_pvalues_host(q_sb, q_b):
     return tuple(_nanpercentiles(v) for v in _host_pvalues(sb, b))
 
 
+def _replica_tails(values, draws, queries, x):
+    """Tail fractions [R, m] of bootstrap replicas: the fraction of the replica
+    ``values[draws[r]]`` (``draws`` [R, n]) at or above ``x[queries[r, j]] − tol`` (``x`` the
+    query values, ``queries`` [R, m] indices into them), with the tolerance of
+    :func:`_host_pvalues`. A replica holds the original values with multiplicities, so its
+    count above a point is a suffix sum of its multiplicities over the sorted originals: one
+    sort and one binary search in all, instead of one per replica."""
+    n = values.size
+    order = np.argsort(values, kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    reps = draws.shape[0]
+    flat = (np.arange(reps)[:, None] * n + rank[draws]).ravel()
+    mult = np.bincount(flat, minlength=reps * n).reshape(reps, n)
+    suffix = np.zeros((reps, n + 1), dtype=np.int64)
+    suffix[:, :n] = np.cumsum(mult[:, ::-1], axis=1)[:, ::-1]
+    pos = np.searchsorted(values[order], x - 1e-9 * np.maximum(1.0, np.abs(x)), side="left")
+    return suffix[np.arange(reps)[:, None], pos[queries]] / max(n, 1)
+
+
 def _bootstrap_band_err(q_sb, q_b, seed, n_boot=100):
-    """Bootstrap standard errors [3, 5] of the expected band (both toy sets resampled)."""
+    """Bootstrap standard errors [3, 5] of the expected band (both toy sets resampled): the
+    band of every replica as :func:`expected_pvalues_host` computes it, vectorised over the
+    replicas (:func:`_replica_tails`)."""
     rng = np.random.default_rng([int(seed), 7919])
     sb = np.asarray(q_sb, float)[np.isfinite(q_sb)]
     b = np.asarray(q_b, float)[np.isfinite(q_b)]
@@ -449,11 +477,11 @@ def _bootstrap_band_err(q_sb, q_b, seed, n_boot=100):
         return np.full((3, 5), np.nan)
     idx_sb = rng.integers(0, sb.size, (n_boot, sb.size))
     idx_b = rng.integers(0, b.size, (n_boot, b.size))
-    sb_reps = np.sort(sb[idx_sb], axis=1)
-    pv = np.stack(
-        [np.stack(_host_pvalues(s, b[j])) for s, j in zip(sb_reps, idx_b, strict=True)], axis=1
-    )  # [3, n_boot, n_b]
-    reps = np.moveaxis(_nanpercentiles(pv), 0, -1)  # [3, n_boot, 5]
+    clsb = _replica_tails(sb, idx_sb, idx_b, b)  # [n_boot, n_b]
+    clb = _replica_tails(b, idx_b, idx_b, b)  # > 0: each query is in its own replica
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cls = np.where(clb > 0, clsb / np.where(clb > 0, clb, 1.0), np.nan)
+    reps = np.moveaxis(_nanpercentiles(np.stack([clsb, clb, cls])), 0, -1)  # [3, n_boot, 5]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a band entry NaN in every replica
         return np.nanstd(reps, axis=1, ddof=1)
