@@ -116,7 +116,7 @@ program_stats = {"exported": 0, "loaded": 0, "traced": 0}
 _NO_PROGRAM = object()
 
 
-class _Unstable(Exception):
+class Unstable(Exception):
     """An argument without a stable description across processes (see :func:`program_key`)."""
 
 
@@ -177,14 +177,14 @@ def _describe(x, static: bool, out: list) -> None:
         _describe(x.structural_key(), True, out)  # what the trace depends on (ModelConfig)
     elif dataclasses.is_dataclass(x) and not isinstance(x, type):
         if not _known(type(x)):
-            raise _Unstable(type(x).__qualname__)
+            raise Unstable(type(x).__qualname__)
         out.append(("class", type(x).__module__, type(x).__qualname__))
         for f in dataclasses.fields(x):
             out.append(("field", f.name))
             _describe(getattr(x, f.name, None), static or f.metadata.get("static", False), out)
     elif isinstance(x, (tuple, list)):
         if type(x) not in (tuple, list) and not _known(type(x)):  # a user's NamedTuple
-            raise _Unstable(type(x).__qualname__)
+            raise Unstable(type(x).__qualname__)
         out.append((type(x).__qualname__, len(x)))
         for v in x:
             _describe(v, static, out)
@@ -214,7 +214,7 @@ def _describe(x, static: bool, out: list) -> None:
         _describe(x.args, True, out)
         _describe(x.keywords, True, out)
     else:
-        raise _Unstable(type(x).__qualname__)
+        raise Unstable(type(x).__qualname__)
 
 
 def _weak(x) -> bool:
@@ -225,10 +225,10 @@ def program_key(fun, args: tuple, kwargs: dict) -> str:
     """SHA-256 key of the program ``jit(fun)(*args, **kwargs)`` traces to, stable across
     processes: :func:`_environment` (jaxlike's source digest and the library versions), the
     function (module, name, first line) and :func:`_describe` of the arguments. Raises
-    :class:`_Unstable` for an argument without a stable description."""
+    :class:`Unstable` for an argument without a stable description."""
     code = getattr(fun, "__code__", None)
     if not _known(fun) or code is None:
-        raise _Unstable(repr(fun))
+        raise Unstable(repr(fun))
     parts: list = [_environment(), (fun.__module__, fun.__qualname__, code.co_firstlineno)]
     _describe((args, kwargs), False, parts)
     return hashlib.sha256(repr(parts).encode()).hexdigest()
@@ -256,7 +256,8 @@ class _Program:
     """A program of the cache: the jitted call of an exported function of the flat array
     arguments, and how to rebuild the output (its array skeleton and its static part)."""
 
-    def __init__(self, exported, skeleton, static_out):
+    def __init__(self, exported, meta):
+        skeleton, static_out = meta
         # compiled ahead of time for exactly the exported argument types: one executable for
         # host and device arrays alike (jax.jit would lower again for committed arguments)
         avals = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
@@ -314,23 +315,9 @@ def _find_program(fun, where, args, kwargs, leaves, dyn_tree, static):
     None when the layout has no stable key or JAX cannot export the function."""
     try:
         key = program_key(fun, args, kwargs)
-    except _Unstable:
+    except Unstable:
         return None
-    from jax import export
-
     avals = [jax.ShapeDtypeStruct(np.shape(x), x.dtype, weak_type=_weak(x)) for x in leaves]
-    path = os.path.join(where, key + ".program")
-    try:
-        with open(path, "rb") as f:
-            blob = pickle.load(f)
-        exported = export.deserialize(blob["exported"])
-        got = [(a.shape, a.dtype, a.weak_type) for a in exported.in_avals]
-        if got == [(a.shape, a.dtype, a.weak_type) for a in avals]:
-            prog = _Program(exported, *blob["out"])
-            program_stats["loaded"] += 1
-            return prog
-    except Exception:  # missing, damaged or of an older format: export it anew
-        pass
     box = {}
 
     def flat(*xs):
@@ -343,16 +330,62 @@ def _find_program(fun, where, args, kwargs, leaves, dyn_tree, static):
         box["out"] = (jax.tree.unflatten(out_tree, list(range(len(out_leaves)))), out_static)
         return out_leaves
 
+    def export_it():
+        return jax.export.export(jax.jit(flat))(*avals), box["out"]
+
+    found = stored_export(where, key, avals, export_it)
+    return None if found is None else _Program(*found)
+
+
+def stored_export(where: str, key: str, avals: list, export_it):
+    """(exported, meta) of the program ``key`` in the program folder ``where``: read from
+    ``<where>/<key>.program`` when it is there and takes exactly ``avals`` (shapes, dtypes,
+    weak types), else ``export_it()`` (→ (``jax.export.Exported``, meta), meta any picklable
+    value the caller needs to use the program), written there atomically. None when the
+    export fails (e.g. a host callback, which :mod:`jax.export` cannot serialise): the caller
+    traces as before. ``meta`` is read with :mod:`pickle` — the folder is private to the user
+    (:func:`program_dir`), as JAX's own cache of executables is."""
+    from jax import export
+
+    path = os.path.join(where, key + ".program")
+    want = [(tuple(a.shape), np.dtype(a.dtype), bool(a.weak_type)) for a in avals]
     try:
-        exported = export.export(jax.jit(flat))(*avals)
-        blob = {"exported": exported.serialize(), "out": box["out"]}
-        data = pickle.dumps(blob)
+        with open(path, "rb") as f:
+            blob = pickle.load(f)
+        exported = export.deserialize(blob["exported"])
+        got = [(tuple(a.shape), np.dtype(a.dtype), bool(a.weak_type)) for a in exported.in_avals]
+        if got == want:
+            program_stats["loaded"] += 1
+            return exported, blob["meta"]
+    except Exception:  # missing, damaged or of an older format: export it anew
+        pass
+    try:
+        exported, meta = export_it()
+        data = pickle.dumps({"exported": exported.serialize(), "meta": meta})
     except Exception:  # e.g. a host callback: not exportable; traced as before
         program_stats["traced"] += 1
         return None
     _store(where, path, data)
     program_stats["exported"] += 1
-    return _Program(exported, *box["out"])
+    return exported, meta
+
+
+def describe_key(*parts) -> str:
+    """SHA-256 key of a program described by ``parts`` (numbers, strings, tuples, arrays and
+    jaxlike dataclasses, as :func:`program_key` describes arguments — arrays by value) and
+    :func:`_environment`. Raises :class:`Unstable` for a part without a stable description."""
+    out: list = [_environment()]
+    _describe(parts, True, out)
+    return hashlib.sha256(repr(out).encode()).hexdigest()
+
+
+def describe_layout(tree) -> tuple:
+    """Stable description of a pytree of arrays for :func:`describe_key`: the classes and
+    static fields of its nodes, and only (shape, dtype) of its arrays. Raises
+    :class:`Unstable` like :func:`program_key`."""
+    out: list = []
+    _describe(tree, False, out)
+    return tuple(out)
 
 
 def _store(where: str, path: str, data: bytes) -> None:

@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -172,11 +173,11 @@ def test_user_code_is_traced_not_cached(program_folder):
         factor: float
 
     f = _compile.jit(lambda x, s: s.factor * x)
-    with pytest.raises(_compile._Unstable):
+    with pytest.raises(_compile.Unstable):
         _compile.program_key(f.__wrapped__, (np.ones(2), Scale(2.0)), {})
     assert np.allclose(f(np.ones(2), Scale(2.0)), 2.0)  # answered by the traced path
     closure = 3.0
-    with pytest.raises(_compile._Unstable):
+    with pytest.raises(_compile.Unstable):
         _compile.program_key(lambda x: closure * x, (np.ones(2),), {})
     assert not folder.exists() or not list(folder.glob("*.program"))
     assert _delta(before)["exported"] == 0
@@ -211,3 +212,44 @@ def test_no_program_folder_when_the_cache_is_off_or_shared(tmp_path, monkeypatch
     monkeypatch.setenv("JAXLIKE_CACHE_DIR", str(tmp_path / "mine"))
     assert _compile.program_dir() == str(tmp_path / "mine" / "programs")
     assert Path(_compile.program_dir()).is_dir()
+
+
+def _scan_fn(batch, ops):
+    """A small vmapped scan function with a loop (a program worth caching)."""
+
+    def one(x):
+        return jax.lax.fori_loop(0, 5, lambda i, y: jnp.cos(y) * ops["a"][i % 3] + x, x)
+
+    return {"y": jax.vmap(one)(batch["x"]), "s": batch["x"] * ops["b"]}
+
+
+def test_scan_program_is_the_traced_program(program_folder, monkeypatch):
+    from jaxlike.stream import clear_compiled, run_scan
+
+    folder, before = program_folder
+    hyps = {"x": np.linspace(0.0, 1.0, 11)}
+    ops = {"a": np.array([0.5, 0.25, 0.125]), "b": np.float64(2.0)}
+    run = lambda **kw: run_scan(_scan_fn, hyps, operands=ops, chunk_size=4, progress=False, **kw)  # noqa: E731
+    monkeypatch.setenv("JAXLIKE_CACHE_DIR", "")
+    clear_compiled()
+    ref = run(program=("test", 1))
+    monkeypatch.setenv("JAXLIKE_CACHE_DIR", str(folder.parent))
+    clear_compiled()
+    exported = run(program=("test", 1))
+    assert _delta(before) == {"exported": 1, "loaded": 0, "traced": 0}
+    clear_compiled()  # a new process: only the file
+    loaded = run(program=("test", 1))
+    assert _delta(before) == {"exported": 1, "loaded": 1, "traced": 0}
+    for k in ref:
+        _same(ref[k], exported[k])
+        _same(ref[k], loaded[k])
+    clear_compiled()
+    run(program=("test", 2))  # another description: another program
+    ops3 = {"a": np.ones(4), "b": np.float64(2.0)}  # another operand shape: another program
+    clear_compiled()
+    run_scan(_scan_fn, hyps, operands=ops3, chunk_size=4, progress=False, program=("test", 1))
+    assert _delta(before)["exported"] == 3
+    clear_compiled()
+    run()  # no description: traced, nothing stored
+    assert _delta(before)["exported"] == 3
+    clear_compiled()

@@ -78,6 +78,15 @@ def _scan_fn(scan, cl, rule="cls", toys=None):
     )
 
 
+def _scan_program(scan, cl, rule, toys):
+    """What :func:`_scan_fn` traces besides the scan's layout: a stable description for the
+    exported-program cache of :func:`jaxlike.stream.run_scan` (the functions it calls are
+    jaxlike's own, whose source is part of the key)."""
+    kind = "envelope_results" if isinstance(scan, Envelope) else "hypothesis_results"
+    opts = None if toys is None else tuple(sorted(toys.items()))
+    return ("jaxlike.scan.mass_scan", kind, tuple(cl), rule, opts)
+
+
 def toy_options(ntoys, seed=0, npoints=6, toy_pars="profiled") -> dict:
     """The checked toy options of a scan: ``ntoys`` per grid point and set, ``seed``,
     ``npoints`` grid points (the first at μ = 0), ``toy_pars`` the generating point."""
@@ -176,6 +185,7 @@ def mass_scan(
         _scan_fn(scan, cl, rule, toys),
         ident.hypotheses,
         operands=scan,
+        program=_scan_program(scan, cl, rule, toys),
         store=store,
         resume=resume,
         overwrite=overwrite,

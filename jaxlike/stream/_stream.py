@@ -238,14 +238,16 @@ def _dtype(a):
     return jax.dtypes.canonicalize_dtype(a.dtype if hasattr(a, "dtype") else np.result_type(a))
 
 
-def _compile(fn, hyps, chunk, mesh, before_compile=None, operands=None):
+def _compile(fn, hyps, chunk, mesh, before_compile=None, operands=None, program=None):
     """Lower and compile ``fn`` once for a sharded chunk; returns (compiled, result_spec).
     ``before_compile(result_spec)`` runs between tracing and the (slow) XLA compilation.
 
     With ``operands`` (a pytree passed replicated as ``fn``'s second argument) the executable
     is kept in :func:`~jaxlike.stream.compiled` under ``fn``, the chunk, the devices and the
     shapes of the hypotheses and operands: another scan of the same ``fn`` whose operands have
-    the same shapes (e.g. a segment of another mass range) runs it without compiling."""
+    the same shapes (e.g. a segment of another mass range) runs it without compiling.
+    ``program`` (with ``operands``): a stable description of ``fn`` for the exported-program
+    cache (:func:`_stored_scan`), so a new process runs a layout it has seen without tracing."""
     sharding = NamedSharding(mesh, PartitionSpec("hyp"))
     args = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(
@@ -265,10 +267,14 @@ def _compile(fn, hyps, chunk, mesh, before_compile=None, operands=None):
     spec_seen = []
 
     def build():
-        exe, spec = _lower_compile(fn, (args, ops), (sharding, rep), sharding, chunk,
+        built = None
+        if program is not None:
+            built = _stored_scan(fn, args, ops, operands, chunk, mesh, program, before_compile)
+        if built is None:
+            built = _lower_compile(fn, (args, ops), (sharding, rep), sharding, chunk,
                                    before_compile)  # fmt: skip
-        spec_seen.append(spec)
-        return exe, spec
+        spec_seen.append(built[1])
+        return built
 
     exe, spec = compiled(key, build)
     if before_compile is not None and not spec_seen:  # cached: still check the disk
@@ -281,18 +287,79 @@ def _lower_compile(fn, args, in_shardings, sharding, chunk, before_compile):
         lowered = jax.jit(fn, in_shardings=in_shardings, out_shardings=sharding).lower(*args)
     except ValueError as e:  # an output without the leading axis cannot be sharded
         raise InvalidScanConfig("fn", f"outputs must have a leading axis of {chunk}: {e}") from e
-    out = lowered.out_info
-    if not isinstance(out, dict) or not all(
-        isinstance(v, jax.ShapeDtypeStruct) for v in out.values()
-    ):
+    spec = _result_spec(lowered.out_info, chunk)
+    if before_compile is not None:
+        before_compile(spec)
+    return lowered.compile(), spec
+
+
+def _result_spec(out, chunk) -> dict:
+    """{name: (shape per hypothesis, dtype)} of ``fn``'s outputs, checked: a flat dict of
+    arrays with a leading axis of ``chunk``."""
+    if not isinstance(out, dict) or not all(hasattr(v, "shape") for v in out.values()):
         raise InvalidScanConfig("fn", "fn must return a flat dict {name: array [C, ...]}")
     bad = {k: v.shape for k, v in out.items() if v.shape[:1] != (chunk,)}
     if bad:
         raise InvalidScanConfig("fn", f"outputs need a leading axis of {chunk}, got {bad}")
-    spec = {k: (v.shape[1:], v.dtype) for k, v in out.items()}
+    return {k: (v.shape[1:], v.dtype) for k, v in out.items()}
+
+
+class _FlatCall:
+    """A compiled exported scan program called like ``fn``'s executable: ``(batch, operands)``
+    flattened to the leaves the program takes."""
+
+    def __init__(self, exe, in_tree):
+        self.exe, self.in_tree = exe, in_tree
+
+    def __call__(self, batch, operands):
+        leaves, tree = jax.tree.flatten((batch, operands))
+        if tree != self.in_tree:
+            raise InvalidScanConfig("operands", "the operands changed structure during the scan")
+        return self.exe(*leaves)
+
+
+def _stored_scan(fn, args, ops, operands, chunk, mesh, program, before_compile):
+    """(executable, result spec) of ``fn`` from the exported-program cache of
+    :mod:`jaxlike._compile` (:func:`~jaxlike._compile.stored_export`), keyed by ``program``
+    (a stable description of ``fn``), the chunk, and the layout of the hypotheses and operands
+    (the operands' classes and static fields, and their arrays' shapes): a new process that
+    finds the program compiles it (a hit in JAX's cache) without tracing ``fn``; the same
+    numbers as the traced program. None (trace as before) on more than one device, without a
+    program folder, or for operands without a stable description."""
+    from .. import _compile as programs
+
+    where = programs.program_dir()
+    if where is None or mesh.devices.size != 1:
+        return None
+    in_tree = jax.tree.structure((args, ops))
+    flat_avals = jax.tree.leaves((args, ops))
+    hyp_layout = tuple(
+        (jax.tree_util.keystr(path), tuple(a.shape), str(a.dtype))
+        for path, a in jax.tree_util.tree_flatten_with_path(args)[0]
+    )
+    try:
+        key = programs.describe_key(
+            "run_scan", program, chunk, hyp_layout, programs.describe_layout(operands)
+        )
+    except programs.Unstable:
+        return None
+    plain = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in flat_avals]
+
+    def flat(*xs):
+        batch, ops_ = jax.tree.unflatten(in_tree, xs)
+        return fn(batch, ops_)
+
+    found = programs.stored_export(
+        where, key, plain, lambda: (jax.export.export(jax.jit(flat))(*plain), None)
+    )
+    if found is None:
+        return None
+    exported = found[0]
+    spec = _result_spec(jax.tree.unflatten(exported.out_tree, exported.out_avals), chunk)
     if before_compile is not None:
         before_compile(spec)
-    return lowered.compile(), spec
+    exe = jax.jit(exported.call).lower(*flat_avals).compile()
+    return _FlatCall(exe, in_tree), spec
 
 
 def _chunk(hyps, start, stop, chunk):
@@ -364,6 +431,7 @@ def run_scan(
     process_index=None,
     process_count=None,
     operands=None,
+    program=None,
 ) -> dict[str, np.ndarray]:
     """Evaluate ``fn`` on every hypothesis in chunks, sharded over devices, streamed to a store.
 
@@ -392,6 +460,13 @@ def run_scan(
             devices. Compiled programs are then kept per (``fn``, chunk, devices, shapes), so a
             later scan with the same ``fn`` and operands of the same shapes (another mass range
             of the same layout) reuses the executable instead of compiling again.
+        program: with ``operands``, a stable description of ``fn`` (numbers, strings, tuples:
+            what its trace depends on besides the operands' layout, e.g. the CL levels and the
+            rule of a mass scan). The program is then also kept exported in the persistent
+            cache's ``programs`` folder (:mod:`jaxlike._compile`), so a new process with the
+            same layout runs it without tracing ``fn`` (one device only). The description must
+            change whenever ``fn`` would trace differently; jaxlike's source digest is part of
+            the key, a caller's own code is not.
 
     Returns:
         ``{name: array [H, ...]}``, resumed rows included.
@@ -423,7 +498,8 @@ def run_scan(
         if own is not None and not resuming:
             check_free_space(own, store_bytes(hyps, spec))
 
-    exe, spec = _compile(fn, hyps, chunk, mesh, before_compile=check_disk, operands=operands)
+    exe, spec = _compile(fn, hyps, chunk, mesh, before_compile=check_disk, operands=operands,
+                         program=program)  # fmt: skip
     ident = {"config": config, "model_digest": model_digest, "chunk_size": chunk}
     if own is None:
         sink = _MemoryResults(n, spec)
