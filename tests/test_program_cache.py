@@ -253,3 +253,39 @@ def test_scan_program_is_the_traced_program(program_folder, monkeypatch):
     run()  # no description: traced, nothing stored
     assert _delta(before)["exported"] == 3
     clear_compiled()
+
+
+def test_mass_scan_program_is_the_traced_program(program_folder, monkeypatch):
+    """A mass scan read from the program folder (README command 1 run again) gives the traced
+    scan's numbers bit for bit; another rule is another program."""
+    from jaxlike.parametric import build_mass_scan
+    from jaxlike.scan import mass_scan
+    from jaxlike.stream import clear_compiled
+
+    folder, before = program_folder
+    rng = np.random.default_rng(3)
+    edges = np.linspace(0.0, 10.0, 2001)
+    counts = rng.poisson(300 * np.exp(-0.5 * (edges[1:] + edges[:-1]) / 7))
+    scan, masses, _ = build_mass_scan({
+        "spectrum": {"edges": edges.tolist(), "counts": [counts.tolist()]},
+        "signal": {"shape": "gauss", "tables": [{"mass": [1.0, 9.0], "sigma": [0.05, 0.12]}]},
+        "background": {"kind": "bernstein", "order": 1},
+        "window": {"lo": 5.0, "hi": 5.0, "n_bins": 20},
+        "scan": {"masses": [2.0, 4.5, 7.0], "cl": [0.95]},
+    })  # fmt: skip
+    monkeypatch.setenv("JAXLIKE_CACHE_DIR", "")
+    clear_compiled()
+    ref = mass_scan(scan, masses, progress=False)
+    monkeypatch.setenv("JAXLIKE_CACHE_DIR", str(folder.parent))
+    runs = []
+    for _ in range(2):  # exported, then loaded (a new process's view: only the file)
+        clear_compiled()
+        runs.append(mass_scan(scan, masses, progress=False))
+    assert _delta(before) == {"exported": 1, "loaded": 1, "traced": 0}
+    for out in runs:
+        for field in ("mu_hat", "significance", "ul_obs", "ul_exp", "fit_converged"):
+            _same(np.asarray(ref[field]), np.asarray(out[field]))
+    clear_compiled()
+    mass_scan(scan, masses, progress=False, rule="clsb")
+    assert _delta(before)["exported"] == 2
+    clear_compiled()
