@@ -219,6 +219,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--quick", action="store_true", help="5 likelihoods, no limits (~5 min)")
     p.add_argument("--no-limit", action="store_true", help="first answers only")
     p.add_argument("--small", action="store_true", help="≤ 10 parameters only, no limits")
+    p.add_argument("--only", nargs="+", metavar="TEXT",
+                   help="only the likelihoods whose name contains one of these texts")  # fmt: skip
     p.add_argument("--cores", type=int, default=2, help="CPU cores to pin to (default 2)")
     args = p.parse_args(argv)
     cores = C.pin_cores(argv)
@@ -231,7 +233,10 @@ def main(argv: list[str]) -> None:
     load0 = C.load_1min()
     rows = []
     with tempfile.TemporaryDirectory() as cache:
-        for case in likelihoods(quick, args.small):
+        cases = likelihoods(quick, args.small)
+        if args.only:
+            cases = [c for c in cases if any(t in c["name"] for t in args.only)]
+        for case in cases:
             res = {t: run_tool(t, case, limit, timeout, cache) for t in TOOLS}
             rows.append(_row(case, res, limit))
             print(json.dumps({"case": case["name"], **res}), flush=True)
