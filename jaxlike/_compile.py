@@ -22,7 +22,9 @@ JAX, equinox and NumPy, the function, and the arguments' structure, static value
 shapes). A new process deserialises the program and compiles it (a hit in JAX's cache) without
 tracing; the numbers are those of the traced program, bit for bit (tested). Arguments whose
 static part has no stable description (a user-defined class or function, a closure) are traced
-as before.
+as before. Not in the key: module-level settings of jaxlike changed at run time (e.g. assigning
+``jaxlike.fit._newton.SEARCH_MAX_PARS``); whoever changes them should run with
+``JAXLIKE_CACHE_DIR=`` or a cache folder of their own.
 """
 
 from __future__ import annotations
@@ -44,13 +46,17 @@ import jax
 import numpy as np
 
 __all__ = [
+    "Unstable",
     "any_traced",
     "cache_dir",
     "compiler_options",
+    "describe_key",
+    "describe_layout",
     "enable_cache",
     "jit",
     "program_dir",
     "program_key",
+    "stored_export",
 ]
 
 #: XLA debug options for jaxlike's large programs on the CPU (see the module docstring)
@@ -227,8 +233,8 @@ def program_key(fun, args: tuple, kwargs: dict) -> str:
     function (module, name, first line) and :func:`_describe` of the arguments. Raises
     :class:`Unstable` for an argument without a stable description."""
     code = getattr(fun, "__code__", None)
-    if not _known(fun) or code is None:
-        raise Unstable(repr(fun))
+    if not _known(fun) or code is None or getattr(fun, "__closure__", None) is not None:
+        raise Unstable(repr(fun))  # a closure's captured values are not in the key
     parts: list = [_environment(), (fun.__module__, fun.__qualname__, code.co_firstlineno)]
     _describe((args, kwargs), False, parts)
     return hashlib.sha256(repr(parts).encode()).hexdigest()

@@ -179,6 +179,13 @@ def test_user_code_is_traced_not_cached(program_folder):
     closure = 3.0
     with pytest.raises(_compile.Unstable):
         _compile.program_key(lambda x: closure * x, (np.ones(2),), {})
+
+    def inner(x):  # a closure made inside jaxlike would be refused the same way
+        return closure * x
+
+    inner.__module__ = "jaxlike.fit._fit"
+    with pytest.raises(_compile.Unstable):
+        _compile.program_key(inner, (np.ones(2),), {})
     assert not folder.exists() or not list(folder.glob("*.program"))
     assert _delta(before)["exported"] == 0
 
