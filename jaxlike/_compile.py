@@ -49,6 +49,7 @@ __all__ = [
     "Unstable",
     "any_traced",
     "cache_dir",
+    "compile_exported",
     "compiler_options",
     "describe_key",
     "describe_layout",
@@ -264,12 +265,9 @@ class _Program:
 
     def __init__(self, exported, meta):
         skeleton, static_out = meta
-        # compiled ahead of time for exactly the exported argument types: one executable for
-        # host and device arrays alike (jax.jit would lower again for committed arguments)
         avals = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
                  for a in exported.in_avals]  # fmt: skip
-        lowered = jax.jit(exported.call).lower(*avals)
-        self.call = lowered.compile(compiler_options() or None)
+        self.call = compile_exported(exported, avals, compiler_options())
         self.out_tree = jax.tree.structure(skeleton)
         self.static_out = static_out
 
@@ -351,20 +349,11 @@ def stored_export(where: str, key: str, avals: list, export_it):
     export fails (e.g. a host callback, which :mod:`jax.export` cannot serialise): the caller
     traces as before. ``meta`` is read with :mod:`pickle` — the folder is private to the user
     (:func:`program_dir`), as JAX's own cache of executables is."""
-    from jax import export
-
     path = os.path.join(where, key + ".program")
-    want = [(tuple(a.shape), np.dtype(a.dtype), bool(a.weak_type)) for a in avals]
-    try:
-        with open(path, "rb") as f:
-            blob = pickle.load(f)
-        exported = export.deserialize(blob["exported"])
-        got = [(tuple(a.shape), np.dtype(a.dtype), bool(a.weak_type)) for a in exported.in_avals]
-        if got == want:
-            program_stats["loaded"] += 1
-            return exported, blob["meta"]
-    except Exception:  # missing, damaged or of an older format: export it anew
-        pass
+    found = _read_program(path, avals)
+    if found is not None:
+        program_stats["loaded"] += 1
+        return found
     try:
         exported, meta = export_it()
         data = pickle.dumps({"exported": exported.serialize(), "meta": meta})
@@ -374,6 +363,33 @@ def stored_export(where: str, key: str, avals: list, export_it):
     _store(where, path, data)
     program_stats["exported"] += 1
     return exported, meta
+
+
+def _types(avals) -> list:
+    return [(tuple(a.shape), np.dtype(a.dtype), bool(a.weak_type)) for a in avals]
+
+
+def _read_program(path: str, avals: list):
+    """(exported, meta) stored at ``path`` if it takes exactly ``avals``; None when the file
+    is missing, damaged, of an older format or of other argument types (then it is exported
+    anew and replaced)."""
+    from jax import export
+
+    try:
+        with open(path, "rb") as f:
+            blob = pickle.load(f)
+        exported = export.deserialize(blob["exported"])
+    except Exception:
+        return None
+    return (exported, blob["meta"]) if _types(exported.in_avals) == _types(avals) else None
+
+
+def compile_exported(exported, avals: list, options: dict | None = None):
+    """The executable of an exported program for exactly ``avals`` (with their shardings),
+    compiled ahead of time with the XLA ``options``: one executable for host and committed
+    device arrays alike (``jax.jit`` would lower again for committed arguments). The compile
+    is a hit in JAX's persistent cache when the program was compiled before."""
+    return jax.jit(exported.call).lower(*avals).compile(options or None)
 
 
 def describe_key(*parts) -> str:

@@ -358,8 +358,7 @@ def _stored_scan(fn, args, ops, operands, chunk, mesh, program, before_compile):
     spec = _result_spec(jax.tree.unflatten(exported.out_tree, exported.out_avals), chunk)
     if before_compile is not None:
         before_compile(spec)
-    exe = jax.jit(exported.call).lower(*flat_avals).compile()
-    return _FlatCall(exe, in_tree), spec
+    return _FlatCall(programs.compile_exported(exported, flat_avals), in_tree), spec
 
 
 def _chunk(hyps, start, stop, chunk):
