@@ -5,7 +5,8 @@ import jax
 import numpy as np
 
 import jaxlike  # noqa: F401  (float64)
-from jaxlike.linalg import spd_solve
+from jaxlike.linalg import UNROLLED_MAX, spd_solve
+from jaxlike.linalg._dense import _lapack_spd_solve
 
 
 def _spd(rng, shape, n):
@@ -35,9 +36,30 @@ def test_nested_vmap_matches_numpy_and_mixed_batching():
 
 def test_batched_solve_lowers_to_one_unbatched_cholesky_on_cpu():
     rng = np.random.default_rng(3)
-    a, b = _spd(rng, (7,), 4), rng.normal(size=(7, 4))
+    n = UNROLLED_MAX + 4
+    a, b = _spd(rng, (7,), n), rng.normal(size=(7, n))
     hlo = jax.jit(jax.vmap(spd_solve)).lower(a, b).as_text()
     if jax.default_backend() == "cpu":
         calls = [line for line in hlo.splitlines() if "potrf" in line]
         assert calls and all('num_batch_dims = "0"' in line for line in calls)
         assert "while" in hlo  # one unbatched LAPACK call per matrix, in a loop over the batch
+
+
+def test_small_systems_are_unrolled_and_match_lapack():
+    """Up to UNROLLED_MAX rows the solve is written out (no LAPACK call, no loop over a batch:
+    vector operations over it) and agrees with LAPACK; a non-positive pivot or a NaN entry is
+    flagged."""
+    rng = np.random.default_rng(4)
+    for n in range(1, UNROLLED_MAX + 1):
+        a, b = _spd(rng, (5,), n), rng.normal(size=(5, n, 3))
+        x, ok = jax.vmap(spd_solve)(a, b)
+        ref, ok_ref = jax.vmap(_lapack_spd_solve)(a, b)
+        np.testing.assert_allclose(np.asarray(x), np.asarray(ref), rtol=1e-11, atol=1e-13)
+        assert bool(ok.all()) and bool(ok_ref.all())
+        hlo = jax.jit(jax.vmap(spd_solve)).lower(a, b[..., 0]).as_text()
+        assert "potrf" not in hlo and "while" not in hlo
+    a = _spd(rng, (), 4)
+    a[2, 2] = -a[2, 2]
+    assert not bool(spd_solve(a, np.ones(4))[1])
+    a[2, 2] = np.nan
+    assert not bool(spd_solve(a, np.ones(4))[1])

@@ -7,6 +7,7 @@ Nothing here knows what a likelihood is.
 
 from ._arrowhead import ArrowheadCovariance, ArrowheadHessian, ArrowLayout, covariance_diagonal
 from ._dense import (
+    UNROLLED_MAX,
     free_inverse,
     free_min_eigvec,
     hess_dense,
@@ -20,6 +21,7 @@ from ._dense import (
 from ._lapack import per_matrix_on_cpu, sym_eigh
 
 __all__ = [
+    "UNROLLED_MAX",
     "ArrowLayout",
     "ArrowheadCovariance",
     "ArrowheadHessian",

@@ -41,6 +41,9 @@ import numpy as np
 
 from ..exceptions import InvalidArgument
 from ._lapack import sym_eigh
+from ._unrolled import backward as _backward
+from ._unrolled import block_cholesky as _block_cholesky
+from ._unrolled import forward as _forward
 
 __all__ = ["ArrowLayout", "ArrowheadHessian", "ArrowheadCovariance", "covariance_diagonal"]
 
@@ -102,56 +105,6 @@ class ArrowLayout:
     def join(self, vg, vl):
         """Parameter vector from (v_G, v_L) (padding entries dropped)."""
         return jnp.concatenate([vg, vl.reshape(-1)])[self.inv]
-
-
-# -- small batched factorisations (unrolled over the block size, element-wise over blocks) ------
-def _block_cholesky(d):
-    """Lower Cholesky factors of the k×k blocks d [..., k, k] as a nested list L[i][j] of
-    [...] arrays, and ok [...]: every pivot positive. A failing pivot is replaced by 1, so the
-    rows after it are meaningless; ``piv`` keeps the pivots (Schur complements)."""
-    k = d.shape[-1]
-    L = [[None] * k for _ in range(k)]
-    ok = jnp.ones(d.shape[:-2], bool)
-    piv = []
-    for j in range(k):
-        s = d[..., j, j]
-        for m in range(j):
-            s = s - L[j][m] ** 2
-        good = s > 0
-        ok = ok & good
-        piv.append(s)
-        ljj = jnp.sqrt(jnp.where(good, s, 1.0))
-        L[j][j] = ljj
-        for i in range(j + 1, k):
-            t = d[..., i, j]
-            for m in range(j):
-                t = t - L[i][m] * L[j][m]
-            L[i][j] = t / ljj
-    return L, ok, piv
-
-
-def _forward(L, b):
-    """Solve L y = b for b [..., k, m]."""
-    k = len(L)
-    y = []
-    for i in range(k):
-        t = b[..., i, :]
-        for m in range(i):
-            t = t - L[i][m][..., None] * y[m]
-        y.append(t / L[i][i][..., None])
-    return jnp.stack(y, axis=-2)
-
-
-def _backward(L, y):
-    """Solve Lᵀ x = y for y [..., k, m]."""
-    k = len(L)
-    x = [None] * k
-    for i in reversed(range(k)):
-        t = y[..., i, :]
-        for m in range(i + 1, k):
-            t = t - L[m][i][..., None] * x[m]
-        x[i] = t / L[i][i][..., None]
-    return jnp.stack(x, axis=-2)
 
 
 def _spd_solve(a, b):
