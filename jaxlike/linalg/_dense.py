@@ -27,11 +27,14 @@ __all__ = [
 ]
 
 
-#: dense systems of at most this many parameters are solved by the unrolled Cholesky of
+#: dense systems of at most this many parameters (the models whose toys are vmapped on the CPU,
+#: :data:`jaxlike.infer._toys.SEQUENTIAL_MIN_PARS`) are solved by the unrolled Cholesky of
 #: :mod:`jaxlike.linalg._unrolled` (vector operations over a batch), larger ones by LAPACK.
 #: Under ``vmap`` on the CPU LAPACK runs matrix by matrix: 2000 toy fits of a 2-parameter
-#: model spent half their time in those calls. The unrolled program grows as k³/6 operations.
-UNROLLED_MAX = 8
+#: model spent half their time in those calls. The unrolled program grows as k³/6 operations:
+#: at 8 (the ALP window, whose toys run one after the other) it compiled 6 s longer and ran 8%
+#: slower than LAPACK.
+UNROLLED_MAX = 5
 
 
 def spd_solve(a, b):
