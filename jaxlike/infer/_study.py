@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from .._compile import jit
 from ..exceptions import InvalidArgument
 from ..fit import (
     Bounds,
@@ -199,8 +200,8 @@ def study_toy_fits(
     )
 
 
-_generator = eqx.filter_jit(study_generator)
-_toy_fits = eqx.filter_jit(study_toy_fits)
+_generator = jit(study_generator)
+_toy_fits = jit(study_toy_fits)
 
 
 # -- summaries -----------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from .._compile import jit
 from ..exceptions import InvalidArgument, InvalidParameters
 from ..fit import conditional_inputs, fit_arrays, result_repr, start_rows
 from ..linalg import masked_solve
@@ -187,7 +188,7 @@ def conditional_fits(model, data, init, lo, hi, fixed, poi, mus, starts):
     )(mus)
 
 
-_conditional_fits = eqx.filter_jit(conditional_fits)
+_conditional_fits = jit(conditional_fits)
 
 
 def fisher_hessians(model, gens):
@@ -287,8 +288,10 @@ def map_toys(f, args, npars: int, pad=None):
     return lax.map(lambda a: lax.cond(a[-1], lambda *_: zeros, f, *a[:-1]), (*args, pad))
 
 
-_toy_fit_rows = eqx.filter_jit(toy_fit_rows)
-_fisher_hessians = eqx.filter_jit(fisher_hessians)
+# through jaxlike's compile path: XLA options, and the exported-program cache, so a new process
+# runs the toys of a model layout it has seen without tracing them again
+_toy_fit_rows = jit(toy_fit_rows)
+_fisher_hessians = jit(fisher_hessians)
 
 
 def toy_statistics(
