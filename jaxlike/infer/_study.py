@@ -201,7 +201,7 @@ def study_toy_fits(
 
 
 _generator = jit(study_generator)
-_toy_fits = jit(study_toy_fits)
+_toy_fits = jit(study_toy_fits, cpu_options=False)
 
 
 # -- summaries -----------------------------------------------------------------------------------

@@ -288,9 +288,10 @@ def map_toys(f, args, npars: int, pad=None):
     return lax.map(lambda a: lax.cond(a[-1], lambda *_: zeros, f, *a[:-1]), (*args, pad))
 
 
-# through jaxlike's compile path: XLA options, and the exported-program cache, so a new process
-# runs the toys of a model layout it has seen without tracing them again
-_toy_fit_rows = jit(toy_fit_rows)
+# through jaxlike's compile path: the exported-program cache, so a new process runs the toys of
+# a model layout it has seen without tracing them again; the toy fits, which run long, with
+# XLA's default options (see jaxlike._compile.jit)
+_toy_fit_rows = jit(toy_fit_rows, cpu_options=False)
 _fisher_hessians = jit(fisher_hessians)
 
 
