@@ -70,9 +70,10 @@ def backward(L, y):
 
 def unrolled_spd_solve(a, b):
     """x = A⁻¹ b for symmetric positive-definite A [k, k] (b [k] or [k, m]) by the unrolled
-    Cholesky factorisation, and ok: every pivot positive (x = b where not)."""
+    Cholesky factorisation, and ok: every pivot positive and x finite (x = b where not)."""
     L, ok, _ = block_cholesky(a)
     bm = b[:, None] if b.ndim == 1 else b
     x = backward(L, forward(L, bm))
     x = x[:, 0] if b.ndim == 1 else x
-    return jnp.where(ok & jnp.all(jnp.isfinite(x)), x, b), ok & jnp.all(jnp.isfinite(x))
+    ok = ok & jnp.all(jnp.isfinite(x))
+    return jnp.where(ok, x, b), ok
