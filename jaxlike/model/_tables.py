@@ -276,7 +276,9 @@ def _ratio(data, key, path):
     v = float(data[key])
     if not np.isfinite(v) or v <= 0:
         raise InvalidModel(f"{path}.{key}", f"normsys {key} = {v} must be a positive finite ratio")
-    if not np.isfinite(v * np.log(v) ** 2):  # the code-4 coefficients hold v·ln²v
+    with np.errstate(over="ignore"):  # an overflow is the answer, reported below
+        coef = v * np.log(v) ** 2  # the code-4 coefficients hold v·ln²v
+    if not np.isfinite(coef):
         raise InvalidModel(
             f"{path}.{key}",
             f"normsys {key} = {v:g} is too large: its interpolation "
