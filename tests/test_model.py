@@ -158,6 +158,10 @@ INVALID_CHANNELS = {
         _set(lambda c: (c[1]["samples"][0]["modifiers"][1]["data"], "lo"), -0.5),
         r"channels\[1\]\.samples\[0\]\.modifiers\[1\]\.data\.lo.*positive",
     ),
+    "normsys hi overflows the code-4 coefficients": (
+        _set(lambda c: (c[0]["samples"][1]["modifiers"][0]["data"], "hi"), 1e306),
+        r"channels\[0\]\.samples\[1\]\.modifiers\[0\]\.data\.hi.*too large",
+    ),
     "negative uncertainty": (
         _set(lambda c: (c[0]["samples"][1]["modifiers"][2]["data"], 0), -1.0),
         r"modifiers\[2\]\.data\[0\].*negative uncertainty",
@@ -166,6 +170,7 @@ INVALID_CHANNELS = {
 
 
 @pytest.mark.parametrize("edit,match", INVALID_CHANNELS.values(), ids=INVALID_CHANNELS.keys())
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_invalid_channels_raise_with_field(edit, match):
     with pytest.raises(InvalidModel, match=match) as info:
         build(broken(edit))
