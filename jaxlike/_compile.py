@@ -103,13 +103,13 @@ def jit(fun, *, cpu_options: bool = True):
         nonlocal top
         if any_traced(args, kwargs):
             return nested(*args, **kwargs)
+        options = compiler_options() if cpu_options else {}
         where = None if jax.config.jax_disable_jit else program_dir()
         if where is not None:
-            out = _call_program(fun, where, args, kwargs, cpu_options)
+            out = _call_program(fun, where, args, kwargs, options)
             if out is not _NO_PROGRAM:
                 return out
         if top is None:
-            options = compiler_options() if cpu_options else {}
             top = eqx.filter_jit(fun, compiler_options=options or None)
         return top(*args, **kwargs)
 
@@ -297,24 +297,25 @@ def _on_default_device(leaves) -> bool:
     return True
 
 
-def _call_program(fun, where: str, args: tuple, kwargs: dict, cpu_options: bool = True):
-    """``fun(*args, **kwargs)`` through the program cache, or :data:`_NO_PROGRAM` when this
-    layout is traced as before (no stable key, an export JAX refuses, sharded arguments)."""
+def _call_program(fun, where: str, args: tuple, kwargs: dict, options: dict):
+    """``fun(*args, **kwargs)`` through the program cache (compiled with the XLA ``options``),
+    or :data:`_NO_PROGRAM` when this layout is traced as before (no stable key, an export JAX
+    refuses, sharded arguments)."""
     dynamic, static = eqx.partition((args, kwargs), eqx.is_array)
     leaves, dyn_tree = jax.tree.flatten(dynamic)
     if not _on_default_device(leaves):
         return _NO_PROGRAM
     st_leaves, st_tree = jax.tree.flatten(static)
     try:
-        mem = (fun, cpu_options, where, dyn_tree, st_tree, tuple(st_leaves))
+        mem = (fun, tuple(sorted(options.items())), where, dyn_tree, st_tree, tuple(st_leaves))
         mem += tuple((np.shape(x), np.dtype(x.dtype), _weak(x)) for x in leaves)
         prog = _programs.get(mem, _NO_PROGRAM)
     except TypeError:  # an unhashable static value: filter_jit reports it
         return _NO_PROGRAM
     if prog is _NO_PROGRAM:
-        options = compiler_options() if cpu_options else {}
-        prog = _find_program(fun, where, args, kwargs, leaves, dyn_tree, static, options)
-        _programs[mem] = prog
+        prog = _programs[mem] = _find_program(
+            fun, where, args, kwargs, leaves, dyn_tree, static, options
+        )
         while len(_programs) > MAX_LOADED_PROGRAMS:
             _programs.popitem(last=False)
     else:
