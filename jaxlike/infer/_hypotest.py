@@ -425,6 +425,8 @@ def hypotest(
         par_bounds=par_bounds,
         fixed_params=fixed_params,
         calc_base_dist=calc_base_dist,
+        # the toys' expected band comes from the background toys, not from the Asimov data
+        asimov_free_fit=calctype != "toybased",
     )
     check_poi_values(model, poi_test, prep.lo, prep.hi)
     if calctype == "toybased":

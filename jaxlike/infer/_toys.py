@@ -519,7 +519,11 @@ def toy_hypotest_prepared(
     mu_hat = float(prep.free_fit.bestfit[poi])
     free_nll = min(float(prep.free_fit.twice_nll), float(cond.twice_nll))
     q_obs = float(profile_statistic(ts, mu, float(cond.twice_nll), free_nll, mu_hat))
-    gens = generating_pars(prep, model, [mu, alternative_mu(ts)], toy_pars)
+    if toy_pars == "profiled":  # θ̂̂(μ) is ``cond``: only θ̂̂(μ_A) is fitted
+        gen_b = generating_pars(prep, model, [alternative_mu(ts)], toy_pars)
+        gens = jnp.concatenate([jnp.asarray(cond.bestfit)[None], gen_b])
+    else:
+        gens = generating_pars(prep, model, [mu, alternative_mu(ts)], toy_pars)
     n = int(ntoys)
     idx = np.arange(n)
     rows = {
