@@ -234,7 +234,7 @@ class WindowModel(Likelihood):
     def _basis(self, c, e, lo, hi):
         """(A [W, n+1], s [n+1]) of category c's polynomial background (p = A a / s·a):
         stored for ``"padded"``, else :func:`~jaxlike.shapes.polynomial_basis` of the window
-        edges (parameter-independent: computed once per fit, outside the Newton loop)."""
+        edges (it depends on no parameter, so XLA hoists it out of a fit's Newton loop)."""
         if self.background == "padded":
             return self.basis[c], self.basis_norm[c]
         return polynomial_basis(self.background, e, self.n_coeffs, lo, hi)
@@ -415,7 +415,7 @@ class WindowModel(Likelihood):
         bg = [self._category_background(c, coeffs[c], 2) for c in range(C)]
         frac, dfrac = jnp.stack([b[0] for b in bg]), jnp.stack([b[1] for b in bg])
         eff = 1.0 + self.rel_eff * t_eff  # E [C]
-        sig = (mu * self.scale * eff)[:, None] * u  # as in expected_by_component: ν bit for bit
+        sig = (mu * self.scale * eff)[:, None] * u  # ν by expected_by_component's formula
         nu = sig + bkg[:, None] * frac + jnp.sum(peak_yields[:, :, None] * self.peaks, axis=1)
         value = -2.0 * self._logpdf_at(nu.reshape(-1), pars, data)
         mask = self.mask
