@@ -19,11 +19,13 @@ with respect to parameters *and* templates, and ``jax.vmap`` batches over hypoth
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import gammaln
+from jax.scipy.special import digamma, gammaln
 
 from ..exceptions import InvalidArgument
 from ._config import ModelConfig
@@ -77,8 +79,22 @@ def poisson_logpdf(n, lam):
     that is 1e-3 in log L, enough to stall a minimiser. Same value as pyhf's formula up to that
     rounding. For λ < n/2 the bracket uses log λ − log n (exact to ε·|log λ|; log1p near x = −1
     would lose ε·n/λ: a γ at its lower bound 1e-10 made log L wrong by 1e-4).
+
+    Derivatives are the closed forms (a custom JVP rule, not autodiff through the stable form):
+    ∂/∂λ = n/λ − 1 (−1 for n = 0, also at λ = 0), ∂/∂n = log λ − ψ(n + 1) (with 0 log 0 = 0);
+    higher orders by differentiating these (∂²/∂λ² = −n/λ²). Autodiff through the Stirling
+    series and the atanh series of :func:`_log1pmx` gave the same numbers to rounding but
+    tripled the traced and compiled program of every gradient of the likelihood.
     """
-    n = jnp.asarray(n)
+    n, lam = jnp.asarray(n), jnp.asarray(lam)
+    dtype = jnp.result_type(n, lam, float)
+    return _poisson_logpdf(n.astype(dtype), lam.astype(dtype))
+
+
+@jax.custom_jvp
+def _poisson_logpdf(n, lam):
+    """:func:`poisson_logpdf` on arrays of one floating dtype (the primal of the JVP rule)."""
+
     # n log λ with 0 log 0 = 0 and a finite gradient there (d/dλ = 0 for n = 0, even at λ = 0)
     pos = n > 0
     direct = jnp.where(pos, n * jnp.log(jnp.where(pos, lam, 1.0)), 0.0) - lam - gammaln(n + 1.0)
@@ -99,6 +115,26 @@ def poisson_logpdf(n, lam):
     )
     stable = nb * bracket - corr
     return jnp.where(big, stable, direct)
+
+
+@functools.partial(_poisson_logpdf.defjvp, symbolic_zeros=True)
+def _poisson_logpdf_jvp(primals, tangents):
+    """(f, ḟ) with ḟ = (n/λ − 1) λ̇ + (log λ − ψ(n + 1)) ṅ; a symbolic-zero tangent (the data,
+    in a fit) adds nothing to the program."""
+    n, lam = primals
+    dn, dlam = tangents
+    out = _poisson_logpdf(n, lam)
+    tan = jnp.zeros_like(out)
+    if not isinstance(dlam, jax.custom_derivatives.SymbolicZero):
+        pos = n > 0
+        tan = tan + (jnp.where(pos, n / jnp.where(pos, lam, 1.0), 0.0) - 1.0) * dlam
+    if not isinstance(dn, jax.custom_derivatives.SymbolicZero):
+        live = lam > 0
+        log_lam = jnp.where(
+            live, jnp.log(jnp.where(live, lam, 1.0)), jnp.where(n > 0, -jnp.inf, 0.0)
+        )
+        tan = tan + (log_lam - digamma(n + 1.0)) * dn
+    return out, tan
 
 
 def normal_logpdf(x, mu, sigma):
