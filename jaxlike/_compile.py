@@ -10,6 +10,16 @@ the same). The options apply only to the programs jitted with :func:`jit` and on
 a jaxlib that does not know an option compiles with its defaults (checked once, at the first
 compilation).
 
+They also switch off XLA's ``tree_reduction_rewriter``, which splits every reduction over more
+than 32 elements into a ``reduce-window`` of width 32 and a second reduction. On the CPU each
+such window becomes a kernel of its own, and on the minimiser of a 64-parameter likelihood
+(ATLAS sbottom, region A) their code generation was 0.56 of the 1.39 s of LLVM time (measured
+with ``jax.profiler``, 2 cores, jax 0.10.2): XLA 2.03 → 1.41 s, first fit 2.6–2.9 → 2.2 s;
+staus (117 parameters), ERJR (69) and Belle II (232) 0.1–0.5 s faster; a 1-bin model, whose
+reductions are short, bit for bit unchanged. Sums over more than 32 terms are then added in
+order instead of in blocks of 32: the minima moved by a few ulp (Belle II's 2NLL by 8 ulp, CLs
+by 1e-13 relative); warm fits ran as fast.
+
 It also holds the persistent compilation cache (:func:`enable_cache`): on by default for the
 API and the command line, in a private per-user folder, opt-out with ``JAXLIKE_CACHE_DIR=``.
 
@@ -61,7 +71,10 @@ __all__ = [
 ]
 
 #: XLA debug options for jaxlike's large programs on the CPU (see the module docstring)
-CPU_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+CPU_OPTIONS = {
+    "xla_cpu_use_fusion_emitters": False,
+    "xla_disable_hlo_passes": "tree_reduction_rewriter",
+}
 
 
 @functools.cache
