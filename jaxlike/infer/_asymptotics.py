@@ -25,6 +25,7 @@ CL_s^{exp}(N) = Φ(−(N + √q_A)) / Φ(−N), ascending (pyhf's default ``calc
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.stats import norm
 from jaxtyping import Array, ArrayLike, Float
 
@@ -76,10 +77,14 @@ def asymptotic_pvalues(
         raise InvalidArgument(
             f"calc_base_dist must be 'normal' or 'clipped_normal', got {calc_base_dist!r}"
         )
-    clsb = norm.cdf(-(t + sqa))
-    clb = norm.cdf(-t)
     n = jnp.asarray(N_SIGMA, dtype=sq.dtype)
     t_exp = jnp.where(n > cutoff, n, cutoff)
-    clsb_exp = norm.cdf(-(t_exp + sqa))
-    clb_exp = norm.cdf(-t_exp)
+    # the four normal tails in one call: one copy of Φ's polynomials in the compiled program
+    # (four copies made a hypothesis test's last program 2× slower to compile), the same values
+    args = (-(t + sqa), -t, -(t_exp + sqa), -t_exp)
+    phi = norm.cdf(jnp.concatenate([jnp.ravel(a) for a in args]))
+    ends = np.cumsum([0] + [a.size for a in args])
+    clsb, clb, clsb_exp, clb_exp = (
+        phi[i:j].reshape(a.shape) for i, j, a in zip(ends[:-1], ends[1:], args, strict=True)
+    )
     return (clsb, clb, clsb / clb), (clsb_exp, clb_exp, clsb_exp / clb_exp)
