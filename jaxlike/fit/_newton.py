@@ -567,22 +567,20 @@ def _eigen_probe(value, st, lo, hi, fixed, extra=None):
     ``extra``: further points [E, n] evaluated in the same batch (the coordinate probe's
     grid: the objective is then traced and compiled once for both); their values are
     returned as a fourth item."""
-    idx = np.arange(st.x.shape[0])  # all free parameters: per-bin γ relax with the others
-    k = idx.size
+    k = st.x.shape[0]  # all free parameters: per-bin γ relax with the others
     h = st.hess
-    free = ~fixed[idx]
+    free = ~fixed
     both = free[:, None] & free[None, :]
     scale = jnp.max(jnp.where(free, jnp.abs(jnp.diagonal(h)), 0.0)) + 1.0
     a = jnp.where(both, h, 0.0) + jnp.diag(jnp.where(free, 0.0, 1e6 * scale))
     w, v = sym_eigh(a)
     usable = (w > 1e-12 * scale) & (w < 1e5 * scale) & jnp.all(jnp.isfinite(v), axis=0)
-    span = jnp.max(jnp.where(free, hi[idx] - lo[idx], 0.0))
+    span = jnp.max(jnp.where(free, hi - lo, 0.0))
     half = jnp.minimum(_EIGEN_PROBE_SIGMAS * jnp.sqrt(2.0 / jnp.where(usable, w, 1.0)), span)
     t = jnp.linspace(-1.0, 1.0, _PROBE_POINTS, dtype=st.x.dtype)
 
     def point(c, s):
-        step = jnp.zeros_like(st.x).at[jnp.asarray(idx)].set(v[:, c] * s)
-        return jnp.clip(st.x + step, lo, hi)
+        return jnp.clip(st.x + v[:, c] * s, lo, hi)
 
     pts = jax.vmap(lambda c: jax.vmap(lambda s: point(c, s))(t * half[c]))(jnp.arange(k))
     n = st.x.shape[0]
@@ -596,11 +594,11 @@ def _eigen_probe(value, st, lo, hi, fixed, extra=None):
     m = min(_EIGEN_RELAX_DIRECTIONS, k)
     soft = jnp.argsort(jnp.where(usable, w, jnp.inf))[:m]
     sel = pts[soft]  # [m, G, n]
-    grads = jax.vmap(jax.vmap(jax.grad(value)))(sel)[..., idx]  # [m, G, k]
+    grads = jax.vmap(jax.vmap(jax.grad(value)))(sel)  # [m, G, k]
     c = grads @ v  # gradient in eigen coordinates
     keep = usable[None, :] & (jnp.arange(k)[None, :] != soft[:, None])  # [m, k]
     step_e = jnp.where(keep[:, None, :], -c / jnp.where(usable, w, 1.0), 0.0)
-    step = jnp.zeros_like(sel).at[..., jnp.asarray(idx)].set(step_e @ v.T)
+    step = step_e @ v.T  # [m, G, n]
     relaxed = jnp.clip(sel + jnp.where(jnp.isfinite(step), step, 0.0), lo, hi)
     rvals = jax.vmap(jax.vmap(value))(relaxed)
     rvals = jnp.where(usable[soft][:, None] & jnp.isfinite(rvals), rvals, jnp.inf)
