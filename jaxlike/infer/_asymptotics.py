@@ -79,8 +79,8 @@ def asymptotic_pvalues(
         )
     n = jnp.asarray(N_SIGMA, dtype=sq.dtype)
     t_exp = jnp.where(n > cutoff, n, cutoff)
-    # the four normal tails in one call: one copy of Φ's polynomials in the compiled program
-    # (four copies made a hypothesis test's last program 2× slower to compile), the same values
+    # the four normal tails in one call: one copy of Φ's polynomials in the compiled program,
+    # the same values (with four copies this compiled in 0.137 s instead of 0.104 s)
     args = (-(t + sqa), -t, -(t_exp + sqa), -t_exp)
     phi = norm.cdf(jnp.concatenate([jnp.ravel(a) for a in args]))
     ends = np.cumsum([0] + [a.size for a in args])

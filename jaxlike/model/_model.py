@@ -83,8 +83,9 @@ def poisson_logpdf(n, lam):
     Derivatives are the closed forms (a custom JVP rule, not autodiff through the stable form):
     ∂/∂λ = n/λ − 1 (−1 for n = 0, also at λ = 0), ∂/∂n = log λ − ψ(n + 1) (with 0 log 0 = 0);
     higher orders by differentiating these (∂²/∂λ² = −n/λ²). Autodiff through the Stirling
-    series and the atanh series of :func:`_log1pmx` gave the same numbers to rounding but
-    tripled the traced and compiled program of every gradient of the likelihood.
+    series and the atanh series of :func:`_log1pmx` gave the same numbers to rounding but put
+    the derivative of both series into every gradient of the likelihood (the 1-bin minimiser's
+    compiled program: 11 405 HLO lines with it, 10 516 without).
     """
     n, lam = jnp.asarray(n), jnp.asarray(lam)
     dtype = jnp.result_type(n, lam, float)
@@ -95,7 +96,7 @@ def poisson_logpdf(n, lam):
 def _poisson_logpdf(n, lam):
     """:func:`poisson_logpdf` on arrays of one floating dtype (the primal of the JVP rule)."""
 
-    # n log λ with 0 log 0 = 0 and a finite gradient there (d/dλ = 0 for n = 0, even at λ = 0)
+    # n log λ with 0 log 0 = 0 (the derivatives come from the JVP rule below)
     pos = n > 0
     direct = jnp.where(pos, n * jnp.log(jnp.where(pos, lam, 1.0)), 0.0) - lam - gammaln(n + 1.0)
     big = n >= _STIRLING_MIN
