@@ -567,7 +567,7 @@ def _eigen_probe(value, st, lo, hi, fixed, extra=None):
     ``extra``: further points [E, n] evaluated in the same batch (the coordinate probe's
     grid: the objective is then traced and compiled once for both); their values are
     returned as a fourth item."""
-    k = st.x.shape[0]  # all free parameters: per-bin γ relax with the others
+    n = st.x.shape[0]  # one direction per parameter: per-bin γ relax with the others
     h = st.hess
     free = ~fixed
     both = free[:, None] & free[None, :]
@@ -582,34 +582,34 @@ def _eigen_probe(value, st, lo, hi, fixed, extra=None):
     def point(c, s):
         return jnp.clip(st.x + v[:, c] * s, lo, hi)
 
-    pts = jax.vmap(lambda c: jax.vmap(lambda s: point(c, s))(t * half[c]))(jnp.arange(k))
-    n = st.x.shape[0]
-    batch = pts.reshape(-1, n) if extra is None else jnp.concatenate([pts.reshape(-1, n), extra])
+    pts = jax.vmap(lambda c: jax.vmap(lambda s: point(c, s))(t * half[c]))(jnp.arange(n))
+    flat = pts.reshape(-1, n)  # [n·G, n]
+    batch = flat if extra is None else jnp.concatenate([flat, extra])
     all_first = jax.vmap(value)(batch)
-    vals = all_first[: k * _PROBE_POINTS].reshape(k, _PROBE_POINTS)  # [k, G]
+    vals = all_first[: n * _PROBE_POINTS].reshape(n, _PROBE_POINTS)  # [n, G]
     vals = jnp.where(usable[:, None] & jnp.isfinite(vals), vals, jnp.inf)
     # along the softest directions, relax the others by one Newton step of the quadratic
     # model at x̂ (the gradient at the probe point, H's other eigenpairs): the far well of a
     # curved valley is off the straight eigen-line by more than its depth
-    m = min(_EIGEN_RELAX_DIRECTIONS, k)
+    m = min(_EIGEN_RELAX_DIRECTIONS, n)
     soft = jnp.argsort(jnp.where(usable, w, jnp.inf))[:m]
     sel = pts[soft]  # [m, G, n]
-    grads = jax.vmap(jax.vmap(jax.grad(value)))(sel)  # [m, G, k]
+    grads = jax.vmap(jax.vmap(jax.grad(value)))(sel)  # [m, G, n]
     c = grads @ v  # gradient in eigen coordinates
-    keep = usable[None, :] & (jnp.arange(k)[None, :] != soft[:, None])  # [m, k]
+    keep = usable[None, :] & (jnp.arange(n)[None, :] != soft[:, None])  # [m, n]
     step_e = jnp.where(keep[:, None, :], -c / jnp.where(usable, w, 1.0), 0.0)
     step = step_e @ v.T  # [m, G, n]
     relaxed = jnp.clip(sel + jnp.where(jnp.isfinite(step), step, 0.0), lo, hi)
     rvals = jax.vmap(jax.vmap(value))(relaxed)
     rvals = jnp.where(usable[soft][:, None] & jnp.isfinite(rvals), rvals, jnp.inf)
-    all_pts = jnp.concatenate([pts.reshape(-1, st.x.shape[0]), relaxed.reshape(-1, st.x.shape[0])])
+    all_pts = jnp.concatenate([flat, relaxed.reshape(-1, n)])
     all_vals = jnp.concatenate([vals.reshape(-1), rvals.reshape(-1)])
     j = jnp.argmin(all_vals)
     best = all_vals[j]
     found = best < st.f - (1e-7 + 1e-13 * jnp.abs(st.f))
     if extra is None:
         return found, all_pts[j], best
-    return found, all_pts[j], best, all_first[k * _PROBE_POINTS :]
+    return found, all_pts[j], best, all_first[n * _PROBE_POINTS :]
 
 
 def _sweep(value, x, lo, hi, fixed, probe, passes=2):
