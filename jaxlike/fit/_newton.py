@@ -584,10 +584,6 @@ def _eigen_probe(value, st, lo, hi, fixed, extra=None):
 
     pts = jax.vmap(lambda c: jax.vmap(lambda s: point(c, s))(t * half[c]))(jnp.arange(n))
     flat = pts.reshape(-1, n)  # [n·G, n]
-    batch = flat if extra is None else jnp.concatenate([flat, extra])
-    all_first = jax.vmap(value)(batch)
-    vals = all_first[: n * _PROBE_POINTS].reshape(n, _PROBE_POINTS)  # [n, G]
-    vals = jnp.where(usable[:, None] & jnp.isfinite(vals), vals, jnp.inf)
     # along the softest directions, relax the others by one Newton step of the quadratic
     # model at x̂ (the gradient at the probe point, H's other eigenpairs): the far well of a
     # curved valley is off the straight eigen-line by more than its depth
@@ -599,17 +595,24 @@ def _eigen_probe(value, st, lo, hi, fixed, extra=None):
     keep = usable[None, :] & (jnp.arange(n)[None, :] != soft[:, None])  # [m, n]
     step_e = jnp.where(keep[:, None, :], -c / jnp.where(usable, w, 1.0), 0.0)
     step = step_e @ v.T  # [m, G, n]
-    relaxed = jnp.clip(sel + jnp.where(jnp.isfinite(step), step, 0.0), lo, hi)
-    rvals = jax.vmap(jax.vmap(value))(relaxed)
+    relaxed = jnp.clip(sel + jnp.where(jnp.isfinite(step), step, 0.0), lo, hi).reshape(-1, n)
+    # one batch of the objective for the eigen-line points, the relaxed points and ``extra``:
+    # one compiled copy of the objective instead of two or three
+    batch = [flat, relaxed] if extra is None else [flat, relaxed, extra]
+    all_first = jax.vmap(value)(jnp.concatenate(batch))
+    n_eig, n_rel = n * _PROBE_POINTS, m * _PROBE_POINTS
+    vals = all_first[:n_eig].reshape(n, _PROBE_POINTS)  # [n, G]
+    vals = jnp.where(usable[:, None] & jnp.isfinite(vals), vals, jnp.inf)
+    rvals = all_first[n_eig : n_eig + n_rel].reshape(m, _PROBE_POINTS)
     rvals = jnp.where(usable[soft][:, None] & jnp.isfinite(rvals), rvals, jnp.inf)
-    all_pts = jnp.concatenate([flat, relaxed.reshape(-1, n)])
+    all_pts = jnp.concatenate([flat, relaxed])
     all_vals = jnp.concatenate([vals.reshape(-1), rvals.reshape(-1)])
     j = jnp.argmin(all_vals)
     best = all_vals[j]
     found = best < st.f - (1e-7 + 1e-13 * jnp.abs(st.f))
     if extra is None:
         return found, all_pts[j], best
-    return found, all_pts[j], best, all_first[n * _PROBE_POINTS :]
+    return found, all_pts[j], best, all_first[n_eig + n_rel :]
 
 
 def _sweep(value, x, lo, hi, fixed, probe, passes=2):
