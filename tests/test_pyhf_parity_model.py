@@ -61,6 +61,8 @@ def test_layout_matches_pyhf(any_case, jitted):
     np.testing.assert_array_equal(cfg.suggested_fixed(), pcfg.suggested_fixed())
     fixed, auxdata = jitted.defaults(model)
     np.testing.assert_array_equal(np.asarray(fixed), pcfg.suggested_fixed())
+    # the concrete model's NumPy path (what a first fit uses) gives the traced path's mask
+    np.testing.assert_array_equal(np.asarray(model.fixed_mask()), pcfg.suggested_fixed())
     assert cfg.auxdata_order == pcfg.auxdata_order
     np.testing.assert_allclose(cfg.auxdata, pcfg.auxdata, rtol=1e-13, atol=0)
     np.testing.assert_allclose(np.asarray(auxdata), pcfg.auxdata, rtol=1e-13, atol=0)

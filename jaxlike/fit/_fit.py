@@ -17,6 +17,7 @@ from jaxtyping import Array, Bool, Float, Int
 from .._compile import any_traced, jit
 from ..exceptions import InvalidData, InvalidParameters
 from ..linalg import ArrowheadCovariance, covariance_diagonal, free_inverse
+from ..model import Model
 from ._newton import BREAKPOINT_VALUES, SEARCH_MAX_PARS, minimize
 from ._results import RESULTS, as_result, raise_if_failed, result_repr, status_text
 from ._types import Bounds, Data, Fixed, Pars, Scalar
@@ -286,7 +287,15 @@ def conditional_inputs(start, lo, hi, fixed, poi, mu):
     )
 
 
-_default_fixed = eqx.filter_jit(lambda model: model.fixed_mask())  # one dispatch, not ~10/segment
+_fixed_jit = eqx.filter_jit(lambda model: model.fixed_mask())  # one dispatch, not ~10/segment
+
+
+def _default_fixed(model):
+    """``model.fixed_mask()``: directly for a concrete :class:`~jaxlike.model.Model` (its
+    NumPy path, no compilation), else as one jitted program."""
+    if type(model).fixed_mask is Model.fixed_mask and not any_traced(model):
+        return model.fixed_mask()
+    return _fixed_jit(model)
 
 
 def prepare_fit_inputs(
