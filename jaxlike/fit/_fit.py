@@ -294,7 +294,7 @@ def _default_fixed(model):
     """``model.fixed_mask()``: directly for a concrete :class:`~jaxlike.model.Model` (its
     NumPy path, no compilation), else as one jitted program."""
     if type(model).fixed_mask is Model.fixed_mask and not any_traced(model):
-        return model.fixed_mask_host()
+        return Model.fixed_mask_host(model)  # not model.…: no bound-method wrapper
     return _fixed_jit(model)
 
 

@@ -355,8 +355,8 @@ class Model(Likelihood):
         """Parameters held constant: user ``fixed`` flags, plus staterror bins with zero
         uncertainty and shapesys bins with zero yield or uncertainty (pyhf semantics)."""
         if not any_traced(self):
-            return jnp.asarray(self.fixed_mask_host())
-        return self._fixed_mask(jnp)
+            return jnp.asarray(_fixed_mask(self, np))
+        return _fixed_mask(self, jnp)
 
     def fixed_mask_host(self) -> np.ndarray:
         """:meth:`fixed_mask` of a concrete model (not inside jit/vmap), computed with NumPy.
@@ -364,29 +364,10 @@ class Model(Likelihood):
         As a jitted program the mask was a compilation of its own before every first fit of a
         layout: 0.3 s of XLA on the ATLAS ERJR likelihood, 0.9 s on Belle II's (a few array
         operations per staterror segment; 2 cores, jax 0.10.2). On the host it takes ~0.1 ms.
-        The mask only compares sums of squares with 0, so both paths give the same mask."""
-        return self._fixed_mask(np)
-
-    def _fixed_mask(self, xp):
-        fixed = xp.array(self.config.fixed_static, bool)
-        nominal = xp.asarray(self.nominal)
-        index = _dynamic_fixed_index(self.config, self.wiring)
-        for src, per_mod in (("staterror", _staterror_sigmas), ("shapesys", _shapesys_factors)):
-            if src not in index:
-                continue
-            # every modifier of the kind at once, then one gather of the segments' bins
-            mods, cols, pars = index[src]
-            unc = getattr(self, f"{src}_unc")
-            out = per_mod(nominal, xp.asarray(self.masks[src]), xp.asarray(unc), xp=xp)
-            if src == "staterror":
-                seg_fixed = out[mods, cols] <= 0  # σ = 0
-            else:
-                seg_fixed = ~out[1][mods, cols]  # τ invalid
-            if xp is np:
-                fixed[pars] |= seg_fixed
-            else:
-                fixed = fixed.at[pars].set(fixed[pars] | seg_fixed)
-        return fixed
+        The mask only compares sums of squares with 0, so both paths give the same mask.
+        (Call it as ``Model.fixed_mask_host(model)`` where every microsecond counts: a method
+        looked up on an equinox module is wrapped anew at every access, ~20 µs.)"""
+        return _fixed_mask(self, np)
 
     def probe_mask(self):
         """Static [npars] mask of the parameters the minimiser's coordinate probe scans: the
@@ -406,6 +387,30 @@ class Model(Likelihood):
     def make_data(self, observations):
         """Data vector from main observations (sorted-channel order) and default auxdata."""
         return jnp.concatenate([jnp.asarray(observations, float), self.auxdata()])
+
+
+def _fixed_mask(model, xp):
+    """:meth:`Model.fixed_mask` with the array module ``xp`` (NumPy on the host, jax.numpy
+    inside a trace); a function, not a method, for the host path's speed (see there)."""
+    fixed = xp.array(model.config.fixed_static, bool)
+    nominal = xp.asarray(model.nominal)
+    index = _dynamic_fixed_index(model.config, model.wiring)
+    for src, per_mod in (("staterror", _staterror_sigmas), ("shapesys", _shapesys_factors)):
+        if src not in index:
+            continue
+        # every modifier of the kind at once, then one gather of the segments' bins
+        mods, cols, pars = index[src]
+        unc = model.staterror_unc if src == "staterror" else model.shapesys_unc
+        out = per_mod(nominal, xp.asarray(model.masks[src]), xp.asarray(unc), xp=xp)
+        if src == "staterror":
+            seg_fixed = out[mods, cols] <= 0  # σ = 0
+        else:
+            seg_fixed = ~out[1][mods, cols]  # τ invalid
+        if xp is np:
+            fixed[pars] |= seg_fixed
+        else:
+            fixed = fixed.at[pars].set(fixed[pars] | seg_fixed)
+    return fixed
 
 
 @functools.lru_cache(maxsize=64)
