@@ -74,6 +74,30 @@ def test_layout_matches_pyhf(any_case, jitted):
             np.testing.assert_allclose(ours.factors, ref.factors, rtol=1e-13, err_msg=name)
 
 
+def test_fixed_mask_zero_uncertainty_bins_host_and_traced(jitted):
+    """Staterror bins with δ = 0 (two modifiers, one shared by two samples) and shapesys bins
+    with δ = 0 or ν⁰ = 0 are fixed, as pyhf fixes them; the concrete model's NumPy path, the
+    traced path and pyhf agree."""
+    bkg = {"name": "bkg", "data": [10.0, 0.0, 5.0, 8.0], "modifiers": [
+        {"name": "stat_a", "type": "staterror", "data": [1.0, 0.0, 0.5, 0.0]},
+        {"name": "sys_a", "type": "shapesys", "data": [1.0, 0.5, 0.0, 2.0]}]}
+    other = {"name": "other", "data": [2.0, 0.0, 1.0, 0.0], "modifiers": [
+        {"name": "stat_a", "type": "staterror", "data": [0.2, 0.0, 0.1, 0.0]}]}
+    sig = {"name": "sig", "data": [1.0, 2.0, 3.0, 1.0], "modifiers": [
+        {"name": "mu", "type": "normfactor", "data": None},
+        {"name": "stat_b", "type": "staterror", "data": [0.0, 0.3, 0.0, 0.1]}]}
+    spec = {"channels": [{"name": "sr", "samples": [bkg, other, sig]}],
+            "observations": [{"name": "sr", "data": [12.0, 3.0, 9.0, 10.0]}],
+            "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+            "version": "1.0.0"}  # fmt: skip
+    model = jaxlike.Workspace(spec).model()
+    want = pyhf.Workspace(spec).model().config.suggested_fixed()
+    assert 3 <= sum(want) < len(want)  # the case has fixed and free bins of every kind
+    np.testing.assert_array_equal(jaxlike.model.Model.fixed_mask_host(model), want)
+    np.testing.assert_array_equal(np.asarray(model.fixed_mask()), want)
+    np.testing.assert_array_equal(np.asarray(jitted.defaults(model)[0]), want)
+
+
 # -- ATLAS ERJR: pyhf's Poisson arithmetic is inexact there ------------------------------------
 mpmath.mp.dps = 40
 

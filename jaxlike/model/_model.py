@@ -363,7 +363,7 @@ class Model(Likelihood):
 
         As a jitted program the mask was a compilation of its own before every first fit of a
         layout: 0.3 s of XLA on the ATLAS ERJR likelihood, 0.9 s on Belle II's (a few array
-        operations per staterror segment; 2 cores, jax 0.10.2). On the host it takes ~0.1 ms.
+        operations per staterror segment; 2 cores, jax 0.10.2). On the host it takes 20–100 µs.
         The mask only compares sums of squares with 0, so both paths give the same mask.
         (Call it as ``Model.fixed_mask_host(model)`` where every microsecond counts: a method
         looked up on an equinox module is wrapped anew at every access, ~20 µs.)"""
