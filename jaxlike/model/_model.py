@@ -395,17 +395,16 @@ def _fixed_mask(model, xp):
     fixed = xp.array(model.config.fixed_static, bool)
     nominal = xp.asarray(model.nominal)
     index = _dynamic_fixed_index(model.config, model.wiring)
-    for src, per_mod in (("staterror", _staterror_sigmas), ("shapesys", _shapesys_factors)):
+    for src, unc in (("staterror", model.staterror_unc), ("shapesys", model.shapesys_unc)):
         if src not in index:
             continue
         # every modifier of the kind at once, then one gather of the segments' bins
         mods, cols, pars = index[src]
-        unc = model.staterror_unc if src == "staterror" else model.shapesys_unc
-        out = per_mod(nominal, xp.asarray(model.masks[src]), xp.asarray(unc), xp=xp)
+        args = (nominal, xp.asarray(model.masks[src]), xp.asarray(unc))
         if src == "staterror":
-            seg_fixed = out[mods, cols] <= 0  # σ = 0
+            seg_fixed = _staterror_sigmas(*args, xp=xp)[mods, cols] <= 0  # σ = 0
         else:
-            seg_fixed = ~out[1][mods, cols]  # τ invalid
+            seg_fixed = ~_shapesys_factors(*args, xp=xp)[1][mods, cols]  # τ invalid
         if xp is np:
             fixed[pars] |= seg_fixed
         else:
