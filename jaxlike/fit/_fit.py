@@ -180,8 +180,9 @@ def fit_arrays(
     rows with a NaN are skipped, fixed coordinates come from ``init``); the lowest certified
     minimum over all runs is returned (see :func:`jaxlike.fit._newton.minimize`).
     ``search``: the minimiser's global search (coordinate probe, damped and coordinate-descent
-    runs): None — for models with at most ``_newton.SEARCH_MAX_PARS`` scalar parameters, True —
-    always, False — never (for continuations).
+    runs): None — for models with at most ``_newton.SEARCH_MAX_PARS`` probed parameters, True —
+    always, False — never (for continuations). A model with nothing to probe runs none: a
+    convex HistFactory layout has one minimum (:func:`jaxlike.model._model.convex_layout`).
     """
 
     st = minimize(

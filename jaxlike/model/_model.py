@@ -373,7 +373,14 @@ class Model(Likelihood):
         """Static [npars] mask of the parameters the minimiser's coordinate probe scans: the
         scalar parameter sets (normalisations, normsys/histosys α, lumi, free parameters), not
         the per-bin γ of staterror/shapesys/shapefactor (thousands in large models; they enter
-        one bin each and cannot hide a second well that the others do not)."""
+        one bin each and cannot hide a second well that the others do not).
+
+        None of them for a model whose 2NLL is convex (:func:`convex_layout`): every local
+        minimum is then a global one, so the minimiser runs no global search (whose compile
+        is more than half of a small model's first fit) and the certificate of the local
+        Newton run is the whole answer."""
+        if not self.reweight and convex_layout(self.config, self.wiring):
+            return np.zeros(self.config.npars, bool)
         mask = np.zeros(self.config.npars, bool)
         for p in self.config.par_map.values():
             if p.is_scalar:
@@ -410,6 +417,32 @@ def _fixed_mask(model, xp):
         else:
             fixed = fixed.at[pars].set(fixed[pars] | seg_fixed)
     return fixed
+
+
+@functools.lru_cache(maxsize=64)
+def convex_layout(config, wiring) -> bool:
+    r"""Whether every expected count is affine in the parameters, which makes 2NLL convex.
+
+    True when the layout has no normsys and no histosys modifier and every sample carries, in
+    every bin, at most one multiplicative parameter that is not fixed in the measurement
+    (normfactor, lumi, shapefactor, or the γ of staterror/shapesys; each linear in its
+    parameter). Then :math:`ν_b(θ) = \sum_s ν^0_{sb}\, θ_{k(s,b)}` is affine, and
+
+    .. math:: 2\mathrm{NLL}(θ) = \sum_b 2\,[ν_b - n_b \log ν_b]
+              + \sum_{\rm Gauss} \frac{(a_j - θ_j)^2}{σ_j^2}
+              + \sum_{\rm Poisson} 2\,[τ_j θ_j - a_j \log(τ_j θ_j)] + \mathrm{const}
+
+    is a sum of convex functions of θ for counts n_b ≥ 0 and auxiliary counts a_j ≥ 0
+    (ν ↦ ν − n log ν is convex, and so is its composition with an affine map), on a convex
+    domain (the box of bounds where every ν_b > 0). Products of two free parameters on one
+    sample (μ·lumi, μ·γ), the exponential/polynomial interpolations of normsys and the
+    piecewise histosys make it non-convex; those layouts return False (the rule is
+    sufficient, not necessary). Reweight modifiers are checked by the caller."""
+    if wiring.normsys or wiring.histosys:
+        return False
+    slots = wiring.direct_index()  # [K, samples, bins]; npars: no parameter
+    fixed = np.append(np.asarray(config.fixed_static, bool), True)
+    return bool(np.all(np.sum(~fixed[slots], axis=0) <= 1))
 
 
 @functools.lru_cache(maxsize=64)
