@@ -99,20 +99,18 @@ def _models(seeds, **kw):
     return out
 
 
-def _scalar_mask(model):
-    """The probe mask a non-convex layout gets (every scalar parameter set)."""
-    mask = np.zeros(model.config.npars, bool)
-    for p in model.config.par_map.values():
-        if p.is_scalar:
-            mask[p.slice] = True
-    return mask
+def _searched_probe():
+    """The probe mask the model's own rule gives the non-convex twin of the layout (lumi also
+    on the signal; same parameters): every scalar parameter set, the search switched on."""
+    twin = jaxlike.Workspace(convex_spec(0, lumi_on_signal=True)[0]).model()
+    return twin.probe_mask()
 
 
 @quick_jit
-def _both_fits(stacked, data, init, lo, hi, fixed):
+def _both_fits(stacked, data, init, lo, hi, fixed, probe):
     """Per case: the default fit (no global search on a convex layout) and a fit of the same
-    objective with the global search forced on (probe over every scalar parameter)."""
-    probe = _scalar_mask(jax.tree.map(lambda a: a[0], stacked))
+    objective with the global search forced on (``probe``: a static tuple of bools)."""
+    probe = np.asarray(probe, bool)
 
     def one(model, d):
         plain = fit_arrays(model, d, init, lo, hi, fixed)
@@ -200,7 +198,11 @@ def test_convex_fits_need_no_search(pyhf_converged):
     fixed = jnp.asarray(_default_fixed(model))
     stacked = jaxlike.stack_models([c[2] for c in cases])
     data = jnp.stack([c[3] for c in cases])
-    plain, searched = _both_fits(stacked, data, init, bounds[:, 0], bounds[:, 1], fixed)
+    probe = _searched_probe()
+    assert probe.any() and probe.shape == (model.config.npars,)
+    plain, searched = _both_fits(
+        stacked, data, init, bounds[:, 0], bounds[:, 1], fixed, tuple(probe.tolist())
+    )
     assert np.all(np.asarray(plain.converged)), np.asarray(plain.status)
     assert np.all(np.asarray(searched.converged))
     f, f_search = np.asarray(plain.twice_nll), np.asarray(searched.f)
