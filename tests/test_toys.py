@@ -24,6 +24,7 @@ from jaxlike.infer import (
     hypotest_prepare,
     toy_pvalues,
 )
+from jaxlike.model import poisson_table
 from jaxlike.workspace import counting_workspace
 
 S, B = 4.0, 3.0  # the counting experiment: n ~ Pois(μ s + b)
@@ -68,15 +69,30 @@ def _mixed_workspace():
 # -- the sampler -------------------------------------------------------------------------------
 
 
-def test_sample_moments_and_layout():
+@pytest.mark.parametrize("tabulated", [False, True], ids=["rejection", "table"])
+def test_sample_moments_and_layout(tabulated):
     """model.sample: main counts Pois(ν), Gaussian aux N(θ, σ), Poisson aux Pois(γτ); the
-    moments of 40 000 draws match to 5 standard errors; jit/vmap; per-key reproducible."""
+    moments of 40 000 draws match to 5 standard errors; jit/vmap; per-key reproducible. Both
+    with JAX's rejection sampler and with the inverse-CDF table of the toys (which covers the
+    main counts and the Poisson aux, and must be built from ``poisson_means`` at ``pars``)."""
     ws = jaxlike.Workspace(_mixed_workspace())
     model = ws.model()
     pars = jnp.asarray(model.config.suggested_init(), float)
     pars = pars.at[model.config.par_index("norm")].set(0.5)
+    table = None
+    if tabulated:
+        means = np.asarray(model.poisson_means(pars))
+        expected = np.asarray(model.expected_data(pars))
+        nmain = model.config.nmaindata
+        (shapesys,) = [t for t in model.constraint_terms() if t.kind == "poisson"]
+        np.testing.assert_array_equal(means[:nmain], expected[:nmain])
+        np.testing.assert_array_equal(means[nmain:], expected[nmain + np.asarray(shapesys.aux)])
+        table = poisson_table(means)
+        assert table is not None and table.lo.shape == means.shape
     n = 40_000
-    draws = np.asarray(jax.jit(lambda k: model.sample(pars, k, (n,)))(jax.random.PRNGKey(3)))
+    draws = np.asarray(
+        jax.jit(lambda k: model.sample(pars, k, (n,), table=table))(jax.random.PRNGKey(3))
+    )
     assert draws.shape == (n, model.config.nmaindata + model.config.nauxdata)
     mean = np.asarray(model.expected_data(pars))
     var = np.empty_like(mean)
@@ -92,12 +108,15 @@ def test_sample_moments_and_layout():
     kinds = {t.kind for t in model.constraint_terms()}
     assert kinds == {"normal", "poisson"}
     # integer main counts and Poisson aux; vmapped over keys = one key at a time
-    assert np.all(
-        draws[:, : model.config.nmaindata] == np.round(draws[:, : model.config.nmaindata])
-    )
+    counts = np.concatenate(
+        [draws[:, : model.config.nmaindata]]
+        + [draws[:, model.config.nmaindata + np.asarray(t.aux)]
+           for t in model.constraint_terms() if t.kind == "poisson"], axis=1,
+    )  # fmt: skip
+    assert np.all(counts == np.round(counts)) and np.all(counts >= 0)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
-    batch = jax.vmap(lambda k: model.sample(pars, k))(keys)
-    np.testing.assert_array_equal(batch[1], model.sample(pars, keys[1]))
+    batch = jax.vmap(lambda k: model.sample(pars, k, table=table))(keys)
+    np.testing.assert_array_equal(batch[1], model.sample(pars, keys[1], table=table))
 
 
 # -- toy p-values against exact Poisson sums ---------------------------------------------------

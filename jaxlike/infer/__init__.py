@@ -67,6 +67,7 @@ from ._toys import (
     toy_hypotest_prepared,
     toy_pvalues,
     toy_statistics,
+    toy_tables,
 )
 
 __all__ = [
@@ -101,6 +102,7 @@ __all__ = [
     "toy_hypotest_prepared",
     "toy_pvalues",
     "toy_statistics",
+    "toy_tables",
     "N_SIGMA",
     "TEST_STATS",
     "HypoTestPrep",

@@ -8,6 +8,8 @@
 - The modifier table :data:`MODIFIERS` read by validation, building and ``jaxlike inspect``;
   interpolation codes (:func:`normsys_factor`, :func:`histosys_delta`); rates for the
   ``reweight`` modifier (:class:`RateSpec`, :func:`register_rate`); bin-integral quadrature.
+- Toy sampling: :class:`PoissonTable` (:func:`poisson_table`), exact inverse-CDF Poisson
+  draws at a fixed generating point, used by ``Likelihood.sample(..., table=)``.
 """
 
 from ._arrowhead import arrowhead_layout, with_hessian_layout
@@ -25,6 +27,7 @@ from ._model import Model, normal_logpdf, poisson_logpdf, stack_models
 from ._modifiers import MODIFIER_TYPES, MODIFIERS, ModifierType
 from ._quadrature import bins_inside, gauss_legendre_bin_integrals, gauss_legendre_nodes
 from ._reweight import RateParameter, RateSpec, get_rate, register_rate, registered_rates
+from ._sampling import MAX_TABLE, PoissonTable, poisson_table
 
 __all__ = [
     "ConstraintTerm",
@@ -46,6 +49,9 @@ __all__ = [
     "normal_logpdf",
     "normsys_factor",
     "poisson_logpdf",
+    "PoissonTable",
+    "poisson_table",
+    "MAX_TABLE",
     "RateParameter",
     "RateSpec",
     "get_rate",

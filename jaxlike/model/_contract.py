@@ -156,11 +156,25 @@ class Likelihood(eqx.Module):
             return main
         return jnp.concatenate([main, self.expected_auxdata(pars)])
 
+    def poisson_means(self, pars: Float[ArrayLike, " npars"]) -> Float[Array, " npois"]:
+        """The means of the Poisson-distributed data at ``pars``: the expected main counts ν
+        followed by the expectations γ_j τ_j of the ``"poisson"`` constraint terms' auxiliary
+        data, in the order of :meth:`constraint_terms` (what :meth:`sample` draws from a
+        :class:`~jaxlike.model.PoissonTable`)."""
+        pars = jnp.asarray(pars, float)
+        parts = [self.expected_actualdata(pars)]
+        aux_mean = self.expected_auxdata(pars)
+        for term in self.constraint_terms():
+            if term.kind == "poisson" and np.asarray(term.aux).size:
+                parts.append(aux_mean[np.asarray(term.aux, dtype=int)])
+        return jnp.concatenate(parts)
+
     def sample(
         self,
         pars: Float[ArrayLike, " npars"],
         key: jax.Array,
         shape: tuple[int, ...] = (),
+        table=None,
     ) -> Float[Array, "*shape ndata"]:
         r"""Pseudo-datasets x = (n, a) drawn from the full pdf at ``pars`` (pyhf's
         ``model.make_pdf(pars).sample(shape)``):
@@ -175,12 +189,25 @@ class Likelihood(eqx.Module):
         ``shape + (ndata,)`` in the layout of :meth:`make_data`. Pure and traceable: works
         under ``jit`` and ``vmap`` (over keys, parameters or a stacked model); derive per-toy
         keys with ``jax.random.fold_in(key, i)`` so toy i is reproducible on its own.
+
+        ``table``: a :class:`~jaxlike.model.PoissonTable` of :meth:`poisson_means` at these
+        ``pars`` (``poisson_table(model.poisson_means(pars))``, built once per generating
+        point on the host): the Poisson counts are then drawn by its inverse CDF, one uniform
+        each, instead of JAX's rejection sampler (the same distributions, another random
+        stream; the toys' fast path). Without it (default), ``jax.random.poisson``.
         """
         pars = jnp.asarray(pars, float)
         shape = tuple(shape)
         nu = self.expected_actualdata(pars)
+        nmain = nu.shape[-1]
         k_main, k_aux = jax.random.split(key)
-        main = jax.random.poisson(k_main, nu, shape + nu.shape, dtype=jnp.int64).astype(nu.dtype)
+        counts = None if table is None else table.draw(k_main, shape)
+        if counts is None:
+            main = jax.random.poisson(k_main, nu, shape + nu.shape, dtype=jnp.int64)
+            main = main.astype(nu.dtype)
+        else:
+            main = counts[..., :nmain]
+        offset = nmain
         aux_mean = self.expected_auxdata(pars)
         aux = jnp.broadcast_to(aux_mean, shape + aux_mean.shape)
         for i, term in enumerate(self.constraint_terms()):
@@ -192,6 +219,9 @@ class Likelihood(eqx.Module):
             if term.kind == "normal":
                 scale = jnp.broadcast_to(jnp.asarray(term.scale, nu.dtype), mean.shape)
                 draw = mean + scale * jax.random.normal(k, shape + mean.shape, nu.dtype)
+            elif term.kind == "poisson" and counts is not None:
+                draw = counts[..., offset : offset + idx.size]
+                offset += idx.size
             elif term.kind == "poisson":
                 draw = jax.random.poisson(k, mean, shape + mean.shape, dtype=jnp.int64)
                 draw = draw.astype(nu.dtype)
