@@ -18,7 +18,7 @@ from scipy import stats
 import jaxlike
 from jaxlike.infer import hypotest_prepare, toy_tables
 from jaxlike.model import MAX_TABLE, poisson_table
-from jaxlike.model._sampling import TAIL
+from jaxlike.model._sampling import SMALL_TABLE, TAIL
 
 LAMBDAS = [0.0, 1e-6, 0.37, 1.0, 9.999, 10.0, 45.3, 612.7, 2.7e4]
 
@@ -57,15 +57,19 @@ def test_table_entries_and_window_are_exact():
 
 def test_no_table_where_it_cannot_be_exact_and_small():
     """None (the toys fall back to JAX's sampler) for means too large for MAX_TABLE entries,
-    shapesys-sized τ, NaN, negative or empty input; a mixed array takes the widest window."""
+    shapesys-sized τ, NaN, negative or empty input; a mixed array takes the widest window, and
+    a table has SMALL_TABLE or MAX_TABLE entries per mean, nothing in between."""
     assert poisson_table(np.array([3e4])) is None
     assert poisson_table(np.array([5.0, 1e11])) is None
     assert poisson_table(np.array([5.0, np.nan])) is None
     assert poisson_table(np.array([5.0, -1.0])) is None
     assert poisson_table(np.array([])) is None
     assert poisson_table(np.array([3e4]), max_size=8192) is not None
-    small, mixed = poisson_table(np.array([2.0])), poisson_table(np.array([2.0, 900.0]))
-    assert small.cdf.shape[-1] < mixed.cdf.shape[-1]
+    # two table sizes only (a static shape of the toy programs: a scan compiles one or two)
+    for lam in ([0.0], [2.0], [40.0, 70.0], [0.3, 75.0]):
+        assert poisson_table(np.array(lam)).cdf.shape[-1] == SMALL_TABLE
+    for lam in ([2.0, 120.0], [900.0], [2.0e4]):
+        assert poisson_table(np.array(lam)).cdf.shape[-1] == MAX_TABLE
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.37, 9.999, 10.0, 45.3, 612.7])

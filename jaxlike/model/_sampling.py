@@ -16,10 +16,10 @@ every toy count is then n_b = ℓ_b + min{j : u_b ≤ C_b[j]} for one uniform u_
 of K entries (Devroye, *Non-Uniform Random Variate Generation*, 1986, §III.2 and §X.3). The
 window [ℓ_b, ℓ_b + K) is chosen so that the probability outside it is below :data:`TAIL` (10⁻¹⁵)
 for every bin, checked with the incomplete gamma function, so the draws follow Pois(λ_b) to that
-precision (a uniform above C_b[K − 1] gives ℓ_b + K, the truncated tail). K is one power of two
-for all bins and generating points (a static shape, so toy sets of similar counts share a
-compiled program); a table larger than :data:`MAX_TABLE` entries per bin is not built and the
-rejection sampler is used instead.
+precision (a uniform above C_b[K − 1] gives ℓ_b + K, the truncated tail). K is the same for all
+bins and generating points and takes two values only, :data:`SMALL_TABLE` or :data:`MAX_TABLE`
+(a static shape: the toys of a whole scan share one or two compiled programs); a table wider
+than :data:`MAX_TABLE` entries per bin is not built and the rejection sampler is used instead.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 from scipy import special
 
-__all__ = ["MAX_TABLE", "TAIL", "PoissonTable", "poisson_table"]
+__all__ = ["MAX_TABLE", "SMALL_TABLE", "TAIL", "PoissonTable", "poisson_table"]
 
 #: probability of a count outside a table's window, at most, for every tabulated mean
 TAIL = 1e-15
@@ -39,8 +39,10 @@ TAIL = 1e-15
 #: the most entries per bin of a table (larger means: rejection sampling)
 MAX_TABLE = 4096
 
-#: smallest table (entries per bin)
-_MIN_TABLE = 16
+#: entries per bin of a table that is not the largest: two sizes only, so the toys of a scan
+#: whose counts vary from hypothesis to hypothesis compile at most two programs (a power of two
+#: per need recompiled the ALP window's toy fits at some masses: 0.9 s per mass, not 0.35)
+SMALL_TABLE = 256
 
 
 class PoissonTable(eqx.Module):
@@ -78,26 +80,29 @@ def poisson_table(lam, *, max_size: int = MAX_TABLE) -> PoissonTable | None:
     rejection sampler then raises or returns what JAX's sampler does), or a window wider than
     ``max_size`` entries (λ ≳ 2.8·10⁴ at the default).
 
-    Window per mean: ℓ = max(0, ⌊λ − 12√λ − 2⌋), h = ⌈λ + 12√λ + 40⌉, K the next power of two
-    ≥ max(h − ℓ + 1) (at least 16). The probability outside, P(N < ℓ) + P(N > ℓ + K − 1), is
-    computed with the regularised incomplete gamma functions and must be below :data:`TAIL`
-    (else None). C[j] = P(N ≤ ℓ + j) = Q(ℓ + j + 1, λ) by ``scipy.special.pdtr`` (accurate to
-    an ulp), made monotone in j."""
+    Window per mean: ℓ = max(0, ⌊λ − 12√λ − 2⌋), h = ⌈λ + 12√λ + 40⌉; w = max(h − ℓ + 1) entries
+    are computed and the table has K = :data:`SMALL_TABLE` (every λ ≲ 95) or ``max_size`` ≥ w
+    entries per mean (a static shape: two compiled toy programs at most). The probability
+    outside, P(N < ℓ) + P(N > ℓ + w − 1), is computed with the regularised incomplete gamma
+    functions and must be below :data:`TAIL` (else None). C[j] = P(N ≤ ℓ + j) = Q(ℓ + j + 1, λ)
+    by ``scipy.special.pdtr`` (accurate to an ulp) for j < w, made monotone in j, and 1 beyond
+    (within TAIL of the CDF there)."""
     lam = np.asarray(lam, dtype=np.float64)
     if lam.size == 0 or not np.all(np.isfinite(lam)) or np.any(lam < 0):
         return None
     lo, hi = _windows(lam)
     need = int(np.max(hi - lo)) + 1
-    size = max(_MIN_TABLE, 1 << (need - 1).bit_length())
-    if size > max_size:
+    size = SMALL_TABLE if need <= SMALL_TABLE else max_size
+    if need > size:
         return None
-    top = lo + size - 1
+    top = lo + need - 1
     below = np.where(lo > 0, special.gammaincc(np.maximum(lo, 1.0), lam), 0.0)
     above = special.gammainc(top + 1.0, lam)  # P(N > top) = P(top + 1, λ)
     if np.any(below + above > TAIL):
         return None
     # P(N ≤ k) = Q(k + 1, λ) to an ulp (cephes' incomplete gamma: a sum of float64 pmfs from
     # exp(k log λ − λ − log k!) loses ~1e-13 at λ ~ 3e4, where that exponent is ~3e5)
-    cdf = special.pdtr(lo[..., None] + np.arange(size), lam[..., None])
+    cdf = np.ones(lam.shape + (size,))
+    cdf[..., :need] = special.pdtr(lo[..., None] + np.arange(need), lam[..., None])
     cdf = np.maximum.accumulate(cdf, axis=-1)  # monotone for the binary search (≤ 1 ulp)
     return PoissonTable(jnp.asarray(lo.astype(np.int64)), jnp.asarray(cdf))
