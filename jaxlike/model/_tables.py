@@ -174,7 +174,7 @@ class _Tables:
 
     def leaves(self, config):
         """Keyword arguments for :class:`Model`: dynamic arrays and the static wiring."""
-        import jax.numpy as jnp
+        import jax
 
         npars, lay = config.npars, self.layout
         start = {n: p.start for n, p in config.par_map.items()}
@@ -218,7 +218,9 @@ class _Tables:
             direct_slots=tuple(tuple(int(x) for x in k.ravel()) for k in slots),
             shape=(lay.S, lay.B),
         )
-        arr = jnp.asarray
+        # device_put, not jnp.asarray: jax 0.10 stages a NumPy array through a small compiled
+        # identity per shape and dtype (5-8 of them per model, ~15-30 ms each, cache or not)
+        arr = jax.device_put
         return dict(
             reweight=build_groups(self.reweight, config.par_map, lay.S, lay.B),
             wiring=wiring,
