@@ -34,6 +34,7 @@ from equinox import AbstractVar
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from ..exceptions import InvalidParameters
+from ._sampling import PoissonTable
 
 __all__ = ["ConstraintTerm", "Likelihood", "LikelihoodConfig", "autodiff_value_grad_hess"]
 
@@ -174,7 +175,7 @@ class Likelihood(eqx.Module):
         pars: Float[ArrayLike, " npars"],
         key: jax.Array,
         shape: tuple[int, ...] = (),
-        table=None,
+        table: PoissonTable | None = None,
     ) -> Float[Array, "*shape ndata"]:
         r"""Pseudo-datasets x = (n, a) drawn from the full pdf at ``pars`` (pyhf's
         ``model.make_pdf(pars).sample(shape)``):

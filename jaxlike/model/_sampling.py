@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
-from scipy import special
 
 __all__ = ["MAX_TABLE", "SMALL_TABLE", "TAIL", "PoissonTable", "poisson_table"]
 
@@ -87,6 +86,8 @@ def poisson_table(lam, *, max_size: int = MAX_TABLE) -> PoissonTable | None:
     functions and must be below :data:`TAIL` (else None). C[j] = P(N ≤ ℓ + j) = Q(ℓ + j + 1, λ)
     by ``scipy.special.pdtr`` (accurate to an ulp) for j < w, made monotone in j, and 1 beyond
     (within TAIL of the CDF there)."""
+    from scipy import special  # here, not at import: scipy.special takes ~0.26 s to import
+
     lam = np.asarray(lam, dtype=np.float64)
     if lam.size == 0 or not np.all(np.isfinite(lam)) or np.any(lam < 0):
         return None
