@@ -106,4 +106,6 @@ def poisson_table(lam, *, max_size: int = MAX_TABLE) -> PoissonTable | None:
     cdf = np.ones(lam.shape + (size,))
     cdf[..., :need] = special.pdtr(lo[..., None] + np.arange(need), lam[..., None])
     cdf = np.maximum.accumulate(cdf, axis=-1)  # monotone for the binary search (≤ 1 ulp)
-    return PoissonTable(jnp.asarray(lo.astype(np.int64)), jnp.asarray(cdf))
+    # device_put, as the model's arrays (jaxlike/model/_tables.py): jnp.asarray of a NumPy
+    # array compiles an identity program per shape and dtype in jax 0.10
+    return PoissonTable(jax.device_put(lo.astype(np.int64)), jax.device_put(cdf))
