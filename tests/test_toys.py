@@ -223,30 +223,41 @@ def test_toys_do_not_depend_on_chunking_and_seed_matters():
     np.testing.assert_array_equal(a.q_sb, np.asarray(d.q_sb)[:300])
 
 
-def test_sequential_toys_equal_vmapped_toys_and_skip_padding(monkeypatch):
-    """On the CPU a model with ≥ SEQUENTIAL_MIN_PARS parameters fits its toys one after the
-    other (``lax.map``) and skips the padding rows of a chunk: the statistics equal the
-    all-vmapped ones, whatever the chunking."""
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_grouped_toys_equal_vmapped_toys_and_skip_padding(monkeypatch, lanes):
+    """On the CPU a model with ≥ SEQUENTIAL_MIN_PARS parameters fits its toys in vmapped
+    groups of ``cpu_lanes`` toys, the groups one after the other (one toy after the other for
+    1), and skips the groups that are all padding rows of a chunk: the statistics equal the
+    all-vmapped ones, whatever the chunking and the grouping (3 lanes: a last group filled up
+    with copies)."""
     from jaxlike.infer import _toys, toy_hypotest_prepared
 
     ws = jaxlike.Workspace(_mixed_workspace())
     model = ws.model()
     assert len(model.config.par_names) >= _toys.SEQUENTIAL_MIN_PARS
+    monkeypatch.setattr(_toys, "CPU_LANES", ((10**6, lanes),))
+    assert _toys.cpu_lanes(len(model.config.par_names), 100) == lanes
     prep = hypotest_prepare(ws.data(model), model)
     seq = toy_hypotest_prepared(prep, model, 1.0, ntoys=20, seed=3, chunk=16)  # last chunk padded
     gens = _toys.generating_pars(prep, model, [1.0, 0.0])
-    rows = {"gen": np.array([0, 1, 1, 1]), "set": np.array([1, 2, 2, 2]), "mu": np.ones(4),
-            "index": np.array([0, 5, 6, 6]), "row": np.array([0, 1, 2, 2])}  # fmt: skip
+    # rows 4–6 repeat row 3: the padding of a chunk; 3 lanes: groups (0 1 2) (3 4 5) (6 6 6)
+    rows = {"gen": np.array([0, 1, 1, 1, 1, 1, 1]), "set": np.array([1, 2, 2, 2, 2, 2, 2]),
+            "mu": np.ones(7), "index": np.array([0, 5, 6, 7, 7, 7, 7]),
+            "row": np.array([0, 1, 2, 3, 3, 3, 3])}  # fmt: skip
     args = (jax.random.PRNGKey(3), rows, prep.init, prep.lo, prep.hi, prep.fixed, prep.poi)
-    padded = _toys.toy_fit_rows(model, gens, *args)
-    assert float(padded["cond"][3]) == 0.0 and not bool(padded["ok"][3])  # skipped
+    grouped = _toys.toy_fit_rows(model, gens, *args)
+    assert all(v.shape == (7,) for v in grouped.values())
+    skipped = {1: [4, 5, 6], 3: [6]}[lanes]  # whole groups of padding only
+    for r in skipped:
+        assert float(grouped["cond"][r]) == 0.0 and not bool(grouped["ok"][r])
     monkeypatch.setattr(_toys, "SEQUENTIAL_MIN_PARS", 10**6)
     vm = toy_hypotest_prepared(prep, model, 1.0, ntoys=20, seed=3, chunk=None)
     np.testing.assert_allclose(seq.q_sb, vm.q_sb, rtol=1e-8, atol=1e-9)
     np.testing.assert_allclose(seq.q_b, vm.q_b, rtol=1e-8, atol=1e-9)
-    lanes = _toys.toy_fit_rows(model, gens, *args)
+    lanes_all = _toys.toy_fit_rows(model, gens, *args)
     for k in ("cond", "free", "mu_hat"):
-        np.testing.assert_allclose(padded[k][:3], lanes[k][:3], rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(grouped[k][:4], lanes_all[k][:4], rtol=1e-10, atol=1e-10)
+    assert np.all(np.asarray(grouped["ok"])[:4])
 
 
 def test_host_expected_band_equals_the_traced_one():

@@ -28,6 +28,7 @@ __all__ = [
     "fit",
     "fixed_poi_fit",
     "fit_arrays",
+    "fit_state",
     "model_breakpoints",
     "prepare_fit_inputs",
 ]
@@ -161,7 +162,7 @@ def _on_breakpoints(x, breaks):
     return x
 
 
-def fit_arrays(
+def fit_state(
     model,
     data: Float[Array, " ndata"],
     init: Float[Array, " npars"],
@@ -173,19 +174,16 @@ def fit_arrays(
     search: bool | None = None,
     maxiter: int = 200,
     tol: float = 1e-10,
-) -> FitResult:
-    """Fit with every input an array (the traced core used by fits, tests and scans).
+    given: tuple | None = None,
+):
+    """The minimiser's end state (:class:`jaxlike.fit._newton.MinimizeState`: x, f = 2NLL,
+    gradient, Hessian, certificate) of the fit that :func:`fit_arrays` reports: 2NLL(θ; data)
+    minimised over the box [lo, hi] with ``fixed`` held at ``init``. Traceable.
 
-    ``starts``: optional further starting points [K, npars] (e.g. the results of related fits;
-    rows with a NaN are skipped, fixed coordinates come from ``init``); the lowest certified
-    minimum over all runs is returned (see :func:`jaxlike.fit._newton.minimize`).
-    ``search``: the minimiser's global search (coordinate probe, damped and coordinate-descent
-    runs): None — for models with at most ``_newton.SEARCH_MAX_PARS`` probed parameters, True —
-    always, False — never (for continuations). A model with nothing to probe runs none: a
-    convex HistFactory layout has one minimum (:func:`jaxlike.model._model.convex_layout`).
-    """
-
-    st = minimize(
+    ``given``: (θ, f, ∇f, ∇²f), the objective already evaluated at θ (e.g. ``st.x, st.f,
+    st.grad, st.hess`` of a fit that ended there): where θ is the start ``init``, the run
+    starts with them, one iteration shorter (see :func:`jaxlike.fit._newton.minimize`)."""
+    return minimize(
         lambda x: model.value_grad_hess(x, data),
         init,
         lo,
@@ -198,7 +196,37 @@ def fit_arrays(
         value=lambda x: model.twice_nll(x, data),
         maxiter=maxiter,
         tol=tol,
+        given=given,
     )
+
+
+def fit_arrays(
+    model,
+    data: Float[Array, " ndata"],
+    init: Float[Array, " npars"],
+    lo: Float[Array, " npars"],
+    hi: Float[Array, " npars"],
+    fixed: Bool[Array, " npars"],
+    *,
+    starts: Float[Array, "nstarts npars"] | None = None,
+    search: bool | None = None,
+    maxiter: int = 200,
+    tol: float = 1e-10,
+    given: tuple | None = None,
+) -> FitResult:
+    """Fit with every input an array (the traced core used by fits, tests and scans).
+
+    ``starts``: optional further starting points [K, npars] (e.g. the results of related fits;
+    rows with a NaN are skipped, fixed coordinates come from ``init``); the lowest certified
+    minimum over all runs is returned (see :func:`jaxlike.fit._newton.minimize`).
+    ``search``: the minimiser's global search (coordinate probe, damped and coordinate-descent
+    runs): None — for models with at most ``_newton.SEARCH_MAX_PARS`` probed parameters, True —
+    always, False — never (for continuations). A model with nothing to probe runs none: a
+    convex HistFactory layout has one minimum (:func:`jaxlike.model._model.convex_layout`).
+    ``given``: the objective already evaluated at the start (see :func:`fit_state`).
+    """
+    st = fit_state(model, data, init, lo, hi, fixed, starts=starts, search=search,
+                   maxiter=maxiter, tol=tol, given=given)  # fmt: skip
     span = jnp.maximum(hi - lo, 1.0)
     at_bound = ((st.x <= lo + 1e-9 * span) | (st.x >= hi - 1e-9 * span)) & ~fixed
     cov = fit_covariance(st.hess, fixed, at_bound)

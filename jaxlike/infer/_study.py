@@ -65,7 +65,7 @@ from ..fit import (
 )
 from ..stream import batched_map
 from ._hypotest import check_poi_free, signed_bounds
-from ._toys import check_toy_args, fisher_hessians, map_toys, padding_rows, response_start
+from ._toys import check_toy_args, fisher_hessians, map_toys, padding_rows, toy_fit_pair
 
 __all__ = [
     "STUDY_SET",
@@ -168,15 +168,13 @@ def study_generator(
 
 def _one_toy(model, gen, key, index, mu_true, lo, hi, fixed, poi, search, fisher):
     x = model.sample(gen, jax.random.fold_in(jax.random.fold_in(key, STUDY_SET), index))
-    start, c_lo, c_hi, c_fixed = conditional_inputs(gen, lo, hi, fixed, poi, mu_true)
-    start = response_start(model, x, start, fisher, ~c_fixed, c_lo, c_hi)
-    cond = fit_arrays(model, x, start, c_lo, c_hi, c_fixed, search=search)
+    start, *cond_box = conditional_inputs(gen, lo, hi, fixed, poi, mu_true)
     # released from the conditional minimum: a descent from 2NLL(μ_t), so t ≥ 0
-    free = fit_arrays(model, x, cond.bestfit, lo, hi, fixed, search=search)
+    cond, free = toy_fit_pair(model, x, start, cond_box, lo, hi, fixed, search, fisher)
     return {
         "mu_hat": free.bestfit[poi],
         "mu_err": free.uncertainties[poi],
-        "t_true": jnp.clip(cond.twice_nll - free.twice_nll, 0.0),
+        "t_true": jnp.clip(cond.f - free.twice_nll, 0.0),
         "converged": cond.converged & free.converged,
     }
 

@@ -47,7 +47,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from .._compile import jit
 from ..exceptions import InvalidArgument, InvalidParameters
-from ..fit import conditional_inputs, fit_arrays, result_repr, start_rows
+from ..fit import conditional_inputs, fit_arrays, fit_state, result_repr, start_rows
 from ..linalg import masked_solve
 from ..model import PoissonTable, poisson_table
 from ..stream import batched_map
@@ -212,12 +212,35 @@ def response_start(model, x, start, h, free, lo, hi):
     parameter; at θ_0 the exact Hessian of the toy's likelihood is often indefinite (the
     fluctuated counts), and the damped Newton steps spent 3–5 iterations of a Belle II toy
     fit getting near the minimum that this one step predicts. θ_1 is kept only if it lowers
-    2NLL_x (else θ_0): the minimum and its certificate come from the fit that follows."""
+    2NLL_x (else θ_0): the minimum and its certificate come from the fit that follows.
+
+    Returns (start, given): ``given = (θ_1, f, ∇f, ∇²f)`` of 2NLL_x at θ_1, which the fit
+    from θ_1 takes instead of evaluating it again (``fit_state(..., given=)``; unused where
+    θ_0 is kept)."""
     f0, g0 = jax.value_and_grad(model.twice_nll)(start, x)
     d, ok = masked_solve(h, free, jnp.zeros_like(g0), -jnp.where(free, g0, 0.0))
     t1 = jnp.clip(start + jnp.where(free, d, 0.0), lo, hi)
-    f1 = model.twice_nll(t1, x)
-    return jnp.where(ok & jnp.isfinite(f1) & (f1 < f0), t1, start)
+    f1, g1, h1 = model.value_grad_hess(t1, x)
+    return jnp.where(ok & jnp.isfinite(f1) & (f1 < f0), t1, start), (t1, f1, g1, h1)
+
+
+def toy_fit_pair(model, x, start, cond_box, lo, hi, fixed, search, fisher):
+    """The two fits of a toy ``x``: the conditional fit (``cond_box`` = (lo, hi, fixed) with
+    the POI held) from ``start`` moved by :func:`response_start` with ``fisher`` (unless
+    None), then the
+    free fit from its minimum with the POI released (a descent from the conditional minimum,
+    so 2NLL(μ) − 2NLL(μ̂) ≥ 0). Each fit starts with the evaluation of its start that was
+    already made (``given``): two minimiser iterations of ~10 per toy of the ALP window less
+    (136 → 112 µs a toy, one process, 2 cores). Returns (the conditional fit's
+    :class:`~jaxlike.fit.MinimizeState`, the free fit's :class:`~jaxlike.fit.FitResult`)."""
+    c_lo, c_hi, c_fixed = cond_box
+    at_start = None
+    if fisher is not None:
+        start, at_start = response_start(model, x, start, fisher, ~c_fixed, c_lo, c_hi)
+    cond = fit_state(model, x, start, c_lo, c_hi, c_fixed, search=search, given=at_start)
+    free = fit_arrays(model, x, cond.x, lo, hi, fixed, search=search,
+                      given=(cond.x, cond.f, cond.grad, cond.hess))  # fmt: skip
+    return cond, free
 
 
 def _toy_row(model, gen, key, toy_set, index, mu, init, lo, hi, fixed, poi, search=False,
@@ -232,13 +255,10 @@ def _toy_row(model, gen, key, toy_set, index, mu, init, lo, hi, fixed, poi, sear
     start, c_lo, c_hi, c_fixed = conditional_inputs(
         jnp.where(fixed, init, gen), lo, hi, fixed, poi, mu
     )
-    if fisher is not None:
-        start = response_start(model, x, start, fisher, ~c_fixed, c_lo, c_hi)
-    cond = fit_arrays(model, x, start, c_lo, c_hi, c_fixed, search=search)
-    free = fit_arrays(model, x, jnp.where(fixed, init, cond.bestfit), lo, hi, fixed,
-                      search=search)  # fmt: skip
+    cond, free = toy_fit_pair(model, x, start, (c_lo, c_hi, c_fixed), lo, hi, fixed, search,
+                              fisher)  # fmt: skip
     return {
-        "cond": cond.twice_nll,
+        "cond": cond.f,
         "free": free.twice_nll,
         "mu_hat": free.bestfit[poi],
         "ok": cond.converged & free.converged,
@@ -271,29 +291,59 @@ def padding_rows(ids):
     return ids != ids[0] + xp.arange(ids.shape[0])
 
 
-#: on the CPU, toys of models with at least this many parameters are fitted one after the
-#: other inside a compiled call (see :func:`map_toys`)
+#: on the CPU, toys of models with fewer parameters than this are all vmapped (see
+#: :func:`map_toys`)
 SEQUENTIAL_MIN_PARS = 6
+#: on the CPU, toys per vmapped group for models of at most so many parameters (see
+#: :func:`map_toys`); larger models fit their toys one after the other
+CPU_LANES = ((12, 64), (24, 32), (32, 8))
+
+
+def cpu_lanes(npars: int, m: int) -> int:
+    """Toys per vmapped group of :func:`map_toys` on the CPU, for ``m`` toys of a model with
+    ``npars`` parameters: all ``m`` below :data:`SEQUENTIAL_MIN_PARS` parameters, then by
+    :data:`CPU_LANES`, 1 (one toy after the other) above."""
+    if npars < SEQUENTIAL_MIN_PARS:
+        return m
+    return min(next((lanes for top, lanes in CPU_LANES if npars <= top), 1), m)
 
 
 def map_toys(f, args, npars: int, pad=None):
     """``f`` over the leading axis of the arrays ``args`` (traceable): the toys of one compiled
-    call. On accelerators, and on the CPU for models with fewer than
-    :data:`SEQUENTIAL_MIN_PARS` parameters, vmapped (every toy a lane); on the CPU for larger
-    models one after the other (``lax.map``), skipping the rows that ``pad`` [M] marks (the
-    padding of :func:`jaxlike.stream.batched_map`; their results are zeros, to be dropped).
-    A vmapped fit runs every lane until the slowest lane's last iteration, and the CPU's
-    batched linear algebra is a loop over the lanes anyway: measured on 2 cores (jax 0.10.2),
-    toys fitted one after the other ran 1.25× (ALP window, 8 parameters), 2.6× (ATLAS ERJR,
-    69), 3.0× (sbottom, 64) and 2.5× (Belle II, 232) as fast as all vmapped, and 2.8× slower
-    on a 2-parameter model, where vmapping amortises the per-operation cost."""
-    if jax.default_backend() != "cpu" or npars < SEQUENTIAL_MIN_PARS:
+    call. On accelerators all vmapped (every toy a lane). On the CPU in groups of
+    :func:`cpu_lanes` toys, vmapped within a group, the groups one after the other
+    (``lax.map``); a group whose rows ``pad`` [M] marks all padding (the padding of
+    :func:`jaxlike.stream.batched_map`) is skipped, its results zeros, to be dropped.
+
+    A vmapped fit runs every lane until the slowest lane's last iteration; one after the
+    other, every iteration pays the minimiser's bookkeeping (~100 small XLA operations, ~12 µs
+    on the CPU) for one toy. Groups share it without waiting for the slowest of thousands.
+    Toy fits on 2 cores (jax 0.10.2), µs per toy, one after the other / in groups / all vmapped:
+    ALP window (8 parameters) 123 / **71** (64) / 129; synthetic 10 parameters 85 / **40** (64)
+    / 85, 20: 146 / **81** (32), 32: 206 / **156** (8); the 1-bin validation workspace (2):
+    24 / 5.6 (64) / **3.8**; sbottom (64): **2236** / 4089 (8)."""
+    m = jax.tree.leaves(args)[0].shape[0]
+    lanes = m if jax.default_backend() != "cpu" else cpu_lanes(npars, m)
+    if lanes >= m:
         return jax.vmap(f)(*args)
-    if pad is None:
-        return lax.map(lambda a: f(*a), tuple(args))
-    shapes = jax.eval_shape(f, *(a[0] for a in args))
+    rows = (*args, jnp.zeros((m,), bool) if pad is None else pad)
+    if lanes == 1:  # f itself, not a vmap of one lane (whose conditionals evaluate both sides)
+        one, grouped = f, rows
+    else:
+        groups = -(-m // lanes)
+        extra = groups * lanes - m  # the last group is filled up with copies of the last row
+        if extra:
+            rows = jax.tree.map(
+                lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)]), rows
+            )
+        grouped = jax.tree.map(lambda a: a.reshape(groups, lanes, *a.shape[1:]), rows)
+        one = jax.vmap(f)
+    shapes = jax.eval_shape(one, *jax.tree.map(lambda a: a[0], grouped[:-1]))
     zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
-    return lax.map(lambda a: lax.cond(a[-1], lambda *_: zeros, f, *a[:-1]), (*args, pad))
+    out = lax.map(lambda a: lax.cond(jnp.all(a[-1]), lambda *_: zeros, one, *a[:-1]), grouped)
+    if lanes == 1:
+        return out
+    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:])[:m], out)
 
 
 # through jaxlike's compile path: the exported-program cache, so a new process runs the toys of
