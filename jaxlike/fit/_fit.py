@@ -18,7 +18,7 @@ from .._compile import any_traced, jit
 from ..exceptions import InvalidData, InvalidParameters
 from ..linalg import ArrowheadCovariance, covariance_diagonal, free_inverse
 from ..model import Model
-from ._newton import BREAKPOINT_VALUES, SEARCH_MAX_PARS, minimize
+from ._newton import BREAKPOINT_VALUES, SEARCH_MAX_PARS, MinimizeState, minimize
 from ._results import RESULTS, as_result, raise_if_failed, result_repr, status_text
 from ._types import Bounds, Data, Fixed, Pars, Scalar
 
@@ -175,7 +175,7 @@ def fit_state(
     maxiter: int = 200,
     tol: float = 1e-10,
     given: tuple | None = None,
-):
+) -> MinimizeState:
     """The minimiser's end state (:class:`jaxlike.fit._newton.MinimizeState`: x, f = 2NLL,
     gradient, Hessian, certificate) of the fit that :func:`fit_arrays` reports: 2NLL(θ; data)
     minimised over the box [lo, hi] with ``fixed`` held at ``init``. Traceable.
