@@ -250,6 +250,12 @@ def test_grouped_toys_equal_vmapped_toys_and_skip_padding(monkeypatch, lanes):
     skipped = {1: [4, 5, 6], 3: [6]}[lanes]  # whole groups of padding only
     for r in skipped:
         assert float(grouped["cond"][r]) == 0.0 and not bool(grouped["ok"][r])
+    # without row ids nothing is padding: every row fitted, the same numbers
+    unmarked = {k: v for k, v in rows.items() if k != "row"}
+    full = _toys.toy_fit_rows(model, gens, args[0], unmarked, *args[2:])
+    assert np.all(np.asarray(full["ok"]))
+    for k in ("cond", "free", "mu_hat"):
+        np.testing.assert_array_equal(full[k][:4], grouped[k][:4])
     monkeypatch.setattr(_toys, "SEQUENTIAL_MIN_PARS", 10**6)
     vm = toy_hypotest_prepared(prep, model, 1.0, ntoys=20, seed=3, chunk=None)
     np.testing.assert_allclose(seq.q_sb, vm.q_sb, rtol=1e-8, atol=1e-9)
