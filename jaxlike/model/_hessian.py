@@ -113,14 +113,17 @@ def _smooth_terms(model, pars, smooth, ns_map, hs_map):
 def _smooth_curvature(A, C, D, D2, V, N):
     """Σ_sb V_sb ∂_p∂_q(E N)_sb / E_sb, the smooth-smooth curvature of ν weighted by
     V = r Π E (shared by the dense and the arrowhead Hessian)."""
-    # A_p A_q E off the diagonal only: on it, C_p E replaces A_p² E + A'_p E
-    offdiag = ~np.eye(A.shape[0], dtype=bool)
-    h_ss = (
-        jnp.where(offdiag, jnp.einsum("psb,sb,qsb->pq", A, V * N, A), 0.0)
-        + jnp.einsum("psb,sb,qsb->pq", A, V, D)
-        + jnp.einsum("psb,sb,qsb->pq", D, V, A)
-    )
-    return h_ss + jnp.diag(jnp.einsum("sb,psb->p", V, C * N[None] + D2))
+    # A_p A_q E off the diagonal only: on it, C_p E replaces A_p² E + A'_p E.
+    # Two-operand products over the flattened (s, b) axis: a three-operand einsum contracts
+    # "psb,sb" first as a dot with batch axes (s, b), S·B tiny products (toys of the
+    # 4-parameter, 100-bin HistFactory ALP window in vmapped groups of 128: 88 → 82 µs a toy)
+    psm = A.shape[0]
+    a, d = A.reshape(psm, -1), D.reshape(psm, -1)
+    v, vn = V.reshape(-1), (V * N).reshape(-1)
+    offdiag = ~np.eye(psm, dtype=bool)
+    ad = (a * v) @ d.T
+    h_ss = jnp.where(offdiag, (a * vn) @ a.T, 0.0) + ad + ad.T
+    return h_ss + jnp.diag(jnp.sum(v * (C * N[None] + D2).reshape(psm, -1), axis=1))
 
 
 def _constraint_terms(model, pars, aux):
