@@ -237,6 +237,10 @@ def test_grouped_toys_equal_vmapped_toys_and_skip_padding(monkeypatch, lanes):
     assert len(model.config.par_names) >= _toys.SEQUENTIAL_MIN_PARS
     monkeypatch.setattr(_toys, "CPU_LANES", ((10**6, lanes),))
     assert _toys.cpu_lanes(len(model.config.par_names), 100) == lanes
+    # fewer parameters: all toys vmapped, unless the model has many bins (groups again)
+    small = _toys.SEQUENTIAL_MIN_PARS - 1
+    assert _toys.cpu_lanes(small, 1000, _toys.SMALL_BINS) == 1000
+    assert _toys.cpu_lanes(small, 1000, _toys.SMALL_BINS + 1) == _toys.WIDE_LANES
     prep = hypotest_prepare(ws.data(model), model)
     seq = toy_hypotest_prepared(prep, model, 1.0, ntoys=20, seed=3, chunk=16)  # last chunk padded
     gens = _toys.generating_pars(prep, model, [1.0, 0.0])
@@ -257,6 +261,7 @@ def test_grouped_toys_equal_vmapped_toys_and_skip_padding(monkeypatch, lanes):
     for k in ("cond", "free", "mu_hat"):
         np.testing.assert_array_equal(full[k][:4], grouped[k][:4])
     monkeypatch.setattr(_toys, "SEQUENTIAL_MIN_PARS", 10**6)
+    monkeypatch.setattr(_toys, "SMALL_BINS", 10**6)
     vm = toy_hypotest_prepared(prep, model, 1.0, ntoys=20, seed=3, chunk=None)
     np.testing.assert_allclose(seq.q_sb, vm.q_sb, rtol=1e-8, atol=1e-9)
     np.testing.assert_allclose(seq.q_b, vm.q_b, rtol=1e-8, atol=1e-9)

@@ -195,6 +195,7 @@ def study_toy_fits(
         (jnp.asarray(indices),),
         gen.shape[-1],
         pad,
+        model.config.nmaindata,
     )
 
 

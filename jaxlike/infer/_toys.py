@@ -279,7 +279,7 @@ def toy_fit_rows(model, gens, key, rows, init, lo, hi, fixed, poi, search=False,
                                     search, pick(fishers, g), pick(tables, g))  # fmt: skip
     args = (rows["gen"], rows["set"], rows["index"], rows["mu"])
     pad = padding_rows(rows["row"]) if "row" in rows else None
-    return map_toys(f, args, init.shape[-1], pad)
+    return map_toys(f, args, init.shape[-1], pad, model.config.nmaindata)
 
 
 def padding_rows(ids):
@@ -290,24 +290,31 @@ def padding_rows(ids):
     return ids != ids[0] + xp.arange(ids.shape[0])
 
 
-#: on the CPU, toys of models with fewer parameters than this are all vmapped (see
-#: :func:`map_toys`)
+#: on the CPU, toys of models with fewer parameters than this (and at most
+#: :data:`SMALL_BINS` main-data entries) are all vmapped (see :func:`map_toys`)
 SEQUENTIAL_MIN_PARS = 6
+#: a model of fewer than :data:`SEQUENTIAL_MIN_PARS` parameters but more main-data entries
+#: than this fits its toys in groups of :data:`WIDE_LANES` on the CPU: thousands of lanes of a
+#: 100-bin model outgrow the caches (the 4-parameter HistFactory ALP window: 150 µs a toy all
+#: vmapped, 83–91 in groups of 128 or 256)
+SMALL_BINS = 16
+WIDE_LANES = 128
 #: on the CPU, toys per vmapped group for models of at most so many parameters (see
 #: :func:`map_toys`); larger models fit their toys one after the other
 CPU_LANES = ((12, 64), (24, 32), (32, 8))
 
 
-def cpu_lanes(npars: int, m: int) -> int:
+def cpu_lanes(npars: int, m: int, nbins: int = 1) -> int:
     """Toys per vmapped group of :func:`map_toys` on the CPU, for ``m`` toys of a model with
-    ``npars`` parameters: all ``m`` below :data:`SEQUENTIAL_MIN_PARS` parameters, then by
+    ``npars`` parameters and ``nbins`` main-data entries: below :data:`SEQUENTIAL_MIN_PARS`
+    parameters all ``m`` (:data:`WIDE_LANES` above :data:`SMALL_BINS` bins), then by
     :data:`CPU_LANES`, 1 (one toy after the other) above."""
     if npars < SEQUENTIAL_MIN_PARS:
-        return m
+        return m if nbins <= SMALL_BINS else min(WIDE_LANES, m)
     return min(next((lanes for top, lanes in CPU_LANES if npars <= top), 1), m)
 
 
-def map_toys(f, args, npars: int, pad=None):
+def map_toys(f, args, npars: int, pad=None, nbins: int = 1):
     """``f`` over the leading axis of the arrays ``args`` (traceable): the toys of one compiled
     call. On accelerators all vmapped (every toy a lane). On the CPU in groups of
     :func:`cpu_lanes` toys, vmapped within a group, the groups one after the other
@@ -320,9 +327,11 @@ def map_toys(f, args, npars: int, pad=None):
     Toy fits on 2 cores (jax 0.10.2), µs per toy, one after the other / in groups / all vmapped:
     ALP window (8 parameters) 123 / **71** (64) / 129; synthetic 10 parameters 85 / **40** (64)
     / 85, 20: 146 / **81** (32), 32: 206 / **156** (8); the 1-bin validation workspace (2):
-    24 / 5.6 (64) / **3.8**; sbottom (64): **2236** / 4089 (8)."""
+    24 / 5.6 (64) / **3.8**; the 100-bin HistFactory ALP window (4): 152 / **83** (128) / 150;
+    sbottom (64): **2236** / 4089 (8). ``nbins``: the model's main-data entries
+    (:func:`cpu_lanes`)."""
     m = jax.tree.leaves(args)[0].shape[0]
-    lanes = m if jax.default_backend() != "cpu" else cpu_lanes(npars, m)
+    lanes = m if jax.default_backend() != "cpu" else cpu_lanes(npars, m, nbins)
     if lanes >= m:
         return jax.vmap(f)(*args)
     rows = (*args, jnp.zeros((m,), bool) if pad is None else pad)
