@@ -126,6 +126,41 @@ def test_compiler_options_fall_back_when_unknown(monkeypatch):
         _compile.compiler_options.cache_clear()
 
 
+def test_quick_helper_programs_give_the_same_numbers(cases, monkeypatch):
+    """The hypotest's one-shot helper programs (expected data, p-values) compile with LLVM
+    unoptimised (``jit(quick=True)``): the expected data bit for bit, the p-values within
+    4 ulp of the same functions compiled with the large programs' options (one of 30 numbers
+    differs by one ulp on this workspace; an eager and a jitted hypotest of the sbottom
+    likelihood already differ by 3e-14), and the options fall back like those."""
+    import equinox as eqx
+
+    from jaxlike.infer import _hypotest
+
+    assert _compile.quick_options() in ({}, {**_compile.CPU_OPTIONS, **_compile.QUICK_OPTIONS})
+    model, data = _model("validation/validation_1bin_normsys_code1", cases)
+    prep = jaxlike.infer.hypotest_prepare(data, model)
+    full = _compile.compiler_options() or None
+    quick = [jaxlike.infer.hypotest_at(prep, model, mu) for mu in (0.3, 1.0, 2.5)]
+    pars = prep.free_fit.bestfit
+    expected = _hypotest._expected(model, pars)
+    with monkeypatch.context() as m:  # the same functions, compiled as the large programs
+        m.setattr(_hypotest, "_assemble",
+                  eqx.filter_jit(_hypotest._assemble.__wrapped__, compiler_options=full))  # fmt: skip
+        ref = [jaxlike.infer.hypotest_at(prep, model, mu) for mu in (0.3, 1.0, 2.5)]
+    for got, want in zip(quick, ref, strict=True):
+        for field in ("cls_obs", "cls_exp", "clsb_obs", "clb_obs", "q_obs", "q_asimov"):
+            np.testing.assert_allclose(getattr(got, field), getattr(want, field),
+                                       rtol=4 * np.finfo(float).eps, atol=0, err_msg=field)  # fmt: skip
+    full_expected = eqx.filter_jit(lambda md, p: md.expected_data(p), compiler_options=full)
+    np.testing.assert_array_equal(expected, full_expected(model, pars))
+    monkeypatch.setattr(_compile, "QUICK_OPTIONS", {"xla_no_such_option_exists": True})
+    _compile.quick_options.cache_clear()
+    try:
+        assert _compile.quick_options() == _compile.compiler_options()
+    finally:
+        _compile.quick_options.cache_clear()
+
+
 def test_jit_inside_a_trace_uses_the_outer_program():
     f = _compile.jit(lambda x: x * x)
     assert float(jax.jit(lambda y: f(y) + 1.0)(3.0)) == 10.0

@@ -11,6 +11,7 @@ do not depend on μ are done once (:func:`hypotest_prepare`); :func:`hypotest` /
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import equinox as eqx
 import jax
@@ -120,7 +121,7 @@ class HypoTestResult(eqx.Module):
         return jnp.sqrt(jnp.clip(self.q_asimov, 0.0)) + jnp.asarray([2.0, 1.0, 0.0, -1.0, -2.0])
 
 
-_expected = jit(lambda model, pars: model.expected_data(pars))
+_expected = jit(lambda model, pars: model.expected_data(pars), quick=True)
 
 
 def signed_bounds(lo, hi, poi: int):
@@ -331,7 +332,7 @@ def hypotest_at(
     return _assemble(prep, mu, cond, cond_a)
 
 
-@jit
+@functools.partial(jit, quick=True)
 def _assemble(prep, mu, cond, cond_a):
     """Test statistics and p-values from the five fits (see module docstring)."""
     poi, ts = prep.poi, prep.test_stat
