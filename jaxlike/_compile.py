@@ -78,16 +78,31 @@ CPU_OPTIONS = {
 
 
 @functools.cache
+def _accepted_options() -> tuple[dict, dict]:
+    """(:data:`CPU_OPTIONS`, its union with :data:`QUICK_OPTIONS`) as this jaxlib accepts
+    them on the CPU: one tiny compilation with both (a second only where it fails); ({}, {})
+    on other backends or where even :data:`CPU_OPTIONS` is refused."""
+    if jax.default_backend() != "cpu":
+        return {}, {}
+
+    def accepted(options):
+        try:
+            jax.jit(lambda x: x + 1, compiler_options=options).lower(1.0).compile()
+        except Exception:  # an option this jaxlib does not know
+            return False
+        return True
+
+    both = {**CPU_OPTIONS, **QUICK_OPTIONS}
+    if accepted(both):
+        return dict(CPU_OPTIONS), both
+    base = dict(CPU_OPTIONS) if accepted(CPU_OPTIONS) else {}
+    return base, base
+
+
 def compiler_options() -> dict:
     """The options :func:`jit` passes to XLA: :data:`CPU_OPTIONS` when the default backend is
     the CPU and this jaxlib accepts them (one tiny compilation to find out), else none."""
-    if jax.default_backend() != "cpu":
-        return {}
-    try:
-        jax.jit(lambda x: x + 1, compiler_options=CPU_OPTIONS).lower(1.0).compile()
-    except Exception:  # an option this jaxlib does not know: keep XLA's defaults
-        return {}
-    return dict(CPU_OPTIONS)
+    return dict(_accepted_options()[0])
 
 
 #: added for the small programs that run once per call (:func:`jit` with ``quick=True``):
@@ -97,18 +112,10 @@ def compiler_options() -> dict:
 QUICK_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
-@functools.cache
 def quick_options() -> dict:
     """:func:`compiler_options` with :data:`QUICK_OPTIONS` (on the CPU, where this jaxlib
     accepts them; else the same as :func:`compiler_options`)."""
-    base = compiler_options()
-    if not base:
-        return {}
-    try:
-        jax.jit(lambda x: x + 1, compiler_options={**base, **QUICK_OPTIONS}).lower(1.0).compile()
-    except Exception:  # an option this jaxlib does not know: the large programs' options
-        return base
-    return {**base, **QUICK_OPTIONS}
+    return dict(_accepted_options()[1])
 
 
 def any_traced(*trees) -> bool:

@@ -117,13 +117,13 @@ def test_first_and_warm_hypotest_compile_no_fit(case_id, cases):
 def test_compiler_options_fall_back_when_unknown(monkeypatch):
     assert _compile.compiler_options() in ({}, _compile.CPU_OPTIONS)
     monkeypatch.setattr(_compile, "CPU_OPTIONS", {"xla_no_such_option_exists": True})
-    _compile.compiler_options.cache_clear()
+    _compile._accepted_options.cache_clear()
     try:
         assert _compile.compiler_options() == {}
         f = _compile.jit(lambda x: 2.0 * x)
         assert float(f(1.5)) == 3.0
     finally:
-        _compile.compiler_options.cache_clear()
+        _compile._accepted_options.cache_clear()
 
 
 def test_quick_helper_programs_give_the_same_numbers(cases, monkeypatch):
@@ -154,11 +154,11 @@ def test_quick_helper_programs_give_the_same_numbers(cases, monkeypatch):
     full_expected = eqx.filter_jit(lambda md, p: md.expected_data(p), compiler_options=full)
     np.testing.assert_array_equal(expected, full_expected(model, pars))
     monkeypatch.setattr(_compile, "QUICK_OPTIONS", {"xla_no_such_option_exists": True})
-    _compile.quick_options.cache_clear()
+    _compile._accepted_options.cache_clear()
     try:
         assert _compile.quick_options() == _compile.compiler_options()
     finally:
-        _compile.quick_options.cache_clear()
+        _compile._accepted_options.cache_clear()
 
 
 def test_jit_inside_a_trace_uses_the_outer_program():
