@@ -23,6 +23,12 @@ A. ALP example (``jaxlike.examples.write_alp_example``, 332 masses, 8-parameter 
    its per-toy time × 332 × K × 2N — extrapolated, and a smaller model than jaxlike's.
 V. ``--val-case`` (pyhf validation workspace, its own μ / test statistic / interpolation
    codes): jaxlike and pyhf-numpy toybased, both with ``--val-ntoys`` toys, timed in full.
+H. ALP toy hypotests, a loop of ``jaxlike.hypotest(calctype="toybased")`` over
+   ``--hyp-masses`` masses with ``--alp-ntoys`` toys per set: (1) the example's 8-parameter
+   window at μ = the asymptotic limit; (2) the same 4-parameter HistFactory window in both
+   engines at every timed mass (q̃ at μ = 1), pyhf with ``--pyhf-alp-toys`` per set and mass,
+   scaled to the same toy count. The 100× target is judged on (2), the like-for-like row; (1)
+   reports its ratio to pyhf on the HistFactory window, labelled as another model.
 
 pyhf 0.7.6's ToyCalculator calls ``tensorlib.percentile(..., interpolation=...)``, a keyword
 NumPy 2 (and jax.numpy) renamed to ``method``: this script swaps in backend ``percentile``
@@ -33,7 +39,7 @@ does). pyhf generates its toys at the conditional MLE θ̂̂(μ) of the observed
 
 Usage::
 
-    python benchmarks/bench_toys.py [--quick] [--ntoys N] [--masses K] [--only BAV]
+    python benchmarks/bench_toys.py [--quick] [--ntoys N] [--masses K] [--only BAVH]
                                     [--json out.json]
 
 Targets (issue): on 2 CPU cores, compile included, Belle II 2 × 10⁴ toys ≤ 10 min; ALP 10³
