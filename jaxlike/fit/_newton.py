@@ -60,6 +60,8 @@ from ..linalg import (
     hess_quad,
     hess_select,
     masked_solve,
+    put,
+    set_static,
     sym_eigh,
 )
 from ..model import autodiff_value_grad_hess
@@ -245,7 +247,7 @@ def _bound_flags(x, g, pc, lo, hi):
     return bound, brk_lo | brk_hi, across, x_far
 
 
-def _far_side(fgh, x, g, h, x_far, on_break, across, fixed, active, tol):
+def _far_side(grad, x, g, h, x_far, on_break, across, fixed, active, tol):
     """One-sided analysis at breakpoints: (cross, held, concave) masks.
 
     ∂ on the far side comes from one extra gradient evaluation with every on-breakpoint
@@ -257,7 +259,7 @@ def _far_side(fgh, x, g, h, x_far, on_break, across, fixed, active, tol):
     the coordinate is held (crossing would gain nothing and ping-pong on noise).
     """
     on_break = on_break & ~fixed & active
-    g_far = lax.cond(jnp.any(on_break), lambda: fgh(x_far)[1], lambda: g)
+    g_far = lax.cond(jnp.any(on_break), lambda: grad(x_far), lambda: g)
     right = x > x_far  # on the right-hand representative: the far side lies below
     gain = 0.5 * g_far**2 / jnp.maximum(jnp.abs(hess_diag(h)), 1e-300)
     far_descends = on_break & jnp.where(right, g_far > 0, g_far < 0) & (gain > 1e-3 * tol)
@@ -313,17 +315,17 @@ def _degenerate(h, free, edm):
     return zero | lazy_cond(need, by_eigenvector, none, h, free)
 
 
-def _initial_state(fgh, x0, fixed, lam0):
-    """The state before the first iteration of a run from x0 (f = ∞, nothing evaluated yet)."""
+def _initial_state(hess_shape, x0, fixed, lam0):
+    """The state before the first iteration of a run from x0 (f = ∞, nothing evaluated yet).
+    ``hess_shape``: the structure of fgh's Hessian (``jax.eval_shape``, traced once per
+    :func:`minimize`: each trace of a model's fgh costs ~0.05 s of a first compile)."""
     n, dtype = x0.shape[0], x0.dtype
     no = jnp.zeros((n,), bool)
     return MinimizeState(
         x=x0,
         f=jnp.asarray(jnp.inf, dtype),
         grad=jnp.zeros((n,), dtype),
-        hess=jax.tree_util.tree_map(
-            lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(lambda: fgh(x0)[2])
-        ),
+        hess=jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), hess_shape),
         lam=jnp.asarray(lam0, dtype),
         nu=jnp.asarray(2.0, dtype),
         iterations=jnp.asarray(-1),
@@ -340,13 +342,14 @@ def _initial_state(fgh, x0, fixed, lam0):
     )
 
 
-def _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0, given=None):
+def _run(fgh, grad, hess_shape, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0,
+         given=None):  # fmt: skip
     """One projected-Newton run from x0 (see the module docstring); no certificate pass yet.
 
     ``given``: ``(x, f, g, h, use)``, the objective already evaluated at x (e.g. the end point
     of a related fit): where ``use`` and x equals the (snapped) start, the run begins with
     these values (its first iteration, the evaluation of x0, is skipped)."""
-    state = _initial_state(fgh, _snap(x0, lo, hi, breaks), fixed, lam0)
+    state = _initial_state(hess_shape, _snap(x0, lo, hi, breaks), fixed, lam0)
     if given is not None:
         gx, gf, gg, gh, use = given
         use = use & jnp.all(gx == state.x) & jnp.isfinite(gf)
@@ -369,7 +372,7 @@ def _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0, given=No
             cross = held = conc = jnp.zeros_like(fixed)
         else:
             cross, held, conc = _far_side(
-                fgh, s.x, s.grad, s.hess, x_far, on_break, across, fixed, ~first, tol
+                grad, s.x, s.grad, s.hess, x_far, on_break, across, fixed, ~first, tol
             )
         across = across & ~fixed & ~first
         concave = s.concave | conc
@@ -455,7 +458,7 @@ def _run(fgh, x0, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam0, given=No
     return lax.while_loop(cond, body, (state, jnp.asarray(True)))[0]
 
 
-def _certify(fgh, st, lo, hi, fixed, breaks, tol, stall_tol):
+def _certify(grad, st, lo, hi, fixed, breaks, tol, stall_tol):
     """Recompute the active set at the end point and the certificate: EDM over the free block,
     projected gradient, held/at-bound/degenerate coordinates, final status."""
     pc = _pieces(st.x, lo, hi, breaks)
@@ -464,7 +467,7 @@ def _certify(fgh, st, lo, hi, fixed, breaks, tol, stall_tol):
         cross = held = jnp.zeros_like(fixed)
     else:
         cross, held, _ = _far_side(
-            fgh, st.x, st.grad, st.hess, x_far, on_break, across, fixed, True, tol
+            grad, st.x, st.grad, st.hess, x_far, on_break, across, fixed, True, tol
         )
     free = ~fixed & ~bound & ~held
     edm = _edm(st.grad, st.hess, free)
@@ -488,7 +491,7 @@ def _certify(fgh, st, lo, hi, fixed, breaks, tol, stall_tol):
     )
 
 
-def _far_wells(fgh, st, fixed, breaks):
+def _far_wells(value, st, fixed, breaks):
     """Kinks at α = 0 whose far side may hold another minimum: (mask, far-side slope).
 
     For each coordinate i with a kink at 0 that ended off its kink (not held), the one-sided
@@ -500,17 +503,16 @@ def _far_wells(fgh, st, fixed, breaks):
     xi = st.x[idx]
     live = ~fixed[idx] & ~st.held[idx] & (jnp.abs(xi) > 1e-290)
     far = -jnp.sign(xi) * 1e-300
-    value = lambda x: fgh(x)[0]  # noqa: E731
 
     def slope(i, v):
-        x = st.x.at[i].set(v)
-        e = jnp.zeros_like(x).at[i].set(1.0)
+        x = put(st.x, i, v)
+        e = put(jnp.zeros_like(x), i, 1.0)
         return jax.jvp(value, (x,), (e,))[1]
 
     g = jax.vmap(slope)(jnp.asarray(idx), far)
     down = live & jnp.where(xi > 0, g > 0, g < 0)
-    mask = jnp.zeros(st.x.shape, bool).at[idx].set(down)
-    return mask, jnp.zeros(st.x.shape, st.x.dtype).at[idx].set(jnp.abs(g))
+    mask = set_static(jnp.zeros(st.x.shape, bool), idx, down)
+    return mask, set_static(jnp.zeros(st.x.shape, st.x.dtype), idx, jnp.abs(g))
 
 
 #: λ₀ of the second, heavily damped run from the starting point (a path close to steepest
@@ -542,9 +544,7 @@ def _probe_points(st, lo, hi, probe):
     idx = np.flatnonzero(probe)
     t = jnp.linspace(0.0, 1.0, _PROBE_POINTS, dtype=st.x.dtype)
     grid = lo[idx, None] + t[None, :] * (hi[idx] - lo[idx])[:, None]  # [k, G]
-    pts = jax.vmap(lambda i, row: jax.vmap(lambda v: st.x.at[i].set(v))(row))(
-        jnp.asarray(idx), grid
-    )
+    pts = jax.vmap(lambda i, row: jax.vmap(lambda v: put(st.x, i, v))(row))(jnp.asarray(idx), grid)
     return idx, grid, pts.reshape(-1, st.x.shape[0])
 
 
@@ -556,7 +556,7 @@ def _probe_pick(vals, st, fixed, idx, grid):
     i, j = k // _PROBE_POINTS, k % _PROBE_POINTS
     best = vals.reshape(-1)[k]
     found = best < st.f - (1e-7 + 1e-13 * jnp.abs(st.f))
-    return found, st.x.at[jnp.asarray(idx)[i]].set(grid[i, j]), best
+    return found, put(st.x, jnp.asarray(idx)[i], grid[i, j]), best
 
 
 #: half-width of the eigen-direction probe, in standard deviations along each direction, and
@@ -641,9 +641,10 @@ def _sweep(value, x, lo, hi, fixed, probe, passes=2):
     def step(k, y):
         i = idx[k]
         grid = jnp.concatenate([lo[i] + t * (hi[i] - lo[i]), y[i][None]])
-        vals = jax.vmap(lambda v: value(y.at[i].set(v)))(grid)
-        vals = jnp.where(jnp.isfinite(vals), vals, jnp.inf).at[-1].add(-1e-12)
-        return jnp.where(fixed[i], y, y.at[i].set(grid[jnp.argmin(vals)]))
+        vals = jax.vmap(lambda v: value(put(y, i, v)))(grid)
+        vals = jnp.where(jnp.isfinite(vals), vals, jnp.inf)
+        vals = put(vals, _PROBE_POINTS, vals[_PROBE_POINTS] - 1e-12)  # keeping y[i] wins ties
+        return jnp.where(fixed[i], y, put(y, i, grid[jnp.argmin(vals)]))
 
     return lax.fori_loop(0, idx.shape[0], step, x)
 
@@ -701,6 +702,10 @@ def minimize(
     2 if a different certified minimum was found (the lower one is returned). Returns a
     :class:`MinimizeState` (the certificate).
 
+    ``value(x)``: f alone (default ``fgh(x)[0]``), for the probes, the coordinate descent and
+    the kink slopes, which need no Hessian; where it is given, its reverse-mode gradient also
+    gives the far-side slopes of :func:`_far_side` (a smaller program than another fgh).
+
     ``given=(x, f, g, h)``: the objective's values at a point x (e.g. the end point of a
     related fit, ``st.x, st.f, st.grad, st.hess``). Where x equals the start x0 (after x0 is
     clipped to the box and moved off breakpoints) and f is finite, the run from x0 starts
@@ -720,8 +725,12 @@ def minimize(
         search = bool(probe.sum() <= SEARCH_MAX_PARS)
     search = bool(search) and bool(probe.any())
     probe = probe & search
+    # the far-side slopes at kinks (:func:`_far_side`): reverse-mode ∇f where f is given on
+    # its own, a smaller program than a second copy of fgh (its Hessian is never used there)
+    grad = (lambda x: fgh(x)[1]) if value is None else jax.grad(value)
     if value is None:
         value = lambda x: fgh(x)[0]  # noqa: E731
+    hess_shape = jax.eval_shape(lambda: fgh(x0)[2])
     slots = []
     if search:  # the damped run from x0, the run from its coordinate-descent point
         slots.append(x0[None])
@@ -741,12 +750,13 @@ def minimize(
     slots = jnp.concatenate(slots)  # slot 0: the damped run from x0 (with search)
     lam_slots = jnp.full((slots.shape[0],), lam0, x0.dtype)
     if search:
-        lam_slots = lam_slots.at[0].set(_DAMPED_LAM0)
+        lam_slots = put(lam_slots, 0, _DAMPED_LAM0)
 
     def run(x, lam, first):
         known = None if given is None else (*given, first)
-        st = _run(fgh, x, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam, known)
-        return _certify(fgh, st, lo, hi, fixed, breaks, tol, stall_tol)
+        st = _run(fgh, grad, hess_shape, x, lo, hi, fixed, breaks, maxiter, tol, stall_tol, lam,
+                  known)  # fmt: skip
+        return _certify(grad, st, lo, hi, fixed, breaks, tol, stall_tol)
 
     kinks0 = 0 if breaks is None else int(breaks[:, 1].sum())
     # round 0 is the run from x0; then at most this many further runs
@@ -757,7 +767,7 @@ def minimize(
     def far(st):
         if breaks is None:
             return jnp.zeros_like(fixed), jnp.zeros(st.x.shape, st.x.dtype)
-        w, slope = _far_wells(fgh, st, fixed, breaks)
+        w, slope = _far_wells(value, st, fixed, breaks)
         return w | st.concave, slope
 
     def next_start(best, tried, slot, probes, retried, bad_start):
@@ -839,7 +849,7 @@ def minimize(
     no = jnp.zeros_like(fixed)
     lam_first = jnp.asarray(lam0, x0.dtype)
     # the state before round 0 (never used as a result: round 0 replaces it)
-    blank = _initial_state(fgh, x0, fixed, lam_first)
+    blank = _initial_state(hess_shape, x0, fixed, lam_first)
     z = jnp.asarray(0)
     init = (blank, no, z, jnp.asarray(1),
             (jnp.asarray(True), x0, lam_first, no, z, z, jnp.asarray(False)),

@@ -18,6 +18,7 @@ from ._dense import (
     masked_solve,
     spd_solve,
 )
+from ._index import put, set_static
 from ._lapack import per_matrix_on_cpu, sym_eigh
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "hess_select",
     "masked_solve",
     "per_matrix_on_cpu",
+    "put",
+    "set_static",
     "spd_solve",
     "sym_eigh",
 ]

@@ -177,7 +177,7 @@ def _row_fn(model, data, init, lo, hi, fixed, ix, iy, yv, maxiter, tol):
             st = minimize(
                 lambda p: model.value_grad_hess(p, data),
                 carry.at[iy].set(yj), lo, hi, fixed, breaks=model_breakpoints(model),
-                maxiter=maxiter, tol=tol,
+                value=lambda p: model.twice_nll(p, data), maxiter=maxiter, tol=tol,
             )  # fmt: skip
             ok = st.status == 0
             out = {
