@@ -63,3 +63,41 @@ def test_small_systems_are_unrolled_and_match_lapack():
     assert not bool(spd_solve(a, np.ones(4))[1])
     a[2, 2] = np.nan
     assert not bool(spd_solve(a, np.ones(4))[1])
+
+
+def test_put_and_set_static_equal_the_scatters_without_one():
+    """linalg.put / set_static: the numbers of ``.at[i].set`` (also under vmap, with a traced
+    index), and no scatter in the program (each is a while loop of its own on the CPU)."""
+    import jax.numpy as jnp
+
+    from jaxlike.linalg import put, set_static
+
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=7))
+    for i in (0, 3, 6, -1):
+        assert np.array_equal(put(x, i, 2.5), x.at[i].set(2.5))
+    rows = jnp.asarray(rng.normal(size=(5, 7)))
+    idx, vals = jnp.asarray([0, 6, 2, 2, 5]), jnp.asarray(rng.normal(size=5))
+    got = jax.vmap(put)(rows, idx, vals)
+    want = jax.vmap(lambda r, i, v: r.at[i].set(v))(rows, idx, vals)
+    assert np.array_equal(got, want)
+    static = np.array([4, 1, -1])
+    m = jnp.asarray(rng.normal(size=(7, 2)))
+    v = jnp.asarray(rng.normal(size=(3, 2)))
+    assert np.array_equal(set_static(m, static, v), m.at[static].set(v))
+    assert np.array_equal(
+        set_static(jnp.zeros(7, bool), static, jnp.array([True, False, True])),
+        jnp.zeros(7, bool).at[static].set(jnp.array([True, False, True])),
+    )
+    text = (
+        jax.jit(lambda r, i, v: set_static(put(r, i, v), static[:2], v * 2))
+        .lower(x, 3, 1.0)
+        .as_text()
+    )
+    assert "scatter" not in text
+    try:
+        set_static(x, np.array([1, 1]), 0.0)
+    except ValueError as err:
+        assert "repeats" in str(err)
+    else:
+        raise AssertionError("a repeated index was accepted")
