@@ -313,7 +313,9 @@ def hypotest_at(
     ``True`` starts them from the free fits (faster; used by limit searches).
     """
     poi = prep.poi
-    mu = jnp.asarray(mu, dtype=prep.init.dtype)
+    # a host scalar when nothing is traced: jnp.asarray compiles a conversion program per process
+    xp = jnp if any_traced(mu, prep.init) else np
+    mu = xp.asarray(mu, dtype=prep.init.dtype)
     start_d = prep.free_fit.bestfit if warm_start else prep.init
     start_a = prep.asimov_fit.bestfit if warm_start else prep.init
     lo, hi, fixed = prep.lo, prep.hi, prep.fixed
