@@ -100,8 +100,10 @@ def test_first_and_warm_hypotest_compile_no_fit(case_id, cases):
         jaxlike.fixed_poi_fit(model, data, 0.5)
     assert bool(res.converged)
     assert "jit(fit_arrays)" not in first_test.names, first_test.names
-    # only small programs (Asimov data, test statistics), none per fit
+    # only small programs (Asimov data, test statistics), none per fit, and no conversion of
+    # μ to a device scalar (a program of its own, compiled by jnp.asarray outside a trace)
     assert len(first_test.names) <= 4, first_test.names
+    assert not any("convert_element_type" in n for n in first_test.names), first_test.names
     # warm: another μ compiles nothing at all
     with _Compiles() as warm:
         for mu in (0.5, 2.0):
