@@ -81,6 +81,8 @@ def test_put_and_set_static_equal_the_scatters_without_one():
     got = jax.vmap(put)(rows, idx, vals)
     want = jax.vmap(lambda r, i, v: r.at[i].set(v))(rows, idx, vals)
     assert np.array_equal(got, want)
+    col = jnp.asarray(rng.normal(size=5))  # one value per row, as .at[..., i].set takes it
+    assert np.array_equal(put(rows, 2, col), rows.at[..., 2].set(col))
     static = np.array([4, 1, -1])
     m = jnp.asarray(rng.normal(size=(7, 2)))
     v = jnp.asarray(rng.normal(size=(3, 2)))

@@ -16,7 +16,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from .._compile import any_traced, jit
 from ..exceptions import InvalidData, InvalidParameters
-from ..linalg import ArrowheadCovariance, covariance_diagonal, free_inverse
+from ..linalg import ArrowheadCovariance, covariance_diagonal, free_inverse, put
 from ..model import Model
 from ._newton import BREAKPOINT_VALUES, SEARCH_MAX_PARS, MinimizeState, minimize
 from ._results import RESULTS, as_result, raise_if_failed, result_repr, status_text
@@ -287,13 +287,14 @@ def start_rows(init, *points, model=None):
 
 
 def set_at(a, index, value):
-    """``a`` with ``a[..., index] = value``: a NumPy copy for a host array (no compilation),
-    ``a.at[..., index].set(value)`` for a JAX array or tracer."""
+    """``a`` with ``a[..., index] = value`` for a scalar index: a NumPy copy for a host array
+    (no compilation), :func:`jaxlike.linalg.put` for a JAX array or tracer (a select with the
+    bits of ``a.at[..., index].set(value)``, without a scatter's loop in the program)."""
     if isinstance(a, np.ndarray):
         a = a.copy()
         a[..., index] = value
         return a
-    return a.at[..., index].set(value)
+    return put(a, index, value)
 
 
 def conditional_inputs(start, lo, hi, fixed, poi, mu):

@@ -22,12 +22,13 @@ __all__ = ["put", "set_static"]
 
 def put(x, i, v):
     """``x`` with ``x[..., i] = v`` for a scalar index i (traced: 0 ≤ i < n; a Python int may
-    count from the end): a select against ``arange(n) == i``, the same numbers as
-    ``x.at[..., i].set(v)`` without a scatter."""
+    count from the end) and v broadcastable to ``x[..., i]``: a select against
+    ``arange(n) == i``, the same numbers as ``x.at[..., i].set(v)`` without a scatter."""
     x = jnp.asarray(x)
     if isinstance(i, int | np.integer) and i < 0:
         i = i + x.shape[-1]
-    return jnp.where(jnp.arange(x.shape[-1]) == i, jnp.asarray(v, x.dtype), x)
+    # v broadcasts against x[..., i] (as for .at): a trailing axis lines it up with x's rows
+    return jnp.where(jnp.arange(x.shape[-1]) == i, jnp.asarray(v, x.dtype)[..., None], x)
 
 
 def set_static(x, index, values):
