@@ -122,6 +122,7 @@ def test_compiler_options_fall_back_when_unknown(monkeypatch):
     _compile._accepted_options.cache_clear()
     try:
         assert _compile.compiler_options() == {}
+        assert _compile.small_options() == {}
         f = _compile.jit(lambda x: 2.0 * x)
         assert float(f(1.5)) == 3.0
     finally:
@@ -161,6 +162,49 @@ def test_quick_helper_programs_give_the_same_numbers(cases, monkeypatch):
         assert _compile.quick_options() == _compile.compiler_options()
     finally:
         _compile._accepted_options.cache_clear()
+
+
+def test_small_fits_leave_out_loop_motion_with_the_same_bits(cases, monkeypatch):
+    """One fit of a small model (≤ 10 parameters, ≤ 64 data) compiles without XLA's
+    loop-invariant code motion (0.1–0.3 s less XLA on the small validation workspaces), and
+    gives the same bits as the program compiled with it: bestfit, 2NLL, covariance and a
+    hypotest's CLs and fitted parameters, on a code-1 kink model (with global search)."""
+    from jaxlike.fit import _fit
+
+    model, data = _model("validation/validation_1bin_normsys_code1", cases)
+    init = np.zeros(model.config.npars)
+    assert _fit.small_fit((model, np.zeros(64), init), {})
+    assert not _fit.small_fit((model, np.zeros(65), init), {})
+    assert not _fit.small_fit((model, np.zeros(3), np.zeros(11)), {})
+    assert not _fit.small_fit((model, np.zeros(3), np.zeros((4, 2))), {})  # a batch of fits
+    opts = _compile.small_options()
+    if opts:  # CPU with jaxlike's options accepted
+        passes = opts["xla_disable_hlo_passes"].split(",")
+        assert "while-loop-invariant-code-motion" in passes
+        assert passes[: -1] == _compile.compiler_options()["xla_disable_hlo_passes"].split(",")
+
+    used = []
+
+    def spy():
+        used.append(True)
+        return _compile.compiler_options() if reference else opts
+
+    monkeypatch.setattr(_compile, "small_options", spy)
+    runs = {}
+    for reference in (False, True):
+        with _Compiles() as compiled:
+            fit = jaxlike.fit(model, data)
+            test = jaxlike.hypotest(1.0, data, model)
+        if reference:  # its own program, not the small one again
+            assert "jit(fit_arrays)" in compiled.names, compiled.names
+        runs[reference] = (fit.bestfit, fit.twice_nll, fit.covariance, test.cls_obs,
+                           test.cls_exp, test.fitted_pars)  # fmt: skip
+        assert used, "a fit of a small model did not ask for the small options"
+        used.clear()
+    for got, want in zip(runs[False], runs[True], strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    big, big_data = _model("synthetic/132", cases)
+    assert not _fit.small_fit((big, big_data, np.zeros(big.config.npars)), {})
 
 
 def test_jit_inside_a_trace_uses_the_outer_program():

@@ -248,10 +248,26 @@ def fit_arrays(
     )
 
 
+#: the largest fit whose program leaves out XLA's loop-invariant code motion (see
+#: :mod:`jaxlike._compile`): parameters and data (main bins and auxiliary data)
+SMALL_FIT_PARS, SMALL_FIT_DATA = 10, 64
+
+
+def small_fit(args, kwargs) -> bool:
+    """Whether a top-level :func:`fit_arrays` call ``(model, data, init, ...)`` is one fit of a
+    small model: a 1-D ``init`` of at most ``SMALL_FIT_PARS`` parameters and at most
+    ``SMALL_FIT_DATA`` data. Its program compiles with :func:`jaxlike._compile.small_options`:
+    compile time, not run time, is most of the cost of such a fit."""
+    init = np.shape(args[2]) if len(args) > 2 else ()
+    data = np.shape(args[1]) if len(args) > 1 else ()
+    small_pars = len(init) == 1 and init[0] <= SMALL_FIT_PARS
+    return small_pars and len(data) == 1 and data[0] <= SMALL_FIT_DATA
+
+
 #: the one compiled fit per model layout: :func:`fit`, :func:`fixed_poi_fit` and the five fits
 #: of every hypothesis test (:mod:`jaxlike.infer`) call it with the same argument structure
 #: (:func:`start_rows`), so a first hypothesis test after a first fit compiles nothing new
-_fit_compiled = jit(fit_arrays)
+_fit_compiled = jit(fit_arrays, small=small_fit)
 
 
 def fit_jit(model, data, init, lo, hi, fixed, *, starts=None, search=None, maxiter=200, tol=1e-10):
